@@ -1,0 +1,24 @@
+"""Extension list only; metadata lives in pyproject.toml."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+EXTENSIONS = [
+    Extension("hivrrp._wire", ["ext/hivrrp/_wire.pyx"], extra_compile_args=["-O2"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        include_path=["ext"],
+        # Generated C goes to build/, never next to the sources.
+        build_dir="build/cython",
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)

@@ -1,0 +1,3 @@
+from hivrrp.cli import main
+
+main()

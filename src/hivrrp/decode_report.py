@@ -1,0 +1,49 @@
+"""One line (text or JSON) per decoded advertisement, for `hivrrp decode`."""
+
+from __future__ import annotations
+
+import json
+import time as _time
+
+from hivrrp._wire import Advert
+
+AUTH_TYPES = {0: "none", 1: "PASS", 2: "AH"}
+
+
+def as_json(advert: Advert, when: float) -> str:
+    record = {"time": round(when, 6), **advert.as_dict()}
+    return json.dumps(record, separators=(",", ":"))
+
+
+def as_text(advert: Advert, when: float) -> str:
+    clock = _time.strftime("%H:%M:%S", _time.gmtime(when)) + f".{int(when * 1e6) % 1000000:06d}"
+    parts = [clock, f"{advert.src or '?'} > {advert.dst or '?'}"]
+    if advert.ttl is not None:
+        parts.append(f"ttl {advert.ttl}")
+    if advert.version is not None:
+        parts += [f"VRRPv{advert.version}", f"vrid {advert.vrid}", f"prio {advert.priority}",
+                  f"int {_interval(advert)}"]
+        if advert.version == 2:
+            parts.append(f"auth {_auth(advert)}")
+    if advert.addresses is not None:
+        parts.append("addrs " + (",".join(advert.addresses) or "-"))
+    elif advert.count is not None:
+        parts.append(f"count {advert.count}")
+    if advert.checksum not in (None, "ok", "bad"):
+        parts.append(f"checksum {advert.checksum}")
+    parts.append(f"verdict {advert.error or 'ok'}")
+    return " ".join(parts)
+
+
+def _interval(advert: Advert) -> str:
+    return f"{advert.interval_cs / 100:g}s"
+
+
+def _auth(advert: Advert) -> str:
+    name = AUTH_TYPES.get(advert.auth_type, str(advert.auth_type))
+    if advert.auth_type == 1 and advert.auth_data is not None:
+        # PASS carries the password in clear on the wire: showing it is what
+        # makes a mismatch between two boxes visible.
+        password = advert.auth_data.rstrip(b"\0").decode("ascii", "backslashreplace")
+        return f'{name} "{password}"'
+    return name
