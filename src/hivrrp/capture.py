@@ -50,14 +50,36 @@ class Datagram:
 def read_vrrp(path: str) -> Iterator[Datagram]:
     """Yield every protocol-112 datagram in the capture at path, in order."""
     try:
-        from scapy.error import Scapy_Exception
-        from scapy.utils import RawPcapNgReader, RawPcapReader
+        import scapy.utils  # noqa: F401
     except ImportError:
         raise CaptureError(
             "reading captures needs scapy: pip install 'hivrrp[pcap]'"
         ) from None
-    # scapy logs its own warnings for damaged blocks; we report errors ourselves.
-    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+    # scapy reports a damaged pcapng block only as a log warning and then
+    # stops as if at the end of the file: collect those and fail loudly.
+    damage = _WarningCollector()
+    scapy_log = logging.getLogger("scapy.runtime")
+    scapy_log.addHandler(damage)
+    scapy_log.propagate = False
+    try:
+        yield from _read(path, damage)
+    finally:
+        scapy_log.removeHandler(damage)
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read(path: str, damage: _WarningCollector) -> Iterator[Datagram]:
+    from scapy.error import Scapy_Exception
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+
     try:
         reader = RawPcapReader(path)
     except OSError as exc:
@@ -73,6 +95,8 @@ def read_vrrp(path: str) -> Iterator[Datagram]:
                     ticks = ((meta.tshigh or 0) << 32) | (meta.tslow or 0)
                     time = ticks / meta.tsresol
                 else:
+                    if len(frame) < meta.caplen:
+                        raise CaptureError(f"{path}: truncated capture (last record cut short)")
                     linktype = reader.linktype
                     time = meta.sec + meta.usec / (1e9 if reader.nano else 1e6)
                 datagram = _from_frame(frame, linktype, time)
@@ -80,6 +104,8 @@ def read_vrrp(path: str) -> Iterator[Datagram]:
                     yield datagram
         except (Scapy_Exception, ValueError, OSError, IndexError) as exc:
             raise CaptureError(f"{path}: corrupt capture ({exc})") from None
+    if damage.messages:
+        raise CaptureError(f"{path}: corrupt capture ({damage.messages[0]})")
 
 
 def _from_frame(frame: bytes, linktype: int, time: float) -> Datagram | None:

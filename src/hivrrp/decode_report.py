@@ -19,7 +19,7 @@ def as_text(advert: Advert, when: float) -> str:
     clock = _time.strftime("%H:%M:%S", _time.gmtime(when)) + f".{int(when * 1e6) % 1000000:06d}"
     parts = [clock, f"{advert.src or '?'} > {advert.dst or '?'}"]
     if advert.ttl is not None:
-        parts.append(f"ttl {advert.ttl}")
+        parts.append(f"{'ttl' if advert.family == 4 else 'hlim'} {advert.ttl}")
     if advert.version is not None:
         parts += [f"VRRPv{advert.version}", f"vrid {advert.vrid}", f"prio {advert.priority}",
                   f"int {_interval(advert)}"]

@@ -1,0 +1,89 @@
+"""Throwaway network namespaces for tests.
+
+Every name carries a random per-run prefix, traffic stays inside namespaces
+this module created, only processes started here are stopped (by PID), and
+close() removes everything even when the test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+
+
+def netns_available() -> str | None:
+    """None when namespace tests can run here, else why not."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if shutil.which("ip") is None:
+        return "needs iproute2"
+    return None
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.prefix = "hv" + secrets.token_hex(3)
+        self.namespaces: list[str] = []
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def netns(self, name: str) -> str:
+        full = f"{self.prefix}-{name}"
+        subprocess.run(["ip", "netns", "add", full], check=True)
+        self.namespaces.append(full)
+        self.run(full, "ip", "link", "set", "lo", "up")
+        return full
+
+    def veth(self, ns_a: str, ns_b: str, index: int = 0) -> tuple[str, str]:
+        """A veth pair with one end in each namespace (created there, never in the root ns)."""
+        if_a, if_b = f"{self.prefix}a{index}", f"{self.prefix}b{index}"
+        self.run(ns_a, "ip", "link", "add", if_a, "type", "veth", "peer", "name", if_b,
+                 "netns", ns_b)
+        for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
+            # No DAD: keepalived needs a usable link-local right away.
+            self.run(ns, "sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0")
+            self.run(ns, "ip", "link", "set", ifname, "up")
+        return if_a, if_b
+
+    def run(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=check,
+                              capture_output=True, text=True, timeout=30)
+
+    def popen(self, ns: str, *cmd: str, **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 5.0) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            self.stop(proc)
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        self.namespaces.clear()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
