@@ -630,8 +630,13 @@ cdef class AdvertTable:
     def refresh_all(self, int priority, int interval):
         """Refresh every advert (what an engine tick does for its masters)."""
         cdef Py_ssize_t i
-        if not 0 <= priority <= 255 or not 1 <= interval <= 255:
-            raise WireError("priority 0..255 and interval 1..255 expected")
+        max_interval = 4095
+        for i in range(self.count):
+            if self.adverts[i].version == 2:
+                max_interval = 255
+                break
+        if not 0 <= priority <= 255 or not 1 <= interval <= max_interval:
+            raise WireError(f"priority 0..255 and interval 1..{max_interval} expected")
         with nogil:
             for i in range(self.count):
                 advert_refresh(&self.adverts[i], <uint8_t>priority, <uint16_t>interval)

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -39,7 +39,6 @@ class Scenario:
     auth_type: int | None = None
     auth_data: bytes | None = None
     config: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 SCENARIOS = (

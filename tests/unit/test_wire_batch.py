@@ -108,11 +108,17 @@ def test_refresh_all_and_limits():
         table.message(3)
 
 
-def test_v3_interval_limit_in_refresh_all_is_checked():
-    table = _wire.AdvertTable(1)
+def test_refresh_all_interval_limits_follow_the_versions_in_the_table():
+    table = _wire.AdvertTable(2)
     table.add(version=3, vrid=1, priority=100, interval=100, src="192.0.2.1", dst="224.0.0.18")
+    table.refresh_all(100, 4095)  # v3 counts centiseconds: 40.95 s is the maximum
+    advert = _wire.decode_ipv4(_wire.ipv4_packet(table.message(0), "192.0.2.1", "224.0.0.18"))
+    assert (advert.error, advert.interval) == (None, 4095)
     with pytest.raises(_wire.WireError):
         table.refresh_all(100, 0)
+    table.add(version=2, vrid=2, priority=100, interval=1)
+    with pytest.raises(_wire.WireError):
+        table.refresh_all(100, 256)  # v2 has one byte of seconds
 
 
 @pytest.mark.parametrize("kwargs, message", [
