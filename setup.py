@@ -4,7 +4,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 EXTENSIONS = [
-    Extension("hivrrp._wire", ["ext/hivrrp/_wire.pyx"], extra_compile_args=["-O2"]),
+    Extension(f"hivrrp.{name}", [f"ext/hivrrp/{name}.pyx"], extra_compile_args=["-O2"])
+    for name in ("_wire", "_wheel")
 ]
 
 setup(
