@@ -11,7 +11,7 @@ import ipaddress
 import socket
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 # Label of each Reason, in enum order. These strings are metric label values.
@@ -602,6 +602,17 @@ cdef class AdvertTable:
 
     def __len__(self):
         return self.count
+
+    def reserve(self, Py_ssize_t capacity):
+        """Grow the table to hold at least `capacity` adverts."""
+        cdef advert_t *grown
+        if capacity <= self.capacity:
+            return
+        grown = <advert_t *>realloc(self.adverts, capacity * sizeof(advert_t))
+        if grown == NULL:
+            raise MemoryError()
+        self.adverts = grown
+        self.capacity = capacity
 
     def add(self, *, int version, int vrid, int priority, int interval, addresses=(),
             int family=4, src=None, dst=None, int auth_type=0, auth_data=b"",

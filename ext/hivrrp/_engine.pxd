@@ -1,0 +1,155 @@
+# The sans-IO VRRP engine: instance table, state machine, timers, counters.
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from hivrrp._wheel cimport TimerWheel
+from hivrrp._wire cimport AdvertTable, RxBatch, vrrp_adv_t
+
+# keepalived's numbering (its JSON/stats dumps), so tools can compare.
+cdef enum:
+    ST_INIT = 0
+    ST_BACKUP = 1
+    ST_MASTER = 2
+    ST_FAULT = 3
+
+# Why an event happened; labels in _engine.pyx EVENT_REASONS (append only).
+cdef enum event_reason:
+    EV_START = 0            # INIT -> BACKUP
+    EV_OWNER                # -> MASTER at once: priority 255 (address owner)
+    EV_MASTER_DOWN          # BACKUP -> MASTER: the master went silent
+    EV_PREEMPT              # BACKUP -> MASTER: outranked a lower-priority master
+    EV_RELEASED             # BACKUP -> MASTER: the master sent priority 0
+    EV_HIGHER_PRIORITY      # MASTER -> BACKUP: heard a better master
+    EV_FAULT                # -> FAULT
+    EV_FAULT_CLEARED        # FAULT -> BACKUP (or MASTER for an owner)
+    EV_STOP                 # -> INIT (admin stop / shutdown)
+    EV_RX_LOWER_PRIORITY    # MASTER heard a lower-priority master (no state change)
+    EV_PRIORITY             # effective priority changed (no state change)
+    EV_NREASONS
+
+cdef enum:
+    F_PREEMPT = 1
+    F_LOWER_PRIO_NO_ADVERT = 2
+    F_HIGHER_PRIO_SEND_ADVERT = 4
+    F_UNICAST = 8
+    F_HEARD_LOWER = 16          # backup is ignoring a lower-priority master
+    F_HEARD_RELEASE = 32        # backup's timer was cut to Skew_Time by a priority-0 advert
+
+# Per-instance counters, in keepalived's stats-file order (vrrp_print.c).
+cdef enum:
+    C_ADVERTS_RX = 0
+    C_ADVERTS_TX
+    C_BECAME_MASTER
+    C_RELEASED_MASTER
+    C_PACKET_LENGTH_ERRORS
+    C_IP_TTL_ERRORS
+    C_INVALID_TYPE
+    C_INTERVAL_ERRORS
+    C_ADDRESS_LIST_ERRORS
+    C_AUTH_INVALID_TYPE
+    C_AUTH_TYPE_MISMATCH
+    C_AUTH_FAILURE
+    C_PRIORITY_ZERO_RX
+    C_PRIORITY_ZERO_TX
+    C_CHECKSUM_PSEUDO_RX        # v3/IPv4 adverts that used the pseudo-header reading
+    C_CHECKSUM_NO_PSEUDO_RX     # ... and those that used the RFC 9568 reading
+    C_NCOUNTERS
+
+ctypedef struct inst_t:
+    uint8_t state
+    uint8_t version
+    uint8_t family
+    uint8_t vrid
+    uint8_t base_priority
+    uint8_t effective_priority
+    uint8_t auth_type
+    uint8_t down_timer_adverts
+    uint8_t master_priority        # last accepted advert's priority
+    uint16_t flags
+    int32_t ifindex
+    int32_t priority_delta
+    uint32_t fault_flags
+    int32_t advert_first           # index in the AdvertTable / advert_dst
+    int32_t advert_count           # 1 for multicast, one per unicast peer
+    int32_t peer_first             # unicast peers in peer_addrs
+    int32_t peer_count
+    int32_t next_same_key          # demux chain for VRIDs shared by unicast instances
+    int64_t adver_int_us
+    int64_t master_adver_int_us
+    int64_t preempt_delay_us
+    int64_t preempt_at             # when a lower-priority master may be outranked; 0 = not yet heard
+    int64_t last_transition
+    uint8_t src[16]                # primary address: advert source and tie-break
+    uint8_t group[16]              # multicast destination
+    uint8_t master_src[16]
+    uint8_t auth_data[8]
+    uint64_t counters[C_NCOUNTERS]
+
+ctypedef struct tx_t:
+    int32_t ifindex
+    int32_t instance
+    uint8_t family
+    uint16_t len
+    uint32_t offset                # in the TX arena
+    uint8_t src[16]
+    uint8_t dst[16]
+
+ctypedef struct event_t:
+    int32_t instance
+    uint8_t old_state
+    uint8_t new_state
+    uint8_t reason
+    int64_t time
+
+
+cdef class Engine:
+    cdef inst_t *insts
+    cdef readonly Py_ssize_t capacity
+    cdef readonly Py_ssize_t count
+    cdef TimerWheel wheel
+    cdef AdvertTable adverts
+    cdef uint8_t (*advert_dst)[16]
+    cdef uint8_t (*peer_addrs)[16]
+    cdef Py_ssize_t peers_used
+    cdef Py_ssize_t peers_cap
+    # demux: open addressing, key -> first instance of its chain
+    cdef uint64_t *keys
+    cdef int32_t *heads
+    cdef uint64_t key_mask
+    # outputs
+    cdef tx_t *tx
+    cdef readonly Py_ssize_t tx_count
+    cdef Py_ssize_t tx_cap
+    cdef uint8_t *tx_arena
+    cdef Py_ssize_t tx_used
+    cdef Py_ssize_t tx_arena_cap
+    cdef event_t *evq
+    cdef Py_ssize_t event_count
+    cdef Py_ssize_t event_cap
+    # counters not tied to one instance (RFC 6527 keeps these global)
+    cdef uint64_t drops[16]
+    cdef uint64_t unknown_vrid
+    cdef uint64_t version_mismatch
+    cdef uint64_t own_adverts
+    cdef uint64_t output_overflow
+
+    cdef Py_ssize_t receive_c(self, RxBatch batch, int64_t now) noexcept nogil
+    cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil
+    cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil
+    cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil
+    cdef bint addresses_match(self, inst_t *inst, const vrrp_adv_t *r, const uint8_t *data) noexcept nogil
+    cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil
+    cdef void master_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil
+    cdef void fire(self, int32_t i, int64_t deadline, int64_t now) noexcept nogil
+    cdef void come_up(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
+    cdef void become_master(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
+    cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
+    cdef void leave(self, int32_t i, uint8_t new_state, int64_t now, uint8_t reason) noexcept nogil
+    cdef void send(self, int32_t i, uint8_t priority) noexcept nogil
+    cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
+                    int64_t now) noexcept nogil
+    cdef int64_t skew_us(self, inst_t *inst) noexcept nogil
+    cdef int64_t master_down_us(self, inst_t *inst) noexcept nogil
+    cdef int check_index(self, Py_ssize_t i) except -1
+    cdef int grow_adverts(self, Py_ssize_t needed) except -1
+    cdef int grow_peers(self, Py_ssize_t needed) except -1

@@ -1,0 +1,729 @@
+# cython: language_level=3
+"""The VRRP engine: RFC 3768 / RFC 9568 state machine with keepalived's choices.
+
+Sans-IO: `now` (integer microseconds) is an argument, datagrams come in as an
+RxBatch and adverts go out through a TX arena. Everything per packet and per
+timer runs in C without the GIL; Python sees only the rare events
+(transitions) and reads counters when it wants them.
+"""
+
+import ipaddress
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+from hivrrp._wheel cimport TimerWheel
+from hivrrp._wire cimport (
+    CK_OK_NO_PSEUDO, CK_OK_PSEUDO, HAVE_HEADER, R_INTERVAL, R_LENGTH, R_OK, R_TTL, R_TYPE,
+    VRRP_HDR_LEN, AdvertTable, RxBatch, addr_len, advert_refresh, vrrp_adv_t,
+)
+
+from hivrrp._wire import REASONS as DROP_REASONS
+
+STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
+EVENT_REASONS = (
+    "start", "owner", "master_down", "preempt", "released", "higher_priority",
+    "fault", "fault_cleared", "stop", "rx_lower_priority", "priority",
+)
+assert len(EVENT_REASONS) == EV_NREASONS
+# Counter names follow keepalived's stats file (vrrp_print.c), snake_cased.
+COUNTERS = (
+    "adverts_received", "adverts_sent", "became_master", "released_master",
+    "packet_length_errors", "ip_ttl_errors", "invalid_type_received",
+    "advert_interval_errors", "address_list_errors", "auth_invalid_type",
+    "auth_type_mismatch", "auth_failure", "priority_zero_received", "priority_zero_sent",
+    "checksum_pseudo_header_received", "checksum_no_pseudo_header_received",
+)
+assert len(COUNTERS) == C_NCOUNTERS
+
+# Reasons an instance is in FAULT (keepalived's flags_if_fault); any set bit faults it.
+FAULT_INTERFACE = 1
+FAULT_TRACKER = 2
+FAULT_NO_SOURCE = 4
+FAULT_CONFIG = 8
+
+cdef uint64_t EMPTY_KEY = 0xffffffffffffffffULL
+cdef int64_t SECOND = 1000000
+cdef int64_t CENTISECOND = 10000
+
+
+cdef inline uint64_t demux_key(int32_t ifindex, uint8_t family, uint8_t vrid) noexcept nogil:
+    return (<uint64_t><uint32_t>ifindex << 16) | (<uint64_t>family << 8) | vrid
+
+
+cdef inline uint64_t key_hash(uint64_t key) noexcept nogil:
+    return (key * 0x9E3779B97F4A7C15ULL) >> 17
+
+
+cdef bytes packed(object addr, int family, str what):
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if ip.version != family:
+        raise ValueError(f"{what}: {addr} is not an IPv{family} address")
+    return ip.packed
+
+
+cdef class Engine:
+    """A table of VRRP instances driven by received datagrams and the clock."""
+
+    def __cinit__(self, Py_ssize_t capacity, int64_t now=0):
+        cdef Py_ssize_t slots = 16
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        while slots < 2 * capacity:
+            slots <<= 1
+        self.capacity = capacity
+        self.count = 0
+        self.insts = <inst_t *>calloc(capacity, sizeof(inst_t))
+        self.keys = <uint64_t *>malloc(slots * sizeof(uint64_t))
+        self.heads = <int32_t *>malloc(slots * sizeof(int32_t))
+        self.key_mask = slots - 1
+        self.tx_cap = 256
+        self.tx = <tx_t *>malloc(self.tx_cap * sizeof(tx_t))
+        self.tx_arena_cap = 65536
+        self.tx_arena = <uint8_t *>malloc(self.tx_arena_cap)
+        self.event_cap = 64
+        self.evq = <event_t *>malloc(self.event_cap * sizeof(event_t))
+        if (self.insts == NULL or self.keys == NULL or self.heads == NULL or self.tx == NULL
+                or self.tx_arena == NULL or self.evq == NULL):
+            raise MemoryError()
+        for i in range(slots):
+            self.keys[i] = EMPTY_KEY
+        self.wheel = TimerWheel(capacity, now)
+        self.adverts = AdvertTable(capacity)
+        self.advert_dst = NULL
+        self.peer_addrs = NULL
+        self.peers_used = 0
+        self.peers_cap = 0
+        memset(self.drops, 0, sizeof(self.drops))
+
+    def __dealloc__(self):
+        free(self.insts)
+        free(self.keys)
+        free(self.heads)
+        free(self.tx)
+        free(self.tx_arena)
+        free(self.evq)
+        free(self.advert_dst)
+        free(self.peer_addrs)
+
+    # ------------------------------------------------------------ set-up
+
+    def add_instance(self, *, int vrid, int ifindex, src, int family=4, int version=2,
+                     int priority=100, int interval_cs=100, bint preempt=True,
+                     double preempt_delay=0.0, group=None, peers=(), addresses=(),
+                     int auth_type=0, auth_data=b"", int down_timer_adverts=3,
+                     bint lower_prio_no_advert=False, bint higher_prio_send_advert=False,
+                     bint pseudo_header=True):
+        """Configure one instance (not started); returns its index.
+
+        src is the primary address (advert source, tie-break); peers makes it
+        unicast (one advert per peer). Values arrive validated by the config
+        layer; this re-checks only what would corrupt the engine.
+        """
+        cdef inst_t *inst
+        cdef Py_ssize_t i = self.count
+        cdef Py_ssize_t slot
+        cdef uint64_t key
+        peers = list(peers)
+        if i >= self.capacity:
+            raise ValueError(f"engine is full ({self.capacity} instances)")
+        if family not in (4, 6) or version not in (2, 3) or (version == 2 and family == 6):
+            raise ValueError("VRRPv2 over IPv4, or VRRPv3 over IPv4/IPv6")
+        if not 1 <= vrid <= 255 or not 1 <= priority <= 255 or ifindex < 0:
+            raise ValueError("vrid and priority are 1..255, ifindex >= 0")
+        if version == 2 and (interval_cs % 100 or not 100 <= interval_cs <= 25500):
+            raise ValueError("a v2 interval is whole seconds, 1..255")
+        if version == 3 and not 1 <= interval_cs <= 4095:
+            raise ValueError("a v3 interval is 1..4095 centiseconds")
+        if not 1 <= down_timer_adverts <= 100 or not 0 <= preempt_delay <= 1000:
+            raise ValueError("down_timer_adverts is 1..100, preempt_delay 0..1000 s")
+        if auth_type not in (0, 1) or (auth_type and version != 2):
+            raise ValueError("authentication is none or PASS, and v2 only")
+        src_packed = packed(src, family, "src")
+        if group is None:
+            group = "224.0.0.18" if family == 4 else "ff02::12"
+        group_packed = packed(group, family, "group")
+        dsts = [packed(p, family, "peer") for p in peers] or [group_packed]
+        interval_field = interval_cs // 100 if version == 2 else interval_cs
+        first = len(self.adverts)
+        self.grow_adverts(first + len(dsts))
+        for dst in dsts:
+            k = self.adverts.add(version=version, vrid=vrid, priority=priority,
+                                 interval=interval_field, addresses=addresses, family=family,
+                                 src=src_packed, dst=dst, auth_type=auth_type,
+                                 auth_data=auth_data, pseudo_header=pseudo_header)
+            memset(self.advert_dst[k], 0, 16)
+            memcpy(self.advert_dst[k], <const char *>dst, len(dst))
+        if peers:
+            self.grow_peers(self.peers_used + len(dsts))
+
+        inst = &self.insts[i]
+        memset(inst, 0, sizeof(inst_t))
+        inst.state = ST_INIT
+        inst.version = version
+        inst.family = family
+        inst.vrid = vrid
+        inst.base_priority = priority
+        inst.effective_priority = priority
+        inst.auth_type = auth_type
+        auth8 = bytes(auth_data).ljust(8, b"\0")[:8]
+        memcpy(inst.auth_data, <const char *>auth8, 8)
+        inst.down_timer_adverts = down_timer_adverts
+        inst.ifindex = ifindex
+        inst.advert_first = first
+        inst.advert_count = len(dsts)
+        inst.adver_int_us = interval_cs * CENTISECOND
+        inst.master_adver_int_us = inst.adver_int_us
+        inst.preempt_delay_us = <int64_t>(preempt_delay * SECOND)
+        memcpy(inst.src, <const char *>src_packed, len(src_packed))
+        memcpy(inst.group, <const char *>group_packed, len(group_packed))
+        inst.flags = ((F_PREEMPT if preempt else 0)
+                      | (F_LOWER_PRIO_NO_ADVERT if lower_prio_no_advert else 0)
+                      | (F_HIGHER_PRIO_SEND_ADVERT if higher_prio_send_advert else 0)
+                      | (F_UNICAST if peers else 0))
+        if peers:
+            inst.peer_first = self.peers_used
+            inst.peer_count = len(dsts)
+            for n, dst in enumerate(dsts):
+                memcpy(self.peer_addrs[self.peers_used + n], <const char *>dst, len(dst))
+            self.peers_used += len(dsts)
+
+        key = demux_key(ifindex, family, vrid)
+        slot = key_hash(key) & self.key_mask
+        while self.keys[slot] != EMPTY_KEY and self.keys[slot] != key:
+            slot = (slot + 1) & self.key_mask
+        if self.keys[slot] == key:
+            # Same (interface, family, VRID): legal for unicast instances with
+            # other peers; the config layer rejects the rest. Chain them.
+            inst.next_same_key = self.heads[slot]
+        else:
+            inst.next_same_key = -1
+            self.keys[slot] = key
+        self.heads[slot] = i
+        self.count += 1
+        return i
+
+    cdef int grow_adverts(self, Py_ssize_t needed) except -1:
+        cdef void *p
+        if needed > self.adverts.capacity:
+            self.adverts.reserve(max(needed, 2 * self.adverts.capacity))
+        p = realloc(self.advert_dst, self.adverts.capacity * 16)
+        if p == NULL:
+            raise MemoryError()
+        self.advert_dst = <uint8_t (*)[16]>p
+        return 0
+
+    cdef int grow_peers(self, Py_ssize_t needed) except -1:
+        cdef void *p
+        if needed <= self.peers_cap:
+            return 0
+        self.peers_cap = max(needed, 2 * self.peers_cap, 16)
+        p = realloc(self.peer_addrs, self.peers_cap * 16)
+        if p == NULL:
+            raise MemoryError()
+        self.peer_addrs = <uint8_t (*)[16]>p
+        return 0
+
+    # ------------------------------------------------------------ timing
+
+    cdef int64_t skew_us(self, inst_t *inst) noexcept nogil:
+        # RFC 3768: (256 - Priority) / 256 s; RFC 9568 scales it by the
+        # master's interval. Integer microseconds, as keepalived computes it.
+        cdef int64_t unit = SECOND if inst.version == 2 else inst.master_adver_int_us
+        return (256 - inst.effective_priority) * unit // 256
+
+    cdef int64_t master_down_us(self, inst_t *inst) noexcept nogil:
+        cdef int64_t interval = (inst.adver_int_us if inst.version == 2
+                                 else inst.master_adver_int_us)
+        return inst.down_timer_adverts * interval + self.skew_us(inst)
+
+    # ----------------------------------------------------------- outputs
+
+    cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
+                    int64_t now) noexcept nogil:
+        cdef void *p
+        if self.event_count == self.event_cap:
+            p = realloc(self.evq, 2 * self.event_cap * sizeof(event_t))
+            if p == NULL:
+                self.output_overflow += 1
+                return
+            self.evq = <event_t *>p
+            self.event_cap *= 2
+        self.evq[self.event_count].instance = i
+        self.evq[self.event_count].old_state = old_state
+        self.evq[self.event_count].new_state = new_state
+        self.evq[self.event_count].reason = reason
+        self.evq[self.event_count].time = now
+        self.event_count += 1
+        if old_state != new_state:
+            self.insts[i].last_transition = now
+
+    cdef void send(self, int32_t i, uint8_t priority) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint16_t interval = <uint16_t>(inst.adver_int_us // SECOND if inst.version == 2
+                                            else inst.adver_int_us // CENTISECOND)
+        cdef int32_t k
+        cdef tx_t *t
+        cdef void *p
+        for k in range(inst.advert_first, inst.advert_first + inst.advert_count):
+            advert_refresh(&self.adverts.adverts[k], priority, interval)
+            if self.tx_count == self.tx_cap:
+                p = realloc(self.tx, 2 * self.tx_cap * sizeof(tx_t))
+                if p == NULL:
+                    self.output_overflow += 1
+                    return
+                self.tx = <tx_t *>p
+                self.tx_cap *= 2
+            if self.tx_used + self.adverts.adverts[k].len > self.tx_arena_cap:
+                p = realloc(self.tx_arena, 2 * self.tx_arena_cap)
+                if p == NULL:
+                    self.output_overflow += 1
+                    return
+                self.tx_arena = <uint8_t *>p
+                self.tx_arena_cap *= 2
+            t = &self.tx[self.tx_count]
+            t.ifindex = inst.ifindex
+            t.instance = i
+            t.family = inst.family
+            t.len = self.adverts.adverts[k].len
+            t.offset = <uint32_t>self.tx_used
+            memcpy(t.src, inst.src, 16)
+            memcpy(t.dst, self.advert_dst[k], 16)
+            memcpy(self.tx_arena + self.tx_used, self.adverts.adverts[k].msg, t.len)
+            self.tx_used += t.len
+            self.tx_count += 1
+        inst.counters[C_ADVERTS_TX] += 1
+        if priority == 0:
+            inst.counters[C_PRIORITY_ZERO_TX] += 1
+
+    # ---------------------------------------------------- state changes
+
+    cdef void become_master(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint8_t old = inst.state
+        inst.state = ST_MASTER
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.preempt_at = 0
+        inst.counters[C_BECAME_MASTER] += 1
+        self.send(i, inst.effective_priority)
+        self.wheel.schedule_c(i, now + inst.adver_int_us)
+        self.event(i, old, ST_MASTER, reason, now)
+
+    cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint8_t old = inst.state
+        if old == ST_MASTER:
+            inst.counters[C_RELEASED_MASTER] += 1
+        inst.state = ST_BACKUP
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.preempt_at = 0
+        self.wheel.schedule_c(i, now + self.master_down_us(inst))
+        self.event(i, old, ST_BACKUP, reason, now)
+
+    cdef void come_up(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil:
+        # RFC Initialize: the owner becomes master at once, others wait as
+        # backup for one Master_Down_Interval at their own advert interval.
+        cdef inst_t *inst = &self.insts[i]
+        inst.master_adver_int_us = inst.adver_int_us
+        if inst.base_priority == 255:
+            self.become_master(i, now, EV_OWNER)
+        else:
+            self.become_backup(i, now, reason)
+
+    cdef void leave(self, int32_t i, uint8_t new_state, int64_t now, uint8_t reason) noexcept nogil:
+        """To FAULT or INIT: a master first tells the backups with priority 0."""
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint8_t old = inst.state
+        if old == ST_MASTER:
+            self.send(i, 0)
+            inst.counters[C_RELEASED_MASTER] += 1
+        self.wheel.cancel_c(i)
+        inst.state = new_state
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.preempt_at = 0
+        self.event(i, old, new_state, reason, now)
+
+    # ----------------------------------------------------------- receive
+
+    cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil:
+        cdef uint64_t key = demux_key(r.ifindex, r.family, r.vrid)
+        cdef uint64_t slot = key_hash(key) & self.key_mask
+        cdef int32_t i, k
+        cdef inst_t *inst
+        cdef uint16_t alen = addr_len(r.family)
+        while self.keys[slot] != EMPTY_KEY:
+            if self.keys[slot] == key:
+                i = self.heads[slot]
+                while i != -1:
+                    inst = &self.insts[i]
+                    if inst.flags & F_UNICAST:
+                        for k in range(inst.peer_first, inst.peer_first + inst.peer_count):
+                            if memcmp(self.peer_addrs[k], r.src, alen) == 0:
+                                return i
+                    elif memcmp(inst.group, r.dst, alen) == 0:
+                        return i
+                    i = inst.next_same_key
+                return -2 - self.heads[slot]   # VRID known here, but not this sender/group
+            slot = (slot + 1) & self.key_mask
+        return -1
+
+    cdef bint addresses_match(self, inst_t *inst, const vrrp_adv_t *r,
+                              const uint8_t *data) noexcept nogil:
+        # keepalived compares count and membership (order-insensitive) and
+        # drops on mismatch; the RFCs only ask to log. O(n^2) over a few VIPs.
+        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg + VRRP_HDR_LEN
+        cdef const uint8_t *theirs = data + r.msg_off + VRRP_HDR_LEN
+        cdef uint8_t mine_count = self.adverts.adverts[inst.advert_first].msg[3]
+        cdef uint16_t alen = addr_len(inst.family)
+        cdef int a, b
+        cdef bint found
+        if r.count != mine_count:
+            return False
+        for a in range(r.count):
+            found = False
+            for b in range(mine_count):
+                if memcmp(theirs + a * alen, mine + b * alen, alen) == 0:
+                    found = True
+                    break
+            if not found:
+                return False
+        return True
+
+    cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil:
+        cdef int32_t i = -1
+        cdef inst_t *inst
+        cdef const uint8_t *auth
+        if r.reason != R_OK:
+            self.drops[r.reason] += 1
+            if not (r.have & HAVE_HEADER):
+                return
+            i = self.lookup(r)
+            if i < -1:
+                i = -2 - i
+            if i < 0:
+                return
+            inst = &self.insts[i]
+            if r.reason == R_LENGTH:
+                inst.counters[C_PACKET_LENGTH_ERRORS] += 1
+            elif r.reason == R_TTL:
+                inst.counters[C_IP_TTL_ERRORS] += 1
+            elif r.reason == R_TYPE:
+                inst.counters[C_INVALID_TYPE] += 1
+            elif r.reason == R_INTERVAL:
+                inst.counters[C_INTERVAL_ERRORS] += 1
+            return
+        i = self.lookup(r)
+        if i == -1:
+            self.unknown_vrid += 1
+            return
+        if i < -1:
+            # Right VRID, wrong sender or unicast/multicast: keepalived counts
+            # it as an address list error.
+            self.insts[-2 - i].counters[C_ADDRESS_LIST_ERRORS] += 1
+            return
+        inst = &self.insts[i]
+        if inst.state != ST_BACKUP and inst.state != ST_MASTER:
+            return
+        if memcmp(r.src, inst.src, addr_len(inst.family)) == 0:
+            self.own_adverts += 1          # our own advert looped back
+            return
+        if r.version != inst.version:
+            self.version_mismatch += 1
+            return
+        if inst.version == 2:
+            if r.auth_type > 2:
+                inst.counters[C_AUTH_INVALID_TYPE] += 1
+                return
+            if r.auth_type != inst.auth_type:
+                inst.counters[C_AUTH_TYPE_MISMATCH] += 1
+                return
+            if inst.auth_type == 1:
+                auth = data + r.msg_off + VRRP_HDR_LEN + 4 * r.count
+                if memcmp(auth, inst.auth_data, 8) != 0:
+                    inst.counters[C_AUTH_FAILURE] += 1
+                    return
+            # v2 requires equal intervals (RFC 3768 7.1); keepalived never
+            # counted this, we do.
+            if r.interval * SECOND != inst.adver_int_us:
+                inst.counters[C_INTERVAL_ERRORS] += 1
+                return
+        if not self.addresses_match(inst, r, data):
+            inst.counters[C_ADDRESS_LIST_ERRORS] += 1
+            return
+        inst.counters[C_ADVERTS_RX] += 1
+        if r.checksum == CK_OK_PSEUDO:
+            inst.counters[C_CHECKSUM_PSEUDO_RX] += 1
+        elif r.checksum == CK_OK_NO_PSEUDO:
+            inst.counters[C_CHECKSUM_NO_PSEUDO_RX] += 1
+        if r.priority == 0:
+            inst.counters[C_PRIORITY_ZERO_RX] += 1
+        if inst.state == ST_BACKUP:
+            self.backup_rx(i, r, now)
+        else:
+            self.master_rx(i, r, now)
+
+    cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        cdef bint accept
+        if r.priority == 0:
+            # The master is leaving: take over after Skew_Time only.
+            self.wheel.schedule_c(i, now + self.skew_us(inst))
+            inst.flags |= F_HEARD_RELEASE
+            return
+        accept = not (inst.flags & F_PREEMPT) or r.priority >= inst.effective_priority
+        if not accept and inst.preempt_delay_us > 0:
+            # preempt_delay: keep deferring to a lower-priority master until
+            # the delay since we first heard it has passed.
+            if inst.preempt_at == 0:
+                inst.preempt_at = now + inst.preempt_delay_us
+            accept = now < inst.preempt_at
+        if not accept:
+            inst.flags |= F_HEARD_LOWER
+            return
+        if r.priority >= inst.effective_priority:
+            inst.preempt_at = 0
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        if inst.version == 3:
+            inst.master_adver_int_us = r.interval * CENTISECOND
+        inst.master_priority = r.priority
+        memcpy(inst.master_src, r.src, 16)
+        self.wheel.schedule_c(i, now + self.master_down_us(inst))
+
+    cdef void master_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        if r.priority == 0:
+            # A master leaving while we are master: re-assert at once.
+            self.send(i, inst.effective_priority)
+            self.wheel.schedule_c(i, now + inst.adver_int_us)
+            return
+        if (r.priority > inst.effective_priority
+                or (r.priority == inst.effective_priority
+                    and memcmp(r.src, inst.src, addr_len(inst.family)) > 0)):
+            if inst.flags & F_HIGHER_PRIO_SEND_ADVERT:
+                self.send(i, inst.effective_priority)
+            inst.master_adver_int_us = (r.interval * CENTISECOND if inst.version == 3
+                                        else inst.adver_int_us)
+            inst.master_priority = r.priority
+            memcpy(inst.master_src, r.src, 16)
+            self.become_backup(i, now, EV_HIGHER_PRIORITY)
+            return
+        # A lower-priority master: RFC 9568 answers with an advert so it
+        # steps down (keepalived also GARPs: the daemon does on this event).
+        if not (inst.flags & F_LOWER_PRIO_NO_ADVERT):
+            self.send(i, inst.effective_priority)
+        self.event(i, ST_MASTER, ST_MASTER, EV_RX_LOWER_PRIORITY, now)
+
+    cdef Py_ssize_t receive_c(self, RxBatch batch, int64_t now) noexcept nogil:
+        cdef Py_ssize_t n, accepted = 0
+        batch.decode_all()
+        for n in range(batch.count):
+            self.rx_one(&batch.results[n], batch.slots[n].data, now)
+            if batch.results[n].reason == R_OK:
+                accepted += 1
+        return accepted
+
+    # ------------------------------------------------------------ timers
+
+    cdef void fire(self, int32_t i, int64_t deadline, int64_t now) noexcept nogil:
+        cdef inst_t *inst = &self.insts[i]
+        cdef int64_t following
+        cdef uint8_t reason
+        if inst.state == ST_MASTER:
+            self.send(i, inst.effective_priority)
+            # Keep the cadence of the original schedule (no drift), unless
+            # we are so late that it would be in the past.
+            following = deadline + inst.adver_int_us
+            if following <= now:
+                following = now + inst.adver_int_us
+            self.wheel.schedule_c(i, following)
+        elif inst.state == ST_BACKUP:
+            if inst.flags & F_HEARD_RELEASE:
+                reason = EV_RELEASED
+            elif inst.flags & F_HEARD_LOWER:
+                reason = EV_PREEMPT
+            else:
+                reason = EV_MASTER_DOWN
+            self.become_master(i, now, reason)
+
+    cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil:
+        cdef Py_ssize_t n = self.wheel.expire_c(now), k
+        cdef int32_t i
+        for k in range(n):
+            i = self.wheel.due[k]
+            self.fire(i, self.wheel.deadlines[i], now)
+        return n
+
+    # ----------------------------------------------------- Python inputs
+
+    cdef int check_index(self, Py_ssize_t i) except -1:
+        if not 0 <= i < self.count:
+            raise IndexError(f"no instance {i}")
+        return 0
+
+    def receive(self, RxBatch batch, int64_t now):
+        """Process a batch of received datagrams; returns how many were valid."""
+        cdef Py_ssize_t accepted
+        with nogil:
+            accepted = self.receive_c(batch, now)
+        return accepted
+
+    def expire(self, int64_t now):
+        """Run every timer due at `now`; returns how many fired."""
+        cdef Py_ssize_t n
+        with nogil:
+            n = self.expire_c(now)
+        return n
+
+    def next_deadline(self):
+        """When expire() must next be called (microseconds), or None."""
+        return self.wheel.next_deadline()
+
+    def start(self, Py_ssize_t i, int64_t now):
+        self.check_index(i)
+        if self.insts[i].state == ST_INIT:
+            if self.insts[i].fault_flags:
+                self.leave(<int32_t>i, ST_FAULT, now, EV_FAULT)
+            else:
+                self.come_up(<int32_t>i, now, EV_START)
+
+    def stop(self, Py_ssize_t i, int64_t now):
+        self.check_index(i)
+        if self.insts[i].state != ST_INIT:
+            self.leave(<int32_t>i, ST_INIT, now, EV_STOP)
+
+    def start_all(self, int64_t now):
+        for i in range(self.count):
+            self.start(i, now)
+
+    def stop_all(self, int64_t now):
+        for i in range(self.count):
+            self.stop(i, now)
+
+    def set_fault(self, Py_ssize_t i, unsigned int flag, bint active, int64_t now):
+        """Set or clear a FAULT reason; the instance is in FAULT while any is set."""
+        cdef inst_t *inst
+        self.check_index(i)
+        inst = &self.insts[i]
+        was = inst.fault_flags
+        inst.fault_flags = (was | flag) if active else (was & ~flag)
+        if not was and inst.fault_flags and inst.state in (ST_BACKUP, ST_MASTER):
+            self.leave(<int32_t>i, ST_FAULT, now, EV_FAULT)
+        elif was and not inst.fault_flags and inst.state == ST_FAULT:
+            self.come_up(<int32_t>i, now, EV_FAULT_CLEARED)
+
+    def set_interface(self, int ifindex, bint up, int64_t now):
+        """Link state of an interface: its instances go to FAULT while it is down."""
+        for i in range(self.count):
+            if self.insts[i].ifindex == ifindex:
+                self.set_fault(i, FAULT_INTERFACE, not up, now)
+
+    def set_priority_delta(self, Py_ssize_t i, int delta, int64_t now):
+        """Tracking input: the sum of tracker weights now applying to instance i.
+
+        effective = clamp(base + delta, 1, 254); an owner (255) never changes.
+        """
+        cdef inst_t *inst
+        cdef int64_t old_skew, deadline
+        cdef int total
+        cdef uint8_t effective
+        self.check_index(i)
+        inst = &self.insts[i]
+        inst.priority_delta = delta
+        if inst.base_priority == 255:
+            return
+        total = inst.base_priority + delta
+        effective = <uint8_t>(1 if total < 1 else (254 if total > 254 else total))
+        if effective == inst.effective_priority:
+            return
+        old_skew = self.skew_us(inst)
+        inst.effective_priority = effective
+        if inst.state == ST_BACKUP and self.wheel.slot_of[i] != -1:
+            # Skew depends on our priority: move the pending deadline with it
+            # (keepalived does the same).
+            deadline = self.wheel.deadlines[i] + self.skew_us(inst) - old_skew
+            self.wheel.schedule_c(<int32_t>i, deadline if deadline > now else now)
+        self.event(<int32_t>i, inst.state, inst.state, EV_PRIORITY, now)
+
+    # ---------------------------------------------------- Python outputs
+
+    def take_events(self):
+        """Events since the last call: (instance, old, new, reason, time)."""
+        cdef Py_ssize_t n
+        cdef event_t *e
+        out = []
+        for n in range(self.event_count):
+            e = &self.evq[n]
+            out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
+                        EVENT_REASONS[e.reason], e.time))
+        self.event_count = 0
+        return out
+
+    def tx_packets(self):
+        """Adverts to send: (instance, ifindex, family, src, dst, message)."""
+        cdef Py_ssize_t n
+        cdef tx_t *t
+        out = []
+        for n in range(self.tx_count):
+            t = &self.tx[n]
+            alen = addr_len(t.family)
+            out.append((t.instance, t.ifindex, t.family,
+                        str(ipaddress.ip_address(PyBytes_FromStringAndSize(<char *>t.src, alen))),
+                        str(ipaddress.ip_address(PyBytes_FromStringAndSize(<char *>t.dst, alen))),
+                        PyBytes_FromStringAndSize(<char *>self.tx_arena + t.offset, t.len)))
+        return out
+
+    def clear_tx(self):
+        self.tx_count = 0
+        self.tx_used = 0
+
+    def state(self, Py_ssize_t i):
+        self.check_index(i)
+        return STATES[self.insts[i].state]
+
+    def effective_priority(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].effective_priority
+
+    def timer(self, Py_ssize_t i):
+        """The pending deadline (advert or master-down), or None."""
+        self.check_index(i)
+        return self.wheel.deadline(i)
+
+    def master_adver_int_us(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].master_adver_int_us
+
+    def master_down_interval_us(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.master_down_us(&self.insts[i])
+
+    def skew_time_us(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.skew_us(&self.insts[i])
+
+    def counters(self, Py_ssize_t i):
+        self.check_index(i)
+        return {name: self.insts[i].counters[k] for k, name in enumerate(COUNTERS)}
+
+    def global_counters(self):
+        drops = {DROP_REASONS[k]: self.drops[k] for k in range(1, len(DROP_REASONS))}
+        return {"drops": drops, "unknown_vrid": self.unknown_vrid,
+                "version_mismatch": self.version_mismatch, "own_adverts": self.own_adverts,
+                "output_overflow": self.output_overflow}
+
+    def states(self):
+        """State name of every instance, in index order."""
+        return [STATES[self.insts[i].state] for i in range(self.count)]
+
+    def count_in_state(self, state):
+        cdef uint8_t code = STATES.index(state)
+        cdef Py_ssize_t i, n = 0
+        for i in range(self.count):
+            if self.insts[i].state == code:
+                n += 1
+        return n
