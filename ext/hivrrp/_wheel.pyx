@@ -30,6 +30,40 @@ cdef inline int64_t min_deadline(int64_t a, int64_t b) noexcept nogil:
     return a if a < b else b
 
 
+cdef extern from "stdlib.h" nogil:
+    # glibc's qsort_r: the comparator gets the deadline array as its context.
+    void qsort_r(void *base, size_t nmemb, size_t size,
+                 int (*compar)(const void *, const void *, void *) noexcept nogil,
+                 void *arg)
+
+
+cdef int by_deadline(const void *a, const void *b, void *context) noexcept nogil:
+    cdef const int64_t *deadlines = <const int64_t *>context
+    cdef int32_t x = (<const int32_t *>a)[0]
+    cdef int32_t y = (<const int32_t *>b)[0]
+    if deadlines[x] != deadlines[y]:
+        return -1 if deadlines[x] < deadlines[y] else 1
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef void sort_by_deadline(int32_t *ids, Py_ssize_t n, const int64_t *deadlines) noexcept nogil:
+    """Order by (deadline, id): deterministic for the engine and the simulator."""
+    cdef Py_ssize_t i, j
+    cdef int32_t moving
+    if n > 16:
+        # Thousands of instances started together share one deadline, so a
+        # tick can hold them all: O(n log n), never insertion sort's O(n^2).
+        qsort_r(ids, n, sizeof(int32_t), by_deadline, <void *>deadlines)
+        return
+    for i in range(1, n):
+        moving = ids[i]
+        j = i
+        while j > 0 and by_deadline(&ids[j - 1], &moving, <void *>deadlines) > 0:
+            ids[j] = ids[j - 1]
+            j -= 1
+        ids[j] = moving
+
+
 cdef class TimerWheel:
     """Timers 0..capacity-1 with deadlines in integer microseconds.
 
@@ -136,8 +170,8 @@ cdef class TimerWheel:
     cdef Py_ssize_t drain(self, int32_t slot, int64_t now, Py_ssize_t n) noexcept nogil:
         """Move the due timers of a level-0 slot to self.due, sorted by deadline."""
         cdef int32_t timer = self.heads[slot]
-        cdef int32_t following, moving
-        cdef Py_ssize_t start = n, j
+        cdef int32_t following
+        cdef Py_ssize_t start = n
         self.heads[slot] = -1
         while timer != -1:
             following = self.next_[timer]
@@ -145,19 +179,12 @@ cdef class TimerWheel:
             if self.deadlines[timer] <= now:
                 self.slot_of[timer] = -1
                 self.scheduled -= 1
-                # Insertion sort: a slot holds the few timers of one 1 ms tick.
-                j = n
-                while j > start and (
-                        self.deadlines[self.due[j - 1]] > self.deadlines[timer]
-                        or (self.deadlines[self.due[j - 1]] == self.deadlines[timer]
-                            and self.due[j - 1] > timer)):
-                    self.due[j] = self.due[j - 1]
-                    j -= 1
-                self.due[j] = timer
+                self.due[n] = timer
                 n += 1
             else:
                 self.link(timer)
             timer = following
+        sort_by_deadline(self.due + start, n - start, self.deadlines)
         return n
 
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil:
