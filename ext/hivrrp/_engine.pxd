@@ -35,9 +35,12 @@ cdef enum:
     F_HEARD_LOWER = 16          # backup is ignoring a lower-priority master
     F_HEARD_RELEASE = 32        # backup's timer was cut to Skew_Time by a priority-0 advert
 
-# Per-instance counters, in keepalived's stats-file order (vrrp_print.c).
+# Per-instance counters (names: _engine.pyx COUNTERS). The ones every
+# received advert touches come first, in the instance's hot cache line.
 cdef enum:
     C_ADVERTS_RX = 0
+    C_CHECKSUM_PSEUDO_RX        # v3/IPv4 adverts that used the pseudo-header reading
+    C_CHECKSUM_NO_PSEUDO_RX     # ... and those that used the RFC 9568 reading
     C_ADVERTS_TX
     C_BECAME_MASTER
     C_RELEASED_MASTER
@@ -51,10 +54,10 @@ cdef enum:
     C_AUTH_FAILURE
     C_PRIORITY_ZERO_RX
     C_PRIORITY_ZERO_TX
-    C_CHECKSUM_PSEUDO_RX        # v3/IPv4 adverts that used the pseudo-header reading
-    C_CHECKSUM_NO_PSEUDO_RX     # ... and those that used the RFC 9568 reading
     C_NCOUNTERS
 
+# Field order is for the cache: line 0 holds what every received advert and
+# timer reads, line 1 the addresses, line 2 starts with the hot counters.
 ctypedef struct inst_t:
     uint8_t state
     uint8_t version
@@ -65,24 +68,25 @@ ctypedef struct inst_t:
     uint8_t auth_type
     uint8_t down_timer_adverts
     uint8_t master_priority        # last accepted advert's priority
+    uint8_t unused
     uint16_t flags
     int32_t ifindex
-    int32_t priority_delta
-    uint32_t fault_flags
     int32_t advert_first           # index in the AdvertTable / advert_dst
     int32_t advert_count           # 1 for multicast, one per unicast peer
-    int32_t peer_first             # unicast peers in peer_addrs
-    int32_t peer_count
     int32_t next_same_key          # demux chain for VRIDs shared by unicast instances
+    uint32_t fault_flags
     int64_t adver_int_us
     int64_t master_adver_int_us
-    int64_t preempt_delay_us
     int64_t preempt_at             # when a lower-priority master may be outranked; 0 = not yet heard
-    int64_t last_transition
+    int64_t preempt_delay_us
     uint8_t src[16]                # primary address: advert source and tie-break
     uint8_t group[16]              # multicast destination
     uint8_t master_src[16]
     uint8_t auth_data[8]
+    int32_t priority_delta
+    int32_t peer_first             # unicast peers in peer_addrs
+    int32_t peer_count
+    int64_t last_transition
     uint64_t counters[C_NCOUNTERS]
 
 ctypedef struct tx_t:
@@ -112,10 +116,14 @@ cdef class Engine:
     cdef uint8_t (*peer_addrs)[16]
     cdef Py_ssize_t peers_used
     cdef Py_ssize_t peers_cap
-    # demux: open addressing, key -> first instance of its chain
-    cdef uint64_t *keys
-    cdef int32_t *heads
-    cdef uint64_t key_mask
+    # demux: a small table of interfaces (open addressing on ifindex), then a
+    # dense array of VRID heads per interface and family: the per-packet
+    # lookup touches two hot arrays instead of one big random hash.
+    cdef int32_t *if_keys          # ifindex, or -1 for an empty slot
+    cdef int32_t *if_numbers
+    cdef uint32_t if_mask
+    cdef int32_t n_interfaces
+    cdef int32_t *vrid_heads       # [(number * 2 + (family == 6)) * 256 + vrid] -> instance or -1
     # outputs
     cdef tx_t *tx
     cdef readonly Py_ssize_t tx_count
@@ -137,6 +145,8 @@ cdef class Engine:
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil
     cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil
     cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil
+    cdef int32_t interface_number(self, int32_t ifindex) noexcept nogil
+    cdef int32_t add_interface(self, int32_t ifindex) except -1
     cdef bint addresses_match(self, inst_t *inst, const vrrp_adv_t *r, const uint8_t *data) noexcept nogil
     cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil
     cdef void master_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil

@@ -28,13 +28,14 @@ EVENT_REASONS = (
     "fault", "fault_cleared", "stop", "rx_lower_priority", "priority",
 )
 assert len(EVENT_REASONS) == EV_NREASONS
-# Counter names follow keepalived's stats file (vrrp_print.c), snake_cased.
+# Counter names follow keepalived's stats file (vrrp_print.c), snake_cased, plus
+# which reading of the v3/IPv4 checksum peers use.
 COUNTERS = (
-    "adverts_received", "adverts_sent", "became_master", "released_master",
+    "adverts_received", "checksum_pseudo_header_received",
+    "checksum_no_pseudo_header_received", "adverts_sent", "became_master", "released_master",
     "packet_length_errors", "ip_ttl_errors", "invalid_type_received",
     "advert_interval_errors", "address_list_errors", "auth_invalid_type",
     "auth_type_mismatch", "auth_failure", "priority_zero_received", "priority_zero_sent",
-    "checksum_pseudo_header_received", "checksum_no_pseudo_header_received",
 )
 assert len(COUNTERS) == C_NCOUNTERS
 
@@ -44,17 +45,12 @@ FAULT_TRACKER = 2
 FAULT_NO_SOURCE = 4
 FAULT_CONFIG = 8
 
-cdef uint64_t EMPTY_KEY = 0xffffffffffffffffULL
 cdef int64_t SECOND = 1000000
 cdef int64_t CENTISECOND = 10000
 
 
-cdef inline uint64_t demux_key(int32_t ifindex, uint8_t family, uint8_t vrid) noexcept nogil:
-    return (<uint64_t><uint32_t>ifindex << 16) | (<uint64_t>family << 8) | vrid
-
-
-cdef inline uint64_t key_hash(uint64_t key) noexcept nogil:
-    return (key * 0x9E3779B97F4A7C15ULL) >> 17
+cdef inline uint32_t ifindex_hash(int32_t ifindex) noexcept nogil:
+    return <uint32_t>ifindex * 2654435761U
 
 
 cdef bytes packed(object addr, int family, str what):
@@ -71,28 +67,27 @@ cdef class Engine:
     """A table of VRRP instances driven by received datagrams and the clock."""
 
     def __cinit__(self, Py_ssize_t capacity, int64_t now=0):
-        cdef Py_ssize_t slots = 16
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
-        while slots < 2 * capacity:
-            slots <<= 1
         self.capacity = capacity
         self.count = 0
         self.insts = <inst_t *>calloc(capacity, sizeof(inst_t))
-        self.keys = <uint64_t *>malloc(slots * sizeof(uint64_t))
-        self.heads = <int32_t *>malloc(slots * sizeof(int32_t))
-        self.key_mask = slots - 1
+        self.if_mask = 15
+        self.if_keys = <int32_t *>malloc(16 * sizeof(int32_t))
+        self.if_numbers = <int32_t *>malloc(16 * sizeof(int32_t))
+        self.vrid_heads = NULL
+        self.n_interfaces = 0
         self.tx_cap = 256
         self.tx = <tx_t *>malloc(self.tx_cap * sizeof(tx_t))
         self.tx_arena_cap = 65536
         self.tx_arena = <uint8_t *>malloc(self.tx_arena_cap)
         self.event_cap = 64
         self.evq = <event_t *>malloc(self.event_cap * sizeof(event_t))
-        if (self.insts == NULL or self.keys == NULL or self.heads == NULL or self.tx == NULL
+        if (self.insts == NULL or self.if_keys == NULL or self.if_numbers == NULL or self.tx == NULL
                 or self.tx_arena == NULL or self.evq == NULL):
             raise MemoryError()
-        for i in range(slots):
-            self.keys[i] = EMPTY_KEY
+        for i in range(16):
+            self.if_keys[i] = -1
         self.wheel = TimerWheel(capacity, now)
         self.adverts = AdvertTable(capacity)
         self.advert_dst = NULL
@@ -103,8 +98,9 @@ cdef class Engine:
 
     def __dealloc__(self):
         free(self.insts)
-        free(self.keys)
-        free(self.heads)
+        free(self.if_keys)
+        free(self.if_numbers)
+        free(self.vrid_heads)
         free(self.tx)
         free(self.tx_arena)
         free(self.evq)
@@ -127,8 +123,8 @@ cdef class Engine:
         """
         cdef inst_t *inst
         cdef Py_ssize_t i = self.count
-        cdef Py_ssize_t slot
-        cdef uint64_t key
+        cdef int32_t number
+        cdef int32_t *head
         peers = list(peers)
         if i >= self.capacity:
             raise ValueError(f"engine is full ({self.capacity} instances)")
@@ -193,20 +189,63 @@ cdef class Engine:
                 memcpy(self.peer_addrs[self.peers_used + n], <const char *>dst, len(dst))
             self.peers_used += len(dsts)
 
-        key = demux_key(ifindex, family, vrid)
-        slot = key_hash(key) & self.key_mask
-        while self.keys[slot] != EMPTY_KEY and self.keys[slot] != key:
-            slot = (slot + 1) & self.key_mask
-        if self.keys[slot] == key:
-            # Same (interface, family, VRID): legal for unicast instances with
-            # other peers; the config layer rejects the rest. Chain them.
-            inst.next_same_key = self.heads[slot]
-        else:
-            inst.next_same_key = -1
-            self.keys[slot] = key
-        self.heads[slot] = i
+        number = self.interface_number(ifindex)
+        if number < 0:
+            number = self.add_interface(ifindex)
+        head = &self.vrid_heads[(number * 2 + (family == 6)) * 256 + vrid]
+        # Same (interface, family, VRID) twice is legal for unicast instances
+        # with other peers; the config layer rejects the rest. Chain them.
+        inst.next_same_key = head[0]
+        head[0] = i
         self.count += 1
         return i
+
+    cdef int32_t interface_number(self, int32_t ifindex) noexcept nogil:
+        cdef uint32_t slot = ifindex_hash(ifindex) & self.if_mask
+        while self.if_keys[slot] != -1:
+            if self.if_keys[slot] == ifindex:
+                return self.if_numbers[slot]
+            slot = (slot + 1) & self.if_mask
+        return -1
+
+    cdef int32_t add_interface(self, int32_t ifindex) except -1:
+        cdef int32_t number = self.n_interfaces
+        cdef uint32_t size = self.if_mask + 1, slot, k
+        cdef int32_t *keys
+        cdef int32_t *numbers
+        cdef void *p
+        if 2 * (number + 1) > <int32_t>size:
+            # Keep the table at most half full: double it and re-insert.
+            keys, numbers = self.if_keys, self.if_numbers
+            self.if_keys = <int32_t *>malloc(2 * size * sizeof(int32_t))
+            self.if_numbers = <int32_t *>malloc(2 * size * sizeof(int32_t))
+            if self.if_keys == NULL or self.if_numbers == NULL:
+                raise MemoryError()
+            self.if_mask = 2 * size - 1
+            for k in range(2 * size):
+                self.if_keys[k] = -1
+            for k in range(size):
+                if keys[k] != -1:
+                    slot = ifindex_hash(keys[k]) & self.if_mask
+                    while self.if_keys[slot] != -1:
+                        slot = (slot + 1) & self.if_mask
+                    self.if_keys[slot] = keys[k]
+                    self.if_numbers[slot] = numbers[k]
+            free(keys)
+            free(numbers)
+        slot = ifindex_hash(ifindex) & self.if_mask
+        while self.if_keys[slot] != -1:
+            slot = (slot + 1) & self.if_mask
+        self.if_keys[slot] = ifindex
+        self.if_numbers[slot] = number
+        p = realloc(self.vrid_heads, (number + 1) * 512 * sizeof(int32_t))
+        if p == NULL:
+            raise MemoryError()
+        self.vrid_heads = <int32_t *>p
+        for k in range(512):
+            self.vrid_heads[number * 512 + k] = -1
+        self.n_interfaces += 1
+        return number
 
     cdef int grow_adverts(self, Py_ssize_t needed) except -1:
         cdef void *p
@@ -351,26 +390,26 @@ cdef class Engine:
     # ----------------------------------------------------------- receive
 
     cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil:
-        cdef uint64_t key = demux_key(r.ifindex, r.family, r.vrid)
-        cdef uint64_t slot = key_hash(key) & self.key_mask
-        cdef int32_t i, k
+        """The instance for an advert; -1 if none has its VRID here, or
+        -2 - first instance when the VRID exists but not for this sender/group."""
+        cdef int32_t number = self.interface_number(r.ifindex)
+        cdef int32_t head, i, k
         cdef inst_t *inst
         cdef uint16_t alen = addr_len(r.family)
-        while self.keys[slot] != EMPTY_KEY:
-            if self.keys[slot] == key:
-                i = self.heads[slot]
-                while i != -1:
-                    inst = &self.insts[i]
-                    if inst.flags & F_UNICAST:
-                        for k in range(inst.peer_first, inst.peer_first + inst.peer_count):
-                            if memcmp(self.peer_addrs[k], r.src, alen) == 0:
-                                return i
-                    elif memcmp(inst.group, r.dst, alen) == 0:
+        if number < 0:
+            return -1
+        head = self.vrid_heads[(number * 2 + (r.family == 6)) * 256 + r.vrid]
+        i = head
+        while i != -1:
+            inst = &self.insts[i]
+            if inst.flags & F_UNICAST:
+                for k in range(inst.peer_first, inst.peer_first + inst.peer_count):
+                    if memcmp(self.peer_addrs[k], r.src, alen) == 0:
                         return i
-                    i = inst.next_same_key
-                return -2 - self.heads[slot]   # VRID known here, but not this sender/group
-            slot = (slot + 1) & self.key_mask
-        return -1
+            elif memcmp(inst.group, r.dst, alen) == 0:
+                return i
+            i = inst.next_same_key
+        return -1 if head == -1 else -2 - head
 
     cdef bint addresses_match(self, inst_t *inst, const vrrp_adv_t *r,
                               const uint8_t *data) noexcept nogil:
@@ -555,7 +594,7 @@ cdef class Engine:
         cdef int32_t i
         for k in range(n):
             i = self.wheel.due[k]
-            self.fire(i, self.wheel.deadlines[i], now)
+            self.fire(i, self.wheel.timers[i].deadline, now)
         return n
 
     # ----------------------------------------------------- Python inputs
@@ -642,10 +681,10 @@ cdef class Engine:
             return
         old_skew = self.skew_us(inst)
         inst.effective_priority = effective
-        if inst.state == ST_BACKUP and self.wheel.slot_of[i] != -1:
+        if inst.state == ST_BACKUP and self.wheel.timers[i].slot != -1:
             # Skew depends on our priority: move the pending deadline with it
             # (keepalived does the same).
-            deadline = self.wheel.deadlines[i] + self.skew_us(inst) - old_skew
+            deadline = self.wheel.timers[i].deadline + self.skew_us(inst) - old_skew
             self.wheel.schedule_c(<int32_t>i, deadline if deadline > now else now)
         self.event(<int32_t>i, inst.state, inst.state, EV_PRIORITY, now)
 

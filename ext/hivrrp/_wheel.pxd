@@ -11,11 +11,17 @@ cdef enum:
     WHEEL_NSLOTS = 256 + 4 * 64
 
 
+# One struct per timer: a reschedule touches one cache line per timer
+# instead of one per array (it matters at 100,000 instances).
+ctypedef struct wtimer_t:
+    int64_t deadline
+    int32_t next
+    int32_t prev
+    int32_t slot                   # -1 when the timer is not scheduled
+
+
 cdef class TimerWheel:
-    cdef int64_t *deadlines
-    cdef int32_t *next_
-    cdef int32_t *prev_
-    cdef int32_t *slot_of          # -1 when the timer is not scheduled
+    cdef wtimer_t *timers
     cdef int32_t heads[WHEEL_NSLOTS]
     cdef int64_t tick              # current level-0 tick (cascades done up to it)
     cdef int32_t *due              # output of expire_c()

@@ -38,27 +38,27 @@ cdef extern from "stdlib.h" nogil:
 
 
 cdef int by_deadline(const void *a, const void *b, void *context) noexcept nogil:
-    cdef const int64_t *deadlines = <const int64_t *>context
+    cdef const wtimer_t *timers = <const wtimer_t *>context
     cdef int32_t x = (<const int32_t *>a)[0]
     cdef int32_t y = (<const int32_t *>b)[0]
-    if deadlines[x] != deadlines[y]:
-        return -1 if deadlines[x] < deadlines[y] else 1
+    if timers[x].deadline != timers[y].deadline:
+        return -1 if timers[x].deadline < timers[y].deadline else 1
     return -1 if x < y else (1 if x > y else 0)
 
 
-cdef void sort_by_deadline(int32_t *ids, Py_ssize_t n, const int64_t *deadlines) noexcept nogil:
+cdef void sort_by_deadline(int32_t *ids, Py_ssize_t n, const wtimer_t *timers) noexcept nogil:
     """Order by (deadline, id): deterministic for the engine and the simulator."""
     cdef Py_ssize_t i, j
     cdef int32_t moving
     if n > 16:
         # Thousands of instances started together share one deadline, so a
         # tick can hold them all: O(n log n), never insertion sort's O(n^2).
-        qsort_r(ids, n, sizeof(int32_t), by_deadline, <void *>deadlines)
+        qsort_r(ids, n, sizeof(int32_t), by_deadline, <void *>timers)
         return
     for i in range(1, n):
         moving = ids[i]
         j = i
-        while j > 0 and by_deadline(&ids[j - 1], &moving, <void *>deadlines) > 0:
+        while j > 0 and by_deadline(&ids[j - 1], &moving, <void *>timers) > 0:
             ids[j] = ids[j - 1]
             j -= 1
         ids[j] = moving
@@ -80,16 +80,12 @@ cdef class TimerWheel:
         if now < 0:
             raise ValueError("time is a non-negative number of microseconds")
         self.capacity = capacity
-        self.deadlines = <int64_t *>malloc(capacity * sizeof(int64_t))
-        self.next_ = <int32_t *>malloc(capacity * sizeof(int32_t))
-        self.prev_ = <int32_t *>malloc(capacity * sizeof(int32_t))
-        self.slot_of = <int32_t *>malloc(capacity * sizeof(int32_t))
+        self.timers = <wtimer_t *>malloc(capacity * sizeof(wtimer_t))
         self.due = <int32_t *>malloc(capacity * sizeof(int32_t))
-        if (self.deadlines == NULL or self.next_ == NULL or self.prev_ == NULL
-                or self.slot_of == NULL or self.due == NULL):
+        if self.timers == NULL or self.due == NULL:
             raise MemoryError()
         for i in range(capacity):
-            self.slot_of[i] = -1
+            self.timers[i].slot = -1
         for i in range(WHEEL_NSLOTS):
             self.heads[i] = -1
         self.tick = now >> WHEEL_TICK_SHIFT
@@ -97,16 +93,13 @@ cdef class TimerWheel:
         self.level0_count = 0
 
     def __dealloc__(self):
-        free(self.deadlines)
-        free(self.next_)
-        free(self.prev_)
-        free(self.slot_of)
+        free(self.timers)
         free(self.due)
 
     # ------------------------------------------------------------ C level
 
     cdef void link(self, int32_t timer) noexcept nogil:
-        cdef int64_t expires = self.deadlines[timer] >> WHEEL_TICK_SHIFT
+        cdef int64_t expires = self.timers[timer].deadline >> WHEEL_TICK_SHIFT
         cdef int64_t delta = expires - self.tick
         cdef int32_t slot
         if delta < WHEEL_L0_SIZE:
@@ -124,35 +117,37 @@ cdef class TimerWheel:
                 # re-placed by its real deadline when that slot cascades.
                 expires = self.tick + MAX_SPAN
             slot = upper_slot(4, expires >> 26)
-        self.slot_of[timer] = slot
-        self.prev_[timer] = -1
-        self.next_[timer] = self.heads[slot]
+        self.timers[timer].slot = slot
+        self.timers[timer].prev = -1
+        self.timers[timer].next = self.heads[slot]
         if self.heads[slot] != -1:
-            self.prev_[self.heads[slot]] = timer
+            self.timers[self.heads[slot]].prev = timer
         self.heads[slot] = timer
 
     cdef void unlink(self, int32_t timer) noexcept nogil:
-        cdef int32_t slot = self.slot_of[timer]
-        if self.prev_[timer] != -1:
-            self.next_[self.prev_[timer]] = self.next_[timer]
+        cdef int32_t slot = self.timers[timer].slot
+        cdef int32_t before = self.timers[timer].prev
+        cdef int32_t after = self.timers[timer].next
+        if before != -1:
+            self.timers[before].next = after
         else:
-            self.heads[slot] = self.next_[timer]
-        if self.next_[timer] != -1:
-            self.prev_[self.next_[timer]] = self.prev_[timer]
+            self.heads[slot] = after
+        if after != -1:
+            self.timers[after].prev = before
         if slot < WHEEL_L0_SIZE:
             self.level0_count -= 1
-        self.slot_of[timer] = -1
+        self.timers[timer].slot = -1
 
     cdef void schedule_c(self, int32_t timer, int64_t deadline) noexcept nogil:
-        if self.slot_of[timer] != -1:
+        if self.timers[timer].slot != -1:
             self.unlink(timer)
         else:
             self.scheduled += 1
-        self.deadlines[timer] = deadline
+        self.timers[timer].deadline = deadline
         self.link(timer)
 
     cdef bint cancel_c(self, int32_t timer) noexcept nogil:
-        if self.slot_of[timer] == -1:
+        if self.timers[timer].slot == -1:
             return False
         self.unlink(timer)
         self.scheduled -= 1
@@ -163,7 +158,7 @@ cdef class TimerWheel:
         cdef int32_t following
         self.heads[slot] = -1
         while timer != -1:
-            following = self.next_[timer]
+            following = self.timers[timer].next
             self.link(timer)
             timer = following
 
@@ -174,17 +169,17 @@ cdef class TimerWheel:
         cdef Py_ssize_t start = n
         self.heads[slot] = -1
         while timer != -1:
-            following = self.next_[timer]
+            following = self.timers[timer].next
             self.level0_count -= 1
-            if self.deadlines[timer] <= now:
-                self.slot_of[timer] = -1
+            if self.timers[timer].deadline <= now:
+                self.timers[timer].slot = -1
                 self.scheduled -= 1
                 self.due[n] = timer
                 n += 1
             else:
                 self.link(timer)
             timer = following
-        sort_by_deadline(self.due + start, n - start, self.deadlines)
+        sort_by_deadline(self.due + start, n - start, self.timers)
         return n
 
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil:
@@ -231,9 +226,9 @@ cdef class TimerWheel:
         cdef int32_t timer = self.heads[slot]
         cdef int64_t best = -1
         while timer != -1:
-            if best < 0 or self.deadlines[timer] < best:
-                best = self.deadlines[timer]
-            timer = self.next_[timer]
+            if best < 0 or self.timers[timer].deadline < best:
+                best = self.timers[timer].deadline
+            timer = self.timers[timer].next
         return best
 
     cdef int64_t next_deadline_c(self) noexcept nogil:
@@ -288,7 +283,7 @@ cdef class TimerWheel:
 
     def deadline(self, int32_t timer):
         self.check_timer(timer)
-        return self.deadlines[timer] if self.slot_of[timer] != -1 else None
+        return self.timers[timer].deadline if self.timers[timer].slot != -1 else None
 
     def expire(self, int64_t now):
         """Ids of all timers due at `now`, ordered by deadline (then id)."""
