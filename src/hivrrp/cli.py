@@ -9,10 +9,56 @@ import click
 from hivrrp import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="hivrrp")
-def main() -> None:
+@click.option("-t", "--config-test", is_flag=True,
+              help="Check the configuration and exit (as keepalived -t).")
+@click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,
+              metavar="FILE", help="Configuration file (with -t).")
+@click.option("-i", "--config-id", default=None, help="Config id for @id lines (with -t).")
+@click.pass_context
+def main(ctx: click.Context, config_test: bool, config_file: str, config_id: str | None) -> None:
     """hivrrp: VRRP for thousands of instances, configured with keepalived.conf."""
+    if ctx.invoked_subcommand is None:
+        if config_test:
+            ctx.invoke(check, config_file=config_file, config_id=config_id, as_json=False)
+        else:
+            click.echo(ctx.get_help())
+
+
+@main.command()
+@click.option("-f", "-t", "--use-file", "config_file", default=DEFAULT_CONFIG,
+              show_default=True, metavar="FILE", help="The keepalived.conf to check.")
+@click.option("-i", "--config-id", default=None,
+              help="Config id for @id/@^id lines (default: the short host name), as keepalived -i.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: instances, errors, warnings.")
+def check(config_file: str, config_id: str | None, as_json: bool) -> None:
+    """Check a keepalived.conf: every problem with its FILE:LINE, exit 1 on errors."""
+    import json
+
+    from hivrrp.config import load
+    from hivrrp.config.summary import summary
+
+    result = load(config_file, config_id=config_id)
+    if as_json:
+        click.echo(json.dumps({
+            "file": config_file,
+            "instances": [i.as_dict() for i in result.config.instances],
+            "errors": [d.as_dict() for d in result.errors],
+            "warnings": [d.as_dict() for d in result.warnings],
+        }, indent=None))
+    else:
+        for diagnostic in sorted(result.errors + result.warnings,
+                                 key=lambda d: (d.severity != "error", d.where.file,
+                                                d.where.line)):
+            click.echo(str(diagnostic), err=True)
+        click.echo(summary(config_file, result))
+    sys.exit(0 if result.ok else 1)
 
 
 @main.command()

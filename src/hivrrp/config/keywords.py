@@ -1,0 +1,58 @@
+"""keepalived keywords hivrrp recognises but does not act on (warnings, not errors).
+
+Taken from keepalived's parsers (global_parser.c, vrrp_parser.c, check_parser.c,
+bfd_parser.c) and man page, so that a valid keepalived.conf never fails
+`hivrrp check` for a keyword keepalived accepts.
+"""
+
+IGNORED_TOP_LEVEL = frozenset({
+    # IPVS / checkers
+    "virtual_server", "virtual_server_group", "SSL", "real_server",
+    # BFD
+    "bfd_instance",
+    # global blocks that hivrrp does not manage
+    "static_ipaddress", "static_routes", "static_rules", "linkbeat_interfaces",
+    "interface_up_down_delays", "garp_group", "track_group", "track_bfd",
+    # process-wide settings outside global_defs
+    "net_namespace", "net_namespace_ipvs", "namespace_with_ipsets", "instance", "use_pid_dir",
+    "linkbeat_use_polling", "child_wait_time",
+})
+
+IGNORED_GLOBAL = frozenset({
+    "vrrp_strict", "vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority",
+    "nftables_counters", "nftables_ifindex", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
+    "vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
+    "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
+    "process_monitor_rcv_bufs", "process_monitor_rcv_bufs_force", "vrrp_priority",
+    "vrrp_rt_priority", "vrrp_no_swap", "vrrp_cpu_affinity", "vrrp_rlimit_rttime",
+    "max_auto_priority", "min_auto_priority_delay", "vmac_prefix", "vmac_addr_prefix",
+    "fifo_write_vrrp_states_on_reload", "reload_check_config", "reload_time_file",
+    "reload_repeat", "reload_file", "config_save_dir", "include_check", "data_use_instance",
+    "state_file_location", "stats_file_location", "json_file_location", "json_version",
+    "tmp_config_directory", "vrrp_garp_extra_if", "vrrp_notify_fifo_script", "notify_fifo_script",
+    "vrrp_delay_after_boot", "smtp_alert_checker", "checker_log_all_failures", "no_email_faults",
+    "default_interface", "process_names", "process_name", "vrrp_process_name",
+    "checker_process_name", "bfd_process_name", "use_symlink_paths", "set_supplementary_groups",
+    "startup_script", "startup_script_timeout", "shutdown_script", "shutdown_script_timeout",
+    "lvs_sync_daemon", "lvs_timeouts", "lvs_flush", "lvs_flush_on_stop", "lvs_netlink_cmd_rcv_bufs",
+    "lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs",
+    "lvs_netlink_monitor_rcv_bufs_force", "checker_priority", "checker_rt_priority",
+    "checker_no_swap", "checker_cpu_affinity", "checker_rlimit_rttime", "bfd_priority",
+    "bfd_rt_priority", "bfd_no_swap", "bfd_cpu_affinity", "bfd_rlimit_rttime", "snmp_socket",
+    "enable_snmp_vrrp", "enable_snmp_keepalived", "enable_snmp_rfc", "enable_snmp_rfcv2",
+    "enable_snmp_rfcv3", "enable_snmp_checker", "enable_traps", "enable_dbus",
+    "enable_dbus_instance", "vrrp_garp_extra_if_all", "random_seed", "uuid", "linkbeat_use_polling",
+    "net_namespace", "net_namespace_ipvs", "namespace_with_ipsets", "instance", "use_pid_dir",
+    "child_wait_time", "umask", "vrrp_version_strict", "dynamic_interfaces_allow_if_changes",
+    "vrrp_track_process", "network_timeout", "nftables_rules_keep",
+})
+
+IGNORED_INSTANCE = frozenset({
+    "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "vrf", "auth_hmac", "track_bfd",
+    "garp_extra_if", "strict_mode", "kernel_rx_buf_size", "track_src_ip", "unicast_fault_no_peer",
+    "old_unicast_checksum", "promote_secondaries", "no_virtual_ipaddress",
+    "owner_ignore_adverts", "timer_expired_backup", "native_ipv6", "linkbeat_use_polling",
+    "notify_master_rx_lower_pri_script", "smtp_alert_vrrp",
+})
+
+IGNORED_SYNC_GROUP = frozenset({"global_tracking", "track_bfd"})

@@ -1,0 +1,226 @@
+"""Checks across the whole configuration, and keepalived's defaults that depend
+on more than one keyword (priority 255 for `state MASTER`, interval rounding
+per version, the family of an instance)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections import defaultdict
+
+from hivrrp.config.diagnostics import Diagnostics
+from hivrrp.config.model import Config, Instance
+
+TRACKER_TABLES = {"script": "scripts", "process": "track_processes", "file": "track_files"}
+TRACKER_KEYWORDS = {"script": "vrrp_script", "process": "vrrp_track_process", "file": "track_file"}
+
+
+def validate(config: Config, diag: Diagnostics, *, check_host: bool = True) -> None:
+    names: dict[str, Instance] = {}
+    valid: list[Instance] = []
+    for inst in config.instances:
+        if inst.name in names:
+            diag.error(inst.where, f"vrrp_instance {inst.name} is already defined at "
+                                   f"{names[inst.name].where}")
+            continue
+        names[inst.name] = inst
+        if _instance(config, inst, diag):
+            valid.append(inst)
+    config.instances = valid
+    _unique_vrids(config, diag)
+    _sync_groups(config, names, diag)
+    _trackers(config, diag)
+    if check_host:
+        _host_interfaces(config, diag)
+
+
+def _instance(config: Config, inst: Instance, diag: Diagnostics) -> bool:
+    """keepalived's vrrp_complete_instance; False drops the instance."""
+    g = config.global_defs
+    label = f"vrrp_instance {inst.name}"
+    if inst.vrid is None:
+        diag.error(inst.where, f"{label}: virtual_router_id is not set")
+        return False
+    # Family: from the VIPs, else the unicast addresses, else IPv4.
+    if inst.vips:
+        inst.family = inst.vips[0].family
+    elif inst.unicast_src_ip or inst.unicast_peers:
+        inst.family = (inst.unicast_src_ip or inst.unicast_peers[0].address).version
+    else:
+        diag.warning(inst.where, f"{label}: no virtual_ipaddress")
+    if inst.interface is None and not (inst.unicast_peers and inst.family == 4):
+        diag.error(inst.where, f"{label}: interface is not set (only unicast instances with "
+                               "IPv4 addresses can do without)")
+        return False
+    for peer in inst.unicast_peers:
+        if peer.address.version != inst.family:
+            diag.error(inst.where, f"{label}: unicast_peer {peer.address} is not IPv"
+                                   f"{inst.family} like the instance")
+    if inst.unicast_src_ip and inst.unicast_src_ip.version != inst.family:
+        diag.error(inst.where, f"{label}: unicast_src_ip {inst.unicast_src_ip} is not "
+                               f"IPv{inst.family}")
+    for attribute in ("mcast_src_ip", "mcast_dst_ip"):
+        value = getattr(inst, attribute)
+        if value is not None and value.version != inst.family:
+            diag.error(inst.where, f"{label}: {attribute} {value} is not IPv{inst.family}")
+    # Version: the instance's, else the global one; IPv6 is always v3.
+    if inst.version is None:
+        inst.version = g.vrrp_version
+    if inst.family == 6 and inst.version == 2:
+        diag.warning(inst.where, f"{label}: VRRPv2 is IPv4 only; this IPv6 instance runs as "
+                                 "VRRPv3 (as keepalived does)")
+        inst.version = 3
+    if inst.auth_type or inst.auth_pass:
+        if inst.version == 3:
+            diag.error(inst.where, f"{label}: authentication exists only in VRRPv2")
+        elif inst.auth_type is None or inst.auth_pass is None:
+            diag.error(inst.where, f"{label}: authentication needs both auth_type and auth_pass")
+    # Priority: 100 by default, 255 for `state MASTER` without a priority (vrrp.c).
+    if not inst.priority_given and inst.state == "MASTER":
+        inst.priority = 255
+    _advert_int(inst, diag, label)
+    if inst.nopreempt:
+        if inst.state == "MASTER":
+            diag.warning(inst.where, f"{label}: nopreempt does not work with state MASTER; "
+                                     "ignored (as keepalived does)")
+            inst.nopreempt = False
+        elif inst.priority == 255:
+            diag.warning(inst.where, f"{label}: nopreempt has no effect on the address owner "
+                                     "(priority 255)")
+    if inst.preempt_delay and (inst.nopreempt or inst.state == "MASTER"):
+        diag.warning(inst.where, f"{label}: preempt_delay is ignored with "
+                                 f"{'nopreempt' if inst.nopreempt else 'state MASTER'}")
+        inst.preempt_delay = 0.0
+    if inst.priority == 255:
+        for track in inst.tracks:
+            if track.weight:
+                diag.warning(track.where, f"{label}: priority 255 (address owner) cannot be "
+                                          f"changed by trackers; weight of {track.name} ignored")
+                track.weight = 0 if track.kind != "interface" else track.weight
+    return True
+
+
+def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:
+    """v2 counts whole seconds (1..255), v3 centiseconds (0.01..40.95); keepalived rounds."""
+    value = inst.advert_int
+    if inst.version == 2:
+        rounded = max(1, round(value))
+        if rounded > 255:
+            diag.error(inst.where, f"{label}: advert_int {value:g} is above 255 s for VRRPv2")
+            rounded = 255
+        elif rounded != value:
+            diag.warning(inst.where, f"{label}: VRRPv2 advert_int is whole seconds; {value:g} "
+                                     f"is used as {rounded}")
+        inst.advert_int = float(rounded)
+    else:
+        centiseconds = round(value * 100)
+        if not 1 <= centiseconds <= 4095:
+            diag.error(inst.where, f"{label}: advert_int {value:g} is outside 0.01..40.95 s "
+                                   "for VRRPv3")
+            centiseconds = min(4095, max(1, centiseconds))
+        elif centiseconds != value * 100:
+            diag.warning(inst.where, f"{label}: VRRPv3 advert_int is in centiseconds; "
+                                     f"{value:g} is used as {centiseconds / 100:g}")
+        inst.advert_int = centiseconds / 100
+
+
+def _unique_vrids(config: Config, diag: Diagnostics) -> None:
+    """One (interface, family, VRID) per multicast group; unicast ones need disjoint peers."""
+    seen: dict[tuple, list[Instance]] = defaultdict(list)
+    for inst in config.instances:
+        if inst.unicast_peers:
+            key = (inst.interface, inst.family, inst.vrid, "unicast")
+        else:
+            group = inst.mcast_dst_ip or (config.global_defs.mcast_group4 if inst.family == 4
+                                          else config.global_defs.mcast_group6)
+            key = (inst.interface, inst.family, inst.vrid, str(group))
+        for other in seen[key]:
+            if key[3] == "unicast":
+                shared = ({p.address for p in inst.unicast_peers}
+                          & {p.address for p in other.unicast_peers})
+                if not shared:
+                    continue
+            diag.error(inst.where, f"vrrp_instance {inst.name}: VRID {inst.vrid} on "
+                                   f"{inst.interface or 'its unicast peers'} (IPv{inst.family}) "
+                                   f"is already used by {other.name} at {other.where}")
+            break
+        seen[key].append(inst)
+
+
+def _sync_groups(config: Config, names: dict[str, Instance], diag: Diagnostics) -> None:
+    member_of: dict[str, str] = {}
+    for group in config.sync_groups:
+        if not group.members:
+            diag.error(group.where, f"vrrp_sync_group {group.name}: empty group")
+        elif len(group.members) == 1:
+            diag.warning(group.where, f"vrrp_sync_group {group.name} has only one member")
+        for member in group.members:
+            inst = names.get(member)
+            if inst is None:
+                diag.error(group.where, f"vrrp_sync_group {group.name}: no vrrp_instance "
+                                        f"named {member}")
+            elif member in member_of:
+                diag.error(group.where, f"vrrp_sync_group {group.name}: {member} is already "
+                                        f"in vrrp_sync_group {member_of[member]}")
+            else:
+                member_of[member] = group.name
+                inst.sync_group = group.name
+                if not group.tracking_weight:
+                    for track in inst.tracks:
+                        if track.weight:
+                            diag.warning(track.where, f"{member} is in sync group {group.name}: "
+                                                      f"weight of {track.name} ignored (set "
+                                                      "sync_group_tracking_weight to keep it)")
+                            track.weight = 0
+
+
+def _trackers(config: Config, diag: Diagnostics) -> None:
+    used: set[tuple[str, str]] = set()
+    owners = [*config.instances, *config.sync_groups]
+    for owner in owners:
+        for track in owner.tracks:
+            if track.kind == "interface":
+                if track.weight is None:
+                    track.weight = 0  # keepalived: an untracked weight faults on link down
+                continue
+            table = getattr(config, TRACKER_TABLES[track.kind])
+            tracker = table.get(track.name)
+            if tracker is None:
+                diag.error(track.where, f"track_{track.kind} {track.name}: no "
+                                        f"{TRACKER_KEYWORDS[track.kind]} {track.name} is defined")
+                continue
+            used.add((track.kind, track.name))
+            if track.weight is None:
+                # No weight on the reference: the tracker's own weight and sense apply.
+                track.weight = tracker.weight
+                track.reverse = track.reverse or tracker.reverse
+    for kind, attribute in TRACKER_TABLES.items():
+        for name, tracker in getattr(config, attribute).items():
+            if (kind, name) not in used:
+                diag.warning(tracker.where, f"{TRACKER_KEYWORDS[kind]} {name} is not used by "
+                                            "any instance or sync group")
+
+
+def host_interfaces() -> set[str] | None:
+    try:
+        return set(os.listdir("/sys/class/net"))
+    except OSError:
+        return None
+
+
+def _host_interfaces(config: Config, diag: Diagnostics) -> None:
+    present = host_interfaces()
+    if present is None:
+        return
+    reported: set[str] = set()
+    for inst in config.instances:
+        wanted = [(inst.interface, inst.where)] if inst.interface else []
+        wanted += [(t.name, t.where) for t in inst.tracks if t.kind == "interface"]
+        wanted += [(v.options["dev"], v.where) for v in (*inst.vips, *inst.excluded_vips)
+                   if isinstance(v.options.get("dev"), str)]
+        for name, where in wanted:
+            if name not in present and name not in reported:
+                reported.add(name)
+                diag.warning(where, f"interface {name} does not exist on this host (yet)")
+
+
