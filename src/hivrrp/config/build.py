@@ -20,6 +20,13 @@ from hivrrp.config.model import (
 )
 from hivrrp.config.tree import Node
 
+# Keywords whose value is a { } block; every other keyword takes words.
+BLOCK_KEYWORDS = frozenset({
+    "notification_email", "authentication", "virtual_ipaddress", "virtual_ipaddress_excluded",
+    "virtual_routes", "virtual_rules", "unicast_peer", "track_interface", "track_script",
+    "track_file", "track_process", "group",
+})
+REQUIRED = frozenset({"virtual_router_id"})
 BOOLS = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
 TRACK_WEIGHT_LIMITS = {"interface": 253, "script": 253, "file": 254, "process": 254}
 
@@ -129,7 +136,15 @@ class Builder:
                  section: str, target) -> None:
         handler = handlers.get(node.keyword)
         if handler is not None:
+            if node.is_block and node.keyword not in BLOCK_KEYWORDS:
+                self.diag.error(node.where, f"{node.keyword} does not take a '{{' block")
+                return
+            errors_before = len(self.diag.items)
             handler(self, node, target)
+            if node.keyword in REQUIRED and len(self.diag.items) > errors_before:
+                # Reported already: drop the instance later without a second
+                # "not set" error for the same line.
+                target.complete = False
         elif node.keyword in ignored:
             self.diag.warning(node.where, f"'{node.keyword}' in {section} is not supported by "
                                           "hivrrp and is ignored")

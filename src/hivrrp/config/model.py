@@ -152,6 +152,7 @@ class Instance:
     dont_track_primary: bool = False
     use_vmac: str | bool = False
     sync_group: str | None = None
+    complete: bool = True           # False when a required keyword had a bad value
 
     def as_dict(self) -> dict:
         return {

@@ -70,7 +70,9 @@ class Reader:
         real = os.path.realpath(path)
         if real in self.include_stack:
             cycle = " -> ".join([*self.include_stack, real])
-            self.diag.error(Where(path, 0, chain), f"include cycle: {cycle}")
+            # Blame the include line that closes the loop.
+            (file, line), outer = chain[-1], chain[:-1]
+            self.diag.error(Where(file, line, outer), f"include cycle: {cycle}")
             return
         if len(self.include_stack) >= MAX_INCLUDE_DEPTH:
             self.diag.error(Where(path, 0, chain), "includes nested too deeply")
@@ -84,7 +86,10 @@ class Reader:
         self.include_stack.append(real)
         saved_pwd, self.pwd = self.pwd, os.path.dirname(os.path.abspath(path))
         try:
-            self._read_lines(path, raw.decode("utf-8", "replace").split("\n"), chain, out)
+            physical = raw.decode("utf-8", "replace").split("\n")
+            if physical and physical[-1] == "":
+                physical.pop()  # the final newline ends the last line, it starts none
+            self._read_lines(path, physical, chain, out)
         finally:
             self.pwd = saved_pwd
             self.include_stack.pop()
@@ -393,15 +398,22 @@ SIMPLE_TOKENS = re.compile(r"[{}]|[^\s{}]+")
 
 def tokenize(text: str) -> tuple[str, ...]:
     """Whitespace-separated words; "..." groups (adjacent text joins); { } apart."""
-    if '"' not in text:
+    if '"' not in text and "${" not in text:
         if "{" not in text and "}" not in text:
             return tuple(text.split())
         return tuple(SIMPLE_TOKENS.findall(text))
     tokens: list[str] = []
     current: list[str] = []
     started = quoted = False
-    for c in text:
-        if quoted:
+    reference = False  # inside an unresolved ${...}, which stays part of its word
+    for i, c in enumerate(text):
+        if reference:
+            current.append(c)
+            reference = c != "}"
+        elif c == "$" and not quoted and text.startswith("${", i):
+            current.append(c)
+            started = reference = True
+        elif quoted:
             if c == '"':
                 quoted = False
             else:

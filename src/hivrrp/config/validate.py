@@ -38,6 +38,8 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics) -> bool:
     """keepalived's vrrp_complete_instance; False drops the instance."""
     g = config.global_defs
     label = f"vrrp_instance {inst.name}"
+    if not inst.complete:
+        return False  # its bad virtual_router_id was reported where it is written
     if inst.vrid is None:
         diag.error(inst.where, f"{label}: virtual_router_id is not set")
         return False
@@ -118,7 +120,7 @@ def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:
             diag.error(inst.where, f"{label}: advert_int {value:g} is outside 0.01..40.95 s "
                                    "for VRRPv3")
             centiseconds = min(4095, max(1, centiseconds))
-        elif centiseconds != value * 100:
+        elif abs(centiseconds - value * 100) > 1e-6:
             diag.warning(inst.where, f"{label}: VRRPv3 advert_int is in centiseconds; "
                                      f"{value:g} is used as {centiseconds / 100:g}")
         inst.advert_int = centiseconds / 100
