@@ -62,6 +62,45 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,
+              metavar="FILE", help="The keepalived.conf to run.")
+@click.option("-i", "--config-id", default=None,
+              help="Config id for @id/@^id lines (default: the short host name).")
+@click.option("--pid-file", default=None, metavar="FILE", help="Write the daemon's PID here.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str) -> None:
+    """Run VRRP in the foreground (systemd Type=simple); logs go to stderr.
+
+    Starts only if the configuration is valid. SIGTERM/SIGINT release every
+    master with priority 0, remove the VIPs and exit 0.
+    """
+    import logging
+
+    from hivrrp.config import load
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("hivrrp")
+    result = load(config_file, config_id=config_id)
+    for diagnostic in result.warnings:
+        log.warning("%s", diagnostic)
+    for diagnostic in result.errors:
+        log.error("%s", diagnostic)
+    if not result.ok:
+        log.error("%s: %d configuration errors, not starting", config_file, len(result.errors))
+        sys.exit(1)
+    from hivrrp import daemon
+
+    try:
+        code = daemon.run(result.config, pid_file)
+    except PermissionError as exc:
+        log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
+        sys.exit(2)
+    sys.exit(code)
+
+
+@main.command()
 @click.argument("capture")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per packet.")
 def decode(capture: str, as_json: bool) -> None:

@@ -1,0 +1,328 @@
+"""`hivrrp run`: the engine on real sockets, VIPs through netlink, on uvloop.
+
+One event loop: raw sockets are read in batches (recvmmsg) straight into the
+engine, one timer is armed at the engine's next deadline, and whatever the
+engine queued goes out in one sendmmsg per family. Python sees only state
+events: it moves VIPs (on the netlink thread) and announces them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
+from hivrrp._io import PacketIO
+from hivrrp._wire import RxBatch
+from hivrrp.announce import Announcer
+from hivrrp.config.model import Config, Instance
+from hivrrp.netlink import Address, Change, Link, Netlink
+from hivrrp.sockets import SocketPool
+
+log = logging.getLogger("hivrrp")
+
+RX_SLOT = 4200                 # the largest advert (255 IPv6 addresses) fits
+RX_BATCH = 256
+MAX_READS_PER_WAKEUP = 16      # bound the time one socket can hold the loop
+SOCKET_BUFFER_PER_INSTANCE = 2048
+SOCKET_BUFFER_MIN = 1 << 20
+
+
+def now_us(loop: asyncio.AbstractEventLoop) -> int:
+    return int(loop.time() * 1_000_000)
+
+
+@dataclass
+class InstanceRuntime:
+    """What the daemon (not the engine) needs to know about an instance."""
+
+    config: Instance
+    ifname: str | None
+    ifindex: int
+    vips: list[Change] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine: Engine | None = None
+        self.runtime: list[InstanceRuntime] = []
+        self.links: dict[str, Link] = {}
+        self.netlink = Netlink()
+        self.announcer = Announcer()
+        self.pools: dict[int, SocketPool] = {}
+        self.ios: list[tuple[PacketIO, RxBatch]] = []
+        self.senders: list[PacketIO] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.pending: list[Change] = []
+        self.pending_announce: list[int] = []
+        self.applying = False
+        self.stopping: asyncio.Future | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ----------------------------------------------------------- set-up
+
+    async def main(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = self.loop.create_future()
+        await self.netlink.start()
+        self.links = await self.netlink.links()
+        addresses = await self.netlink.addresses()
+        self.build_engine(addresses)
+        await self.remove_leftovers(addresses)
+        self.open_sockets()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.request_stop, signum)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload_requested)
+        self.engine.start_all(now_us(self.loop))
+        self.after_engine_work()
+        log.info("running %d instances", self.engine.count)
+        await self.stopping
+        await self.shutdown()
+        return 0
+
+    def primary_source(self, inst: Instance, ifindex: int, addresses: list[Address],
+                       vip_addresses: set[str]) -> str | None:
+        if inst.unicast_src_ip is not None:
+            return str(inst.unicast_src_ip)
+        if inst.mcast_src_ip is not None:
+            return str(inst.mcast_src_ip)
+        for address in addresses:
+            if address.index != ifindex or address.family != inst.family:
+                continue
+            if inst.family == 6 and not ipaddress.IPv6Address(address.address).is_link_local:
+                continue  # RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address
+            if address.address not in vip_addresses:
+                return address.address
+        return None
+
+    def build_engine(self, addresses: list[Address]) -> None:
+        g = self.config.global_defs
+        instances = self.config.instances
+        self.engine = Engine(max(1, len(instances)), now=now_us(asyncio.get_running_loop()))
+        vip_addresses = {v.address for i in instances for v in i.vips}
+        for inst in instances:
+            link = self.links.get(inst.interface) if inst.interface else None
+            ifindex = link.index if link else 0
+            src = self.primary_source(inst, ifindex, addresses, vip_addresses)
+            group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
+            index = self.engine.add_instance(
+                vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
+                src=src or ("0.0.0.0" if inst.family == 4 else "::"),
+                priority=inst.priority, interval_cs=round(inst.advert_int * 100),
+                preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
+                group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
+                addresses=[v.address for v in inst.vips],
+                auth_type=1 if inst.auth_type == "PASS" else 0,
+                auth_data=(inst.auth_pass or "").encode(),
+                down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
+                lower_prio_no_advert=(inst.lower_prio_no_advert
+                                      if inst.lower_prio_no_advert is not None
+                                      else g.lower_prio_no_advert),
+                higher_prio_send_advert=(inst.higher_prio_send_advert
+                                         if inst.higher_prio_send_advert is not None
+                                         else g.higher_prio_send_advert),
+                pseudo_header=not g.v3_checksum_as_v2)
+            runtime = InstanceRuntime(inst, inst.interface, ifindex)
+            for vip in [*inst.vips, *inst.excluded_vips]:
+                dev = vip.options.get("dev")
+                vip_link = self.links.get(dev) if isinstance(dev, str) else link
+                if vip_link is None:
+                    log.warning("(%s) no interface for VIP %s", inst.name, vip.text)
+                    continue
+                runtime.vips.append(Change(
+                    True, vip_link.index, vip.family, vip.address, vip.prefixlen,
+                    label=vip.options.get("label"), scope=vip.options.get("scope"),
+                    broadcast=vip.options.get("brd") if vip.options.get("brd") not in ("+", "-")
+                    else None, nodad=bool(vip.options.get("nodad"))))
+            self.runtime.append(runtime)
+            if link is None:
+                log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
+                self.engine.set_fault(index, FAULT_INTERFACE, True, now_us(self.loop))
+            elif not link.up:
+                log.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
+                self.engine.set_fault(index, FAULT_INTERFACE, True, now_us(self.loop))
+            if src is None:
+                log.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
+                            inst.interface)
+                self.engine.set_fault(index, FAULT_NO_SOURCE, True, now_us(self.loop))
+
+    async def remove_leftovers(self, addresses: list[Address]) -> None:
+        """VIPs still on the interfaces (a previous run crashed) go away first."""
+        present = {(a.index, a.address) for a in addresses}
+        stale = [Change(False, c.index, c.family, c.address, c.prefixlen)
+                 for rt in self.runtime for c in rt.vips if (c.index, c.address) in present]
+        if stale:
+            log.info("removing %d VIPs left over from a previous run", len(stale))
+            for change, error in await self.netlink.apply(stale):
+                log.warning("cannot remove %s: %s", change.address, error)
+
+    def open_sockets(self) -> None:
+        buffer_bytes = max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * len(self.runtime))
+        families = {rt.config.family for rt in self.runtime}
+        for family in sorted(families):
+            pool = SocketPool.create(family, buffer_bytes)
+            self.pools[family] = pool
+        g = self.config.global_defs
+        for rt in self.runtime:
+            inst = rt.config
+            if inst.unicast_peers or rt.ifindex == 0:
+                continue
+            group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
+            try:
+                self.pools[inst.family].join(group.packed, rt.ifindex)
+            except OSError as exc:
+                log.error("(%s) cannot join %s on %s: %s", inst.name, group, rt.ifname, exc)
+        for family, pool in self.pools.items():
+            for sock in pool.sockets:
+                io = PacketIO(sock.fileno(), family, RX_BATCH)
+                batch = RxBatch(RX_BATCH, RX_SLOT)
+                self.ios.append((io, batch))
+                self.loop.add_reader(sock.fileno(), self.on_readable, io, batch)
+            self.senders.append(PacketIO(pool.primary.fileno(), family, RX_BATCH))
+
+    # ------------------------------------------------------------ events
+
+    def on_readable(self, io: PacketIO, batch: RxBatch) -> None:
+        for _ in range(MAX_READS_PER_WAKEUP):
+            try:
+                n = io.receive(batch)
+            except OSError as exc:
+                log.error("receive failed: %s", exc)
+                break
+            if n == 0:
+                break
+            self.engine.receive(batch, now_us(self.loop))
+            batch.clear()
+        self.after_engine_work()
+
+    def on_timer(self) -> None:
+        self.timer = None
+        self.engine.expire(now_us(self.loop))
+        self.after_engine_work()
+
+    def after_engine_work(self) -> None:
+        """Send what the engine queued, react to its events, re-arm the timer."""
+        if self.engine.tx_count:
+            for io in self.senders:
+                io.send(self.engine)
+            self.engine.clear_tx()
+        for instance, old, new, reason, _time in self.engine.take_events():
+            self.on_event(instance, old, new, reason)
+        deadline = self.engine.next_deadline()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline / 1_000_000, self.on_timer)
+
+    def on_event(self, instance: int, old: str, new: str, reason: str) -> None:
+        rt = self.runtime[instance]
+        if old == new:
+            if reason == "rx_lower_priority":
+                self.pending_announce.append(instance)  # keepalived GARPs here too
+                self.schedule_apply()
+            return
+        log.info("(%s) %s -> %s (%s)", rt.config.name, old, new, reason)
+        if new == "MASTER":
+            self.pending.extend(rt.vips)
+            self.pending_announce.append(instance)
+        elif old == "MASTER":
+            self.pending.extend(Change(False, c.index, c.family, c.address, c.prefixlen)
+                                for c in rt.vips)
+        self.schedule_apply()
+
+    def schedule_apply(self) -> None:
+        if not self.applying:
+            self.applying = True
+            self.loop.create_task(self.apply_pending())
+
+    async def apply_pending(self) -> None:
+        """Move VIPs in batches: everything that changed since the last trip goes together."""
+        try:
+            while self.pending or self.pending_announce:
+                changes, self.pending = self.pending, []
+                announce, self.pending_announce = self.pending_announce, []
+                if changes:
+                    for change, error in await self.netlink.apply(changes):
+                        log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
+                                  change.address, change.prefixlen, error)
+                for instance in announce:
+                    self.announce(instance)
+        finally:
+            self.applying = False
+
+    def announce(self, instance: int) -> None:
+        if self.engine.state(instance) != "MASTER":
+            return
+        rt = self.runtime[instance]
+        g = self.config.global_defs
+        garp = rt.config.garp
+        repeat = int(garp.get("master_repeat", g.garp_master_repeat))
+        delay = 0.0 if g.min_garp else float(garp.get("master_delay", g.garp_master_delay))
+        if g.min_garp:
+            repeat = 1
+        by_link: dict[int, list[tuple[int, bytes]]] = {}
+        for change in rt.vips:
+            by_link.setdefault(change.index, []).append(
+                (change.family, ipaddress.ip_address(change.address).packed))
+        names = {link.index: link for link in self.links.values()}
+        for index, addresses in by_link.items():
+            link = names.get(index)
+            if link is not None:
+                interval = g.garp_interval if addresses[0][0] == 4 else g.gna_interval
+                self.announcer.announce(self.loop, link.name, index, link.mac, addresses,
+                                        repeat=repeat, delay=delay, interval=interval)
+
+    # --------------------------------------------------------- lifecycle
+
+    def request_stop(self, signum: int) -> None:
+        log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
+        if self.stopping is not None and not self.stopping.done():
+            self.stopping.set_result(signum)
+
+    def reload_requested(self) -> None:
+        log.warning("SIGHUP: configuration reload is not implemented yet; restart to apply "
+                    "changes")
+
+    async def shutdown(self) -> None:
+        masters = [i for i in range(self.engine.count) if self.engine.state(i) == "MASTER"]
+        # Priority 0 first: backups take over after Skew_Time instead of waiting.
+        self.engine.stop_all(now_us(self.loop))
+        self.after_engine_work()
+        if self.timer is not None:
+            self.timer.cancel()
+        for _ in range(100):  # the removals queued by the stop events
+            if not self.applying and not self.pending:
+                break
+            await asyncio.sleep(0.01)
+        leftovers = [Change(False, c.index, c.family, c.address, c.prefixlen)
+                     for i in masters for c in self.runtime[i].vips]
+        if leftovers:
+            await self.netlink.apply(leftovers)
+        for io, _batch in self.ios:
+            self.loop.remove_reader(io.fd)
+        for pool in self.pools.values():
+            pool.close()
+        self.announcer.close()
+        self.netlink.close()
+
+
+def run(config: Config, pid_file: str | None = None) -> int:
+    import uvloop
+
+    if pid_file:
+        with open(pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    try:
+        return uvloop.run(Daemon(config).main())
+    finally:
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass

@@ -1,0 +1,125 @@
+"""Interfaces and addresses through pyroute2, on a thread of its own.
+
+pyroute2's asyncio API cannot run on uvloop (no AF_NETLINK datagram
+endpoints), and address changes for thousands of VIPs must not stall the
+loop that sends adverts, so the synchronous IPRoute lives on one worker
+thread and the daemon awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import logging
+import socket
+from dataclasses import dataclass
+
+log = logging.getLogger("hivrrp.netlink")
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    mac: bytes
+    up: bool                       # administratively up and carrier present
+
+
+@dataclass(frozen=True)
+class Address:
+    index: int
+    family: int                    # 4 or 6
+    address: str
+    prefixlen: int
+    scope: int
+
+
+@dataclass(frozen=True)
+class Change:
+    add: bool
+    index: int
+    family: int
+    address: str
+    prefixlen: int
+    label: str | None = None
+    scope: str | None = None
+    broadcast: str | None = None
+    nodad: bool = False
+
+
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+class Netlink:
+    def __init__(self) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
+        self.ipr = None
+
+    async def _run(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def start(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        from pyroute2 import IPRoute
+        self.ipr = IPRoute()
+
+    async def links(self) -> dict[str, Link]:
+        return await self._run(self._links)
+
+    def _links(self) -> dict[str, Link]:
+        out = {}
+        for msg in self.ipr.get_links():
+            name = msg.get("ifname")
+            mac = msg.get("address") or "00:00:00:00:00:00"
+            flags = msg.get("flags") or 0
+            out[name] = Link(msg.get("index"), name, bytes.fromhex(mac.replace(":", "")),
+                             bool(flags & IFF_UP) and bool(flags & IFF_RUNNING))
+        return out
+
+    async def addresses(self) -> list[Address]:
+        return await self._run(self._addresses)
+
+    def _addresses(self) -> list[Address]:
+        return [Address(msg.get("index"), 4 if msg.get("family") == socket.AF_INET else 6,
+                        msg.get("address"), msg.get("prefixlen"), msg.get("scope"))
+                for msg in self.ipr.get_addr()]
+
+    async def apply(self, changes: list[Change]) -> list[tuple[Change, str]]:
+        """Apply address changes in one trip to the worker; returns the failures."""
+        return await self._run(self._apply, changes)
+
+    def _apply(self, changes: list[Change]) -> list[tuple[Change, str]]:
+        from pyroute2.netlink.exceptions import NetlinkError
+        failures = []
+        for change in changes:
+            spec = {"index": change.index, "address": change.address,
+                    "prefixlen": change.prefixlen}
+            if change.add:
+                if change.label:
+                    spec["label"] = change.label
+                if change.scope:
+                    spec["scope"] = SCOPES.get(change.scope, 0)
+                if change.broadcast and change.family == 4:
+                    spec["broadcast"] = change.broadcast
+                if change.nodad and change.family == 6:
+                    spec["flags"] = 0x02  # IFA_F_NODAD
+            try:
+                self.ipr.addr("add" if change.add else "del", **spec)
+            except NetlinkError as exc:
+                # Already there / already gone is the state we wanted.
+                if (change.add and exc.code == errno.EEXIST) or (
+                        not change.add and exc.code == errno.EADDRNOTAVAIL):
+                    continue
+                failures.append((change, str(exc)))
+        return failures
+
+    def close(self) -> None:
+        if self.ipr is not None:
+            self.executor.submit(self.ipr.close).result(timeout=5)
+        self.executor.shutdown(wait=True)

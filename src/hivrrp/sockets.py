@@ -1,0 +1,144 @@
+"""Raw VRRP sockets: creation, options and multicast memberships.
+
+The kernel limits multicast memberships per socket (net.ipv4.igmp_max_memberships,
+20 by default), so a host with hundreds of VLANs needs several sockets per
+family. Every socket would also receive every *unicast* advert (raw sockets
+get all of their protocol), so extra IPv4 sockets carry a BPF filter that
+keeps multicast only: each datagram is read once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import struct
+from dataclasses import dataclass, field
+
+VRRP_PROTO = 112
+SOL_IP, SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IP_MULTICAST_ALL = 49          # linux/in.h; not exported by Python's socket module
+IPV6_MULTICAST_ALL = 29        # linux/in6.h
+SO_ATTACH_FILTER = 26
+PRECEDENCE_NETWORK_CONTROL = 0xC0   # keepalived and FRR mark adverts this way
+
+# BPF: accept when the IPv4 destination's first byte is 224..239, else drop.
+# (ldb [16]; and #0xf0; jeq #0xe0 -> accept; ret #0; ret #0xffff)
+_MULTICAST_ONLY = [
+    (0x30, 0, 0, 16), (0x54, 0, 0, 0xF0), (0x15, 0, 1, 0xE0), (0x06, 0, 0, 0xFFFF),
+    (0x06, 0, 0, 0),
+]
+
+
+def igmp_max_memberships() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/igmp_max_memberships") as f:
+            return max(1, int(f.read()))
+    except (OSError, ValueError):
+        return 20
+
+
+def open_raw(family: int, buffer_bytes: int) -> socket.socket:
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    sock = socket.socket(af, socket.SOCK_RAW, VRRP_PROTO)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+        if family == 4:
+            sock.setsockopt(SOL_IP, IP_PKTINFO, 1)
+            sock.setsockopt(SOL_IP, socket.IP_MULTICAST_TTL, 255)
+            sock.setsockopt(SOL_IP, socket.IP_TTL, 255)
+            sock.setsockopt(SOL_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(SOL_IP, IP_MULTICAST_ALL, 0)
+            sock.setsockopt(SOL_IP, socket.IP_TOS, PRECEDENCE_NETWORK_CONTROL)
+        else:
+            sock.setsockopt(SOL_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.setsockopt(SOL_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(SOL_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            sock.setsockopt(SOL_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            sock.setsockopt(SOL_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(SOL_IPV6, IPV6_MULTICAST_ALL, 0)
+            sock.setsockopt(SOL_IPV6, socket.IPV6_TCLASS, PRECEDENCE_NETWORK_CONTROL)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def attach_multicast_only_filter(sock: socket.socket) -> None:
+    program = b"".join(struct.pack("HBBI", *insn) for insn in _MULTICAST_ONLY)
+    buffer = ctypes.create_string_buffer(program)
+    fprog = struct.pack("HL", len(_MULTICAST_ONLY), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def join(sock: socket.socket, family: int, group: bytes, ifindex: int) -> None:
+    if family == 4:
+        mreqn = struct.pack("4s4si", group, b"\0" * 4, ifindex)
+        sock.setsockopt(SOL_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+    else:
+        sock.setsockopt(SOL_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group, ifindex))
+
+
+def leave(sock: socket.socket, family: int, group: bytes, ifindex: int) -> None:
+    if family == 4:
+        mreqn = struct.pack("4s4si", group, b"\0" * 4, ifindex)
+        sock.setsockopt(SOL_IP, socket.IP_DROP_MEMBERSHIP, mreqn)
+    else:
+        sock.setsockopt(SOL_IPV6, socket.IPV6_LEAVE_GROUP, struct.pack("16sI", group, ifindex))
+
+
+@dataclass
+class SocketPool:
+    """The raw sockets of one family and the memberships each one holds."""
+
+    family: int
+    buffer_bytes: int
+    limit: int
+    sockets: list[socket.socket] = field(default_factory=list)
+    members: dict[tuple[bytes, int], int] = field(default_factory=dict)  # -> socket index
+    counts: list[int] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, family: int, buffer_bytes: int) -> SocketPool:
+        limit = igmp_max_memberships() if family == 4 else 256
+        pool = cls(family, buffer_bytes, limit)
+        pool._add_socket()
+        return pool
+
+    @property
+    def primary(self) -> socket.socket:
+        return self.sockets[0]
+
+    def _add_socket(self) -> int:
+        sock = open_raw(self.family, self.buffer_bytes)
+        if self.sockets and self.family == 4:
+            attach_multicast_only_filter(sock)
+        self.sockets.append(sock)
+        self.counts.append(0)
+        return len(self.sockets) - 1
+
+    def join(self, group: bytes, ifindex: int) -> None:
+        if (group, ifindex) in self.members:
+            return
+        index = next((i for i, c in enumerate(self.counts) if c < self.limit), None)
+        if index is None:
+            index = self._add_socket()
+        join(self.sockets[index], self.family, group, ifindex)
+        self.members[(group, ifindex)] = index
+        self.counts[index] += 1
+
+    def leave(self, group: bytes, ifindex: int) -> None:
+        index = self.members.pop((group, ifindex), None)
+        if index is not None:
+            try:
+                leave(self.sockets[index], self.family, group, ifindex)
+            except OSError:
+                pass  # the interface is gone, and the membership with it
+            self.counts[index] -= 1
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()

@@ -1,0 +1,108 @@
+"""hivrrp on a real (namespaced) network: elections, failover, the article's config."""
+
+import signal
+import time
+
+import pytest
+
+from helpers.netns import netns_available, wait_for
+from helpers.topology import Lan
+from netns_conf import MDI_100, SKEW_100, VIP, conf
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def lan(tmp_path):
+    reason = netns_available()
+    if reason:
+        pytest.skip(reason)
+    with Lan(tmp_path) as lan:
+        yield lan
+
+
+def two_hivrrp(lan, high=200, low=100):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(high)))
+    r2 = lan.hivrrp("r2", lan.write("r2.conf", conf(low)))
+    assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
+    return r1, r2
+
+
+def test_election_and_sigkill_failover(lan):
+    r1, r2 = two_hivrrp(lan)
+    assert "BACKUP -> MASTER" in lan.log("r1") and "MASTER" not in lan.log("r2")
+    killed = lan.kill(r1)
+    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    took = time.monotonic() - killed
+    assert took <= MDI_100 + 0.5, took
+    assert "(VI_1) BACKUP -> MASTER (master_down)" in lan.log("r2")
+
+
+def test_sigterm_releases_with_priority_zero_and_exits(lan):
+    r1, r2 = two_hivrrp(lan)
+    sent = lan.kill(r1, signal.SIGTERM)
+    assert r1.wait(2) == 0
+    assert time.monotonic() - sent < 1.0
+    assert not lan.has("r1", VIP)  # its VIP went with it
+    assert lan.wait_owner(VIP, "r2", 2)
+    assert time.monotonic() - sent <= SKEW_100 + 0.5
+    assert "(VI_1) BACKUP -> MASTER (released)" in lan.log("r2")
+
+
+def test_restart_cleans_leftovers_and_preempts(lan):
+    r1, r2 = two_hivrrp(lan)
+    lan.kill(r1)
+    r1.wait(5)
+    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    assert set(lan.owner_of(VIP)) == {"r1", "r2"}  # a SIGKILLed daemon cannot clean up
+    lan.hivrrp("r1", lan.workdir / "r1.conf")
+    assert lan.wait_owner(VIP, "r1", 8)
+    assert "left over from a previous run" in lan.log("r1")
+    assert "(VI_1) MASTER -> BACKUP (higher_priority)" in lan.log("r2")
+
+
+def test_the_articles_two_node_config_as_written(lan):
+    from pathlib import Path
+    article = Path(__file__).resolve().parents[2] / "conf" / "article"
+    lan.node("server01", ipv4="192.0.2.1/24", interface="ens160")
+    lan.node("server02", ipv4="192.0.2.2/24", interface="ens160")
+    lan.hivrrp("server01", article / "two-node-master.conf")
+    backup = lan.hivrrp("server02", article / "two-node-backup.conf")
+    # Priority 255 owner: master at once, no Master_Down wait.
+    assert lan.wait_owner(VIP, "server01", 2), lan.log("server01")
+    assert "(VI_1) INIT -> MASTER (owner)" in lan.log("server01")
+    time.sleep(1.5)
+    assert "MASTER" not in lan.log("server02")
+    assert backup.poll() is None
+
+
+def test_unicast_peers(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    for name, priority, me, peer in (("r1", 200, "192.0.2.1", "192.0.2.2"),
+                                     ("r2", 100, "192.0.2.2", "192.0.2.1")):
+        extra = f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
+        lan.hivrrp(name, lan.write(f"{name}.conf", conf(priority, version=3, extra=extra)))
+    assert lan.wait_owner(VIP, "r1", 8)
+    time.sleep(1.5)
+    assert lan.owner_of(VIP) == ["r1"] and "MASTER" not in lan.log("r2")
+
+
+def test_v3_over_ipv6(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    vips = ("fe80::51/64", "fd00::51/64")
+    lan.hivrrp("r1", lan.write("r1.conf", conf(200, version=3, vips=vips)))
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, version=3, vips=vips)))
+    assert wait_for(lambda: lan.owner_of("fd00::51") == ["r1"], 8), (lan.log("r1"), lan.log("r2"))
+    time.sleep(1.5)
+    assert lan.owner_of("fd00::51") == ["r1"] and "MASTER" not in lan.log("r2")
+
+
+def test_invalid_config_does_not_start(lan, tmp_path):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    proc = lan.hivrrp("r1", lan.write("bad.conf", conf(300)))
+    assert proc.wait(10) == 1
+    assert "priority: 300 is out of range" in lan.log("r1")

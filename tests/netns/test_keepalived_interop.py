@@ -1,0 +1,98 @@
+"""hivrrp and the real keepalived (Debian package) in one VRRP group."""
+
+import shutil
+import time
+
+import pytest
+
+from helpers.netns import netns_available
+from helpers.topology import Lan
+from netns_conf import MDI_100, VIP, conf
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def lan(tmp_path):
+    reason = netns_available()
+    if reason:
+        pytest.skip(reason)
+    if shutil.which("keepalived") is None:
+        pytest.fail("keepalived is missing: tests/run.sh installs it")
+    with Lan(tmp_path) as lan:
+        lan.node("ka", ipv4="192.0.2.1/24")
+        lan.node("hv", ipv4="192.0.2.2/24")
+        yield lan
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_keepalived_master_hivrrp_backup(lan, version):
+    ka = lan.keepalived("ka", lan.write("ka.conf", conf(200, version=version)))
+    hv = lan.hivrrp("hv", lan.write("hv.conf", conf(100, version=version)))
+    assert lan.wait_owner(VIP, "ka", 8), lan.log("ka", "keepalived")
+    time.sleep(2)
+    assert "MASTER" not in lan.log("hv"), lan.log("hv")  # hivrrp accepts keepalived's adverts
+    killed = lan.kill(ka)
+    assert lan.wait_has(VIP, "hv", MDI_100 + 2), lan.log("hv")
+    assert time.monotonic() - killed <= MDI_100 + 0.5
+    assert hv.poll() is None
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_hivrrp_master_keepalived_backup(lan, version):
+    hv = lan.hivrrp("hv", lan.write("hv.conf", conf(200, version=version)))
+    ka = lan.keepalived("ka", lan.write("ka.conf", conf(100, version=version)))
+    assert lan.wait_owner(VIP, "hv", 8), lan.log("hv")
+    time.sleep(2)
+    assert lan.owner_of(VIP) == ["hv"]
+    assert "Entering MASTER STATE" not in lan.log("ka", "keepalived")
+    killed = lan.kill(hv)
+    assert lan.wait_has(VIP, "ka", MDI_100 + 2), lan.log("ka", "keepalived")
+    assert time.monotonic() - killed <= MDI_100 + 0.5
+    lan.stop_keepalived(ka)
+
+
+def test_hivrrp_preempts_keepalived_and_releases_to_it(lan):
+    ka = lan.keepalived("ka", lan.write("ka.conf", conf(100)))
+    assert lan.wait_owner(VIP, "ka", 8)
+    hv = lan.hivrrp("hv", lan.write("hv.conf", conf(200)))
+    assert lan.wait_owner(VIP, "hv", 6), lan.log("hv")
+    assert "(VI_1) BACKUP -> MASTER (preempt)" in lan.log("hv")
+    lan.kill(hv, 15)
+    assert hv.wait(3) == 0
+    # keepalived takes over after its Skew_Time thanks to our priority 0.
+    assert lan.wait_owner(VIP, "ka", 2), lan.log("ka", "keepalived")
+    lan.stop_keepalived(ka)
+
+
+def test_priority_tie_goes_to_the_higher_address(lan):
+    # A backup accepts an equal-priority master (RFC), so the tie-break only
+    # happens between two masters: partition them, let both take over, heal.
+    lan.isolate("ka", True)
+    lan.isolate("hv", True)
+    ka = lan.keepalived("ka", lan.write("ka.conf", conf(100)))
+    hv = lan.hivrrp("hv", lan.write("hv.conf", conf(100)))
+    assert lan.wait_has(VIP, "ka", 8) and lan.wait_has(VIP, "hv", 8)
+    lan.isolate("ka", False)
+    lan.isolate("hv", False)
+    # 192.0.2.2 (hivrrp) is above 192.0.2.1 (keepalived): keepalived steps down.
+    assert lan.wait_owner(VIP, "hv", 5), (lan.log("hv"), lan.log("ka", "keepalived"))
+    time.sleep(2)
+    assert lan.owner_of(VIP) == ["hv"]
+    assert "MASTER -> BACKUP" not in lan.log("hv")
+    lan.stop_keepalived(ka)
+    assert hv.poll() is None
+
+
+def test_priority_tie_keepalived_wins_with_the_higher_address(lan):
+    lan.node("ka2", ipv4="192.0.2.3/24")
+    lan.isolate("ka2", True)
+    lan.isolate("hv", True)
+    ka = lan.keepalived("ka2", lan.write("ka2.conf", conf(100)))
+    lan.hivrrp("hv", lan.write("hv.conf", conf(100)))
+    assert lan.wait_has(VIP, "ka2", 8) and lan.wait_has(VIP, "hv", 8)
+    lan.isolate("ka2", False)
+    lan.isolate("hv", False)
+    assert lan.wait_owner(VIP, "ka2", 5), lan.log("hv")
+    assert "(VI_1) MASTER -> BACKUP (higher_priority)" in lan.log("hv")
+    lan.stop_keepalived(ka)
