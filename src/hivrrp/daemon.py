@@ -20,7 +20,7 @@ from hivrrp._io import PacketIO
 from hivrrp._wire import RxBatch
 from hivrrp.announce import Announcer
 from hivrrp.config.model import Config, Instance
-from hivrrp.netlink import Address, Change, Link, Netlink
+from hivrrp.netlink import Address, Change, Link, Monitor, Netlink
 from hivrrp.sockets import SocketPool
 
 log = logging.getLogger("hivrrp")
@@ -63,6 +63,8 @@ class Daemon:
         self.applying = False
         self.stopping: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.monitor: Monitor | None = None
+        self.vip_owner: dict[tuple[int, str], int] = {}   # (ifindex, address) -> instance
 
     # ----------------------------------------------------------- set-up
 
@@ -70,6 +72,9 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stopping = self.loop.create_future()
         await self.netlink.start()
+        # Subscribe before the first dump so no change slips between them.
+        self.monitor = Monitor(self.loop, self.on_netlink)
+        self.monitor.start()
         self.links = await self.netlink.links()
         addresses = await self.netlink.addresses()
         self.build_engine(addresses)
@@ -140,6 +145,8 @@ class Daemon:
                     broadcast=vip.options.get("brd") if vip.options.get("brd") not in ("+", "-")
                     else None, nodad=bool(vip.options.get("nodad"))))
             self.runtime.append(runtime)
+            for change in runtime.vips:
+                self.vip_owner[(change.index, change.address)] = index
             if link is None:
                 log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
                 self.engine.set_fault(index, FAULT_INTERFACE, True, now_us(self.loop))
@@ -278,6 +285,48 @@ class Daemon:
                 self.announcer.announce(self.loop, link.name, index, link.mac, addresses,
                                         repeat=repeat, delay=delay, interval=interval)
 
+    def on_netlink(self, events: list[tuple]) -> None:
+        """Kernel news: links going up or down, addresses removed behind our back."""
+        if self.engine is None:
+            return  # before the first dump, which reads the same state
+        now = now_us(self.loop)
+        for event in events:
+            if event[0] == "link":
+                _, index, name, mac, up = event
+                old = self.links.get(name)
+                self.links[name] = Link(index, name, mac, up)
+                if old is None or old.up != up:
+                    log.info("interface %s is %s", name, "up" if up else "down")
+                    self.engine.set_interface(index, up, now)
+            elif event[0] == "deladdr":
+                _, index, _family, address = event
+                instance = self.vip_owner.get((index, address))
+                if instance is not None and self.engine.state(instance) == "MASTER":
+                    rt = self.runtime[instance]
+                    log.warning("(%s) VIP %s was removed while master: restoring it",
+                                rt.config.name, address)
+                    self.pending.extend(c for c in rt.vips
+                                        if (c.index, c.address) == (index, address))
+                    self.schedule_apply()
+            elif event[0] == "resync":
+                self.loop.create_task(self.resync())
+        self.after_engine_work()
+
+    async def resync(self) -> None:
+        """After lost netlink messages: re-read links and re-add the masters' VIPs."""
+        links = await self.netlink.links()
+        now = now_us(self.loop)
+        for name, link in links.items():
+            old = self.links.get(name)
+            if old is not None and old.up != link.up:
+                self.engine.set_interface(link.index, link.up, now)
+        self.links = links
+        for i, rt in enumerate(self.runtime):
+            if self.engine.state(i) == "MASTER":
+                self.pending.extend(rt.vips)  # adding what exists is a no-op
+        self.schedule_apply()
+        self.after_engine_work()
+
     # --------------------------------------------------------- lifecycle
 
     def request_stop(self, signum: int) -> None:
@@ -304,6 +353,8 @@ class Daemon:
                      for i in masters for c in self.runtime[i].vips]
         if leftovers:
             await self.netlink.apply(leftovers)
+        if self.monitor is not None:
+            self.monitor.stop()
         for io, _batch in self.ios:
             self.loop.remove_reader(io.fd)
         for pool in self.pools.values():

@@ -13,6 +13,7 @@ import concurrent.futures
 import errno
 import logging
 import socket
+import threading
 from dataclasses import dataclass
 
 log = logging.getLogger("hivrrp.netlink")
@@ -123,3 +124,76 @@ class Netlink:
         if self.ipr is not None:
             self.executor.submit(self.ipr.close).result(timeout=5)
         self.executor.shutdown(wait=True)
+
+
+class Monitor:
+    """Link and address events from the kernel, posted to the event loop.
+
+    A second IPRoute bound to the multicast groups, on a thread of its own
+    (its get() blocks). Each batch of messages becomes one callback on the
+    loop with compact tuples:
+        ("link", index, name, mac, up), ("deladdr", index, family, address),
+        ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback) -> None:
+        self.loop = loop
+        self.callback = callback
+        self.stopped = False
+        self.ipr = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(ready,),
+                                       name="netlink-monitor", daemon=True)
+        self.thread.start()
+        ready.wait(5)  # subscribed before the caller's first dump
+
+    def _work(self, ready) -> None:
+        # IPRoute() drives an event loop of its own: it must be created on
+        # this thread, not on the one running uvloop.
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+        try:
+            self.ipr = IPRoute()
+            self.ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+        except Exception as exc:
+            log.error("netlink monitor unavailable: %s", exc)
+            return
+        finally:
+            ready.set()
+        while not self.stopped:
+            try:
+                messages = self.ipr.get()
+            except Exception as exc:  # ENOBUFS after an overrun, or closed at exit
+                if self.stopped:
+                    return
+                log.warning("netlink monitor: %s; resynchronising", exc)
+                events = [("resync",)]
+            else:
+                events = [e for e in map(_event, messages) if e is not None]
+            if events and not self.stopped:
+                self.loop.call_soon_threadsafe(self.callback, events)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.ipr is not None:
+            try:
+                self.ipr.close()
+            except Exception:
+                pass
+
+
+def _event(msg) -> tuple | None:
+    kind = msg.get("event")
+    if kind in ("RTM_NEWLINK", "RTM_DELLINK"):
+        flags = msg.get("flags") or 0
+        mac = msg.get("address") or "00:00:00:00:00:00"
+        up = kind == "RTM_NEWLINK" and bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+        return ("link", msg.get("index"), msg.get("ifname"), bytes.fromhex(mac.replace(":", "")),
+                up)
+    if kind == "RTM_DELADDR":
+        family = 4 if msg.get("family") == socket.AF_INET else 6
+        return ("deladdr", msg.get("index"), family, msg.get("address"))
+    return None

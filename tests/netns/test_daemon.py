@@ -106,3 +106,36 @@ def test_invalid_config_does_not_start(lan, tmp_path):
     proc = lan.hivrrp("r1", lan.write("bad.conf", conf(300)))
     assert proc.wait(10) == 1
     assert "priority: 300 is out of range" in lan.log("r1")
+
+
+def test_link_down_faults_and_fails_over_then_recovers(lan):
+    r1, r2 = two_hivrrp(lan)
+    ns, _ = lan.nodes["r1"]
+    lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")  # r1 loses carrier
+    assert wait_for(lambda: "(VI_1) MASTER -> FAULT (fault)" in lan.log("r1"), 3)
+    assert not lan.has("r1", VIP)
+    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "up")
+    assert wait_for(lambda: "(VI_1) FAULT -> BACKUP (fault_cleared)" in lan.log("r1"), 3)
+    assert lan.wait_owner(VIP, "r1", MDI_100 + 3)  # and it preempts back
+
+
+def test_vip_removed_behind_our_back_is_restored(lan):
+    two_hivrrp(lan)
+    ns, interface = lan.nodes["r1"]
+    lan.run(ns, "ip", "addr", "del", f"{VIP}/24", "dev", interface)
+    assert wait_for(lambda: lan.has("r1", VIP), 2)
+    assert "VIP 192.0.2.26 was removed while master: restoring it" in lan.log("r1")
+
+
+def test_three_nodes(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    lan.node("r3", ipv4="192.0.2.3/24")
+    procs = {name: lan.hivrrp(name, lan.write(f"{name}.conf", conf(priority)))
+             for name, priority in (("r1", 150), ("r2", 250), ("r3", 100))}
+    assert lan.wait_owner(VIP, "r2", 8)
+    lan.kill(procs["r2"], signal.SIGTERM)
+    assert lan.wait_owner(VIP, "r1", 3)  # the next priority, after its Skew_Time
+    time.sleep(1.5)
+    assert lan.owner_of(VIP) == ["r1"] and "MASTER" not in lan.log("r3")
