@@ -688,6 +688,49 @@ cdef class Engine:
             self.wheel.schedule_c(<int32_t>i, deadline if deadline > now else now)
         self.event(<int32_t>i, inst.state, inst.state, EV_PRIORITY, now)
 
+    def snapshot(self, Py_ssize_t i):
+        """An instance's runtime state, for carrying it across a reload."""
+        cdef inst_t *inst
+        self.check_index(i)
+        inst = &self.insts[i]
+        return (inst.state, self.wheel.deadline(i), inst.master_adver_int_us, inst.preempt_at,
+                inst.flags & (F_HEARD_LOWER | F_HEARD_RELEASE), inst.master_priority,
+                bytes(inst.master_src[:16]), tuple(inst.counters[k] for k in range(C_NCOUNTERS)),
+                inst.last_transition)
+
+    def restore(self, Py_ssize_t i, snapshot, int64_t now):
+        """Continue an instance where snapshot() left it: same state, same timer,
+        no event, no advert (a reload must not flap anything). A FAULT or INIT
+        snapshot comes back as INIT for the caller to start()."""
+        cdef inst_t *inst
+        cdef int64_t deadline
+        self.check_index(i)
+        inst = &self.insts[i]
+        (state, timer, master_interval, preempt_at, heard, master_priority, master_src,
+         counters, last_transition) = snapshot
+        if state not in (ST_INIT, ST_BACKUP, ST_MASTER, ST_FAULT):
+            raise ValueError("bad snapshot")
+        if state != ST_BACKUP and state != ST_MASTER:
+            # FAULT and INIT are re-derived by start(): the reasons may have changed.
+            state = ST_INIT
+        inst.state = state
+        inst.master_adver_int_us = (master_interval if inst.version == 3
+                                    else inst.adver_int_us)
+        inst.preempt_at = preempt_at
+        inst.flags = (inst.flags & ~(F_HEARD_LOWER | F_HEARD_RELEASE)) | heard
+        inst.master_priority = master_priority
+        memcpy(inst.master_src, <const char *>master_src, 16)
+        for k in range(C_NCOUNTERS):
+            inst.counters[k] = counters[k]
+        inst.last_transition = last_transition
+        if state == ST_BACKUP or state == ST_MASTER:
+            deadline = timer if timer is not None else now
+            if state == ST_MASTER and deadline > now + inst.adver_int_us:
+                deadline = now + inst.adver_int_us   # the interval got shorter
+            self.wheel.schedule_c(<int32_t>i, deadline)
+        else:
+            self.wheel.cancel_c(<int32_t>i)
+
     # ---------------------------------------------------- Python outputs
 
     def take_events(self):

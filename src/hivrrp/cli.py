@@ -93,7 +93,7 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     from hivrrp import daemon
 
     try:
-        code = daemon.run(result.config, pid_file)
+        code = daemon.run(result.config, config_file, config_id, pid_file)
     except PermissionError as exc:
         log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
         sys.exit(2)

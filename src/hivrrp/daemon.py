@@ -46,9 +46,24 @@ class InstanceRuntime:
     vips: list[Change] = field(default_factory=list)
 
 
+def instance_key(inst: Instance) -> tuple:
+    """What identifies an instance across a reload (keepalived's vrrp_exist)."""
+    if inst.unicast_peers:
+        where = ("unicast", str(inst.unicast_src_ip),
+                 frozenset(str(p.address) for p in inst.unicast_peers))
+    else:
+        where = ("multicast", str(inst.mcast_dst_ip))
+    return (inst.interface, inst.family, inst.vrid, where)
+
+
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str = "", config_id: str | None = None
+                 ) -> None:
         self.config = config
+        self.config_path = config_path
+        self.config_id = config_id
+        self.reloading = False
+        self.reload_again = False
         self.engine: Engine | None = None
         self.runtime: list[InstanceRuntime] = []
         self.links: dict[str, Link] = {}
@@ -77,7 +92,7 @@ class Daemon:
         self.monitor.start()
         self.links = await self.netlink.links()
         addresses = await self.netlink.addresses()
-        self.build_engine(addresses)
+        self.install(self.config, *self.build_engine(self.config, addresses))
         await self.remove_leftovers(addresses)
         self.open_sockets()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -105,17 +120,22 @@ class Daemon:
                 return address.address
         return None
 
-    def build_engine(self, addresses: list[Address]) -> None:
-        g = self.config.global_defs
-        instances = self.config.instances
-        self.engine = Engine(max(1, len(instances)), now=now_us(asyncio.get_running_loop()))
+    def build_engine(self, config: Config, addresses: list[Address]):
+        """A new engine for `config` (instances not started), with what the
+        daemon keeps per instance and the FAULT reasons to apply."""
+        g = config.global_defs
+        instances = config.instances
+        engine = Engine(max(1, len(instances)), now=now_us(self.loop))
+        runtime: list[InstanceRuntime] = []
+        owner: dict[tuple[int, str], int] = {}
+        faults: list[tuple[int, int]] = []
         vip_addresses = {v.address for i in instances for v in i.vips}
         for inst in instances:
             link = self.links.get(inst.interface) if inst.interface else None
             ifindex = link.index if link else 0
             src = self.primary_source(inst, ifindex, addresses, vip_addresses)
             group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
-            index = self.engine.add_instance(
+            index = engine.add_instance(
                 vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
                 src=src or ("0.0.0.0" if inst.family == 4 else "::"),
                 priority=inst.priority, interval_cs=round(inst.advert_int * 100),
@@ -132,31 +152,39 @@ class Daemon:
                                          if inst.higher_prio_send_advert is not None
                                          else g.higher_prio_send_advert),
                 pseudo_header=not g.v3_checksum_as_v2)
-            runtime = InstanceRuntime(inst, inst.interface, ifindex)
+            rt = InstanceRuntime(inst, inst.interface, ifindex)
             for vip in [*inst.vips, *inst.excluded_vips]:
                 dev = vip.options.get("dev")
                 vip_link = self.links.get(dev) if isinstance(dev, str) else link
                 if vip_link is None:
                     log.warning("(%s) no interface for VIP %s", inst.name, vip.text)
                     continue
-                runtime.vips.append(Change(
+                brd = vip.options.get("brd")
+                rt.vips.append(Change(
                     True, vip_link.index, vip.family, vip.address, vip.prefixlen,
                     label=vip.options.get("label"), scope=vip.options.get("scope"),
-                    broadcast=vip.options.get("brd") if vip.options.get("brd") not in ("+", "-")
-                    else None, nodad=bool(vip.options.get("nodad"))))
-            self.runtime.append(runtime)
-            for change in runtime.vips:
-                self.vip_owner[(change.index, change.address)] = index
+                    broadcast=brd if brd not in ("+", "-") else None,
+                    nodad=bool(vip.options.get("nodad"))))
+                owner[(vip_link.index, vip.address)] = index
+            runtime.append(rt)
             if link is None:
                 log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
-                self.engine.set_fault(index, FAULT_INTERFACE, True, now_us(self.loop))
+                faults.append((index, FAULT_INTERFACE))
             elif not link.up:
                 log.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
-                self.engine.set_fault(index, FAULT_INTERFACE, True, now_us(self.loop))
+                faults.append((index, FAULT_INTERFACE))
             if src is None:
                 log.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
                             inst.interface)
-                self.engine.set_fault(index, FAULT_NO_SOURCE, True, now_us(self.loop))
+                faults.append((index, FAULT_NO_SOURCE))
+        return engine, runtime, owner, faults
+
+    def install(self, config: Config, engine: Engine, runtime: list[InstanceRuntime],
+                owner: dict[tuple[int, str], int], faults: list[tuple[int, int]]) -> None:
+        self.config, self.engine, self.runtime, self.vip_owner = config, engine, runtime, owner
+        now = now_us(self.loop)
+        for index, flag in faults:  # before start(): a faulty instance goes straight to FAULT
+            engine.set_fault(index, flag, True, now)
 
     async def remove_leftovers(self, addresses: list[Address]) -> None:
         """VIPs still on the interfaces (a previous run crashed) go away first."""
@@ -171,26 +199,54 @@ class Daemon:
     def open_sockets(self) -> None:
         buffer_bytes = max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * len(self.runtime))
         families = {rt.config.family for rt in self.runtime}
-        for family in sorted(families):
-            pool = SocketPool.create(family, buffer_bytes)
-            self.pools[family] = pool
+        for family in (4, 6):
+            # Both families, so that a reload may add instances of either.
+            try:
+                self.pools[family] = SocketPool.create(family, buffer_bytes)
+            except OSError as exc:
+                if family in families:
+                    raise
+                log.warning("no IPv%d VRRP socket (%s): IPv%d instances cannot be added by "
+                            "a reload", family, exc, family)
+        self.update_memberships()
+
+    def wanted_memberships(self) -> set[tuple[int, bytes, int]]:
         g = self.config.global_defs
+        wanted = set()
         for rt in self.runtime:
             inst = rt.config
             if inst.unicast_peers or rt.ifindex == 0:
                 continue
             group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
+            wanted.add((inst.family, group.packed, rt.ifindex))
+        return wanted
+
+    def update_memberships(self) -> None:
+        """Join the groups the instances need, leave the others; read new sockets."""
+        wanted = self.wanted_memberships()
+        for family, pool in self.pools.items():
+            for group, ifindex in list(pool.members):
+                if (family, group, ifindex) not in wanted:
+                    pool.leave(group, ifindex)
+        for family, group, ifindex in sorted(wanted):
+            if family not in self.pools:
+                log.error("no IPv%d socket: cannot serve IPv%d instances", family, family)
+                continue
             try:
-                self.pools[inst.family].join(group.packed, rt.ifindex)
+                self.pools[family].join(group, ifindex)
             except OSError as exc:
-                log.error("(%s) cannot join %s on %s: %s", inst.name, group, rt.ifname, exc)
+                log.error("cannot join a VRRP group on interface %d: %s", ifindex, exc)
+        readers = {io.fd for io, _ in self.ios}
         for family, pool in self.pools.items():
             for sock in pool.sockets:
+                if sock.fileno() in readers:
+                    continue
                 io = PacketIO(sock.fileno(), family, RX_BATCH)
                 batch = RxBatch(RX_BATCH, RX_SLOT)
                 self.ios.append((io, batch))
                 self.loop.add_reader(sock.fileno(), self.on_readable, io, batch)
-            self.senders.append(PacketIO(pool.primary.fileno(), family, RX_BATCH))
+            if not any(sender.family == family for sender in self.senders):
+                self.senders.append(PacketIO(pool.primary.fileno(), family, RX_BATCH))
 
     # ------------------------------------------------------------ events
 
@@ -335,8 +391,85 @@ class Daemon:
             self.stopping.set_result(signum)
 
     def reload_requested(self) -> None:
-        log.warning("SIGHUP: configuration reload is not implemented yet; restart to apply "
-                    "changes")
+        if self.reloading:
+            log.info("SIGHUP: reload already in progress, another one queued")
+            self.reload_again = True
+            return
+        self.reloading = True
+        self.loop.create_task(self.reload())
+
+    async def reload(self) -> None:
+        from hivrrp.config import load
+
+        try:
+            while True:
+                self.reload_again = False
+                # Parse on a worker thread: a 10,000-instance config takes ~1 s,
+                # and adverts must keep flowing meanwhile.
+                result = await self.loop.run_in_executor(
+                    None, lambda: load(self.config_path, config_id=self.config_id))
+                for diagnostic in result.warnings:
+                    log.warning("%s", diagnostic)
+                if not result.ok:
+                    for diagnostic in result.errors:
+                        log.error("%s", diagnostic)
+                    log.error("reload rejected (%d errors): the running configuration stays",
+                              len(result.errors))
+                else:
+                    await self.apply_reload(result.config)
+                if not self.reload_again:
+                    break
+        except Exception:
+            log.exception("reload failed: the running configuration stays")
+        finally:
+            self.reloading = False
+
+    async def apply_reload(self, config: Config) -> None:
+        """Swap in a new configuration without disturbing what did not change.
+
+        Instances are matched by (interface, family, VRID, group or peers), as
+        keepalived does, through a dict: O(1) each, where keepalived scans.
+        """
+        addresses = await self.netlink.addresses()
+        old_engine, old_runtime = self.engine, self.runtime
+        engine, runtime, owner, faults = self.build_engine(config, addresses)
+        old_by_key = {instance_key(rt.config): i for i, rt in enumerate(old_runtime)}
+        now = now_us(self.loop)
+        kept, started, changes = set(), 0, []
+        for j, rt in enumerate(runtime):
+            i = old_by_key.get(instance_key(rt.config))
+            if i is None:
+                continue
+            kept.add(i)
+            engine.restore(j, old_engine.snapshot(i), now)
+            if old_engine.state(i) == "MASTER":
+                before = {(c.index, c.address): c for c in old_runtime[i].vips}
+                after = {(c.index, c.address): c for c in rt.vips}
+                changes += [c for key, c in after.items() if key not in before]
+                changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
+                            for key, c in before.items() if key not in after]
+        for i, rt in enumerate(old_runtime):
+            if i not in kept and old_engine.state(i) != "INIT":
+                log.info("(%s) removed from the configuration", rt.config.name)
+                if old_engine.state(i) == "MASTER":
+                    changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
+                                for c in rt.vips]
+                old_engine.stop(i, now)  # a master says priority 0
+        for io in self.senders:
+            io.send(old_engine)
+        old_engine.clear_tx()
+        old_engine.take_events()
+        self.install(config, engine, runtime, owner, faults)
+        for j in range(engine.count):
+            if engine.state(j) == "INIT":
+                engine.start(j, now)
+                started += 1
+        self.update_memberships()
+        self.pending.extend(changes)
+        self.schedule_apply()
+        self.after_engine_work()
+        log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
+                 len(kept), started, len(old_runtime) - len(kept), len(changes))
 
     async def shutdown(self) -> None:
         masters = [i for i in range(self.engine.count) if self.engine.state(i) == "MASTER"]
@@ -363,14 +496,15 @@ class Daemon:
         self.netlink.close()
 
 
-def run(config: Config, pid_file: str | None = None) -> int:
+def run(config: Config, config_path: str, config_id: str | None,
+        pid_file: str | None = None) -> int:
     import uvloop
 
     if pid_file:
         with open(pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
     try:
-        return uvloop.run(Daemon(config).main())
+        return uvloop.run(Daemon(config, config_path, config_id).main())
     finally:
         if pid_file:
             try:

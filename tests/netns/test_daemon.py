@@ -139,3 +139,46 @@ def test_three_nodes(lan):
     assert lan.wait_owner(VIP, "r1", 3)  # the next priority, after its Skew_Time
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and "MASTER" not in lan.log("r3")
+
+
+def two_instance_conf(priority: int, vi1_vips, with_vi2: bool) -> str:
+    text = conf(priority, vips=vi1_vips)
+    if with_vi2:
+        text += conf(priority, vrid=52, vips=("192.0.2.27/24",)).replace("VI_1", "VI_2")
+    return text
+
+
+def test_reload_keeps_state_adds_and_removes_without_flapping(lan):
+    r1, r2 = two_hivrrp(lan)
+    config = lan.workdir / "r1.conf"
+    config.write_text(two_instance_conf(200, (f"{VIP}/24", "192.0.2.28/24"), True))
+    r1.send_signal(signal.SIGHUP)
+    # The master keeps its VIP through the reload and gains the new one.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not lan.has("r1", "192.0.2.28"):
+        assert lan.has("r1", VIP)
+        time.sleep(0.02)
+    assert lan.has("r1", "192.0.2.28")
+    assert "reloaded: 1 instances kept, 1 started, 0 removed, 1 VIP changes" in lan.log("r1")
+    # VI_2 is new: it waits its Master_Down_Interval like any start.
+    assert wait_for(lambda: lan.has("r1", "192.0.2.27"), 5)
+    log = lan.log("r1")
+    assert log.count("(VI_1) BACKUP -> MASTER") == 1 and "(VI_1) MASTER ->" not in log
+    assert "MASTER" not in lan.log("r2")
+
+    config.write_text(conf(200))  # VI_2 and the extra VIP go away
+    r1.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: not lan.has("r1", "192.0.2.27") and not lan.has("r1", "192.0.2.28"), 3)
+    assert lan.has("r1", VIP) and "(VI_2) removed from the configuration" in lan.log("r1")
+    assert r1.poll() is None
+
+
+def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
+    r1, r2 = two_hivrrp(lan)
+    (lan.workdir / "r1.conf").write_text(conf(300))
+    r1.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload rejected (1 errors)" in lan.log("r1"), 5)
+    assert "priority: 300 is out of range" in lan.log("r1")
+    time.sleep(1.5)
+    assert lan.owner_of(VIP) == ["r1"] and r1.poll() is None
+    assert "MASTER" not in lan.log("r2")
