@@ -101,6 +101,34 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
 
 
 @main.command()
+@click.option("--instances", "-n", default=300, show_default=True,
+              type=click.IntRange(1, 4000), help="VRRP instances (250 per segment).")
+@click.option("--peer", type=click.Choice(["hivrrp", "keepalived"]), default="hivrrp",
+              show_default=True, help="What runs on the backup router.")
+@click.option("--keep-logs", is_flag=True, help="Keep the daemons' logs and configs.")
+def lab(instances: int, peer: str, keep_logs: bool) -> None:
+    """Build a VRRP lab in network namespaces, elect, fail over, report, clean up.
+
+    Needs root; touches nothing outside the namespaces it creates.
+    """
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        click.echo("hivrrp lab: needs root (network namespaces)", err=True)
+        sys.exit(2)
+    if shutil.which("ip") is None:
+        click.echo("hivrrp lab: needs iproute2 (the 'ip' command)", err=True)
+        sys.exit(2)
+    if peer == "keepalived" and shutil.which("keepalived") is None:
+        click.echo("hivrrp lab: --peer keepalived needs keepalived installed", err=True)
+        sys.exit(2)
+    from hivrrp.lab import run_lab
+
+    sys.exit(run_lab(instances, peer, keep_logs))
+
+
+@main.command()
 @click.argument("capture")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per packet.")
 def decode(capture: str, as_json: bool) -> None:

@@ -1,0 +1,73 @@
+"""The lab's network: namespaces, one bridge per segment, veths to every node.
+
+Every name has a random per-run prefix; close() removes all of it and stops
+the processes started here (by PID), also after an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+
+
+class Topology:
+    def __init__(self) -> None:
+        self.prefix = "hvl" + secrets.token_hex(2)
+        self.namespaces: list[str] = []
+        self.processes: list[subprocess.Popen] = []
+
+    def sh(self, *cmd: str, ns: str | None = None, check: bool = True) -> str:
+        full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
+        result = subprocess.run(full, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(full)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def netns(self, name: str) -> str:
+        ns = f"{self.prefix}-{name}"
+        self.sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        self.sh("ip", "link", "set", "lo", "up", ns=ns)
+        return ns
+
+    def segment(self, switch: str, index: int) -> str:
+        bridge = f"br{index}"
+        self.sh("ip", "link", "add", bridge, "type", "bridge", ns=switch)
+        self.sh("ip", "link", "set", bridge, "up", ns=switch)
+        return bridge
+
+    def plug(self, switch: str, bridge: str, ns: str, ifname: str, address: str) -> str:
+        """A veth from `ns` (named ifname) into `bridge`; returns the switch-side port."""
+        port = f"{self.prefix}{len(self.processes)}{secrets.token_hex(2)}"
+        self.sh("ip", "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns,
+                ns=switch)
+        self.sh("ip", "link", "set", port, "master", bridge, "up", ns=switch)
+        self.sh("ip", "link", "set", ifname, "up", ns=ns)
+        self.sh("ip", "addr", "add", address, "dev", ifname, ns=ns)
+        return port
+
+    def start(self, ns: str, *cmd: str, log_path: str) -> subprocess.Popen:
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signum)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                self.kill(proc, signal.SIGTERM)
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces.clear()
