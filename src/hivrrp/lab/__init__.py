@@ -99,7 +99,7 @@ class Lab:
                 "--use-file", str(conf), "--pid", str(run / "a.pid"), "--vrrp_pid",
                 str(run / "v.pid"), "--checkers_pid", str(run / "c.pid"), log_path=log)
         return self.topology.start(self.ns[name], sys.executable, "-m", "hivrrp", "run", "-f",
-                                   str(conf), "--log-level", "warning", log_path=log)
+                                   str(conf), "--log-level", "info", log_path=log)
 
     def vip_count(self, name: str) -> int:
         out = self.topology.sh("ip", "-o", "-4", "addr", "show", ns=self.ns[name])
