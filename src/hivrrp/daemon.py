@@ -30,6 +30,7 @@ RX_BATCH = 256
 MAX_READS_PER_WAKEUP = 16      # bound the time one socket can hold the loop
 SOCKET_BUFFER_PER_INSTANCE = 2048
 SOCKET_BUFFER_MIN = 1 << 20
+SOURCE_POLL = 2.0              # seconds between looks for a missing source address
 
 
 def now_us(loop: asyncio.AbstractEventLoop) -> int:
@@ -80,6 +81,7 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.monitor: Monitor | None = None
         self.vip_owner: dict[tuple[int, str], int] = {}   # (ifindex, address) -> instance
+        self.missing_source: set[int] = set()   # instances waiting for a source address
 
     # ----------------------------------------------------------- set-up
 
@@ -100,6 +102,7 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload_requested)
         self.engine.start_all(now_us(self.loop))
         self.after_engine_work()
+        self.loop.create_task(self.watch_sources())
         log.info("running %d instances", self.engine.count)
         await self.stopping
         await self.shutdown()
@@ -182,6 +185,7 @@ class Daemon:
     def install(self, config: Config, engine: Engine, runtime: list[InstanceRuntime],
                 owner: dict[tuple[int, str], int], faults: list[tuple[int, int]]) -> None:
         self.config, self.engine, self.runtime, self.vip_owner = config, engine, runtime, owner
+        self.missing_source = {index for index, flag in faults if flag == FAULT_NO_SOURCE}
         now = now_us(self.loop)
         for index, flag in faults:  # before start(): a faulty instance goes straight to FAULT
             engine.set_fault(index, flag, True, now)
@@ -361,7 +365,12 @@ class Daemon:
                 _, index, name, mac, up = event
                 old = self.links.get(name)
                 self.links[name] = Link(index, name, mac, up)
-                if old is None or old.up != up:
+                if any(rt.ifname == name and rt.ifindex != index for rt in self.runtime):
+                    # An interface that appeared (or came back with a new index):
+                    # rebuild through the reload path, which keeps everything else.
+                    log.info("interface %s appeared (index %d): picking it up", name, index)
+                    self.rebuild_requested()
+                elif old is None or old.up != up:
                     log.info("interface %s is %s", name, "up" if up else "down")
                     self.engine.set_interface(index, up, now)
             elif event[0] == "deladdr":
@@ -377,6 +386,23 @@ class Daemon:
             elif event[0] == "resync":
                 self.loop.create_task(self.resync())
         self.after_engine_work()
+
+    async def watch_sources(self) -> None:
+        """Instances without a source address wait for one: address additions are
+        filtered out of the netlink monitor, so look every few seconds, and only
+        while some instance is waiting."""
+        while True:
+            await asyncio.sleep(SOURCE_POLL)
+            if not self.missing_source or self.reloading:
+                continue
+            addresses = await self.netlink.addresses()
+            vips = {v.address for i in self.config.instances for v in i.vips}
+            for index in self.missing_source:
+                rt = self.runtime[index]
+                if self.primary_source(rt.config, rt.ifindex, addresses, vips) is not None:
+                    log.info("(%s) a source address appeared on %s", rt.config.name, rt.ifname)
+                    self.rebuild_requested()
+                    break
 
     async def resync(self) -> None:
         """After lost netlink messages: re-read links and re-add the masters' VIPs."""
@@ -399,6 +425,25 @@ class Daemon:
         log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
         if self.stopping is not None and not self.stopping.done():
             self.stopping.set_result(signum)
+
+    def rebuild_requested(self) -> None:
+        """Re-apply the running configuration (new interface indexes), no re-read."""
+        if self.reloading:
+            self.reload_again = True
+            return
+        self.reloading = True
+
+        async def rebuild() -> None:
+            try:
+                await self.apply_reload(self.config)
+            except Exception:
+                log.exception("rebuild failed")
+            finally:
+                self.reloading = False
+            if self.reload_again:
+                self.reload_requested()
+
+        self.loop.create_task(rebuild())
 
     def reload_requested(self) -> None:
         if self.reloading:

@@ -182,3 +182,24 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and r1.poll() is None
     assert "MASTER" not in lan.log("r2")
+
+
+def test_an_interface_that_appears_later_is_picked_up(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    extra = conf(200, interface="late0", vrid=60, vips=("198.51.100.60/24",)).replace("VI_1", "LATE")
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200) + extra))
+    assert lan.wait_has(VIP, "r1", 8)
+    assert "(LATE) interface late0 is missing: FAULT" in lan.log("r1")
+    ns, _ = lan.nodes["r1"]
+    peer = f"{lan.prefix}lp"
+    lan.run(ns, "ip", "link", "add", "late0", "type", "veth", "peer", "name", peer)
+    lan.run(ns, "ip", "addr", "add", "198.51.100.1/24", "dev", "late0")
+    lan.run(ns, "ip", "link", "set", peer, "up")
+    lan.run(ns, "ip", "link", "set", "late0", "up")
+    # Alone on its link, LATE becomes master after its Master_Down_Interval.
+    assert wait_for(lambda: "198.51.100.60/24" in lan.run(ns, "ip", "-br", "addr", "show",
+                                                          "late0").stdout, 8), lan.log("r1")
+    assert "interface late0 appeared" in lan.log("r1")
+    assert lan.has("r1", VIP) and "(VI_1) MASTER ->" not in lan.log("r1")
+    assert r1.poll() is None
