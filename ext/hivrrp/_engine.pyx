@@ -737,6 +737,8 @@ cdef class Engine:
         """Events since the last call: (instance, old, new, reason, time)."""
         cdef Py_ssize_t n
         cdef event_t *e
+        if self.event_count == 0:
+            return ()  # the usual case, on every wake-up: no list to build
         out = []
         for n in range(self.event_count):
             e = &self.evq[n]

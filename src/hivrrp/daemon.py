@@ -74,6 +74,7 @@ class Daemon:
         self.ios: list[tuple[PacketIO, RxBatch]] = []
         self.senders: list[PacketIO] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.pending: list[Change] = []
         self.pending_announce: list[int] = []
         self.applying = False
@@ -265,10 +266,13 @@ class Daemon:
                 break
             self.engine.receive(batch, now_us(self.loop))
             batch.clear()
+            if n < batch.capacity:
+                break  # drained: asking again would only return EAGAIN
         self.after_engine_work()
 
     def on_timer(self) -> None:
         self.timer = None
+        self.timer_at = None
         self.engine.expire(now_us(self.loop))
         self.after_engine_work()
 
@@ -281,11 +285,16 @@ class Daemon:
         for instance, old, new, reason, _time in self.engine.take_events():
             self.on_event(instance, old, new, reason)
         deadline = self.engine.next_deadline()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if deadline is not None:
-            self.timer = self.loop.call_at(deadline / 1_000_000, self.on_timer)
+        if deadline is None or self.timer_at is None or deadline < self.timer_at:
+            # Re-arm only when the deadline moved earlier: received adverts keep
+            # pushing a backup's deadline later, and an early wake-up that finds
+            # nothing due is cheaper than a new timer handle per batch.
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.timer_at = deadline
+            if deadline is not None:
+                self.timer = self.loop.call_at(deadline / 1_000_000, self.on_timer)
 
     def on_event(self, instance: int, old: str, new: str, reason: str) -> None:
         rt = self.runtime[instance]

@@ -5,20 +5,10 @@ import time
 
 import pytest
 
-from helpers.netns import netns_available, wait_for
-from helpers.topology import Lan
+from helpers.netns import wait_for
 from netns_conf import MDI_100, SKEW_100, VIP, conf
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def lan(tmp_path):
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
-    with Lan(tmp_path) as lan:
-        yield lan
 
 
 def two_hivrrp(lan, high=200, low=100):

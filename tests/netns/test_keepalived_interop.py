@@ -5,24 +5,18 @@ import time
 
 import pytest
 
-from helpers.netns import netns_available
-from helpers.topology import Lan
 from netns_conf import MDI_100, VIP, conf
 
 pytestmark = pytest.mark.netns
 
 
-@pytest.fixture
-def lan(tmp_path):
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
+@pytest.fixture(autouse=True)
+def nodes(lan):
+    """keepalived's box (192.0.2.1) and hivrrp's (192.0.2.2) on the LAN."""
     if shutil.which("keepalived") is None:
         pytest.fail("keepalived is missing: tests/run.sh installs it")
-    with Lan(tmp_path) as lan:
-        lan.node("ka", ipv4="192.0.2.1/24")
-        lan.node("hv", ipv4="192.0.2.2/24")
-        yield lan
+    lan.node("ka", ipv4="192.0.2.1/24")
+    lan.node("hv", ipv4="192.0.2.2/24")
 
 
 @pytest.mark.parametrize("version", [2, 3])

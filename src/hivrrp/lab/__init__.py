@@ -39,16 +39,18 @@ class Segment:
         return f"{self.subnet}.{vrid}.1"
 
 
-def keepalived_conf(segments: list[Segment], instances: int, priority: int) -> str:
+def keepalived_conf(segments: list[Segment], instances: int, priority: int, *,
+                    version: int = 2, advert_int: float = 1.0) -> str:
     """Plain keepalived syntax (no macros), readable by keepalived and hivrrp alike."""
-    lines = ["global_defs {", "    router_id lab", "    vrrp_garp_master_delay 0", "}"]
+    lines = ["global_defs {", "    router_id lab", f"    vrrp_version {version}",
+             "    vrrp_garp_master_delay 0", "}"]
     for n in range(instances):
         segment, vrid = segments[n // PER_SEGMENT], n % PER_SEGMENT + 1
         lines += [f"vrrp_instance seg{segment.index}_vr{vrid} {{",
                   f"    interface lab{segment.index}",
                   f"    virtual_router_id {vrid}",
                   f"    priority {priority}",
-                  "    advert_int 1",
+                  f"    advert_int {advert_int:g}",
                   "    virtual_ipaddress {",
                   f"        {segment.vip(vrid)}/16",
                   "    }", "}"]
@@ -86,14 +88,21 @@ class Lab:
                 t.sh("ip", "-o", "link", "show", f"lab{k}", ns=self.ns[name])
                 .split("link/ether ")[1].split()[0] for k in range(count)]
 
-    def start(self, name: str) -> object:
+    def start(self, name: str, daemon: str | None = None, *, version: int = 2,
+              advert_int: float = 1.0):
+        """Write `name`'s config (r1 priority 200, r2 100) and start its daemon."""
         priority = HIGH if name == "r1" else LOW
+        if daemon is None:
+            daemon = "keepalived" if name == "r2" and self.peer == "keepalived" else "hivrrp"
         conf = self.workdir / f"{name}.conf"
-        conf.write_text(keepalived_conf(self.segments, self.instances, priority))
-        log = str(self.workdir / f"{name}.log")
-        if name == "r2" and self.peer == "keepalived":
-            run = self.workdir / "ka"
+        conf.write_text(keepalived_conf(self.segments, self.instances, priority,
+                                        version=version, advert_int=advert_int))
+        log = str(self.workdir / f"{name}-{daemon}.log")
+        if daemon == "keepalived":
+            run = self.workdir / f"ka-{name}"
             run.mkdir(exist_ok=True)
+            for stale in run.glob("*.pid"):
+                stale.unlink()  # keepalived refuses to start over a pid file it cannot judge
             return self.topology.start(
                 self.ns[name], "keepalived", "--dont-fork", "--log-console", "--vrrp",
                 "--use-file", str(conf), "--pid", str(run / "a.pid"), "--vrrp_pid",

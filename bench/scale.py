@@ -1,0 +1,220 @@
+"""hivrrp and keepalived side by side on the same generated config.
+
+    python bench/scale.py [--runs "1000:2:1 4000:2:1 1000:3:0.1"] [--window 10]
+
+For each run (instances:version:advert_int) and each daemon, in one namespace
+topology per run (two routers, one veth segment per 250 instances): start
+the master (priority 200) and the backup (100), measure the time until the
+master holds every VIP, the steady CPU of both daemons over --window seconds
+(from /proc, whole process trees: keepalived's VRRP child included), their
+RSS, then the time until the backup holds every VIP after SIGKILL of the
+master, and after SIGTERM of a restarted master. Prints a table, then one
+JSON line per run and daemon, and the CPU ratios hivrrp/keepalived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hivrrp.lab import Lab
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants (keepalived forks its VRRP process)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Bench(Lab):
+    def __init__(self, instances: int, version: int, advert_int: float, daemon: str,
+                 workdir: Path) -> None:
+        super().__init__(instances, "hivrrp", workdir, out=lambda *_: None)
+        self.version, self.advert_int, self.daemon = version, advert_int, daemon
+        self.hivrrp_path: str | None = None
+
+    def launch(self, name: str):
+        saved = os.environ.get("PYTHONPATH")
+        if self.daemon == "hivrrp" and self.hivrrp_path:
+            os.environ["PYTHONPATH"] = self.hivrrp_path  # another build, for before/after runs
+        try:
+            return self.start(name, self.daemon, version=self.version,
+                              advert_int=self.advert_int)
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+
+    def until(self, predicate, timeout: float) -> float | None:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if predicate():
+                return time.monotonic() - start
+            time.sleep(0.02)
+        return None
+
+    def measure(self, window: float) -> dict:
+        n = self.instances
+        mdi = 3 * self.advert_int + (256 - 100) / 256 * (1 if self.version == 2 else self.advert_int)
+        result = {"daemon": self.label, "instances": n, "version": self.version,
+                  "advert_int": self.advert_int}
+        started = time.monotonic()
+        master = self.launch("r1")
+        backup = self.launch("r2")
+        up = self.until(lambda: self.vip_count("r1") >= n, 60)
+        result["all_vips_up_s"] = None if up is None else round(time.monotonic() - started, 2)
+        if up is None:
+            return result
+        time.sleep(3)  # past the start-up bursts (GARPs, VIP adds)
+        pids = {"master": tree(master.pid), "backup": tree(backup.pid)}
+        before = {k: cpu_ticks(v) for k, v in pids.items()}
+        t0 = time.monotonic()
+        time.sleep(window)
+        elapsed = time.monotonic() - t0
+        for role, p in pids.items():
+            result[f"{role}_cpu_percent"] = round(
+                100 * (cpu_ticks(p) - before[role]) / CLOCK_TICKS / elapsed, 2)
+            result[f"{role}_rss_mib"] = round(rss_kib(p) / 1024, 1)
+        adverts = n * elapsed / self.advert_int
+        result["master_us_per_advert"] = round(
+            (cpu_ticks(pids["master"]) - before["master"]) / CLOCK_TICKS / adverts * 1e6, 2)
+        result["backup_us_per_advert"] = round(
+            (cpu_ticks(pids["backup"]) - before["backup"]) / CLOCK_TICKS / adverts * 1e6, 2)
+        killed = time.monotonic()
+        for pid in pids["master"]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        master.wait()  # reap it: keepalived refuses to start while its old PID is a zombie
+        moved = self.until(lambda: self.vip_count("r2") >= n, mdi + 30)
+        result["sigkill_move_s"] = None if moved is None else round(time.monotonic() - killed, 2)
+        result["master_down_interval_s"] = round(mdi, 3)
+        return result
+
+    def measure_sigterm(self) -> float | None:
+        """A fresh pair: elect, SIGTERM the master, time until the backup holds everything."""
+        n = self.instances
+        mdi = 3 * self.advert_int + (256 - 100) / 256 * (1 if self.version == 2 else self.advert_int)
+        master = self.launch("r1")
+        self.launch("r2")
+        if self.until(lambda: self.vip_count("r1") >= n, 60) is None:
+            return None
+        time.sleep(2)
+        stopped = time.monotonic()
+        self.topology.kill(master, signal.SIGTERM)
+        moved = self.until(lambda: self.vip_count("r2") >= n, mdi + 30)
+        return None if moved is None else round(time.monotonic() - stopped, 2)
+
+
+def run_one(instances: int, version: int, interval: float, daemon: str, path: str,
+            label: str, window: float) -> dict:
+    result = {}
+    for phase in ("main", "sigterm"):
+        workdir = Path(tempfile.mkdtemp(prefix="hivrrp-scale-"))
+        bench = Bench(instances, version, interval, daemon, workdir)
+        bench.hivrrp_path = path or None
+        bench.label = label
+        try:
+            bench.build()
+            if phase == "main":
+                result = bench.measure(window)
+            else:
+                result["sigterm_move_s"] = bench.measure_sigterm()
+        finally:
+            bench.topology.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="1000:2:1 4000:2:1 1000:3:0.1")
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--daemons", default="keepalived,hivrrp",
+                        help="comma-separated; hivrrp@DIR runs the hivrrp installed in DIR")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or shutil.which("keepalived") is None:
+        sys.exit("bench/scale.py needs root and keepalived")
+    results = []
+    for spec in args.runs.split():
+        instances, version, interval = spec.split(":")
+        for spec_daemon in args.daemons.split(","):
+            daemon, _, path = spec_daemon.partition("@")
+            results.append(run_one(int(instances), int(version), float(interval), daemon, path,
+                                   spec_daemon if path else daemon, args.window))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    header = (f"{'daemon':<11}{'N':>6}{'v':>3}{'int':>5}{'master %':>10}{'backup %':>10}"
+              f"{'us/adv m':>10}{'us/adv b':>10}{'RSS m MiB':>11}{'up s':>7}{'KILL s':>8}"
+              f"{'TERM s':>8}")
+    print(header)
+    for r in results:
+        print(f"{r['daemon'][:11]:<11}{r['instances']:>6}{r['version']:>3}{r['advert_int']:>5g}"
+              f"{r.get('master_cpu_percent', '-'):>10}{r.get('backup_cpu_percent', '-'):>10}"
+              f"{r.get('master_us_per_advert', '-'):>10}{r.get('backup_us_per_advert', '-'):>10}"
+              f"{r.get('master_rss_mib', '-'):>11}{r.get('all_vips_up_s', '-'):>7}"
+              f"{r.get('sigkill_move_s', '-'):>8}{r.get('sigterm_move_s', '-'):>8}")
+    by_run: dict[tuple, dict] = {}
+    for r in results:
+        by_run.setdefault((r["instances"], r["version"], r["advert_int"]), {})[r["daemon"]] = r
+    for key, pair in by_run.items():
+        if "hivrrp" in pair and "keepalived" in pair:
+            h, k = pair["hivrrp"], pair["keepalived"]
+            ratio = {role: round(h[f"{role}_cpu_percent"] / k[f"{role}_cpu_percent"], 2)
+                     if k.get(f"{role}_cpu_percent") else None for role in ("master", "backup")}
+            print(f"N={key[0]} v{key[1]} int {key[2]:g}: hivrrp/keepalived CPU master "
+                  f"{ratio['master']}x, backup {ratio['backup']}x")
+    for r in results:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
