@@ -1,6 +1,5 @@
 """Every problem, reported with its FILE:LINE, all in one run; garbage never raises."""
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -143,8 +143,9 @@ def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
                              str(PACKETS_PER_CAPTURE), "-w", str(path), scenario.bpf,
                              stdout=subprocess.DEVNULL, stderr=log)
             dumps.append((scenario, proc, log))
-        for scenario, proc, log in dumps:
-            if not wait_for(lambda: "listening on" in Path(log.name).read_text(), 10):
+        for scenario, _proc, log in dumps:
+            started = Path(log.name)
+            if not wait_for(lambda started=started: "listening on" in started.read_text(), 10):
                 raise RuntimeError(f"tcpdump for {scenario.name} did not start: "
                                    f"{Path(log.name).read_text()}")
 
@@ -156,7 +157,7 @@ def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
             "--use-file", str(conf), "--pid", f"{tmp}/ka.pid", "--vrrp_pid", f"{tmp}/vrrp.pid",
             "--checkers_pid", f"{tmp}/chk.pid", stdout=ka_log, stderr=subprocess.STDOUT)
         try:
-            for scenario, proc, log in dumps:
+            for scenario, proc, _log in dumps:
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:

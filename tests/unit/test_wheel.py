@@ -1,6 +1,5 @@
 """The timer wheel against a plain heap model, driven by hypothesis."""
 
-import heapq
 
 import pytest
 from hypothesis import strategies as st

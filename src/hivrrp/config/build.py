@@ -479,7 +479,7 @@ ROUTE_VALUES = {"src", "to", "via", "gw", "or", "dev", "scope", "table", "metric
                 "tos", "realms", "mtu", "advmss", "rtt", "rttvar", "reordering", "window",
                 "cwnd", "ssthresh", "initcwnd", "initrwnd", "features", "quickack",
                 "congctl", "rto_min", "hoplimit", "fastopen_no_cookie", "pref", "nexthop",
-                "weight", "onlink", "encap", "expires", "type", "ttl-propagate", "ssthresh"}
+                "weight", "onlink", "encap", "expires", "type", "ttl-propagate"}
 ROUTE_TYPES = {"blackhole", "unreachable", "prohibit", "throw"}
 
 

@@ -284,7 +284,7 @@ class Reader:
         saved = {name: self.params.get(name) for name in names}
         try:
             for row in rows:
-                values = dict(zip(names, row))
+                values = dict(zip(names, row, strict=True))
                 self.params.update(values)
                 label = ", ".join(f"{k}={v}" for k, v in values.items())
                 self._logical(rest, where, _join(note, label), depth + 1, out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.reader import Line

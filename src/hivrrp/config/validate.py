@@ -4,7 +4,6 @@ per version, the family of an instance)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections import defaultdict
 
