@@ -83,6 +83,7 @@ class Daemon:
         self.monitor: Monitor | None = None
         self.vip_owner: dict[tuple[int, str], int] = {}   # (ifindex, address) -> instance
         self.missing_source: set[int] = set()   # instances waiting for a source address
+        self.refresh_generation: dict[int, int] = {}  # instance -> current GARP refresh chain
 
     # ----------------------------------------------------------- set-up
 
@@ -342,16 +343,21 @@ class Daemon:
         finally:
             self.applying = False
 
-    def announce(self, instance: int) -> None:
+    def announce(self, instance: int, *, refresh: bool = False) -> None:
         if self.engine.state(instance) != "MASTER":
             return
         rt = self.runtime[instance]
         g = self.config.global_defs
         garp = rt.config.garp
-        repeat = int(garp.get("master_repeat", g.garp_master_repeat))
-        delay = 0.0 if g.min_garp else float(garp.get("master_delay", g.garp_master_delay))
-        if g.min_garp:
-            repeat = 1
+        if refresh:
+            repeat = int(garp.get("master_refresh_repeat", g.garp_master_refresh_repeat))
+            delay = 0.0
+        else:
+            repeat = int(garp.get("master_repeat", g.garp_master_repeat))
+            delay = 0.0 if g.min_garp else float(garp.get("master_delay", g.garp_master_delay))
+            if g.min_garp:
+                repeat = 1
+            self.start_refresh(instance)
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in rt.vips:
             by_link.setdefault(change.index, []).append(
@@ -427,6 +433,26 @@ class Daemon:
                 self.pending.extend(rt.vips)  # adding what exists is a no-op
         self.schedule_apply()
         self.after_engine_work()
+
+    def start_refresh(self, instance: int) -> None:
+        """keepalived's garp_master_refresh: announce again every N s while master."""
+        rt = self.runtime[instance]
+        period = float(rt.config.garp.get("master_refresh",
+                                          self.config.global_defs.garp_master_refresh))
+        if period <= 0:
+            return
+        generation = self.refresh_generation.get(instance, 0) + 1
+        self.refresh_generation[instance] = generation
+        self.loop.call_later(period, self.refresh, self.engine, instance, generation, period)
+
+    def refresh(self, engine: Engine, instance: int, generation: int, period: float) -> None:
+        # A chain ends when the instance left master, started a newer chain, or a
+        # reload replaced the engine (which starts chains for its masters).
+        if (engine is not self.engine or self.refresh_generation.get(instance) != generation
+                or engine.state(instance) != "MASTER"):
+            return
+        self.announce(instance, refresh=True)
+        self.loop.call_later(period, self.refresh, engine, instance, generation, period)
 
     # --------------------------------------------------------- lifecycle
 
@@ -524,10 +550,13 @@ class Daemon:
         old_engine.clear_tx()
         old_engine.take_events()
         self.install(config, engine, runtime, owner, faults)
+        self.refresh_generation.clear()
         for j in range(engine.count):
             if engine.state(j) == "INIT":
                 engine.start(j, now)
                 started += 1
+            elif engine.state(j) == "MASTER":
+                self.start_refresh(j)  # carried over without an event
         self.update_memberships()
         self.pending.extend(changes)
         self.schedule_apply()

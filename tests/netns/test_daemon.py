@@ -193,3 +193,17 @@ def test_an_interface_that_appears_later_is_picked_up(lan):
     assert "interface late0 appeared" in lan.log("r1")
     assert lan.has("r1", VIP) and "(VI_1) MASTER ->" not in lan.log("r1")
     assert r1.poll() is None
+
+
+def test_garp_master_refresh(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    ns_client = lan.node("client", ipv4="192.0.2.100/24")
+    extra = "    garp_master_delay 0\n    garp_master_repeat 1\n    garp_master_refresh 1\n"
+    lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=extra)))
+    assert lan.wait_has(VIP, "r1", 8)
+    # Alone on the LAN, the master announces its VIP again every second.
+    dump = lan.run(ns_client, "timeout", "3.5", "tcpdump", "-n", "-l", "-i", "eth1",
+                   f"arp and arp[14:4] = 0x{''.join(f'{int(o):02x}' for o in VIP.split('.'))}",
+                   check=False)
+    announcements = [line for line in dump.stdout.splitlines() if VIP in line]
+    assert 3 <= len(announcements) <= 5, dump.stdout + dump.stderr
