@@ -20,7 +20,7 @@ from hivrrp._io import PacketIO
 from hivrrp._wire import RxBatch
 from hivrrp.announce import Announcer
 from hivrrp.config.model import Config, Instance
-from hivrrp.netlink import Address, Change, Link, Monitor, Netlink
+from hivrrp.netlink import Address, Change, Link, Monitor, Netlink, route_spec
 from hivrrp.sockets import SocketPool
 
 log = logging.getLogger("hivrrp")
@@ -45,6 +45,7 @@ class InstanceRuntime:
     ifname: str | None
     ifindex: int
     vips: list[Change] = field(default_factory=list)
+    routes: list[dict] = field(default_factory=list)     # pyroute2 route() arguments
 
 
 def instance_key(inst: Instance) -> tuple:
@@ -76,6 +77,7 @@ class Daemon:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.pending: list[Change] = []
+        self.pending_routes: list[tuple[bool, dict]] = []   # (add, spec), in order
         self.pending_announce: list[int] = []
         self.applying = False
         self.stopping: asyncio.Future | None = None
@@ -171,6 +173,14 @@ class Daemon:
                     broadcast=brd if brd not in ("+", "-") else None,
                     nodad=bool(vip.options.get("nodad"))))
                 owner[(vip_link.index, vip.address)] = index
+            for route in inst.routes:
+                try:
+                    rt.routes.append(route_spec(
+                        route.destination, route.options, inst.family,
+                        lambda name: self.links[name].index))
+                except (KeyError, ValueError) as exc:
+                    log.warning("(%s) route '%s' cannot be installed: %s", inst.name,
+                                route.text, exc)
             runtime.append(rt)
             if link is None:
                 log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
@@ -307,10 +317,12 @@ class Daemon:
         log.info("(%s) %s -> %s (%s)", rt.config.name, old, new, reason)
         if new == "MASTER":
             self.pending.extend(rt.vips)
+            self.pending_routes.extend((True, spec) for spec in rt.routes)
             self.pending_announce.append(instance)
         elif old == "MASTER":
             self.pending.extend(Change(False, c.index, c.family, c.address, c.prefixlen)
                                 for c in rt.vips)
+            self.pending_routes.extend((False, spec) for spec in rt.routes)
         self.schedule_apply()
 
     def schedule_apply(self) -> None:
@@ -321,15 +333,20 @@ class Daemon:
     async def apply_pending(self) -> None:
         """Move VIPs in batches: everything that changed since the last trip goes together."""
         try:
-            while self.pending or self.pending_announce:
+            while self.pending or self.pending_announce or self.pending_routes:
                 changes, self.pending = self.pending, []
                 announce, self.pending_announce = self.pending_announce, []
+                routes, self.pending_routes = self.pending_routes, []
+                # Routes leave before their addresses and come after them (a
+                # virtual route may use a VIP as its source).
+                await self.apply_routes([r for r in routes if not r[0]])
                 if changes:
                     started = self.loop.time()
                     failures = await self.netlink.apply(changes)
                     if len(changes) >= 100:
                         log.info("%d VIP changes applied in %.3f s", len(changes),
                                  self.loop.time() - started)
+                await self.apply_routes([r for r in routes if r[0]])
                 for instance in announce:
                     self.announce(instance)
                 if changes and len(changes) > 2:
@@ -342,6 +359,14 @@ class Daemon:
                                   change.address, change.prefixlen, error)
         finally:
             self.applying = False
+
+    async def apply_routes(self, routes: list[tuple[bool, dict]]) -> None:
+        for add in (False, True):
+            specs = [spec for is_add, spec in routes if is_add == add]
+            if specs:
+                for spec, error in await self.netlink.routes(add, specs):
+                    log.error("cannot %s route to %s: %s", "add" if add else "remove",
+                              spec.get("dst"), error)
 
     def announce(self, instance: int, *, refresh: bool = False) -> None:
         if self.engine.state(instance) != "MASTER":
@@ -538,12 +563,17 @@ class Daemon:
                 changes += [c for key, c in after.items() if key not in before]
                 changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
                             for key, c in before.items() if key not in after]
+                self.pending_routes += [(False, r) for r in old_runtime[i].routes
+                                        if r not in rt.routes]
+                self.pending_routes += [(True, r) for r in rt.routes
+                                        if r not in old_runtime[i].routes]
         for i, rt in enumerate(old_runtime):
             if i not in kept and old_engine.state(i) != "INIT":
                 log.info("(%s) removed from the configuration", rt.config.name)
                 if old_engine.state(i) == "MASTER":
                     changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
                                 for c in rt.vips]
+                    self.pending_routes += [(False, r) for r in rt.routes]
                 old_engine.stop(i, now)  # a master says priority 0
         for io in self.senders:
             io.send(old_engine)
@@ -575,6 +605,7 @@ class Daemon:
             if not self.applying and not self.pending:
                 break
             await asyncio.sleep(0.01)
+        await self.apply_routes([(False, r) for i in masters for r in self.runtime[i].routes])
         leftovers = [Change(False, c.index, c.family, c.address, c.prefixlen)
                      for i in masters for c in self.runtime[i].vips]
         if leftovers:

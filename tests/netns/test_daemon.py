@@ -207,3 +207,28 @@ def test_garp_master_refresh(lan):
                    check=False)
     announcements = [line for line in dump.stdout.splitlines() if VIP in line]
     assert 3 <= len(announcements) <= 5, dump.stdout + dump.stderr
+
+
+def test_virtual_routes_follow_the_master(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    routes = ("    virtual_routes {\n"
+              "        198.51.100.0/24 via 192.0.2.254 dev eth1\n"
+              "        src 192.0.2.26 to 203.0.113.0/24 dev eth1 scope link metric 7\n"
+              "    }\n")
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=routes)))
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra=routes)))
+    assert lan.wait_owner(VIP, "r1", 8)
+
+    def route_table(name):
+        return lan.run(lan.nodes[name][0], "ip", "route", "show").stdout
+
+    assert wait_for(lambda: "198.51.100.0/24 via 192.0.2.254" in route_table("r1"), 2)
+    assert "203.0.113.0/24 dev eth1 proto static scope link src 192.0.2.26 metric 7" in \
+        route_table("r1")
+    assert "198.51.100.0/24" not in route_table("r2")
+    lan.kill(r1, signal.SIGTERM)
+    assert r1.wait(3) == 0
+    assert "198.51.100.0/24" not in route_table("r1")  # released with the VIPs
+    assert wait_for(lambda: "198.51.100.0/24 via 192.0.2.254" in route_table("r2")
+                    and "203.0.113.0/24" in route_table("r2"), 3), route_table("r2")
