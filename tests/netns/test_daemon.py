@@ -20,14 +20,25 @@ def two_hivrrp(lan, high=200, low=100):
     return r1, r2
 
 
+def ping(lan, address) -> bool:
+    client, _ = lan.nodes["client"]
+    return lan.run(client, "ping", "-c", "1", "-W", "1", address, check=False).returncode == 0
+
+
 def test_election_and_sigkill_failover(lan):
+    lan.node("client", ipv4="192.0.2.100/24")
     r1, r2 = two_hivrrp(lan)
     assert "BACKUP -> MASTER" in lan.log("r1") and "MASTER" not in lan.log("r2")
+    assert ping(lan, VIP)  # through the bridge, answered by r1
     killed = lan.kill(r1)
+    ns1, if1 = lan.nodes["r1"]
+    lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")  # the dead box is off the LAN
     assert lan.wait_has(VIP, "r2", MDI_100 + 2)
     took = time.monotonic() - killed
     assert took <= MDI_100 + 0.5, took
     assert "(VI_1) BACKUP -> MASTER (master_down)" in lan.log("r2")
+    # The new master's gratuitous ARP moved the client's neighbour entry.
+    assert wait_for(lambda: ping(lan, VIP), 3)
 
 
 def test_sigterm_releases_with_priority_zero_and_exits(lan):

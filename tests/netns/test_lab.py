@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,3 +38,29 @@ def test_lab_refuses_bad_arguments():
     result = subprocess.run([sys.executable, "-m", "hivrrp", "lab", "-n", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Invalid value" in result.stderr
+
+
+def test_more_interfaces_than_one_socket_may_join(tmp_path, monkeypatch):
+    # 25 segments of one instance each: 25 memberships on 224.0.0.18, beyond
+    # igmp_max_memberships (20), so the daemons need a second IPv4 socket
+    # (filtered to multicast) and must still hear every master.
+    reason = netns_available()
+    if reason:
+        pytest.skip(reason)
+    import hivrrp.lab as lab_module
+    from hivrrp.sockets import igmp_max_memberships
+
+    segments = igmp_max_memberships() + 5
+    monkeypatch.setattr(lab_module, "PER_SEGMENT", 1)
+    lab = lab_module.Lab(segments, "hivrrp", tmp_path)
+    try:
+        lab.build()
+        lab.start("r1")
+        assert lab.wait_for_vips("r1", 15) is not None, (tmp_path / "r1-hivrrp.log").read_text()
+        lab.start("r2")  # after r1 rules everywhere, so no start-up race decides anything
+        time.sleep(5)  # past r2's Master_Down_Interval: it stays backup only if it hears r1
+        assert lab.vip_count("r2") == 0
+        assert "MASTER" not in (tmp_path / "r2-hivrrp.log").read_text()
+        assert lab.probe("r1", 5)["answered"] == segments
+    finally:
+        lab.topology.close()
