@@ -205,8 +205,8 @@ class Daemon:
     async def remove_leftovers(self, addresses: list[Address]) -> None:
         """VIPs still on the interfaces (a previous run crashed) go away first."""
         present = {(a.index, a.address) for a in addresses}
-        stale = [Change(False, c.index, c.family, c.address, c.prefixlen)
-                 for rt in self.runtime for c in rt.vips if (c.index, c.address) in present]
+        stale = [c.removal() for rt in self.runtime for c in rt.vips
+                 if (c.index, c.address) in present]
         if stale:
             log.info("removing %d VIPs left over from a previous run", len(stale))
             for change, error in await self.netlink.apply(stale):
@@ -320,8 +320,7 @@ class Daemon:
             self.pending_routes.extend((True, spec) for spec in rt.routes)
             self.pending_announce.append(instance)
         elif old == "MASTER":
-            self.pending.extend(Change(False, c.index, c.family, c.address, c.prefixlen)
-                                for c in rt.vips)
+            self.pending.extend(c.removal() for c in rt.vips)
             self.pending_routes.extend((False, spec) for spec in rt.routes)
         self.schedule_apply()
 
@@ -561,8 +560,7 @@ class Daemon:
                 before = {(c.index, c.address): c for c in old_runtime[i].vips}
                 after = {(c.index, c.address): c for c in rt.vips}
                 changes += [c for key, c in after.items() if key not in before]
-                changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
-                            for key, c in before.items() if key not in after]
+                changes += [c.removal() for key, c in before.items() if key not in after]
                 self.pending_routes += [(False, r) for r in old_runtime[i].routes
                                         if r not in rt.routes]
                 self.pending_routes += [(True, r) for r in rt.routes
@@ -571,8 +569,7 @@ class Daemon:
             if i not in kept and old_engine.state(i) != "INIT":
                 log.info("(%s) removed from the configuration", rt.config.name)
                 if old_engine.state(i) == "MASTER":
-                    changes += [Change(False, c.index, c.family, c.address, c.prefixlen)
-                                for c in rt.vips]
+                    changes += [c.removal() for c in rt.vips]
                     self.pending_routes += [(False, r) for r in rt.routes]
                 old_engine.stop(i, now)  # a master says priority 0
         for io in self.senders:
@@ -606,8 +603,7 @@ class Daemon:
                 break
             await asyncio.sleep(0.01)
         await self.apply_routes([(False, r) for i in masters for r in self.runtime[i].routes])
-        leftovers = [Change(False, c.index, c.family, c.address, c.prefixlen)
-                     for i in masters for c in self.runtime[i].vips]
+        leftovers = [c.removal() for i in masters for c in self.runtime[i].vips]
         if leftovers:
             await self.netlink.apply(leftovers)
         if self.monitor is not None:

@@ -52,6 +52,10 @@ class Change:
     broadcast: str | None = None
     nodad: bool = False
 
+    def removal(self) -> Change:
+        """The change that takes this address away again."""
+        return Change(False, self.index, self.family, self.address, self.prefixlen)
+
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 IFA_F_NODAD = 0x02
@@ -272,9 +276,9 @@ def drop_new_addresses(fd: int) -> None:
     messages in Python competed for the GIL with the VIP changes themselves.
     nlmsg_type is host-endian while BPF loads are big-endian, hence the swap.
     """
-    import ctypes
-    import struct
     import sys
+
+    from hivrrp.sockets import attach_filter
 
     RTM_NEWADDR = 20
     value = RTM_NEWADDR if sys.byteorder == "big" else (RTM_NEWADDR << 8)
@@ -282,12 +286,9 @@ def drop_new_addresses(fd: int) -> None:
                (0x15, 0, 1, value),        # jeq NEWADDR
                (0x06, 0, 0, 0),            # ret #0      drop
                (0x06, 0, 0, 0xFFFFFFFF)]   # ret #-1     keep
-    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
-    buffer = ctypes.create_string_buffer(code)
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     duplicate = socket.socket(fileno=os.dup(fd))
     try:
-        duplicate.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+        attach_filter(duplicate, program)
     finally:
         duplicate.close()
 

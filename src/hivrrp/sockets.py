@@ -66,27 +66,26 @@ def open_raw(family: int, buffer_bytes: int) -> socket.socket:
     return sock
 
 
-def attach_multicast_only_filter(sock: socket.socket) -> None:
-    program = b"".join(struct.pack("HBBI", *insn) for insn in _MULTICAST_ONLY)
-    buffer = ctypes.create_string_buffer(program)
-    fprog = struct.pack("HL", len(_MULTICAST_ONLY), ctypes.addressof(buffer))
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program (code, jt, jf, k) to a socket (SO_ATTACH_FILTER)."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *insn) for insn in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def join(sock: socket.socket, family: int, group: bytes, ifindex: int) -> None:
-    if family == 4:
-        mreqn = struct.pack("4s4si", group, b"\0" * 4, ifindex)
-        sock.setsockopt(SOL_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-    else:
-        sock.setsockopt(SOL_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group, ifindex))
+def attach_multicast_only_filter(sock: socket.socket) -> None:
+    attach_filter(sock, _MULTICAST_ONLY)
 
 
-def leave(sock: socket.socket, family: int, group: bytes, ifindex: int) -> None:
+def membership(sock: socket.socket, family: int, group: bytes, ifindex: int, *,
+               join: bool) -> None:
+    """Join or leave `group` on interface `ifindex`."""
     if family == 4:
-        mreqn = struct.pack("4s4si", group, b"\0" * 4, ifindex)
-        sock.setsockopt(SOL_IP, socket.IP_DROP_MEMBERSHIP, mreqn)
+        option = socket.IP_ADD_MEMBERSHIP if join else socket.IP_DROP_MEMBERSHIP
+        sock.setsockopt(SOL_IP, option, struct.pack("4s4si", group, b"\0" * 4, ifindex))
     else:
-        sock.setsockopt(SOL_IPV6, socket.IPV6_LEAVE_GROUP, struct.pack("16sI", group, ifindex))
+        option = socket.IPV6_JOIN_GROUP if join else socket.IPV6_LEAVE_GROUP
+        sock.setsockopt(SOL_IPV6, option, struct.pack("16sI", group, ifindex))
 
 
 @dataclass
@@ -125,7 +124,7 @@ class SocketPool:
         index = next((i for i, c in enumerate(self.counts) if c < self.limit), None)
         if index is None:
             index = self._add_socket()
-        join(self.sockets[index], self.family, group, ifindex)
+        membership(self.sockets[index], self.family, group, ifindex, join=True)
         self.members[(group, ifindex)] = index
         self.counts[index] += 1
 
@@ -133,7 +132,7 @@ class SocketPool:
         index = self.members.pop((group, ifindex), None)
         if index is not None:
             try:
-                leave(self.sockets[index], self.family, group, ifindex)
+                membership(self.sockets[index], self.family, group, ifindex, join=False)
             except OSError:
                 pass  # the interface is gone, and the membership with it
             self.counts[index] -= 1
