@@ -14,6 +14,8 @@ import signal
 import subprocess
 import time
 
+from hivrrp.lab.topology import in_netns
+
 
 def netns_available() -> str | None:
     """None when namespace tests can run here, else why not."""
@@ -55,7 +57,7 @@ class Lab:
         return if_a, if_b
 
     def run(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=check,
+        return subprocess.run(in_netns(ns, *cmd), check=check,
                               capture_output=True, text=True, timeout=30)
 
     def popen(self, ns: str, *cmd: str, **kwargs) -> subprocess.Popen:
