@@ -622,6 +622,10 @@ cdef class Engine:
         """When expire() must next be called (microseconds), or None."""
         return self.wheel.next_deadline()
 
+    def wakeup(self):
+        """A cheap lower bound of next_deadline(): when the daemon's timer should fire."""
+        return self.wheel.wakeup()
+
     def start(self, Py_ssize_t i, int64_t now):
         self.check_index(i)
         if self.insts[i].state == ST_INIT:

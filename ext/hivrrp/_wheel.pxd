@@ -26,6 +26,8 @@ cdef class TimerWheel:
     cdef int64_t tick              # current level-0 tick (cascades done up to it)
     cdef int32_t *due              # output of expire_c()
     cdef Py_ssize_t level0_count
+    cdef int64_t hint              # <= every scheduled deadline when > expired_through
+    cdef int64_t expired_through   # the last `now` given to expire_c()
     cdef readonly Py_ssize_t capacity
     cdef readonly Py_ssize_t scheduled
 
@@ -33,6 +35,7 @@ cdef class TimerWheel:
     cdef bint cancel_c(self, int32_t timer) noexcept nogil
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil
     cdef int64_t next_deadline_c(self) noexcept nogil
+    cdef int64_t wakeup_c(self) noexcept nogil
     cdef void link(self, int32_t timer) noexcept nogil
     cdef void unlink(self, int32_t timer) noexcept nogil
     cdef void cascade(self, int32_t slot) noexcept nogil

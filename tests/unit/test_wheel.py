@@ -75,6 +75,24 @@ class WheelMachine(RuleBasedStateMachine):
             self.now = max(self.now, bound)
             assert self.wheel.expire(self.now) == self.model.expire(self.now)
 
+    @rule()
+    def advance_to_wakeup(self):
+        wakeup = self.wheel.wakeup()
+        if wakeup is not None:
+            self.now = max(self.now, wakeup)
+            assert self.wheel.expire(self.now) == self.model.expire(self.now)
+            # No spinning: once woken at it, the cached bound moves on.
+            following = self.wheel.wakeup()
+            assert following is None or following > self.now or following == min(
+                self.model.deadlines.values())
+
+    @invariant()
+    def wakeup_is_never_late(self):
+        wakeup, earliest = self.wheel.wakeup(), self.model.earliest()
+        assert (wakeup is None) == (earliest is None)
+        if earliest is not None:
+            assert wakeup <= earliest
+
     @invariant()
     def agree(self):
         assert len(self.wheel) == len(self.model.deadlines)
@@ -106,6 +124,22 @@ def test_next_deadline_walk_reaches_every_timer_in_order():
         wakeups += 1
         assert wakeups < 5000
     assert fired == model.expire(10**9)
+
+
+def test_wakeup_stays_put_while_timers_move_later():
+    # A backup's pattern: every received advert pushes one master-down timer later.
+    wheel = TimerWheel(100, now=0)
+    for t in range(100):
+        wheel.schedule(t, 361_000 + t * 1000)
+    first = wheel.wakeup()
+    assert first == 361_000
+    for t in range(100):
+        wheel.schedule(t, 461_000 + t * 1000)
+        assert wheel.wakeup() == first          # cached: no walk per packet
+    assert wheel.expire(first) == []             # the early wake-up finds nothing due...
+    assert wheel.wakeup() == 461_000             # ...and learns the real deadline
+    wheel.schedule(5, 400_000)
+    assert wheel.wakeup() == 400_000             # an earlier deadline is never missed
 
 
 def test_submillisecond_deadlines_in_one_slot():
