@@ -1,6 +1,6 @@
 """hivrrp and keepalived side by side on the same generated config.
 
-    python bench/scale.py [--runs "1000:2:1 4000:2:1 1000:3:0.1"] [--window 10]
+    python bench/scale.py [--runs "1000:2:1 4000:2:1 1000:3:0.1"] [--window 10] [--rounds 3]
 
 For each run (instances:version:advert_int) and each daemon, in one namespace
 topology per run (two routers, one veth segment per 250 instances): start
@@ -8,8 +8,9 @@ the master (priority 200) and the backup (100), measure the time until the
 master holds every VIP, the steady CPU of both daemons over --window seconds
 (from /proc, whole process trees: keepalived's VRRP child included), their
 RSS, then the time until the backup holds every VIP after SIGKILL of the
-master, and after SIGTERM of a restarted master. Prints a table, then one
-JSON line per run and daemon, and the CPU ratios hivrrp/keepalived.
+master, and after SIGTERM of a restarted master. Prints a table, the CPU
+ratios of each daemon to the first one (keepalived) within each round and
+their medians over --rounds, then one JSON line per run and daemon.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -179,41 +181,72 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="1000:2:1 4000:2:1 1000:3:0.1")
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every run; the daemons' order alternates between rounds")
     parser.add_argument("--daemons", default="keepalived,hivrrp",
                         help="comma-separated; hivrrp@DIR runs the hivrrp installed in DIR")
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         sys.exit("bench/scale.py needs root and keepalived")
+    if not 1 <= args.rounds <= 20:
+        sys.exit("--rounds must be 1..20")
+    daemons = args.daemons.split(",")
     results = []
     for spec in args.runs.split():
         instances, version, interval = spec.split(":")
-        for spec_daemon in args.daemons.split(","):
-            daemon, _, path = spec_daemon.partition("@")
-            results.append(run_one(int(instances), int(version), float(interval), daemon, path,
-                                   spec_daemon if path else daemon, args.window))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    header = (f"{'daemon':<11}{'N':>6}{'v':>3}{'int':>5}{'master %':>10}{'backup %':>10}"
-              f"{'us/adv m':>10}{'us/adv b':>10}{'RSS m MiB':>11}{'up s':>7}{'KILL s':>8}"
-              f"{'TERM s':>8}")
-    print(header)
+        for round_ in range(args.rounds):
+            # Alternate the order so that a drift in the machine's load does
+            # not always fall on the same daemon.
+            for spec_daemon in (daemons if round_ % 2 == 0 else daemons[::-1]):
+                daemon, _, path = spec_daemon.partition("@")
+                result = run_one(int(instances), int(version), float(interval), daemon, path,
+                                 spec_daemon if path else daemon, args.window)
+                result["round"] = round_
+                results.append(result)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+    print_table(results)
+    print_ratios(results, daemons)
+    for r in results:
+        print(json.dumps(r))
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"{'daemon':<11}{'N':>6}{'v':>3}{'int':>5}{'master %':>10}{'backup %':>10}"
+          f"{'us/adv m':>10}{'us/adv b':>10}{'RSS m MiB':>11}{'up s':>7}{'KILL s':>8}"
+          f"{'TERM s':>8}")
     for r in results:
         print(f"{r['daemon'][:11]:<11}{r['instances']:>6}{r['version']:>3}{r['advert_int']:>5g}"
               f"{r.get('master_cpu_percent', '-'):>10}{r.get('backup_cpu_percent', '-'):>10}"
               f"{r.get('master_us_per_advert', '-'):>10}{r.get('backup_us_per_advert', '-'):>10}"
               f"{r.get('master_rss_mib', '-'):>11}{r.get('all_vips_up_s', '-'):>7}"
               f"{r.get('sigkill_move_s', '-'):>8}{r.get('sigterm_move_s', '-'):>8}")
-    by_run: dict[tuple, dict] = {}
+
+
+def print_ratios(results: list[dict], daemons: list[str]) -> None:
+    """CPU of every other daemon over the first one's, per round; medians over rounds."""
+    base = daemons[0]
+    runs: dict[tuple, dict[int, dict[str, dict]]] = {}
     for r in results:
-        by_run.setdefault((r["instances"], r["version"], r["advert_int"]), {})[r["daemon"]] = r
-    for key, pair in by_run.items():
-        if "hivrrp" in pair and "keepalived" in pair:
-            h, k = pair["hivrrp"], pair["keepalived"]
-            ratio = {role: round(h[f"{role}_cpu_percent"] / k[f"{role}_cpu_percent"], 2)
-                     if k.get(f"{role}_cpu_percent") else None for role in ("master", "backup")}
-            print(f"N={key[0]} v{key[1]} int {key[2]:g}: hivrrp/keepalived CPU master "
-                  f"{ratio['master']}x, backup {ratio['backup']}x")
-    for r in results:
-        print(json.dumps(r))
+        key = (r["instances"], r["version"], r["advert_int"])
+        runs.setdefault(key, {}).setdefault(r["round"], {})[r["daemon"]] = r
+    for key, rounds in runs.items():
+        for other in daemons[1:]:
+            ratios: dict[str, list[float]] = {"master": [], "backup": []}
+            for pair in rounds.values():
+                if base not in pair or other not in pair:
+                    continue
+                for role in ratios:
+                    b, o = pair[base].get(f"{role}_cpu_percent"), pair[other].get(
+                        f"{role}_cpu_percent")
+                    if b and o is not None:
+                        ratios[role].append(o / b)
+            if not ratios["master"]:
+                continue
+            print(f"N={key[0]} v{key[1]} int {key[2]:g}: {other}/{base} CPU, median of "
+                  f"{len(ratios['master'])} rounds: master {statistics.median(ratios['master']):.2f}x "
+                  f"(rounds {', '.join(f'{x:.2f}' for x in ratios['master'])}), backup "
+                  f"{statistics.median(ratios['backup']):.2f}x "
+                  f"(rounds {', '.join(f'{x:.2f}' for x in ratios['backup'])})")
 
 
 if __name__ == "__main__":
