@@ -20,7 +20,8 @@ from hivrrp._io import PacketIO
 from hivrrp._wire import RxBatch
 from hivrrp.announce import Announcer
 from hivrrp.config.model import Config, Instance
-from hivrrp.netlink import Address, Change, Link, Monitor, Netlink, route_spec
+from hivrrp.netlink import Address, Change, Link, Monitor, Netlink
+from hivrrp.routing import Routing, route_spec, rule_spec
 from hivrrp.sockets import SocketPool
 
 log = logging.getLogger("hivrrp")
@@ -46,7 +47,7 @@ class InstanceRuntime:
     ifname: str | None
     ifindex: int
     vips: list[Change] = field(default_factory=list)
-    routes: list[dict] = field(default_factory=list)     # pyroute2 route() arguments
+    routes: list[Routing] = field(default_factory=list)  # virtual_routes and virtual_rules
 
 
 def instance_key(inst: Instance) -> tuple:
@@ -79,7 +80,7 @@ class Daemon:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.pending: list[Change] = []
-        self.pending_routes: list[tuple[bool, dict]] = []   # (add, spec), in order
+        self.pending_routes: list[tuple[bool, Routing]] = []   # (add, entry), in order
         self.pending_announce: list[int] = []
         self.applying = False
         self.stopping: asyncio.Future | None = None
@@ -177,12 +178,18 @@ class Daemon:
                 owner[(vip_link.index, vip.address)] = index
             for route in inst.routes:
                 try:
-                    rt.routes.append(route_spec(
+                    rt.routes.append(("route", route_spec(
                         route.destination, route.options, inst.family,
-                        lambda name: self.links[name].index))
+                        lambda name: self.links[name].index)))
                 except (KeyError, ValueError) as exc:
                     log.warning("(%s) route '%s' cannot be installed: %s", inst.name,
                                 route.text, exc)
+            for rule in inst.rules:
+                try:
+                    rt.routes.append(("rule", rule_spec(rule.options, inst.family)))
+                except (KeyError, ValueError) as exc:
+                    log.warning("(%s) rule '%s' cannot be installed: %s", inst.name,
+                                rule.text, exc)
             runtime.append(rt)
             if link is None:
                 log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
@@ -383,13 +390,13 @@ class Daemon:
         finally:
             self.applying = False
 
-    async def apply_routes(self, routes: list[tuple[bool, dict]]) -> None:
+    async def apply_routes(self, routes: list[tuple[bool, Routing]]) -> None:
         for add in (False, True):
-            specs = [spec for is_add, spec in routes if is_add == add]
-            if specs:
-                for spec, error in await self.netlink.routes(add, specs):
-                    log.error("cannot %s route to %s: %s", "add" if add else "remove",
-                              spec.get("dst"), error)
+            entries = [entry for is_add, entry in routes if is_add == add]
+            if entries:
+                for (kind, spec), error in await self.netlink.routing(add, entries):
+                    log.error("cannot %s %s %s: %s", "add" if add else "remove", kind,
+                              spec, error)
 
     def announce(self, instance: int, *, refresh: bool = False) -> None:
         if self.engine.state(instance) != "MASTER":

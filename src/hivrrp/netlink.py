@@ -17,6 +17,8 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from hivrrp.routing import Routing
+
 log = logging.getLogger("hivrrp.netlink")
 
 IFF_UP = 0x1
@@ -163,21 +165,21 @@ class Netlink:
                     failures.append(failure)
         return failures
 
-    async def routes(self, add: bool, specs: list[dict]) -> list[tuple[dict, str]]:
-        """Add or remove routes; existing (add) or missing (remove) ones are fine."""
-        return await self._run(self._routes, add, specs)
+    async def routing(self, add: bool, entries: list[Routing]) -> list[tuple[Routing, str]]:
+        """Add or remove routes and rules; existing (add) or missing (remove) ones are fine."""
+        return await self._run(self._routing, add, entries)
 
-    def _routes(self, add: bool, specs: list[dict]) -> list[tuple[dict, str]]:
+    def _routing(self, add: bool, entries: list[Routing]) -> list[tuple[Routing, str]]:
         from pyroute2.netlink.exceptions import NetlinkError
         failures = []
-        for spec in specs:
+        for kind, spec in entries:
             try:
-                self.ipr.route("add" if add else "del", **spec)
+                getattr(self.ipr, kind)("add" if add else "del", **spec)
             except NetlinkError as exc:
                 if (add and exc.code == errno.EEXIST) or (
                         not add and exc.code in (errno.ESRCH, errno.ENOENT)):
                     continue
-                failures.append((spec, str(exc)))
+                failures.append(((kind, spec), str(exc)))
         return failures
 
     def _one(self, change: Change) -> tuple[Change, str] | None:
@@ -305,36 +307,3 @@ def _event(msg) -> tuple | None:
         family = 4 if msg.get("family") == socket.AF_INET else 6
         return ("deladdr", msg.get("index"), family, msg.get("address"))
     return None
-
-
-ROUTE_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254}
-ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8, "throw": 9}
-
-
-def route_spec(destination: str, options: dict, family: int, ifindex_of) -> dict:
-    """A virtual_routes entry as pyroute2 route() arguments.
-
-    ifindex_of(name) resolves `dev`; the instance's family decides "default".
-    """
-    if destination in ("default", "all"):
-        destination = "0.0.0.0/0" if family == 4 else "::/0"
-    spec: dict = {"dst": destination, "family": socket.AF_INET if ":" not in destination
-                  else socket.AF_INET6}
-    if "via" in options:
-        spec["gateway"] = options["via"]
-    if "dev" in options:
-        spec["oif"] = ifindex_of(options["dev"])
-    if "src" in options:
-        spec["prefsrc"] = options["src"]
-    if "table" in options:
-        spec["table"] = int(options["table"]) if str(options["table"]).isdigit() else \
-            {"main": 254, "local": 255, "default": 253}.get(options["table"], 254)
-    if "metric" in options:
-        spec["priority"] = int(options["metric"])
-    if "scope" in options:
-        spec["scope"] = ROUTE_SCOPES.get(options["scope"], 0)
-    if "type" in options:
-        spec["type"] = ROUTE_TYPES.get(options["type"], 1)
-    if "proto" in options and str(options["proto"]).isdigit():
-        spec["proto"] = int(options["proto"])
-    return spec

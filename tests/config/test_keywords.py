@@ -102,17 +102,23 @@ def test_vips_with_options_and_excluded(tmp_path):
     assert inst.excluded_vips[0].options == {"nodad": True, "preferred_lft": "0"}
 
 
-@pytest.mark.parametrize("line, message", [
-    ("192.0.2.300/24", "is not an IP address"),
-    ("192.0.2.1/33", "is not an IP address"),
-    ("192.0.2", "is not an IP address"),
-    ("fd00::1/64", "must be of one family"),
-    ("192.0.2.1 scope galaxy", "scope 'galaxy'"),
-    ("192.0.2.1 label", "'label' needs a value"),
-    ("192.0.2.1 frobnicate", "unknown address option 'frobnicate'"),
+@pytest.mark.parametrize("block, line, message", [
+    ("virtual_ipaddress", "192.0.2.300/24", "is not an IP address"),
+    ("virtual_ipaddress", "192.0.2.1/33", "is not an IP address"),
+    ("virtual_ipaddress", "192.0.2", "is not an IP address"),
+    ("virtual_ipaddress", "fd00::1/64", "must be of one family"),
+    ("virtual_ipaddress", "192.0.2.1 scope galaxy", "scope 'galaxy'"),
+    ("virtual_ipaddress", "192.0.2.1 label", "'label' needs a value"),
+    ("virtual_ipaddress", "192.0.2.1 frobnicate", "unknown address option 'frobnicate'"),
+    ("virtual_rules", "from 192.0.2.300 table 100", "rules: '192.0.2.300' is not a prefix"),
+    ("virtual_rules", "from 192.0.2.0/24", "rules: a rule needs a table"),
+    ("virtual_rules", "from 192.0.2.0/24 table blue", "rules: unknown table 'blue'"),
+    ("virtual_rules", "from 192.0.2.0/24 table 7 fwmark 0xZZ", "rules: '0xZZ' is not a number"),
+    ("virtual_rules", "from 192.0.2.0/24 table 7 ipproto gopher", "'gopher' is not a number"),
+    ("virtual_rules", "from 192.0.2.0/24 table 7 via 192.0.2.1", "rules: unexpected 'via'"),
 ])
-def test_bad_vips(tmp_path, line, message):
-    result, _ = one_instance(tmp_path, f"virtual_ipaddress {{\n{line}\n}}\n")
+def test_bad_lines_in_blocks(tmp_path, block, line, message):
+    result, _ = one_instance(tmp_path, f"{block} {{\n{line}\n}}\n")
     [error] = result.errors
     assert message in error.message
 

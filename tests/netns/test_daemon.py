@@ -220,12 +220,25 @@ def test_garp_master_refresh(lan):
     assert 3 <= len(announcements) <= 5, dump.stdout + dump.stderr
 
 
-def test_virtual_routes_follow_the_master(lan):
+RULES = ("1000:\tfrom 192.0.2.26 lookup 100",
+         "1001:\tfrom all to 198.51.100.7 fwmark 0x21/0xff iif eth1 lookup 101",
+         "1002:\tfrom all to 203.0.113.0/24 ipproto tcp dport 443 lookup main",
+         "1003:\tnot from 10.1.0.0/16 unreachable")
+
+
+def test_virtual_routes_and_rules_follow_the_master(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     routes = ("    virtual_routes {\n"
               "        198.51.100.0/24 via 192.0.2.254 dev eth1\n"
               "        src 192.0.2.26 to 203.0.113.0/24 dev eth1 scope link metric 7\n"
+              "    }\n"
+              "    virtual_rules {\n"
+              "        from 192.0.2.26/32 table 100 preference 1000\n"
+              "        to 198.51.100.7 iif eth1 fwmark 0x21/0xff table 101 pref 1001\n"
+              "        from all to 203.0.113.0/24 ipproto tcp dport 443 lookup main "
+              "priority 1002\n"
+              "        not from 10.1.0.0/16 unreachable pref 1003\n"
               "    }\n")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=routes)))
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra=routes)))
@@ -243,3 +256,11 @@ def test_virtual_routes_follow_the_master(lan):
     assert "198.51.100.0/24" not in route_table("r1")  # released with the VIPs
     assert wait_for(lambda: "198.51.100.0/24 via 192.0.2.254" in route_table("r2")
                     and "203.0.113.0/24" in route_table("r2"), 3), route_table("r2")
+
+    def rules(name):
+        return [line.strip() for line in
+                lan.run(lan.nodes[name][0], "ip", "rule", "show").stdout.splitlines()
+                if line.startswith("100")]
+
+    assert wait_for(lambda: rules("r2") == list(RULES), 3), rules("r2")
+    assert rules("r1") == []  # removed with the routes when r1 stopped

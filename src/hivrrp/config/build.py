@@ -19,6 +19,7 @@ from hivrrp.config.model import (
     TrackRef, Vip, VrrpScript,
 )
 from hivrrp.config.tree import Node
+from hivrrp.routing import rule_spec
 
 # Keywords whose value is a { } block; every other keyword takes words.
 BLOCK_KEYWORDS = frozenset({
@@ -532,16 +533,15 @@ def _rules(b: Builder, node: Node, inst: Instance) -> None:
             if word in ("no_track", "not", "l3mdev", "unreachable", "prohibit", "blackhole"):
                 rule.options[word] = True
             elif word in RULE_VALUES and words:
-                value = words.pop(0)
-                if word in ("from", "to") and value != "all":
-                    try:
-                        ipaddress.ip_network(value, strict=False)
-                    except ValueError:
-                        b.diag.error(child.where, f"virtual_rules: '{value}' is not a prefix")
-                rule.options[word] = value
+                rule.options[word] = words.pop(0)
             else:
                 b.diag.error(child.where, f"virtual_rules: unexpected '{word}'")
                 break
+        else:
+            try:
+                rule_spec(rule.options, 4)  # what the kernel would refuse, refused now
+            except (ValueError, KeyError) as exc:
+                b.diag.error(child.where, f"virtual_rules: {exc}")
         inst.rules.append(rule)
 
 
