@@ -623,6 +623,9 @@ class Daemon:
                  len(kept), started, len(old_runtime) - len(kept), len(changes))
 
     async def shutdown(self) -> None:
+        if self.monitor is not None:
+            # Our own VIP removals would only flood it (4,000 RTM_DELADDR).
+            self.monitor.stop()
         masters = [i for i in range(self.engine.count) if self.engine.state(i) == "MASTER"]
         # Priority 0 first: backups take over after Skew_Time instead of waiting.
         self.engine.stop_all(now_us(self.loop))
@@ -637,8 +640,6 @@ class Daemon:
         leftovers = [c.removal() for i in masters for c in self.runtime[i].vips]
         if leftovers:
             await self.netlink.apply(leftovers)
-        if self.monitor is not None:
-            self.monitor.stop()
         for io, _batch in self.ios:
             poll = self.polls.pop(io.fd, None)
             if poll is not None:

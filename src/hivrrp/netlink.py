@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from hivrrp.routing import Routing
@@ -23,6 +24,11 @@ log = logging.getLogger("hivrrp.netlink")
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
+SO_RCVBUFFORCE = 33
+# Removing 4,000 VIPs queues 4,000 RTM_DELADDR (about 4 MiB of socket buffer):
+# more than the default buffer, so the monitor gets room for a burst of that size.
+MONITOR_BUFFER = 32 << 20
+RESUBSCRIBE_DELAY = 0.05       # seconds; bounds the CPU if subscribing keeps failing
 
 
 @dataclass(frozen=True)
@@ -220,9 +226,11 @@ class Monitor:
         ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback,
+                 buffer_bytes: int = MONITOR_BUFFER) -> None:
         self.loop = loop
         self.callback = callback
+        self.buffer_bytes = buffer_bytes
         self.stopped = False
         self.ipr = None
         self.thread: threading.Thread | None = None
@@ -234,15 +242,24 @@ class Monitor:
         self.thread.start()
         ready.wait(5)  # subscribed before the caller's first dump
 
-    def _work(self, ready) -> None:
+    def _open(self):
         # IPRoute() drives an event loop of its own: it must be created on
         # this thread, not on the one running uvloop.
         from pyroute2 import IPRoute
         from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+        ipr = IPRoute()
         try:
-            self.ipr = IPRoute()
-            self.ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-            drop_new_addresses(self.ipr.fileno())
+            ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+            drop_new_addresses(ipr.fileno())
+            force_receive_buffer(ipr.fileno(), self.buffer_bytes)
+        except Exception:
+            _close_quietly(ipr)
+            raise
+        return ipr
+
+    def _work(self, ready) -> None:
+        try:
+            self.ipr = self._open()
         except Exception as exc:
             log.error("netlink monitor unavailable: %s", exc)
             return
@@ -253,21 +270,45 @@ class Monitor:
                 messages = self.ipr.get()
             except Exception as exc:  # ENOBUFS after an overrun, or closed at exit
                 if self.stopped:
+                    break
+                # pyroute2 keeps the error of an overrun and raises it from
+                # every later get(): this loop spun at full speed (and starved
+                # the daemon of the GIL) until the socket was replaced.
+                log.warning("netlink monitor: %s; resubscribing and resynchronising", exc)
+                _close_quietly(self.ipr)
+                time.sleep(RESUBSCRIBE_DELAY)
+                try:
+                    self.ipr = self._open()
+                except Exception as exc:
+                    log.error("netlink monitor unavailable: %s", exc)
                     return
-                log.warning("netlink monitor: %s; resynchronising", exc)
-                events = [("resync",)]
+                events = [("resync",)]  # after resubscribing: nothing falls in between
             else:
                 events = [e for e in map(_event, messages) if e is not None]
             if events and not self.stopped:
                 self.loop.call_soon_threadsafe(self.callback, events)
+        _close_quietly(self.ipr)
 
     def stop(self) -> None:
         self.stopped = True
         if self.ipr is not None:
-            try:
-                self.ipr.close()
-            except Exception:
-                pass
+            _close_quietly(self.ipr)  # wakes the thread blocked in get()
+
+
+def _close_quietly(ipr) -> None:
+    try:
+        ipr.close()
+    except Exception:
+        pass  # after an overrun, pyroute2's close() raises the overrun again
+
+
+def force_receive_buffer(fd: int, size: int) -> None:
+    """SO_RCVBUFFORCE (root may exceed net.core.rmem_max) on a socket we do not own."""
+    duplicate = socket.socket(fileno=os.dup(fd))
+    try:
+        duplicate.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    finally:
+        duplicate.close()
 
 
 def drop_new_addresses(fd: int) -> None:
