@@ -8,13 +8,11 @@ close() removes everything even when the test failed.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
 import subprocess
 import time
 
-from hivrrp.lab.topology import in_netns
+from hivrrp.lab.topology import Topology, in_netns
 
 
 def netns_available() -> str | None:
@@ -26,24 +24,15 @@ def netns_available() -> str | None:
     return None
 
 
-class Lab:
-    def __init__(self) -> None:
-        self.prefix = "hv" + secrets.token_hex(3)
-        self.namespaces: list[str] = []
-        self.processes: list[subprocess.Popen] = []
+class Lab(Topology):
+    """The lab's Topology with what tests add: a context manager, bare veth pairs,
+    commands whose exit status the test looks at."""
 
     def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def netns(self, name: str) -> str:
-        full = f"{self.prefix}-{name}"
-        subprocess.run(["ip", "netns", "add", full], check=True)
-        self.namespaces.append(full)
-        self.run(full, "ip", "link", "set", "lo", "up")
-        return full
 
     def veth(self, ns_a: str, ns_b: str, index: int = 0) -> tuple[str, str]:
         """A veth pair with one end in each namespace (created there, never in the root ns)."""
@@ -59,27 +48,6 @@ class Lab:
     def run(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(in_netns(ns, *cmd), check=check,
                               capture_output=True, text=True, timeout=30)
-
-    def popen(self, ns: str, *cmd: str, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)
-        self.processes.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, timeout: float = 5.0) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-
-    def close(self) -> None:
-        for proc in reversed(self.processes):
-            self.stop(proc)
-        for ns in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
-        self.namespaces.clear()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

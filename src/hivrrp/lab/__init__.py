@@ -164,7 +164,7 @@ class Lab:
             f"{answer['answered']}/{n} answer ARP from r1")
 
         out("  power-off of r1 (SIGKILL + links down): timing the failover to r2 ...")
-        self.topology.kill(r1)
+        self.topology.stop(r1, signal.SIGKILL)
         self.power("r1", False)
         failover = self.probe("r2", mdi + 10)
         ok = failover["seconds"] is not None

@@ -63,18 +63,24 @@ class Topology:
         self.sh("ip", "addr", "add", address, "dev", ifname, ns=ns)
         return port
 
-    def start(self, ns: str, *cmd: str, log_path: str) -> subprocess.Popen:
-        log = open(log_path, "ab")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    def popen(self, ns: str, *cmd: str, **kwargs) -> subprocess.Popen:
+        """A long-running process in `ns`, stopped (by PID) in close()."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)
         self.processes.append(proc)
         return proc
 
-    def kill(self, proc: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
+    def start(self, ns: str, *cmd: str, log_path: str) -> subprocess.Popen:
+        with open(log_path, "ab") as log:
+            return self.popen(ns, *cmd, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+
+    def stop(self, proc: subprocess.Popen, signum: int = signal.SIGTERM,
+             timeout: float = 10.0) -> None:
+        """Signal a process started here and reap it; SIGKILL if it outlives `timeout`."""
         if proc.poll() is None:
             os.kill(proc.pid, signum)
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
@@ -82,7 +88,7 @@ class Topology:
     def close(self) -> None:
         for proc in reversed(self.processes):
             if proc.poll() is None:
-                self.kill(proc, signal.SIGTERM)
+                self.stop(proc)
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.namespaces.clear()
