@@ -20,7 +20,8 @@ from hivrrp._io import PacketIO
 from hivrrp._wire import RxBatch
 from hivrrp.announce import Announcer
 from hivrrp.config.model import Config, Instance
-from hivrrp.netlink import Address, Change, Link, Monitor, Netlink
+from hivrrp.addrbatch import Change
+from hivrrp.netlink import Address, Link, Monitor, Netlink
 from hivrrp.routing import Routing, route_spec, rule_spec
 from hivrrp.sockets import SocketPool
 
@@ -376,17 +377,12 @@ class Daemon:
                     if len(changes) >= 100:
                         log.info("%d VIP changes applied in %.3f s", len(changes),
                                  self.loop.time() - started)
-                await self.apply_routes([r for r in routes if r[0]])
-                for instance in announce:
-                    self.announce(instance)
-                if changes and len(changes) > 2:
-                    # Checked after the announcements: a batch hides individual
-                    # errors, and the check must not delay the takeover.
-                    failures += await self.netlink.verify(changes)
-                if changes:
                     for change, error in failures:
                         log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
                                   change.address, change.prefixlen, error)
+                await self.apply_routes([r for r in routes if r[0]])
+                for instance in announce:
+                    self.announce(instance)
         finally:
             self.applying = False
 

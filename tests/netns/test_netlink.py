@@ -1,4 +1,4 @@
-"""The daemon's netlink monitor under a burst of address removals (a mass demotion)."""
+"""The daemon's netlink side against a real kernel: the VIP batcher, the monitor."""
 
 import json
 import sys
@@ -48,14 +48,60 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
-def monitor_under_burst(buffer_bytes: int) -> dict:
+def in_namespace(script: str, *args: str) -> dict:
+    """Run a probe script in a fresh namespace; returns the JSON it printed."""
     with Lab() as lab:
-        ns = lab.netns("mon")
-        proc = lab.popen(ns, sys.executable, "-c", PROBE, str(buffer_bytes),
+        ns = lab.netns("nl")
+        proc = lab.popen(ns, sys.executable, "-c", script, *args,
                          stdout=-1, stderr=-1, text=True)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         return json.loads(out)
+
+
+def monitor_under_burst(buffer_bytes: int) -> dict:
+    return in_namespace(PROBE, str(buffer_bytes))
+
+
+BATCHER = """
+import json, socket, subprocess
+from hivrrp.addrbatch import AddressBatcher, Change
+
+subprocess.run(["ip", "link", "add", "m0", "type", "veth", "peer", "name", "m1"], check=True)
+subprocess.run(["ip", "link", "set", "m0", "up"], check=True)
+index = socket.if_nametoindex("m0")
+batcher = AddressBatcher()
+many = [Change(True, index, 4, f"10.10.{i // 200}.{i % 200 + 1}", 32) for i in range(1200)]
+first = batcher.apply([
+    Change(True, index, 4, "192.0.2.1", 24, label="m0:vip", broadcast="192.0.2.255"),
+    Change(True, index, 4, "192.0.2.1", 24),            # already there: fine
+    Change(True, 999999, 4, "192.0.2.3", 24),           # no such interface: a failure
+    Change(False, index, 4, "192.0.2.50", 24),          # already gone: fine
+    Change(True, index, 6, "fd00::9", 64, nodad=True),
+    Change(True, index, 4, "198.51.100.7", 24, scope="link"),
+    *many])
+shown_after_add = subprocess.run(["ip", "-o", "addr", "show", "dev", "m0"], capture_output=True,
+                                 text=True).stdout
+second = batcher.apply([c.removal() for c in many])
+shown_after_remove = subprocess.run(["ip", "-o", "addr", "show", "dev", "m0"],
+                                    capture_output=True, text=True).stdout
+print(json.dumps({"first": [[c.address, c.index, error] for c, error in first],
+                  "second": [[c.address, error] for c, error in second],
+                  "after_add": shown_after_add, "after_remove": shown_after_remove}))
+"""
+
+
+def test_the_batcher_applies_in_chunks_and_reports_exactly_what_failed():
+    result = in_namespace(BATCHER)
+    [[address, index, error]] = result["first"]
+    assert (address, index) == ("192.0.2.3", 999999) and "No such device" in error, error
+    shown = result["after_add"]
+    assert "inet 192.0.2.1/24 brd 192.0.2.255 scope global m0:vip" in shown, shown
+    assert "inet 198.51.100.7/24 scope link" in shown
+    assert "inet6 fd00::9/64 scope global nodad" in shown
+    assert shown.count("inet 10.10.") == 1200
+    assert result["second"] == []
+    assert "10.10." not in result["after_remove"] and "192.0.2.1/24" in result["after_remove"]
 
 
 @pytest.fixture(autouse=True)
