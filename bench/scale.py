@@ -182,7 +182,7 @@ def run_one(instances: int, version: int, interval: float, daemon: str, path: st
             else:
                 result["sigterm_move_s"], result["sigterm_exit_s"] = bench.measure_sigterm()
         finally:
-            bench.topology.close()
+            bench.close()
             shutil.rmtree(workdir, ignore_errors=True)
     return result
 
@@ -196,6 +196,9 @@ def main() -> None:
     parser.add_argument("--daemons", default="keepalived,hivrrp",
                         help="comma-separated; hivrrp@DIR runs the hivrrp installed in DIR")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop the
+    # daemons and delete the namespaces.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if os.geteuid() != 0 or shutil.which("keepalived") is None:
         sys.exit("bench/scale.py needs root and keepalived")
     if not 1 <= args.rounds <= 20:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import socket
 import signal
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from hivrrp.lab.topology import Topology
 
 PER_SEGMENT = 250
+IFA_F_SECONDARY = 0x01
 HIGH, LOW = 200, 100
 
 
@@ -68,6 +70,7 @@ class Lab:
         self.ns: dict[str, str] = {}
         self.mac: dict[str, list[str]] = {}     # node -> MAC of its interface per segment
         self.report: list[tuple[str, str]] = []
+        self.netlink: dict[str, object] = {}    # node -> pyroute2 IPRoute in its namespace
 
     def build(self) -> None:
         t = self.topology
@@ -111,8 +114,25 @@ class Lab:
                                    str(conf), "--log-level", "info", log_path=log)
 
     def vip_count(self, name: str) -> int:
-        out = self.topology.sh("ip", "-o", "-4", "addr", "show", ns=self.ns[name])
-        return sum(1 for line in out.splitlines() if "/16 scope global secondary" in line)
+        """How many VIPs (the /16 secondaries) `name` holds.
+
+        Read over a netlink socket kept open in its namespace: starting `ip`
+        for every look stalled here for over 60 s now and then, when paging
+        in the binary waited on a slow disk (/proc/PID/stack: filemap_fault).
+        """
+        ipr = self.netlink.get(name)
+        if ipr is None:
+            from pyroute2 import IPRoute
+            ipr = self.netlink[name] = IPRoute(netns=self.ns[name])
+        return sum(1 for msg in ipr.get_addr(family=socket.AF_INET)
+                   if msg["prefixlen"] == 16 and msg["flags"] & IFA_F_SECONDARY
+                   and msg["scope"] == 0)
+
+    def close(self) -> None:
+        for ipr in self.netlink.values():
+            ipr.close()
+        self.netlink.clear()
+        self.topology.close()
 
     def probe(self, expect: str, timeout: float) -> dict:
         specs = []
@@ -217,7 +237,7 @@ def run_lab(instances: int, peer: str, keep_logs: bool = False) -> int:
         print("\nhivrrp lab: interrupted, cleaning up", file=sys.stderr)
         return 130
     finally:
-        lab.topology.close()
+        lab.close()
         signal.signal(signal.SIGTERM, previous)
         if not keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
