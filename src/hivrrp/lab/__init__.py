@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hivrrp.lab.nsaddr import ipv4_addresses, socket_in_netns
 from hivrrp.lab.topology import Topology
 
 PER_SEGMENT = 250
@@ -70,7 +71,7 @@ class Lab:
         self.ns: dict[str, str] = {}
         self.mac: dict[str, list[str]] = {}     # node -> MAC of its interface per segment
         self.report: list[tuple[str, str]] = []
-        self.netlink: dict[str, object] = {}    # node -> pyroute2 IPRoute in its namespace
+        self.netlink: dict[str, socket.socket] = {}   # node -> netlink socket in its namespace
 
     def build(self) -> None:
         t = self.topology
@@ -114,23 +115,16 @@ class Lab:
                                    str(conf), "--log-level", "info", log_path=log)
 
     def vip_count(self, name: str) -> int:
-        """How many VIPs (the /16 secondaries) `name` holds.
-
-        Read over a netlink socket kept open in its namespace: starting `ip`
-        for every look stalled here for over 60 s now and then, when paging
-        in the binary waited on a slow disk (/proc/PID/stack: filemap_fault).
-        """
-        ipr = self.netlink.get(name)
-        if ipr is None:
-            from pyroute2 import IPRoute
-            ipr = self.netlink[name] = IPRoute(netns=self.ns[name])
-        return sum(1 for msg in ipr.get_addr(family=socket.AF_INET)
-                   if msg["prefixlen"] == 16 and msg["flags"] & IFA_F_SECONDARY
-                   and msg["scope"] == 0)
+        """How many VIPs (the /16 secondaries) `name` holds."""
+        sock = self.netlink.get(name)
+        if sock is None:
+            sock = self.netlink[name] = socket_in_netns(self.ns[name])
+        return sum(1 for prefixlen, flags, scope, _ in ipv4_addresses(sock)
+                   if prefixlen == 16 and flags & IFA_F_SECONDARY and scope == 0)
 
     def close(self) -> None:
-        for ipr in self.netlink.values():
-            ipr.close()
+        for sock in self.netlink.values():
+            sock.close()
         self.netlink.clear()
         self.topology.close()
 
