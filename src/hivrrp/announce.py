@@ -23,11 +23,17 @@ FRAMES_PER_SLICE = 256          # per loop iteration, across all interfaces
 ND_NA_FLAGS = 0xA0000000        # Router | Override (RFC 4861 4.4; VRRP masters are routers)
 
 
+def arp_request(mac: bytes, sender: bytes, target: bytes,
+                target_mac: bytes = b"\0" * 6) -> bytes:
+    """A broadcast ARP request from `sender` at `mac` asking for `target`."""
+    ethernet = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, sender, target_mac, target)
+    return ethernet + arp
+
+
 def garp_frame(mac: bytes, address: bytes) -> bytes:
     """ARP request announcing `address` at `mac` (what keepalived and arping -U send)."""
-    ethernet = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, address, b"\xff" * 6, address)
-    return ethernet + arp
+    return arp_request(mac, address, address, target_mac=b"\xff" * 6)
 
 
 def na_message(mac: bytes, address: bytes) -> bytes:

@@ -14,17 +14,11 @@ import argparse
 import json
 import select
 import socket
-import struct
 import time
 
-ETH_P_ARP = 0x0806
+from hivrrp.announce import ETH_P_ARP, arp_request
+
 ROUND = 0.05     # seconds between rounds of requests
-
-
-def request(mac: bytes, src: bytes, target: bytes) -> bytes:
-    ethernet = b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
-    return ethernet + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, src, b"\0" * 6,
-                                  target)
 
 
 def main() -> None:
@@ -40,7 +34,8 @@ def main() -> None:
         sock.bind((iface, ETH_P_ARP))
         sock.setblocking(False)
         mac = sock.getsockname()[4]
-        frames = [request(mac, socket.inet_aton(src), socket.inet_aton(v)) for v in vips.split(",")]
+        frames = [arp_request(mac, socket.inet_aton(src), socket.inet_aton(v))
+                  for v in vips.split(",")]
         sockets.append((sock, frames))
         for v in vips.split(","):
             wanted[socket.inet_aton(v)] = expect
