@@ -18,6 +18,12 @@ import struct
 import time
 from dataclasses import dataclass
 
+from hivrrp.rtnl import (
+    ATTR, HEADER, IFADDRMSG, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, message, messages,
+)
+from hivrrp.sockets import force_buffers
+
 
 @dataclass(frozen=True)
 class Change:
@@ -38,22 +44,14 @@ class Change:
 
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
-RTM_NEWADDR, RTM_DELADDR = 20, 21
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-NLM_F_ACK_TLVS = 0x200           # in an error message: extended ack attributes follow
 IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
 IFA_F_NODAD = 0x02
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
-SO_RCVBUFFORCE = 33
 
 CHUNK = 512                      # requests per sendmsg (about 32 KiB)
 RECEIVE_BUFFER = 4 << 20         # room for an error per request of a chunk
 ACK_TIMEOUT = 5.0                # seconds for the kernel to answer one chunk
-HEADER = struct.Struct("=IHHII")
-IFADDRMSG = struct.Struct("=BBBBi")
-ATTR = struct.Struct("=HH")
 # Failures that leave the address as it was asked to be.
 ALREADY_DONE = {True: {errno.EEXIST}, False: {errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT}}
 
@@ -83,24 +81,17 @@ def encode(change: Change, seq: int, ack: bool = True) -> bytes:
     else:
         kind = RTM_DELADDR
     body = IFADDRMSG.pack(family, change.prefixlen, ifa_flags, scope, change.index) + attrs
-    return HEADER.pack(HEADER.size + len(body), kind, flags, seq & 0xFFFFFFFF, 0) + body
+    return message(kind, flags, seq, body)
 
 
 def errors(data: bytes):
     """(seq, errno, kernel's text or "") of every NLMSG_ERROR in a datagram (errno 0: ack)."""
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        length, kind, flags, seq, _pid = HEADER.unpack_from(data, offset)
-        if length < HEADER.size or offset + length > len(data):
-            return
-        if kind == NLMSG_ERROR and length >= HEADER.size + 4:
-            (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
-            text = ""
-            if flags & NLM_F_ACK_TLVS:
-                # The request's header is echoed (NETLINK_CAP_ACK: without its body).
-                text = _ext_ack_message(data[offset + HEADER.size * 2 + 4:offset + length])
+    for kind, flags, seq, body in messages(data):
+        if kind == NLMSG_ERROR and len(body) >= 4:
+            (code,) = struct.unpack_from("=i", body)
+            # The request's header is echoed (NETLINK_CAP_ACK: without its body).
+            text = _ext_ack_message(body[4 + HEADER.size:]) if flags & NLM_F_ACK_TLVS else ""
             yield seq, -code, text
-        offset += (length + 3) & ~3
 
 
 def _ext_ack_message(tlvs: bytes) -> str:
@@ -127,10 +118,7 @@ class AddressBatcher:
             self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         except OSError:
             pass  # older kernels: errors come without the kernel's text
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        force_buffers(self.sock, receive=RECEIVE_BUFFER)
         self.seq = int.from_bytes(os.urandom(3), "big")
 
     def apply(self, changes: list[Change]) -> list[tuple[Change, str]]:

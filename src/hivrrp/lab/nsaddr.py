@@ -5,8 +5,8 @@ every look stalled for over 60 s now and then (the new process waited in
 filemap_fault, paging in its binary from a slow disk), and pyroute2's
 IPRoute(netns=...) forks a helper, which then ran our own SIGTERM handler
 instead of dying. Here a short-lived thread enters the namespace (setns moves
-only the calling thread), opens the socket and leaves; the dump is a few
-lines of struct.
+only the calling thread), opens the socket and leaves; the dump uses the
+framing of hivrrp.rtnl.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import struct
 import threading
 from collections.abc import Iterator
 
+from hivrrp.rtnl import (
+    IFADDRMSG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_GETADDR, RTM_NEWADDR,
+    message, messages,
+)
+
 CLONE_NEWNET = 0x40000000
-RTM_NEWADDR, RTM_GETADDR = 20, 22
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-HEADER = struct.Struct("=IHHII")
-IFADDRMSG = struct.Struct("=BBBBi")
 
 
 def socket_in_netns(name: str) -> socket.socket:
@@ -55,25 +55,18 @@ def socket_in_netns(name: str) -> socket.socket:
 
 def ipv4_addresses(sock: socket.socket, seq: int = 1) -> Iterator[tuple[int, int, int, int]]:
     """(prefixlen, ifa_flags, scope, ifindex) of every IPv4 address, from one dump."""
-    body = IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
-    sock.send(HEADER.pack(HEADER.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP,
-                          seq, 0) + body)
+    sock.send(message(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq,
+                      IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)))
     while True:
-        data = sock.recv(1 << 20)
-        offset = 0
-        while offset + HEADER.size <= len(data):
-            length, kind, _flags, got_seq, _pid = HEADER.unpack_from(data, offset)
-            if length < HEADER.size:
+        for kind, _flags, got_seq, body in messages(sock.recv(1 << 20)):
+            if got_seq != seq:
+                continue
+            if kind == NLMSG_DONE:
                 return
-            if got_seq == seq:
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, offset + HEADER.size)
-                    raise OSError(-code, os.strerror(-code))
-                if kind == RTM_NEWADDR:
-                    family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(
-                        data, offset + HEADER.size)
-                    if family == socket.AF_INET:
-                        yield prefixlen, flags, scope, index
-            offset += (length + 3) & ~3
+            if kind == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", body)
+                raise OSError(-code, os.strerror(-code))
+            if kind == RTM_NEWADDR:
+                family, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(body)
+                if family == socket.AF_INET:
+                    yield prefixlen, flags, scope, index
