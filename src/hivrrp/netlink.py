@@ -12,20 +12,21 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
-import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
 from hivrrp.addrbatch import AddressBatcher, Change
 from hivrrp.routing import Routing
+from hivrrp.rtnl import RTM_NEWADDR
+from hivrrp.sockets import attach_filter, borrowed, force_buffers
 
 log = logging.getLogger("hivrrp.netlink")
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
-SO_RCVBUFFORCE = 33
 # Removing 4,000 VIPs queues 4,000 RTM_DELADDR (about 4 MiB of socket buffer):
 # more than the default buffer, so the monitor gets room for a burst of that size.
 MONITOR_BUFFER = 32 << 20
@@ -153,8 +154,9 @@ class Monitor:
         ipr = IPRoute()
         try:
             ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-            drop_new_addresses(ipr.fileno())
-            force_receive_buffer(ipr.fileno(), self.buffer_bytes)
+            with borrowed(ipr.fileno()) as sock:
+                attach_filter(sock, DROP_NEW_ADDRESSES)
+                force_buffers(sock, receive=self.buffer_bytes)
         except Exception:
             _close_quietly(ipr)
             raise
@@ -205,38 +207,16 @@ def _close_quietly(ipr) -> None:
         pass  # after an overrun, pyroute2's close() raises the overrun again
 
 
-def force_receive_buffer(fd: int, size: int) -> None:
-    """SO_RCVBUFFORCE (root may exceed net.core.rmem_max) on a socket we do not own."""
-    duplicate = socket.socket(fileno=os.dup(fd))
-    try:
-        duplicate.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    finally:
-        duplicate.close()
-
-
-def drop_new_addresses(fd: int) -> None:
-    """Have the kernel drop RTM_NEWADDR notifications before they reach us.
-
-    The monitor needs address *removals* only, but they share a multicast
-    group with additions: when 4,000 VIPs move, parsing 4,000 RTM_NEWADDR
-    messages in Python competed for the GIL with the VIP changes themselves.
-    nlmsg_type is host-endian while BPF loads are big-endian, hence the swap.
-    """
-    import sys
-
-    from hivrrp.sockets import attach_filter
-
-    RTM_NEWADDR = 20
-    value = RTM_NEWADDR if sys.byteorder == "big" else (RTM_NEWADDR << 8)
-    program = [(0x28, 0, 0, 4),            # ldh [4]     nlmsg_type
-               (0x15, 0, 1, value),        # jeq NEWADDR
-               (0x06, 0, 0, 0),            # ret #0      drop
-               (0x06, 0, 0, 0xFFFFFFFF)]   # ret #-1     keep
-    duplicate = socket.socket(fileno=os.dup(fd))
-    try:
-        attach_filter(duplicate, program)
-    finally:
-        duplicate.close()
+# Have the kernel drop RTM_NEWADDR notifications before they reach the monitor.
+# It needs address *removals* only, but they share a multicast group with
+# additions: when 4,000 VIPs move, parsing 4,000 RTM_NEWADDR messages in Python
+# competed for the GIL with the VIP changes themselves. nlmsg_type is
+# host-endian while BPF loads are big-endian, hence the swap.
+_NEWADDR_AS_LOADED = RTM_NEWADDR if sys.byteorder == "big" else RTM_NEWADDR << 8
+DROP_NEW_ADDRESSES = [(0x28, 0, 0, 4),                      # ldh [4]   nlmsg_type
+                      (0x15, 0, 1, _NEWADDR_AS_LOADED),     # jeq NEWADDR
+                      (0x06, 0, 0, 0),                      # ret #0    drop
+                      (0x06, 0, 0, 0xFFFFFFFF)]             # ret #-1   keep
 
 
 def _event(msg) -> tuple | None:

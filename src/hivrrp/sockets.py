@@ -9,9 +9,12 @@ keeps multicast only: each datagram is read once.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 VRRP_PROTO = 112
@@ -20,6 +23,7 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_MULTICAST_ALL = 49          # linux/in.h; not exported by Python's socket module
 IPV6_MULTICAST_ALL = 29        # linux/in6.h
 SO_ATTACH_FILTER = 26
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 PRECEDENCE_NETWORK_CONTROL = 0xC0   # keepalived and FRR mark adverts this way
 
 # BPF: accept when the IPv4 destination's first byte is 224..239, else drop.
@@ -43,8 +47,7 @@ def open_raw(family: int, buffer_bytes: int) -> socket.socket:
     sock = socket.socket(af, socket.SOCK_RAW, VRRP_PROTO)
     try:
         sock.setblocking(False)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+        force_buffers(sock, receive=buffer_bytes, send=buffer_bytes)
         if family == 4:
             sock.setsockopt(SOL_IP, IP_PKTINFO, 1)
             sock.setsockopt(SOL_IP, socket.IP_MULTICAST_TTL, 255)
@@ -64,6 +67,32 @@ def open_raw(family: int, buffer_bytes: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def force_buffers(sock: socket.socket, *, receive: int = 0, send: int = 0) -> None:
+    """Socket buffer sizes that are not capped by net.core.rmem_max / wmem_max.
+
+    Sized from the instance count (or a burst of netlink messages), they
+    exceed Debian's default cap of 208 KiB, which SO_RCVBUF would silently
+    apply; root may set more with the *BUFFORCE options, others get the cap.
+    """
+    for size, forced, capped in ((receive, SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                                 (send, SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        if size:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, forced, size)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, capped, size)
+
+
+@contextlib.contextmanager
+def borrowed(fd: int) -> Iterator[socket.socket]:
+    """A socket object for a descriptor another library owns (pyroute2's), to set options."""
+    duplicate = socket.socket(fileno=os.dup(fd))
+    try:
+        yield duplicate
+    finally:
+        duplicate.close()
 
 
 def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
