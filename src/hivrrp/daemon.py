@@ -34,6 +34,7 @@ SOCKET_BUFFER_PER_INSTANCE = 2048
 SOCKET_BUFFER_MIN = 1 << 20
 SOURCE_POLL = 2.0              # seconds between looks for a missing source address
 RX_POLL_PERIOD = 0.002         # seconds between reads of a busy socket
+SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
 
 
 def now_us(loop: asyncio.AbstractEventLoop) -> int:
@@ -83,7 +84,7 @@ class Daemon:
         self.pending: list[Change] = []
         self.pending_routes: list[tuple[bool, Routing]] = []   # (add, entry), in order
         self.pending_announce: list[int] = []
-        self.applying = False
+        self.apply_task: asyncio.Task | None = None   # the trip to netlink under way
         self.stopping: asyncio.Future | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.monitor: Monitor | None = None
@@ -328,10 +329,10 @@ class Daemon:
         for instance, old, new, reason, _time in self.engine.take_events():
             self.on_event(instance, old, new, reason)
         deadline = self.engine.wakeup()
-        if deadline is None or self.timer_at is None or deadline < self.timer_at:
-            # Re-arm only when the deadline moved earlier: received adverts keep
-            # pushing a backup's deadline later, and an early wake-up that finds
-            # nothing due is cheaper than a new timer handle per batch.
+        if deadline != self.timer_at:
+            # wakeup() is a lower bound that stays put while received adverts
+            # push timers later, so this re-arms only when a deadline moved
+            # earlier, timers stopped, or the timer fired (timer_at cleared).
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
@@ -357,34 +358,30 @@ class Daemon:
         self.schedule_apply()
 
     def schedule_apply(self) -> None:
-        if not self.applying:
-            self.applying = True
-            self.loop.create_task(self.apply_pending())
+        if self.apply_task is None or self.apply_task.done():
+            self.apply_task = self.loop.create_task(self.apply_pending())
 
     async def apply_pending(self) -> None:
         """Move VIPs in batches: everything that changed since the last trip goes together."""
-        try:
-            while self.pending or self.pending_announce or self.pending_routes:
-                changes, self.pending = self.pending, []
-                announce, self.pending_announce = self.pending_announce, []
-                routes, self.pending_routes = self.pending_routes, []
-                # Routes leave before their addresses and come after them (a
-                # virtual route may use a VIP as its source).
-                await self.apply_routes([r for r in routes if not r[0]])
-                if changes:
-                    started = self.loop.time()
-                    failures = await self.netlink.apply(changes)
-                    if len(changes) >= 100:
-                        log.info("%d VIP changes applied in %.3f s", len(changes),
-                                 self.loop.time() - started)
-                    for change, error in failures:
-                        log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
-                                  change.address, change.prefixlen, error)
-                await self.apply_routes([r for r in routes if r[0]])
-                for instance in announce:
-                    self.announce(instance)
-        finally:
-            self.applying = False
+        while self.pending or self.pending_announce or self.pending_routes:
+            changes, self.pending = self.pending, []
+            announce, self.pending_announce = self.pending_announce, []
+            routes, self.pending_routes = self.pending_routes, []
+            # Routes leave before their addresses and come after them (a
+            # virtual route may use a VIP as its source).
+            await self.apply_routes([r for r in routes if not r[0]])
+            if changes:
+                started = self.loop.time()
+                failures = await self.netlink.apply(changes)
+                if len(changes) >= 100:
+                    log.info("%d VIP changes applied in %.3f s", len(changes),
+                             self.loop.time() - started)
+                for change, error in failures:
+                    log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
+                              change.address, change.prefixlen, error)
+            await self.apply_routes([r for r in routes if r[0]])
+            for instance in announce:
+                self.announce(instance)
 
     async def apply_routes(self, routes: list[tuple[bool, Routing]]) -> None:
         for add in (False, True):
@@ -622,20 +619,18 @@ class Daemon:
         if self.monitor is not None:
             # Our own VIP removals would only flood it (4,000 RTM_DELADDR).
             self.monitor.stop()
-        masters = [i for i in range(self.engine.count) if self.engine.state(i) == "MASTER"]
         # Priority 0 first: backups take over after Skew_Time instead of waiting.
+        # The stop events queue every master's routes and VIPs for removal.
         self.engine.stop_all(now_us(self.loop))
         self.after_engine_work()
         if self.timer is not None:
             self.timer.cancel()
-        for _ in range(100):  # the removals queued by the stop events
-            if not self.applying and not self.pending:
-                break
-            await asyncio.sleep(0.01)
-        await self.apply_routes([(False, r) for i in masters for r in self.runtime[i].routes])
-        leftovers = [c.removal() for i in masters for c in self.runtime[i].vips]
-        if leftovers:
-            await self.netlink.apply(leftovers)
+        if self.apply_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.apply_task), SHUTDOWN_WAIT)
+            except asyncio.TimeoutError:
+                log.error("VIPs and routes not all removed within %.0f s: exiting anyway",
+                          SHUTDOWN_WAIT)
         for io, _batch in self.ios:
             poll = self.polls.pop(io.fd, None)
             if poll is not None:
