@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hivrrp.lab import Lab
+from hivrrp.lab import LOW, Lab, master_down_interval
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # keepalived took from 2 s to over 60 s to bring up 1,000 v3 VIPs at 0.1 s here.
@@ -53,32 +53,33 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_ticks(pids: list[int]) -> int:
+def proc_total(pids: list[int], filename: str, field) -> int:
+    """Sum of field(text of /proc/PID/filename) over the processes still there."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            with open(f"/proc/{pid}/{filename}") as f:
+                total += field(f.read())
         except (OSError, IndexError, ValueError):
             pass
     return total
 
 
+def cpu_ticks(pids: list[int]) -> int:
+    def utime_stime(stat: str) -> int:
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return proc_total(pids, "stat", utime_stime)
+
+
 def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    return proc_total(pids, "status",
+                      lambda status: int(status.split("VmRSS:")[1].split()[0]))
 
 
 class Bench(Lab):
+    poll_interval = 0.02
+
     def __init__(self, instances: int, version: int, advert_int: float, daemon: str,
                  workdir: Path) -> None:
         super().__init__(instances, "hivrrp", workdir, out=lambda *_: None)
@@ -98,23 +99,18 @@ class Bench(Lab):
             else:
                 os.environ["PYTHONPATH"] = saved
 
-    def until(self, predicate, timeout: float) -> float | None:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if predicate():
-                return time.monotonic() - start
-            time.sleep(0.02)
-        return None
+    @property
+    def backup_mdi(self) -> float:
+        return master_down_interval(LOW, self.advert_int, self.version)
 
     def measure(self, window: float) -> dict:
-        n = self.instances
-        mdi = 3 * self.advert_int + (256 - 100) / 256 * (1 if self.version == 2 else self.advert_int)
+        n, mdi = self.instances, self.backup_mdi
         result = {"daemon": self.label, "instances": n, "version": self.version,
                   "advert_int": self.advert_int}
         started = time.monotonic()
         master = self.launch("r1")
         backup = self.launch("r2")
-        up = self.until(lambda: self.vip_count("r1") >= n, START_TIMEOUT)
+        up = self.wait_for_vips("r1", START_TIMEOUT)
         result["all_vips_up_s"] = None if up is None else round(time.monotonic() - started, 2)
         if up is None:
             return result
@@ -124,15 +120,12 @@ class Bench(Lab):
         t0 = time.monotonic()
         time.sleep(window)
         elapsed = time.monotonic() - t0
-        for role, p in pids.items():
-            result[f"{role}_cpu_percent"] = round(
-                100 * (cpu_ticks(p) - before[role]) / CLOCK_TICKS / elapsed, 2)
-            result[f"{role}_rss_mib"] = round(rss_kib(p) / 1024, 1)
         adverts = n * elapsed / self.advert_int
-        result["master_us_per_advert"] = round(
-            (cpu_ticks(pids["master"]) - before["master"]) / CLOCK_TICKS / adverts * 1e6, 2)
-        result["backup_us_per_advert"] = round(
-            (cpu_ticks(pids["backup"]) - before["backup"]) / CLOCK_TICKS / adverts * 1e6, 2)
+        for role, p in pids.items():
+            cpu_s = (cpu_ticks(p) - before[role]) / CLOCK_TICKS
+            result[f"{role}_cpu_percent"] = round(100 * cpu_s / elapsed, 2)
+            result[f"{role}_rss_mib"] = round(rss_kib(p) / 1024, 1)
+            result[f"{role}_us_per_advert"] = round(cpu_s / adverts * 1e6, 2)
         killed = time.monotonic()
         for pid in pids["master"]:
             try:
@@ -140,7 +133,7 @@ class Bench(Lab):
             except ProcessLookupError:
                 pass
         master.wait()  # reap it: keepalived refuses to start while its old PID is a zombie
-        moved = self.until(lambda: self.vip_count("r2") >= n, mdi + 30)
+        moved = self.wait_for_vips("r2", mdi + 30)
         result["sigkill_move_s"] = None if moved is None else round(time.monotonic() - killed, 2)
         result["master_down_interval_s"] = round(mdi, 3)
         return result
@@ -148,16 +141,15 @@ class Bench(Lab):
     def measure_sigterm(self) -> tuple[float | None, float | None]:
         """A fresh pair: elect, SIGTERM the master; seconds until the backup holds
         everything, and until the master has exited (None: not within 30 s)."""
-        n = self.instances
-        mdi = 3 * self.advert_int + (256 - 100) / 256 * (1 if self.version == 2 else self.advert_int)
+        mdi = self.backup_mdi
         master = self.launch("r1")
         self.launch("r2")
-        if self.until(lambda: self.vip_count("r1") >= n, START_TIMEOUT) is None:
+        if self.wait_for_vips("r1", START_TIMEOUT) is None:
             return None, None
         time.sleep(2)
         stopped = time.monotonic()
         os.kill(master.pid, signal.SIGTERM)  # keepalived's parent passes it to its children
-        moved = self.until(lambda: self.vip_count("r2") >= n, mdi + 30)
+        moved = self.wait_for_vips("r2", mdi + 30)
         moved_s = None if moved is None else round(time.monotonic() - stopped, 2)
         try:
             master.wait(max(0.0, 30 - (time.monotonic() - stopped)))

@@ -26,6 +26,12 @@ from hivrrp.lab.topology import Topology
 
 PER_SEGMENT = 250
 IFA_F_SECONDARY = 0x01
+
+
+def master_down_interval(priority: int, advert_int: float = 1.0, version: int = 2) -> float:
+    """3 x Advertisement_Interval + Skew_Time (RFC 3768 / RFC 9568)."""
+    skew = (256 - priority) / 256 * (1.0 if version == 2 else advert_int)
+    return 3 * advert_int + skew
 HIGH, LOW = 200, 100
 
 
@@ -61,6 +67,8 @@ def keepalived_conf(segments: list[Segment], instances: int, priority: int, *,
 
 
 class Lab:
+    poll_interval = 0.05       # seconds between looks while waiting for VIPs to move
+
     def __init__(self, instances: int, peer: str, workdir: Path, out=print) -> None:
         self.instances = instances
         self.peer = peer
@@ -150,16 +158,20 @@ class Lab:
                                  ns=self.ns[name])
 
     def wait_for_vips(self, name: str, timeout: float) -> float | None:
+        return self.until(lambda: self.vip_count(name) >= self.instances, timeout)
+
+    def until(self, predicate, timeout: float) -> float | None:
+        """Seconds until predicate() held, or None after `timeout`."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if self.vip_count(name) >= self.instances:
+            if predicate():
                 return time.monotonic() - start
-            time.sleep(0.05)
+            time.sleep(self.poll_interval)
         return None
 
     def run(self) -> bool:
         n, out = self.instances, self.out
-        mdi = 3 + (256 - LOW) / 256
+        mdi, mdi_r1 = master_down_interval(LOW), master_down_interval(HIGH)
         peer = "keepalived" if self.peer == "keepalived" else "hivrrp"
         out(f"hivrrp lab: {n} VRRP instances on {len(self.segments)} segments "
             f"(250 VRIDs each), r1 hivrrp priority {HIGH}, r2 {peer} priority {LOW}")
@@ -172,7 +184,7 @@ class Lab:
             return False
         answer = self.probe("r1", 10)
         self.report.append(("election: all VIPs on r1", f"{elected:.2f} s after start "
-                            f"(Master_Down_Interval {3 + 56 / 256:.2f} s)"))
+                            f"(Master_Down_Interval {mdi_r1:.2f} s)"))
         self.report.append(("client sees r1's MAC for", f"{answer['answered']}/{n} VIPs"))
         out(f"  elected: r1 holds all {n} VIPs after {elected:.2f} s; "
             f"{answer['answered']}/{n} answer ARP from r1")
@@ -191,18 +203,13 @@ class Lab:
         out("  power-on of r1: timing the return (preemption) ...")
         self.power("r1", True)
         self.start("r1")
-        start = time.monotonic()
-        returned = None
-        while time.monotonic() - start < mdi + 10:
-            if self.vip_count("r1") >= n and self.vip_count("r2") == 0:
-                returned = time.monotonic() - start
-                break
-            time.sleep(0.05)
+        returned = self.until(lambda: self.vip_count("r1") >= n and self.vip_count("r2") == 0,
+                              mdi + 10)
         back = self.probe("r1", 5) if returned is not None else {"answered": 0}
         ok = ok and returned is not None and back["answered"] == n
         self.report.append(("return: r1 master of all, r2 of none",
                             f"{returned:.2f} s after r1 restarted (preemption after its "
-                            f"Master_Down_Interval {3 + 56 / 256:.2f} s)" if returned is not None
+                            f"Master_Down_Interval {mdi_r1:.2f} s)" if returned is not None
                             else f"not within {mdi + 10:.0f} s"))
         self.report.append(("client sees r1's MAC again for", f"{back['answered']}/{n} VIPs"))
         out("")
