@@ -31,7 +31,6 @@ def test_election_and_sigkill_failover(lan):
     assert "BACKUP -> MASTER" in lan.log("r1") and "MASTER" not in lan.log("r2")
     assert ping(lan, VIP)  # through the bridge, answered by r1
     killed = lan.kill(r1)
-    ns1, if1 = lan.nodes["r1"]
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")  # the dead box is off the LAN
     assert lan.wait_has(VIP, "r2", MDI_100 + 2)
     took = time.monotonic() - killed
@@ -111,7 +110,6 @@ def test_invalid_config_does_not_start(lan, tmp_path):
 
 def test_link_down_faults_and_fails_over_then_recovers(lan):
     r1, r2 = two_hivrrp(lan)
-    ns, _ = lan.nodes["r1"]
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")  # r1 loses carrier
     assert wait_for(lambda: "(VI_1) MASTER -> FAULT (fault)" in lan.log("r1"), 3)
     assert not lan.has("r1", VIP)

@@ -6,16 +6,12 @@ import pytest
 
 from helpers.captures import assert_matches_scenario
 from helpers.keepalived_capture import SCENARIOS, record
-from helpers.netns import netns_available
 
 pytestmark = pytest.mark.netns
 
 
 @pytest.fixture(scope="module")
-def live_captures(tmp_path_factory):
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
+def live_captures(tmp_path_factory, namespaces_allowed):
     for tool in ("keepalived", "tcpdump"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: tests/run.sh installs it")

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from helpers.netns import netns_available
 
 pytestmark = pytest.mark.netns
 
@@ -16,10 +15,8 @@ def namespaces():
                               text=True).stdout.split())
 
 
+@pytest.mark.usefixtures("namespaces_allowed")
 def test_lab_elects_fails_over_returns_and_cleans_up():
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
     before = namespaces()
     result = subprocess.run([sys.executable, "-m", "hivrrp", "lab", "-n", "260"],
                             capture_output=True, text=True, timeout=120)
@@ -40,13 +37,11 @@ def test_lab_refuses_bad_arguments():
     assert result.returncode == 2 and "Invalid value" in result.stderr
 
 
+@pytest.mark.usefixtures("namespaces_allowed")
 def test_more_interfaces_than_one_socket_may_join(tmp_path, monkeypatch):
     # 25 segments of one instance each: 25 memberships on 224.0.0.18, beyond
     # igmp_max_memberships (20), so the daemons need a second IPv4 socket
     # (filtered to multicast) and must still hear every master.
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
     import hivrrp.lab as lab_module
     from hivrrp.sockets import igmp_max_memberships
 

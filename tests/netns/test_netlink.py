@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from helpers.netns import Lab, netns_available
+from helpers.netns import Lab
 from hivrrp.netlink import MONITOR_BUFFER
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("namespaces_allowed")]
 
 # Runs inside a namespace of its own: adds then removes 2,000 addresses in one
 # burst, then takes the link down, and reports what the monitor delivered.
@@ -102,13 +102,6 @@ def test_the_batcher_applies_in_chunks_and_reports_exactly_what_failed():
     assert shown.count("inet 10.10.") == 1200
     assert result["second"] == []
     assert "10.10." not in result["after_remove"] and "192.0.2.1/24" in result["after_remove"]
-
-
-@pytest.fixture(autouse=True)
-def needs_namespaces():
-    reason = netns_available()
-    if reason:
-        pytest.skip(reason)
 
 
 def test_an_overrun_is_survived_with_a_resync():
