@@ -1,9 +1,7 @@
 """Gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6).
 
-Sent when an instance becomes master so that hosts and switches learn where
-the VIPs now live: `repeat` announcements at once and again after `delay`
-seconds (keepalived's garp_master_delay/garp_master_repeat). Frames for one
-interface are spaced by `interval` (vrrp_garp_interval / vrrp_gna_interval);
+The frames and their paced sending; when to send them is garp.py's policy.
+Frames are spaced by `interval` (vrrp_garp_interval / vrrp_gna_interval);
 with thousands of VIPs moving at once they go out in slices so the event
 loop keeps serving adverts. Rare work, so plain Python.
 """
@@ -15,6 +13,7 @@ import logging
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable
 
 log = logging.getLogger("hivrrp.announce")
 
@@ -46,12 +45,20 @@ def na_message(mac: bytes, address: bytes) -> bytes:
 
 
 class Announcer:
-    def __init__(self) -> None:
-        self.queue: deque[tuple[str, int, int, bytes, bytes]] = deque()
+    """Frames on the wire, paced; each one checked when it is due.
+
+    `wanted(name)` is asked before every frame: an instance that left MASTER
+    since its burst was queued must not point hosts at us any more.
+    """
+
+    def __init__(self, wanted: Callable[[str], bool]) -> None:
+        self.wanted = wanted
+        self.queue: deque[tuple[str, str, int, int, bytes, bytes]] = deque()
         self.packet_socket: socket.socket | None = None
         self.icmp6_socket: socket.socket | None = None
         self.sent = 0
         self.errors = 0
+        self.dropped = 0               # frames of instances no longer master when due
         self._draining = False
 
     def _sockets(self) -> None:
@@ -64,21 +71,15 @@ class Announcer:
             sock.setblocking(False)
             self.icmp6_socket = sock
 
-    def announce(self, loop: asyncio.AbstractEventLoop, ifname: str, ifindex: int, mac: bytes,
-                 addresses: list[tuple[int, bytes]], *, repeat: int, delay: float,
+    def announce(self, loop: asyncio.AbstractEventLoop, name: str, ifname: str, ifindex: int,
+                 mac: bytes, addresses: list[tuple[int, bytes]], *, repeat: int,
                  interval: float = 0.0) -> None:
-        """Queue `repeat` announcements of each address now and, if delay > 0, again later."""
+        """Queue `repeat` announcements of each address for instance `name`."""
         if repeat <= 0 or not addresses:
             return
-        self._enqueue(loop, ifname, ifindex, mac, addresses, repeat, interval)
-        if delay > 0:
-            loop.call_later(delay, self._enqueue, loop, ifname, ifindex, mac, addresses, repeat,
-                            interval)
-
-    def _enqueue(self, loop, ifname, ifindex, mac, addresses, repeat, interval) -> None:
         for _ in range(repeat):
             for family, address in addresses:
-                self.queue.append((ifname, ifindex, family, mac, address))
+                self.queue.append((name, ifname, ifindex, family, mac, address))
         if not self._draining:
             self._draining = True
             loop.call_soon(self._drain, loop, interval)
@@ -93,7 +94,10 @@ class Announcer:
             return
         budget = 1 if interval > 0 else FRAMES_PER_SLICE
         while self.queue and budget:
-            ifname, ifindex, family, mac, address = self.queue.popleft()
+            name, ifname, ifindex, family, mac, address = self.queue.popleft()
+            if not self.wanted(name):
+                self.dropped += 1
+                continue
             budget -= 1
             try:
                 if family == 4:
@@ -105,12 +109,15 @@ class Announcer:
                 self.errors += 1
                 log.debug("announcement on %s failed: %s", ifname, exc)
         if self.queue:
-            loop.call_later(interval, self._drain, loop, interval) if interval > 0 else \
+            if interval > 0:
+                loop.call_later(interval, self._drain, loop, interval)
+            else:
                 loop.call_soon(self._drain, loop, interval)
         else:
             self._draining = False
 
     def close(self) -> None:
+        self.queue.clear()
         for sock in (self.packet_socket, self.icmp6_socket):
             if sock is not None:
                 sock.close()

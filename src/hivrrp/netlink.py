@@ -30,6 +30,7 @@ IFF_RUNNING = 0x40
 # Removing 4,000 VIPs queues 4,000 RTM_DELADDR (about 4 MiB of socket buffer):
 # more than the default buffer, so the monitor gets room for a burst of that size.
 MONITOR_BUFFER = 32 << 20
+CLOSE_TIMEOUT = 5.0            # seconds for the netlink thread to close its sockets
 RESUBSCRIBE_DELAY = 0.05       # seconds; bounds the CPU if subscribing keeps failing
 
 
@@ -110,8 +111,12 @@ class Netlink:
         return failures
 
     def close(self) -> None:
-        self.executor.submit(self._close).result(timeout=5)
-        self.executor.shutdown(wait=True)
+        """Never raises: at exit a stuck netlink thread is reported, not fatal."""
+        try:
+            self.executor.submit(self._close).result(timeout=CLOSE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - timeout, or whatever pyroute2 raised
+            log.error("closing netlink: %s", exc or type(exc).__name__)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _close(self) -> None:
         if self.batcher is not None:
@@ -127,6 +132,7 @@ class Monitor:
     (its get() blocks). Each batch of messages becomes one callback on the
     loop with compact tuples:
         ("link", index, name, mac, up), ("deladdr", index, family, address),
+        ("newaddr", index, family, address) only while want_new_addresses(True),
         ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything.
     """
 
@@ -138,6 +144,24 @@ class Monitor:
         self.stopped = False
         self.ipr = None
         self.thread: threading.Thread | None = None
+        self.new_addresses = False
+
+    def want_new_addresses(self, wanted: bool) -> None:
+        """Let address additions through (while an instance waits for a source
+        address) or have the kernel drop them (the usual case)."""
+        if wanted == self.new_addresses:
+            return
+        self.new_addresses = wanted
+        ipr = self.ipr
+        if ipr is not None:
+            try:
+                with borrowed(ipr.fileno()) as sock:
+                    attach_filter(sock, self._filter())
+            except (OSError, ValueError) as exc:   # closed under us: _open sets it again
+                log.debug("netlink monitor filter: %s", exc)
+
+    def _filter(self) -> list[tuple[int, int, int, int]]:
+        return KEEP_ALL if self.new_addresses else DROP_NEW_ADDRESSES
 
     def start(self) -> None:
         ready = threading.Event()
@@ -155,7 +179,7 @@ class Monitor:
         try:
             ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
             with borrowed(ipr.fileno()) as sock:
-                attach_filter(sock, DROP_NEW_ADDRESSES)
+                attach_filter(sock, self._filter())
                 force_buffers(sock, receive=self.buffer_bytes)
         except Exception:
             _close_quietly(ipr)
@@ -217,6 +241,7 @@ DROP_NEW_ADDRESSES = [(0x28, 0, 0, 4),                      # ldh [4]   nlmsg_ty
                       (0x15, 0, 1, _NEWADDR_AS_LOADED),     # jeq NEWADDR
                       (0x06, 0, 0, 0),                      # ret #0    drop
                       (0x06, 0, 0, 0xFFFFFFFF)]             # ret #-1   keep
+KEEP_ALL = [(0x06, 0, 0, 0xFFFFFFFF)]
 
 
 def _event(msg) -> tuple | None:
@@ -227,7 +252,8 @@ def _event(msg) -> tuple | None:
         up = kind == "RTM_NEWLINK" and bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
         return ("link", msg.get("index"), msg.get("ifname"), bytes.fromhex(mac.replace(":", "")),
                 up)
-    if kind == "RTM_DELADDR":
+    if kind in ("RTM_DELADDR", "RTM_NEWADDR"):
         family = 4 if msg.get("family") == socket.AF_INET else 6
-        return ("deladdr", msg.get("index"), family, msg.get("address"))
+        return ("deladdr" if kind == "RTM_DELADDR" else "newaddr", msg.get("index"), family,
+                msg.get("address"))
     return None

@@ -1,0 +1,212 @@
+"""Configuration -> engine, and the runtime table keyed by instance name.
+
+Pure work on data (no loop, no sockets), so the daemon runs `build` on a
+worker thread: 4,000 instances take long enough to stall adverts if built on
+the loop. Everything that outlives an `await` refers to instances by name;
+`Plan.index` turns a name into the current engine index at the moment of use,
+since a reload renumbers instances.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+
+from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
+from hivrrp.addrbatch import Change
+from hivrrp.config.model import Config, Instance
+from hivrrp.netlink import Address, Link
+from hivrrp.routing import Routing, route_spec, rule_spec
+
+log = logging.getLogger("hivrrp")
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    """What the daemon (not the engine) keeps about one instance."""
+
+    name: str
+    config: Instance
+    ifindex: int                   # 0 while the interface is missing
+    vips: tuple[Change, ...]       # additions; removal() gives the way back
+    routes: tuple[Routing, ...]    # virtual_routes and virtual_rules, in order
+    faults: int                    # FAULT_* bits known at build time
+
+    @property
+    def key(self) -> tuple:
+        return instance_key(self.config)
+
+
+@dataclass
+class Plan:
+    config: Config
+    engine: Engine
+    names: list[str]                                   # engine index -> name
+    index: dict[str, int]                              # name -> engine index
+    instances: dict[str, InstancePlan]
+    vip_owner: dict[tuple[int, str], str] = field(default_factory=dict)  # (ifindex, address)
+
+    def state(self, name: str) -> str | None:
+        """The instance's state now, None if this plan has no such instance."""
+        i = self.index.get(name)
+        return None if i is None else self.engine.state(i)
+
+    def memberships(self) -> set[tuple[int, bytes, int]]:
+        """(family, group, ifindex) of every multicast group the instances listen on."""
+        g = self.config.global_defs
+        wanted = set()
+        for inst in self.instances.values():
+            c = inst.config
+            if c.unicast_peers or inst.ifindex == 0:
+                continue
+            group = c.mcast_dst_ip or (g.mcast_group4 if c.family == 4 else g.mcast_group6)
+            wanted.add((c.family, group.packed, inst.ifindex))
+        return wanted
+
+    def waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
+        """(ifindex, family) -> names of instances that have no source address there."""
+        waiting: dict[tuple[int, int], list[str]] = {}
+        for inst in self.instances.values():
+            if inst.faults & FAULT_NO_SOURCE and inst.ifindex:
+                waiting.setdefault((inst.ifindex, inst.config.family), []).append(inst.name)
+        return waiting
+
+
+def source_appeared(plan: Plan, addresses: list[Address]) -> bool:
+    """Would a rebuild find a source address for an instance that waits for one?"""
+    sources = SourceIndex(addresses)
+    vips = {address for _index, address in plan.vip_owner}
+    return any(sources.primary(plan.instances[name].config, ifindex, vips) is not None
+               for (ifindex, _family), names in plan.waiting_for_source().items()
+               for name in names)
+
+
+def instance_key(inst: Instance) -> tuple:
+    """What identifies an instance across a reload (keepalived's vrrp_exist)."""
+    if inst.unicast_peers:
+        where = ("unicast", str(inst.unicast_src_ip),
+                 frozenset(str(p.address) for p in inst.unicast_peers))
+    else:
+        where = ("multicast", str(inst.mcast_dst_ip))
+    return (inst.interface, inst.family, inst.vrid, where)
+
+
+def match(old: Plan, new: Plan) -> dict[str, str]:
+    """New name -> old name of the instances a reload keeps, matched as keepalived
+    does (interface, family, VRID, group or peers) but through a dict, O(1) each."""
+    old_by_key = {inst.key: name for name, inst in old.instances.items()}
+    kept = {}
+    for name, inst in new.instances.items():
+        old_name = old_by_key.get(inst.key)
+        if old_name is not None:
+            kept[name] = old_name
+    return kept
+
+
+class SourceIndex:
+    """Host addresses by (ifindex, family), so choosing every instance's source
+    is one pass over the addresses, not one per instance."""
+
+    def __init__(self, addresses: list[Address]) -> None:
+        self.by_link: dict[tuple[int, int], list[str]] = {}
+        for address in addresses:
+            if address.family == 6 and not ipaddress.IPv6Address(address.address).is_link_local:
+                continue  # RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address
+            self.by_link.setdefault((address.index, address.family), []).append(address.address)
+
+    def primary(self, inst: Instance, ifindex: int, vip_addresses: set[str]) -> str | None:
+        if inst.unicast_src_ip is not None:
+            return str(inst.unicast_src_ip)
+        if inst.mcast_src_ip is not None:
+            return str(inst.mcast_src_ip)
+        for address in self.by_link.get((ifindex, inst.family), ()):
+            if address not in vip_addresses:
+                return address
+        return None
+
+
+def build(config: Config, links: dict[str, Link], addresses: list[Address], now: int) -> Plan:
+    """A new engine for `config` (instances not started, build-time FAULT
+    reasons not applied yet: the caller does that on the loop)."""
+    g = config.global_defs
+    instances = config.instances
+    engine = Engine(max(1, len(instances)), now=now)
+    plan = Plan(config, engine, [], {}, {})
+    sources = SourceIndex(addresses)
+    vip_addresses = {v.address for i in instances for v in i.vips}
+    for inst in instances:
+        link = links.get(inst.interface) if inst.interface else None
+        ifindex = link.index if link else 0
+        src = sources.primary(inst, ifindex, vip_addresses)
+        group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
+        index = engine.add_instance(
+            vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
+            src=src or ("0.0.0.0" if inst.family == 4 else "::"),
+            priority=inst.priority, interval_cs=round(inst.advert_int * 100),
+            preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
+            group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
+            addresses=[v.address for v in inst.vips],
+            auth_type=1 if inst.auth_type == "PASS" else 0,
+            auth_data=(inst.auth_pass or "").encode(),
+            down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
+            lower_prio_no_advert=_either(inst.lower_prio_no_advert, g.lower_prio_no_advert),
+            higher_prio_send_advert=_either(inst.higher_prio_send_advert,
+                                            g.higher_prio_send_advert),
+            pseudo_header=not g.v3_checksum_as_v2)
+        vips = _vips(inst, link, links)
+        faults = 0
+        if link is None:
+            log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
+            faults |= FAULT_INTERFACE
+        elif not link.up:
+            log.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
+            faults |= FAULT_INTERFACE
+        if src is None:
+            log.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
+                        inst.interface)
+            faults |= FAULT_NO_SOURCE
+        plan.names.append(inst.name)
+        plan.index[inst.name] = index
+        plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
+                                                 _routes(inst, links), faults)
+        for change in vips:
+            plan.vip_owner[(change.index, change.address)] = inst.name
+    return plan
+
+
+def _either(own, default):
+    return own if own is not None else default
+
+
+def _vips(inst: Instance, link: Link | None, links: dict[str, Link]) -> tuple[Change, ...]:
+    out = []
+    for vip in [*inst.vips, *inst.excluded_vips]:
+        dev = vip.options.get("dev")
+        vip_link = links.get(dev) if isinstance(dev, str) else link
+        if vip_link is None:
+            log.warning("(%s) no interface for VIP %s", inst.name, vip.text)
+            continue
+        brd = vip.options.get("brd")
+        out.append(Change(
+            True, vip_link.index, vip.family, vip.address, vip.prefixlen,
+            label=vip.options.get("label"), scope=vip.options.get("scope"),
+            broadcast=brd if brd not in ("+", "-") else None,
+            nodad=bool(vip.options.get("nodad"))))
+    return tuple(out)
+
+
+def _routes(inst: Instance, links: dict[str, Link]) -> tuple[Routing, ...]:
+    out: list[Routing] = []
+    for route in inst.routes:
+        try:
+            out.append(("route", route_spec(route.destination, route.options, inst.family,
+                                            lambda name: links[name].index)))
+        except (KeyError, ValueError) as exc:
+            log.warning("(%s) route '%s' cannot be installed: %s", inst.name, route.text, exc)
+    for rule in inst.rules:
+        try:
+            out.append(("rule", rule_spec(rule.options, inst.family)))
+        except (KeyError, ValueError) as exc:
+            log.warning("(%s) rule '%s' cannot be installed: %s", inst.name, rule.text, exc)
+    return tuple(out)
