@@ -138,6 +138,7 @@ class Builder:
             if node.is_block and node.keyword not in BLOCK_KEYWORDS:
                 self.diag.error(node.where, f"{node.keyword} does not take a '{{' block")
                 return
+            self.not_acted_on(node.keyword, node)
             errors_before = len(self.diag.items)
             handler(self, node, target)
             if node.keyword in REQUIRED and len(self.diag.items) > errors_before:
@@ -150,11 +151,19 @@ class Builder:
         else:
             self.diag.error(node.where, f"unknown keyword '{node.keyword}' in {section}")
 
+    def not_acted_on(self, keyword: str, node: Node) -> None:
+        """Warn when the daemon would silently ignore what the keyword asks for."""
+        consequence = keywords.NOT_ACTED_ON.get(keyword)
+        if consequence is not None:
+            self.diag.warning(node.where, f"{keyword} is not acted on yet: {consequence}",
+                              key=keyword)
+
     # -------------------------------------------------------- top level
 
     def build(self, nodes: list[Node]) -> Config:
         for node in nodes:
             if node.keyword in TOP_LEVEL:
+                self.not_acted_on(node.keyword, node)
                 TOP_LEVEL[node.keyword](self, node)
             elif node.keyword in keywords.IGNORED_TOP_LEVEL:
                 self.diag.warning(node.where, f"'{node.keyword}' is not supported by hivrrp "

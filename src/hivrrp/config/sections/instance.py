@@ -92,6 +92,7 @@ def _unicast_peers(b: Builder, node: Node, inst: Instance) -> None:
             if word in ("min_ttl", "max_ttl") and words:
                 value = b.integer(child, 0, 255, value=words.pop(0))
                 setattr(peer, word, value)
+                b.not_acted_on(word, child)  # options of a peer line, not keywords of their own
             else:
                 b.diag.error(child.where, f"unicast_peer {ip}: unexpected '{word}'")
                 break
