@@ -42,6 +42,7 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
     import json
 
     from hivrrp.config import load
+    from hivrrp.config.diagnostics import condense
     from hivrrp.config.summary import summary
 
     result = load(config_file, config_id=config_id)
@@ -53,10 +54,10 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
             "warnings": [d.as_dict() for d in result.warnings],
         }, indent=None))
     else:
-        for diagnostic in sorted(result.errors + result.warnings,
-                                 key=lambda d: (d.severity != "error", d.where.file,
-                                                d.where.line)):
-            click.echo(str(diagnostic), err=True)
+        for line in condense(sorted(result.errors + result.warnings,
+                                    key=lambda d: (d.severity != "error", d.where.file,
+                                                   d.where.line))):
+            click.echo(line, err=True)
         click.echo(summary(config_file, result))
     sys.exit(0 if result.ok else 1)
 
@@ -78,13 +79,14 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     import logging
 
     from hivrrp.config import load
+    from hivrrp.config.diagnostics import condense
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("hivrrp")
     result = load(config_file, config_id=config_id)
-    for diagnostic in result.warnings:
-        log.warning("%s", diagnostic)
+    for line in condense(result.warnings):
+        log.warning("%s", line)
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
     if not result.ok:

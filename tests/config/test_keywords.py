@@ -5,6 +5,11 @@ import pytest
 from helpers.conf import load_text, messages, one_instance
 
 
+def not_acted_on(result) -> list[str]:
+    return [d.message.split(" ", 1)[0] for d in result.warnings
+            if " is not acted on yet: " in d.message]
+
+
 def test_defaults_of_a_minimal_instance(tmp_path):
     result, inst = one_instance(tmp_path)
     assert result.ok and not result.warnings
@@ -152,6 +157,7 @@ def test_routes_rules_and_unicast(tmp_path):
     assert (inst.unicast_peers[1].min_ttl, inst.unicast_peers[1].max_ttl) == (250, 255)
     assert (str(inst.unicast_src_ip), inst.unicast_ttl) == ("192.0.2.10", 10)
     assert inst.as_dict()["unicast_peers"] == ["192.0.2.11", "192.0.2.12"]
+    assert not_acted_on(result) == ["min_ttl", "max_ttl", "unicast_ttl"]
 
 
 def test_unicast_peer_of_the_wrong_family(tmp_path):
@@ -200,6 +206,11 @@ def test_garp_and_protocol_options(tmp_path):
         5, True, True, False, True, True)
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
+    assert not_acted_on(result) == [
+        "garp_lower_prio_delay", "garp_lower_prio_repeat", "skip_check_adv_addr",
+        "dont_track_primary", "accept", "notify_priority_changes", "smtp_alert",
+        "check_unicast_src"]
+    assert len(result.warnings) == 8
 
 
 def test_trackers_weights_and_defaults(tmp_path):
@@ -288,7 +299,11 @@ def test_tracker_errors(tmp_path, block, message):
 def test_owner_ignores_tracker_weights(tmp_path):
     result, inst = one_instance(tmp_path, "priority 255\ntrack_script {\nchk weight -10\n}\n",
                                 prefix='vrrp_script chk {\nscript "/bin/true"\n}\n')
-    assert inst.tracks[0].weight == 0 and "priority 255" in result.warnings[0].message
+    assert inst.tracks[0].weight == 0
+    assert [(line, text.split(":")[0]) for line, text in messages(result.warnings)] == [
+        (1, "vrrp_script is not acted on yet"), (12, "track_script is not acted on yet"),
+        (13, "vrrp_instance VI_1")]
+    assert "priority 255 (address owner) cannot be changed" in result.warnings[2].message
 
 
 def test_notify_scripts(tmp_path):
@@ -307,6 +322,9 @@ def test_notify_scripts(tmp_path):
     assert (inst.notify["fault"].user, inst.notify["fault"].group) == ("user", "group")
     assert set(inst.notify) == {"master", "backup", "fault", "stop", "deleted", "any"}
     assert inst.notify_master_rx_lower_pri.argv == ["/z"]
+    assert not_acted_on(result) == ["notify_master", "notify_backup", "notify_fault",
+                                    "notify_stop", "notify_deleted", "notify",
+                                    "notify_master_rx_lower_pri"]
 
 
 def test_global_defs(tmp_path):
@@ -372,6 +390,14 @@ def test_global_defs(tmp_path):
                 g.notify_priority_changes, g.dynamic_interfaces, g.log_unknown_vrids])
     assert (g.startup_delay, g.notify_fifo, g.vrrp_notify_fifo) == (5.0, "/run/k.fifo",
                                                                     "/run/v.fifo")
+    assert not_acted_on(result) == [
+        "router_id", "notification_email", "notification_email_from", "smtp_server",
+        "smtp_connect_timeout", "smtp_helo_name", "smtp_alert", "smtp_alert_vrrp",
+        "script_user", "enable_script_security", "vrrp_garp_lower_prio_delay",
+        "vrrp_garp_lower_prio_repeat", "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src",
+        "vrrp_owner_ignore_adverts", "vrrp_startup_delay", "notify_fifo", "vrrp_notify_fifo",
+        "vrrp_notify_priority_changes", "dynamic_interfaces", "log_unknown_vrids"]
+    assert len(result.warnings) == 21
 
 
 def test_sync_group(tmp_path):
@@ -404,6 +430,7 @@ def test_sync_group(tmp_path):
     [group] = result.config.sync_groups
     assert group.members == ["VI_1", "VI_2"] and group.notify["master"].argv == ["/bin/true"]
     assert [i.sync_group for i in result.config.instances] == ["G1", "G1"]
+    assert not_acted_on(result) == ["vrrp_sync_group", "notify_master", "track_interface"]
 
 
 @pytest.mark.parametrize("keyword", ["vrrp_strict", "vrrp_iptables", "nftables"])

@@ -35,6 +35,7 @@ class Diagnostic:
     severity: str  # "error" or "warning"
     where: Where
     message: str
+    key: str | None = None  # the keyword, for warnings that repeat once per occurrence
 
     def __str__(self) -> str:
         context = self.where.context()
@@ -56,8 +57,8 @@ class Diagnostics:
     def error(self, where: Where, message: str) -> None:
         self.items.append(Diagnostic("error", where, message))
 
-    def warning(self, where: Where, message: str) -> None:
-        self.items.append(Diagnostic("warning", where, message))
+    def warning(self, where: Where, message: str, key: str | None = None) -> None:
+        self.items.append(Diagnostic("warning", where, message, key))
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -66,3 +67,34 @@ class Diagnostics:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity == "warning"]
+
+
+REPEATS_SHOWN = 5
+
+
+def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[str]:
+    """The lines to print: all of them, but a keyed warning only `shown` times.
+
+    A generated config can track a script in each of 4,000 instances; 4,000
+    identical lines would bury everything else. The rest become one line at
+    the first one left out; `--json` and the counts keep every occurrence.
+    """
+    seen: dict[str, int] = {}
+    lines: list[str] = []
+    summary_at: dict[str, int] = {}
+    for diagnostic in diagnostics:
+        key = diagnostic.key
+        if key is None:
+            lines.append(str(diagnostic))
+            continue
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= shown:
+            lines.append(str(diagnostic))
+        elif key not in summary_at:
+            summary_at[key] = len(lines)
+            lines.append(f"{diagnostic.where}: {diagnostic.severity}: ")
+    for key, index in summary_at.items():
+        more = seen[key] - shown
+        lines[index] += (f"... and {more} more {key} warning{'s' if more > 1 else ''} like "
+                         "these (hivrrp check --json lists every one)")
+    return lines

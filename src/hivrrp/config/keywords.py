@@ -56,3 +56,78 @@ IGNORED_INSTANCE = frozenset({
 })
 
 IGNORED_SYNC_GROUP = frozenset({"global_tracking", "track_bfd"})
+
+# Keywords hivrrp parses into the model but the daemon does not act on yet,
+# with what happens instead. One entry per keyword, consulted wherever a
+# keyword is dispatched, so that a config relying on one never passes
+# `hivrrp check` silently. The change that implements a keyword removes its
+# entry (and its sample in tests/config/test_not_acted_on.py).
+_TRACKER = "the tracker is ignored and the instance keeps its priority"
+_FILE = "the file is never read; instances tracking it keep their priority"
+_NOTIFY = "the script is not run on state changes"
+_EMAIL = "hivrrp sends no e-mail alerts"
+_SCRIPTS = "hivrrp runs no scripts yet (track_script, notify)"
+_PRIORITY_NOTIFY = "priority changes are not reported (no notify scripts or FIFO yet)"
+_LOWER_PRIO_GARP = ("a master that hears a lower priority announces its VIPs with the "
+                    "garp_master_delay/_repeat values instead")
+_UNICAST_SRC = ("unicast adverts are always accepted only from the unicast_peer addresses, "
+                "whatever this says")
+_ADV_ADDR = ("the address list of every advert is checked and a mismatch drops the advert, "
+             "whatever this says")
+_TTL = "adverts are accepted only with TTL (hop limit) 255, whatever this says"
+_SYNC = ("sync groups are ignored: members change state independently, so one can be MASTER "
+         "while another is BACKUP")
+
+NOT_ACTED_ON: dict[str, str] = {
+    # global_defs
+    "router_id": "it only names this router in e-mail alerts, which hivrrp does not send",
+    "vrrp_garp_lower_prio_delay": _LOWER_PRIO_GARP,
+    "vrrp_garp_lower_prio_repeat": _LOWER_PRIO_GARP,
+    "vrrp_check_unicast_src": _UNICAST_SRC,
+    "vrrp_skip_check_adv_addr": _ADV_ADDR,
+    "vrrp_owner_ignore_adverts": "an address owner (priority 255) still processes adverts",
+    "vrrp_startup_delay": "instances start at once, without the delay",
+    "script_user": _SCRIPTS,
+    "enable_script_security": _SCRIPTS,
+    "notification_email": _EMAIL,
+    "notification_email_from": _EMAIL,
+    "smtp_server": _EMAIL,
+    "smtp_connect_timeout": _EMAIL,
+    "smtp_helo_name": _EMAIL,
+    "smtp_alert": _EMAIL,
+    "smtp_alert_vrrp": _EMAIL,
+    "notify_fifo": "state changes are not written to the FIFO",
+    "vrrp_notify_fifo": "state changes are not written to the FIFO",
+    "vrrp_notify_priority_changes": _PRIORITY_NOTIFY,
+    "dynamic_interfaces": ("interfaces that appear or come back later are always picked up, "
+                           "whatever this says"),
+    "log_unknown_vrids": "adverts for unknown VRIDs are counted, not logged",
+    # vrrp_instance
+    "unicast_ttl": "unicast adverts are sent with TTL (hop limit) 255",
+    "min_ttl": _TTL,
+    "max_ttl": _TTL,
+    "check_unicast_src": _UNICAST_SRC,
+    "skip_check_adv_addr": _ADV_ADDR,
+    "dont_track_primary": "the instance still goes to FAULT when its interface goes down",
+    "garp_lower_prio_delay": _LOWER_PRIO_GARP,
+    "garp_lower_prio_repeat": _LOWER_PRIO_GARP,
+    "accept": "hivrrp never filters traffic to the VIPs, so they accept it anyway",
+    "track_interface": _TRACKER,
+    "track_script": _TRACKER,
+    "track_process": _TRACKER,
+    "track_file": _FILE,        # both the instance's list and the top-level definition
+    "notify": _NOTIFY,
+    "notify_master": _NOTIFY,
+    "notify_backup": _NOTIFY,
+    "notify_fault": _NOTIFY,
+    "notify_stop": _NOTIFY,
+    "notify_deleted": _NOTIFY,
+    "notify_master_rx_lower_pri": "the script is not run when a master hears a lower priority",
+    "notify_priority_changes": _PRIORITY_NOTIFY,
+    # top level and vrrp_sync_group
+    "vrrp_script": "the script is never run; instances tracking it keep their priority",
+    "vrrp_track_process": "the process is not watched; instances tracking it keep their priority",
+    "vrrp_track_file": _FILE,
+    "vrrp_sync_group": _SYNC,
+    "sync_group_tracking_weight": _SYNC,
+}

@@ -1,0 +1,96 @@
+"""global_defs: process-wide settings and defaults of every instance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hivrrp.config import keywords
+from hivrrp.config.model import GlobalDefs
+from hivrrp.config.sections.common import setter, version
+from hivrrp.config.tree import Node
+
+if TYPE_CHECKING:
+    from hivrrp.config.build import Builder
+
+
+def global_defs(b: Builder, node: Node) -> None:
+    for child in b.block(node):
+        b.dispatch(child, GLOBAL_HANDLERS, keywords.IGNORED_GLOBAL, "global_defs",
+                   b.config.global_defs)
+
+
+def _mcast_group(family: int):
+    def handler(b: Builder, node: Node, target: GlobalDefs) -> None:
+        ip = b.address(node, b.arg(node), family)
+        b.no_more(node, 1)
+        if ip is not None:
+            if not ip.is_multicast:
+                b.diag.error(node.where, f"{node.keyword}: {ip} is not a multicast address")
+            else:
+                setattr(target, f"mcast_group{family}", ip)
+    return handler
+
+
+def _script_user(b: Builder, node: Node, target: GlobalDefs) -> None:
+    target.script_user = b.arg(node)
+    if len(node.args) > 1:
+        target.script_group = node.args[1].lstrip(":")
+    b.no_more(node, 2)
+
+
+def _notification_email(b: Builder, node: Node, target: GlobalDefs) -> None:
+    for child in b.block(node):
+        target.notification_email.extend([child.keyword, *child.args])
+
+
+def _smtp_server(b: Builder, node: Node, target: GlobalDefs) -> None:
+    target.smtp_server = b.arg(node)
+    if len(node.args) > 1:
+        b.integer(node, 1, 65535, 1)
+    b.no_more(node, 2)
+
+
+def _fifo(attribute: str):
+    def handler(b: Builder, node: Node, target: GlobalDefs) -> None:
+        setattr(target, attribute, b.arg(node))
+    return handler
+
+
+GLOBAL_HANDLERS: dict[str, Callable] = {
+    "router_id": setter("router_id", "word"),
+    "vrrp_version": version,
+    "vrrp_mcast_group4": _mcast_group(4),
+    "vrrp_mcast_group6": _mcast_group(6),
+    "vrrp_garp_master_delay": setter("garp_master_delay", "timer", 0, 86400),
+    "vrrp_garp_master_repeat": setter("garp_master_repeat", "int", 0, 255),
+    "vrrp_garp_lower_prio_delay": setter("garp_lower_prio_delay", "timer", 0, 86400),
+    "vrrp_garp_lower_prio_repeat": setter("garp_lower_prio_repeat", "int", 0, 255),
+    "vrrp_garp_master_refresh": setter("garp_master_refresh", "timer", 0, 86400),
+    "vrrp_garp_master_refresh_repeat": setter("garp_master_refresh_repeat", "int", 0, 255),
+    "vrrp_garp_interval": setter("garp_interval", "timer", 0, 1),
+    "vrrp_gna_interval": setter("gna_interval", "timer", 0, 1),
+    "vrrp_min_garp": setter("min_garp", "bool"),
+    "vrrp_down_timer_adverts": setter("down_timer_adverts", "int", 1, 100),
+    "vrrp_lower_prio_no_advert": setter("lower_prio_no_advert", "bool"),
+    "vrrp_higher_prio_send_advert": setter("higher_prio_send_advert", "bool"),
+    "vrrp_skip_check_adv_addr": setter("skip_check_adv_addr", "bool"),
+    "vrrp_check_unicast_src": setter("check_unicast_src", "bool"),
+    "v3_checksum_as_v2": setter("v3_checksum_as_v2", "bool"),
+    "vrrp_owner_ignore_adverts": setter("owner_ignore_adverts", "bool"),
+    "vrrp_startup_delay": setter("startup_delay", "timer", 0, 3600),
+    "script_user": _script_user,
+    "enable_script_security": setter("enable_script_security", "bool"),
+    "notification_email": _notification_email,
+    "notification_email_from": setter("notification_email_from", "text"),
+    "smtp_server": _smtp_server,
+    "smtp_connect_timeout": setter("smtp_connect_timeout", "int", 1, 3600),
+    "smtp_helo_name": setter("smtp_helo_name", "word"),
+    "smtp_alert": setter("smtp_alert", "bool"),
+    "smtp_alert_vrrp": setter("smtp_alert_vrrp", "bool"),
+    "notify_fifo": _fifo("notify_fifo"),
+    "vrrp_notify_fifo": _fifo("vrrp_notify_fifo"),
+    "vrrp_notify_priority_changes": setter("notify_priority_changes", "bool"),
+    "dynamic_interfaces": setter("dynamic_interfaces", "bool"),
+    "log_unknown_vrids": setter("log_unknown_vrids", "bool"),
+}
