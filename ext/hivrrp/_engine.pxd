@@ -27,6 +27,19 @@ cdef enum event_reason:
     EV_PRIORITY             # effective priority changed (no state change)
     EV_NREASONS
 
+# Why an instance is in FAULT (keepalived's flags_if_fault): any set bit faults
+# it. Labels in _engine.pyx FAULT_REASONS; the values are part of the API.
+cdef enum fault_reason:
+    FAULT_INTERFACE = 1
+    FAULT_TRACKER = 2
+    FAULT_NO_SOURCE = 4
+    FAULT_CONFIG = 8
+    FAULT_SYNC_GROUP = 16
+    FAULT_ADMIN = 32
+
+cdef enum:
+    FAULT_ALL = 63
+
 cdef enum:
     F_PREEMPT = 1
     F_LOWER_PRIO_NO_ADVERT = 2

@@ -39,11 +39,20 @@ COUNTERS = (
 )
 assert len(COUNTERS) == C_NCOUNTERS
 
-# Reasons an instance is in FAULT (keepalived's flags_if_fault); any set bit faults it.
-FAULT_INTERFACE = 1
-FAULT_TRACKER = 2
-FAULT_NO_SOURCE = 4
-FAULT_CONFIG = 8
+# Reasons an instance is in FAULT, bit -> label (labels become metric labels).
+FAULT_REASONS = {
+    FAULT_INTERFACE: "interface", FAULT_TRACKER: "tracker", FAULT_NO_SOURCE: "no_source",
+    FAULT_CONFIG: "config", FAULT_SYNC_GROUP: "sync_group", FAULT_ADMIN: "admin",
+}
+assert sum(FAULT_REASONS) == FAULT_ALL
+# A cdef enum is invisible to Python; export each bit under its C name so the
+# two cannot drift apart.
+globals().update({"FAULT_" + label.upper(): bit for bit, label in FAULT_REASONS.items()})
+
+
+def fault_reasons(unsigned int flags):
+    """The labels of the FAULT bits set in `flags`, lowest bit first."""
+    return [label for bit, label in FAULT_REASONS.items() if flags & bit]
 
 cdef int64_t SECOND = 1000000
 cdef int64_t CENTISECOND = 10000
@@ -648,9 +657,15 @@ cdef class Engine:
             self.stop(i, now)
 
     def set_fault(self, Py_ssize_t i, unsigned int flag, bint active, int64_t now):
-        """Set or clear a FAULT reason; the instance is in FAULT while any is set."""
+        """Set or clear FAULT reasons (FAULT_* bits); the instance is in FAULT while any is set.
+
+        Entering FAULT from MASTER sends priority 0 (event "fault"); clearing the
+        last reason brings it up as after start() (event "fault_cleared").
+        """
         cdef inst_t *inst
         self.check_index(i)
+        if not flag or flag & ~(<unsigned int>FAULT_ALL):
+            raise ValueError(f"not a FAULT reason: {flag:#x}")
         inst = &self.insts[i]
         was = inst.fault_flags
         inst.fault_flags = (was | flag) if active else (was & ~flag)
