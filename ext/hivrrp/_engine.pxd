@@ -169,6 +169,8 @@ cdef class Engine:
     cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
     cdef void leave(self, int32_t i, uint8_t new_state, int64_t now, uint8_t reason) noexcept nogil
     cdef void send(self, int32_t i, uint8_t priority) noexcept nogil
+    cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil
+    cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
                     int64_t now) noexcept nogil
     cdef int64_t skew_us(self, inst_t *inst) noexcept nogil

@@ -290,6 +290,39 @@ cdef class Engine:
                                  else inst.master_adver_int_us)
         return inst.down_timer_adverts * interval + self.skew_us(inst)
 
+    # ---------------------------------------------------------- priority
+
+    cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil:
+        # keepalived vrrp_set_effective_priority(): an owner is never changed
+        # by tracking, and only an owner may advertise 255.
+        cdef int64_t total = <int64_t>inst.base_priority + inst.priority_delta
+        if inst.base_priority == 255:
+            return 255
+        return <uint8_t>(1 if total < 1 else (254 if total > 254 else total))
+
+    cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil:
+        """Make the effective priority follow base + delta after either changed."""
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint8_t effective = self.target_priority(inst)
+        cdef int64_t old_skew, deadline
+        if effective == inst.effective_priority:
+            return
+        old_skew = self.skew_us(inst)
+        inst.effective_priority = effective
+        self.event(i, inst.state, inst.state, EV_PRIORITY, now)
+        if inst.state != ST_BACKUP:
+            return   # a master's next advert carries it; INIT/FAULT use it when they come up
+        if effective == 255:
+            # Became the address owner: an owner does not wait for a master
+            # to go silent (RFC Initialize; our choice where keepalived keeps
+            # the old effective priority until a restart).
+            self.become_master(i, now, EV_OWNER)
+        elif self.wheel.timers[i].slot != -1:
+            # Skew depends on our priority: move the pending deadline with it,
+            # as keepalived does with sands.
+            deadline = self.wheel.timers[i].deadline + self.skew_us(inst) - old_skew
+            self.wheel.schedule_c(i, deadline if deadline > now else now)
+
     # ----------------------------------------------------------- outputs
 
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
@@ -683,29 +716,28 @@ cdef class Engine:
     def set_priority_delta(self, Py_ssize_t i, int delta, int64_t now):
         """Tracking input: the sum of tracker weights now applying to instance i.
 
-        effective = clamp(base + delta, 1, 254); an owner (255) never changes.
+        effective = clamp(base + delta, 1, 254); an owner (base 255) stays 255.
+        The base priority is left alone. When the effective priority changes:
+        event "priority"; a master advertises it from its next advert, a backup
+        moves its pending master-down deadline by the change in Skew_Time.
         """
-        cdef inst_t *inst
-        cdef int64_t old_skew, deadline
-        cdef int total
-        cdef uint8_t effective
         self.check_index(i)
-        inst = &self.insts[i]
-        inst.priority_delta = delta
-        if inst.base_priority == 255:
-            return
-        total = inst.base_priority + delta
-        effective = <uint8_t>(1 if total < 1 else (254 if total > 254 else total))
-        if effective == inst.effective_priority:
-            return
-        old_skew = self.skew_us(inst)
-        inst.effective_priority = effective
-        if inst.state == ST_BACKUP and self.wheel.timers[i].slot != -1:
-            # Skew depends on our priority: move the pending deadline with it
-            # (keepalived does the same).
-            deadline = self.wheel.timers[i].deadline + self.skew_us(inst) - old_skew
-            self.wheel.schedule_c(<int32_t>i, deadline if deadline > now else now)
-        self.event(<int32_t>i, inst.state, inst.state, EV_PRIORITY, now)
+        self.insts[i].priority_delta = delta
+        self.apply_priority(<int32_t>i, now)
+
+    def set_base_priority(self, Py_ssize_t i, int priority, int64_t now):
+        """Runtime set-priority (the configured priority, 1..255); the tracker
+        delta is kept and applied on top, with the effects of set_priority_delta.
+
+        A backup whose base becomes 255 is the address owner: it becomes master
+        at once (events "priority", then "owner"). A master that stops being
+        the owner advertises base + delta from its next advert.
+        """
+        self.check_index(i)
+        if not 1 <= priority <= 255:
+            raise ValueError("priority is 1..255")
+        self.insts[i].base_priority = priority
+        self.apply_priority(<int32_t>i, now)
 
     def snapshot(self, Py_ssize_t i):
         """An instance's runtime state, for carrying it across a reload."""
@@ -789,8 +821,17 @@ cdef class Engine:
         return STATES[self.insts[i].state]
 
     def effective_priority(self, Py_ssize_t i):
+        """What the instance advertises and elects with: clamp(base + delta, 1, 254), or 255."""
         self.check_index(i)
         return self.insts[i].effective_priority
+
+    def base_priority(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].base_priority
+
+    def priority_delta(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].priority_delta
 
     def timer(self, Py_ssize_t i):
         """The pending deadline (advert or master-down), or None."""

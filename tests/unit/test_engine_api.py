@@ -92,3 +92,65 @@ def test_set_fault_rejects_unknown_bits(flag):
     assert engine.state(0) == "BACKUP"
 
 
+# ---------------------------------------------------------------- priority
+
+def test_base_priority_and_tracker_delta_do_not_overwrite_each_other():
+    engine = started(priority=100)
+    engine.set_priority_delta(0, -10, 1)
+    engine.set_base_priority(0, 200, 2)
+    assert (engine.base_priority(0), engine.priority_delta(0),
+            engine.effective_priority(0)) == (200, -10, 190)
+    engine.set_base_priority(0, 150, 3)
+    assert engine.priority_delta(0) == -10 and engine.effective_priority(0) == 140
+    engine.set_priority_delta(0, 0, 4)
+    assert engine.base_priority(0) == 150 and engine.effective_priority(0) == 150
+    assert [e[2] for e in events(engine)] == ["priority"] * 4
+
+
+@pytest.mark.parametrize("priority", [0, 256, -1])
+def test_base_priority_is_1_to_255(priority):
+    engine = started()
+    with pytest.raises(ValueError, match="1..255"):
+        engine.set_base_priority(0, priority, 1)
+    assert engine.base_priority(0) == 100
+
+
+def test_an_owner_ignores_the_delta_until_it_stops_being_the_owner():
+    engine = started(priority=255)
+    engine.set_priority_delta(0, -50, 1)
+    assert engine.effective_priority(0) == 255 and events(engine) == []
+    engine.set_base_priority(0, 200, 2)
+    assert engine.effective_priority(0) == 150
+    assert engine.state(0) == "MASTER"   # it still is, until a better advert
+    engine.expire(engine.timer(0))
+    assert sent_priorities(engine) == [150]
+
+
+def test_a_backup_whose_base_becomes_255_is_the_owner_and_takes_over():
+    engine = started(priority=100)
+    feed(engine, 200, SECOND)
+    engine.set_base_priority(0, 255, 2 * SECOND)
+    assert engine.state(0) == "MASTER"
+    assert sent_priorities(engine) == [255]
+    assert events(engine) == [("BACKUP", "BACKUP", "priority"), ("BACKUP", "MASTER", "owner")]
+
+
+def test_backup_deadline_moves_with_skew_when_the_priority_changes():
+    engine = started(priority=100)
+    feed(engine, 200, SECOND)
+    assert engine.timer(0) == SECOND + mdi(100)
+    engine.set_priority_delta(0, 50, SECOND + 500_000)
+    assert engine.timer(0) == SECOND + mdi(150)
+    engine.set_base_priority(0, 60, SECOND + 600_000)   # 60 + 50
+    assert engine.timer(0) == SECOND + mdi(110)
+    assert engine.skew_time_us(0) == skew(110)
+
+
+def test_a_master_advertises_a_changed_priority_from_its_next_advert():
+    engine, now = as_master(priority=200)
+    engine.set_priority_delta(0, -50, now + 1)
+    assert sent_priorities(engine) == []
+    engine.expire(engine.timer(0))
+    assert sent_priorities(engine) == [150]
+
+
