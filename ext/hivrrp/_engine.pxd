@@ -94,7 +94,7 @@ ctypedef struct inst_t:
     int64_t preempt_delay_us
     uint8_t src[16]                # primary address: advert source and tie-break
     uint8_t group[16]              # multicast destination
-    uint8_t master_src[16]
+    uint8_t master_src[16]         # last accepted advert's source; all zero = not heard yet
     uint8_t auth_data[8]
     int32_t priority_delta
     int32_t peer_first             # unicast peers in peer_addrs

@@ -9,6 +9,8 @@ timer runs in C without the GIL; Python sees only the rare events
 
 import ipaddress
 
+cimport cython
+from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -54,6 +56,8 @@ def fault_reasons(unsigned int flags):
     """The labels of the FAULT bits set in `flags`, lowest bit first."""
     return [label for bit, label in FAULT_REASONS.items() if flags & bit]
 
+cdef uint8_t ZERO16[16]
+memset(ZERO16, 0, 16)
 cdef int64_t SECOND = 1000000
 cdef int64_t CENTISECOND = 10000
 
@@ -70,6 +74,54 @@ cdef bytes packed(object addr, int family, str what):
     if ip.version != family:
         raise ValueError(f"{what}: {addr} is not an IPv{family} address")
     return ip.packed
+
+
+@cython.final
+cdef class _Table:
+    """A read-only C array exported through the buffer protocol. memoryview()
+    of a bytearray cannot have a zero-length dimension; an engine with no
+    instances must still give shape (0, len(COUNTERS))."""
+    cdef char *data
+    cdef Py_ssize_t shape[2]
+    cdef Py_ssize_t strides[2]
+    cdef int ndim
+    cdef Py_ssize_t itemsize
+    cdef bytes format
+
+    @staticmethod
+    cdef _Table new(Py_ssize_t rows, Py_ssize_t columns, Py_ssize_t itemsize, bytes format):
+        """rows x columns items (columns 0: one dimension), zero-filled."""
+        cdef _Table table = _Table.__new__(_Table)
+        table.data = <char *>calloc(max(1, rows * max(1, columns)), itemsize)
+        if table.data == NULL:
+            raise MemoryError()
+        table.ndim = 2 if columns else 1
+        table.shape[0], table.shape[1] = rows, columns
+        table.strides[0], table.strides[1] = max(1, columns) * itemsize, itemsize
+        table.itemsize = itemsize
+        table.format = format
+        return table
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a snapshot is read-only")
+        buffer.buf = self.data
+        buffer.obj = self
+        buffer.len = self.shape[0] * max(1, self.shape[1]) * self.itemsize
+        buffer.readonly = 1
+        buffer.itemsize = self.itemsize
+        buffer.format = self.format
+        buffer.ndim = self.ndim
+        buffer.shape = self.shape
+        buffer.strides = self.strides
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        pass
+
+    def __dealloc__(self):
+        free(self.data)
 
 
 cdef class Engine:
@@ -411,6 +463,9 @@ cdef class Engine:
         # backup for one Master_Down_Interval at their own advert interval.
         cdef inst_t *inst = &self.insts[i]
         inst.master_adver_int_us = inst.adver_int_us
+        # Whoever was master before we went down is not known to be now.
+        memset(inst.master_src, 0, 16)
+        inst.master_priority = 0
         if inst.base_priority == 255:
             self.become_master(i, now, EV_OWNER)
         else:
@@ -833,6 +888,35 @@ cdef class Engine:
         self.check_index(i)
         return self.insts[i].priority_delta
 
+    def fault_flags(self, Py_ssize_t i):
+        """The FAULT_* bits set (see fault_reasons()); non-zero in FAULT, and in
+        INIT when start() will go to FAULT."""
+        self.check_index(i)
+        return self.insts[i].fault_flags
+
+    def last_transition(self, Py_ssize_t i):
+        """`now` of the last state change (microseconds), 0 if none yet."""
+        self.check_index(i)
+        return self.insts[i].last_transition
+
+    def master_address(self, Py_ssize_t i):
+        """The current master as a str: our primary address in MASTER, the
+        source of the last accepted advert in BACKUP; None when not known yet
+        (a backup that heard no one since it came up) and in INIT and FAULT."""
+        cdef inst_t *inst
+        cdef const uint8_t *addr
+        cdef uint16_t alen
+        self.check_index(i)
+        inst = &self.insts[i]
+        alen = addr_len(inst.family)
+        if inst.state == ST_MASTER:
+            addr = inst.src
+        elif inst.state == ST_BACKUP and memcmp(inst.master_src, ZERO16, alen) != 0:
+            addr = inst.master_src
+        else:
+            return None
+        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<const char *>addr, alen)))
+
     def timer(self, Py_ssize_t i):
         """The pending deadline (advert or master-down), or None."""
         self.check_index(i)
@@ -853,6 +937,34 @@ cdef class Engine:
     def counters(self, Py_ssize_t i):
         self.check_index(i)
         return {name: self.insts[i].counters[k] for k, name in enumerate(COUNTERS)}
+
+    def counters_array(self):
+        """Every instance's counters at once, for a scrape: a read-only copy
+        taken in one pass (a consistent snapshot to render from), as a
+        memoryview of format 'Q' and shape (count, len(COUNTERS)); row i is
+        counters(i) in COUNTERS order."""
+        cdef Py_ssize_t n, row = C_NCOUNTERS * sizeof(uint64_t)
+        cdef _Table table = _Table.new(self.count, C_NCOUNTERS, sizeof(uint64_t), b"Q")
+        with nogil:
+            for n in range(self.count):
+                memcpy(table.data + n * row, self.insts[n].counters, row)
+        return memoryview(table)
+
+    def states_array(self):
+        """Every instance's state code (an index in STATES), format 'B', shape (count,)."""
+        cdef Py_ssize_t n
+        cdef _Table table = _Table.new(self.count, 0, 1, b"B")
+        for n in range(self.count):
+            table.data[n] = self.insts[n].state
+        return memoryview(table)
+
+    def priorities_array(self):
+        """Every instance's effective priority, format 'B', shape (count,)."""
+        cdef Py_ssize_t n
+        cdef _Table table = _Table.new(self.count, 0, 1, b"B")
+        for n in range(self.count):
+            table.data[n] = self.insts[n].effective_priority
+        return memoryview(table)
 
     def global_counters(self):
         drops = {DROP_REASONS[k]: self.drops[k] for k in range(1, len(DROP_REASONS))}

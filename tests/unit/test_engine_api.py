@@ -89,7 +89,7 @@ def test_set_fault_rejects_unknown_bits(flag):
     engine = started()
     with pytest.raises(ValueError, match="FAULT reason"):
         engine.set_fault(0, flag, True, 0)
-    assert engine.state(0) == "BACKUP"
+    assert engine.fault_flags(0) == 0 and engine.state(0) == "BACKUP"
 
 
 # ---------------------------------------------------------------- priority
@@ -152,5 +152,91 @@ def test_a_master_advertises_a_changed_priority_from_its_next_advert():
     assert sent_priorities(engine) == []
     engine.expire(engine.timer(0))
     assert sent_priorities(engine) == [150]
+
+
+# ----------------------------------------------------------------- getters
+
+def test_getters_follow_every_transition():
+    engine = Engine(1)
+    configure(engine, priority=150)
+    assert engine.master_address(0) is None and engine.last_transition(0) == 0
+    assert (engine.base_priority(0), engine.priority_delta(0), engine.fault_flags(0)) == \
+        (150, 0, 0)
+    engine.start(0, 7)
+    assert engine.last_transition(0) == 7
+    assert engine.master_address(0) is None            # nobody heard yet
+    feed(engine, 200, SECOND)
+    assert engine.master_address(0) == PEER
+    engine.stop(0, 2 * SECOND)
+    assert engine.master_address(0) is None and engine.last_transition(0) == 2 * SECOND
+    engine.start(0, 3 * SECOND)
+    assert engine.master_address(0) is None            # the old master is forgotten
+    down = engine.timer(0)
+    engine.expire(down)
+    assert engine.master_address(0) == OWN and engine.last_transition(0) == down
+    engine.set_priority_delta(0, 10, down + 1)         # no state change
+    assert engine.last_transition(0) == down
+    feed(engine, 250, down + 2)
+    assert engine.state(0) == "BACKUP" and engine.master_address(0) == PEER
+    assert engine.last_transition(0) == down + 2
+    engine.set_fault(0, FAULT_TRACKER, True, down + 3)
+    assert engine.master_address(0) is None and engine.last_transition(0) == down + 3
+    assert engine.fault_flags(0) == FAULT_TRACKER
+    engine.set_fault(0, FAULT_TRACKER, False, down + 4)
+    assert engine.last_transition(0) == down + 4
+
+
+def test_master_address_is_a_string_for_ipv6_too():
+    engine = Engine(1)
+    engine.add_instance(vrid=5, ifindex=2, family=6, version=3, src="fe80::10", priority=255,
+                        addresses=["fd00::1"])
+    engine.start(0, 0)
+    assert engine.master_address(0) == "fe80::10"
+
+
+# ------------------------------------------------------------ bulk arrays
+
+def test_bulk_arrays_equal_the_per_instance_getters_after_an_exchange():
+    sim = Simulation(seed=3)
+    sim.segment("lan", loss=0.05)
+    for name, address, priority in (("r1", "192.0.2.1", 200), ("r2", "192.0.2.2", 100)):
+        r = sim.router(name)
+        r.attach("lan", ifindex=1, ipv4=address)
+        for vrid in (1, 2, 3):
+            r.instance(f"VI_{vrid}", ifindex=1, vrid=vrid, priority=priority + vrid,
+                       addresses=[f"198.51.100.{vrid}"])
+    sim.start()
+    sim.run_for(10 * SECOND)
+    sim.partition("r1", "r2")
+    sim.run_for(5 * SECOND)
+    sim.heal("r1", "r2")
+    sim.set_priority_delta("r2", "VI_2", 120)
+    sim.run_for(10 * SECOND)
+    for name in ("r1", "r2"):
+        engine = sim.engine(name)
+        table = engine.counters_array()
+        assert (table.format, table.shape, table.readonly) == ("Q", (3, len(COUNTERS)), True)
+        rows = table.tolist()
+        for i in range(engine.count):
+            assert rows[i] == list(engine.counters(i).values())
+        assert [STATES[s] for s in engine.states_array()] == engine.states()
+        assert list(engine.priorities_array()) == [engine.effective_priority(i)
+                                                   for i in range(engine.count)]
+        assert sum(table[i, COUNTERS.index("became_master")] for i in range(3)) >= 1
+    assert sim.state("r2", "VI_2") == "MASTER"
+
+
+def test_bulk_arrays_of_an_empty_engine_keep_their_shape():
+    engine = Engine(1)
+    assert engine.counters_array().shape == (0, len(COUNTERS))
+    assert engine.states_array().shape == (0,) and engine.priorities_array().tolist() == []
+
+
+def test_counters_array_is_a_copy():
+    engine, now = as_master()
+    table = engine.counters_array()
+    engine.expire(engine.timer(0))
+    assert table[0, COUNTERS.index("adverts_sent")] + 1 == \
+        engine.counters(0)["adverts_sent"]
 
 
