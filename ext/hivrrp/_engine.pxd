@@ -25,6 +25,8 @@ cdef enum event_reason:
     EV_STOP                 # -> INIT (admin stop / shutdown)
     EV_RX_LOWER_PRIORITY    # MASTER heard a lower-priority master (no state change)
     EV_PRIORITY             # effective priority changed (no state change)
+    EV_SYNC_GROUP           # force(): a sync group moved this member
+    EV_ADMIN                # force(): an operator asked for it
     EV_NREASONS
 
 # Why an instance is in FAULT (keepalived's flags_if_fault): any set bit faults

@@ -27,7 +27,7 @@ from hivrrp._wire import REASONS as DROP_REASONS
 STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
 EVENT_REASONS = (
     "start", "owner", "master_down", "preempt", "released", "higher_priority",
-    "fault", "fault_cleared", "stop", "rx_lower_priority", "priority",
+    "fault", "fault_cleared", "stop", "rx_lower_priority", "priority", "sync_group", "admin",
 )
 assert len(EVENT_REASONS) == EV_NREASONS
 # Counter names follow keepalived's stats file (vrrp_print.c), snake_cased, plus
@@ -50,6 +50,10 @@ assert sum(FAULT_REASONS) == FAULT_ALL
 # A cdef enum is invisible to Python; export each bit under its C name so the
 # two cannot drift apart.
 globals().update({"FAULT_" + label.upper(): bit for bit, label in FAULT_REASONS.items()})
+# force() reasons: label -> (event reason, the FAULT bit a forced FAULT sets)
+cdef dict FORCE_REASONS = {
+    "sync_group": (EV_SYNC_GROUP, FAULT_SYNC_GROUP), "admin": (EV_ADMIN, FAULT_ADMIN),
+}
 
 
 def fault_reasons(unsigned int flags):
@@ -793,6 +797,63 @@ cdef class Engine:
             raise ValueError("priority is 1..255")
         self.insts[i].base_priority = priority
         self.apply_priority(<int32_t>i, now)
+
+    def force(self, Py_ssize_t i, str state, int64_t now, str reason):
+        """Move an instance to `state` whatever the election says (sync groups,
+        operators); `reason` ("sync_group" or "admin") is the event's reason.
+        Returns True when the instance is in `state` on return, False when the
+        request was refused. What each state does (keepalived vrrp_sync.c):
+
+        - "MASTER" from BACKUP: become master now: advert at the effective
+          priority, advert timer armed, became_master counted
+          (vrrp_sync_master -> vrrp_state_goto_master). Refused from INIT and
+          FAULT: a faulty or stopped instance must not own the addresses.
+        - "BACKUP" from MASTER: step down *without* a priority-0 advert
+          (vrrp_sync_backup -> vrrp_state_leave_master(isync, false)), so
+          peers take over after their Master_Down_Interval; the master-down
+          timer is armed at our own interval and the master becomes unknown.
+          Refused from INIT and FAULT: leave a forced FAULT by clearing its
+          bit with set_fault (it then comes up as after start()).
+        - "FAULT": sets FAULT_SYNC_GROUP or FAULT_ADMIN (by `reason`) and, from
+          BACKUP or MASTER, enters FAULT like set_fault does (a master sends
+          priority 0, as vrrp_sync_fault -> vrrp_state_leave_master with
+          wantstate FAULT does). The bit holds it there, across a reload too,
+          until set_fault(i, bit, False, now). From INIT the bit is recorded,
+          start() then goes to FAULT, and the call returns False.
+
+        Already in `state`: nothing happens (no event), True. The forced state
+        is not sticky: a forced master still steps down for a better advert.
+        """
+        cdef inst_t *inst
+        cdef uint8_t code, ev
+        cdef uint32_t flag
+        self.check_index(i)
+        if state not in STATES[1:]:
+            raise ValueError(f"force() goes to BACKUP, MASTER or FAULT, not {state!r}")
+        if reason not in FORCE_REASONS:
+            raise ValueError(f"force() reasons are {', '.join(FORCE_REASONS)}, not {reason!r}")
+        code = STATES.index(state)
+        ev, flag = FORCE_REASONS[reason]
+        inst = &self.insts[i]
+        if code == ST_FAULT:
+            inst.fault_flags |= flag
+            if inst.state == ST_BACKUP or inst.state == ST_MASTER:
+                self.leave(<int32_t>i, ST_FAULT, now, ev)
+            return inst.state == ST_FAULT
+        if inst.state == code:
+            return True
+        if inst.state != ST_BACKUP and inst.state != ST_MASTER:
+            return False
+        if code == ST_MASTER:
+            self.become_master(<int32_t>i, now, ev)
+        else:
+            # We were the master, so ours is the master interval; the next
+            # master is whoever advertises first.
+            inst.master_adver_int_us = inst.adver_int_us
+            memset(inst.master_src, 0, 16)
+            inst.master_priority = 0
+            self.become_backup(<int32_t>i, now, ev)
+        return True
 
     def snapshot(self, Py_ssize_t i):
         """An instance's runtime state, for carrying it across a reload."""

@@ -82,6 +82,7 @@ def test_fault_bits_keep_their_values_and_labels():
                                             "sync_group", "admin"]
     assert fault_reasons(FAULT_ADMIN | FAULT_TRACKER) == ["tracker", "admin"]
     assert fault_reasons(0) == []
+    assert EVENT_REASONS[-2:] == ("sync_group", "admin")
 
 
 @pytest.mark.parametrize("flag", [0, 64, FAULT_ADMIN | 128])
@@ -90,6 +91,108 @@ def test_set_fault_rejects_unknown_bits(flag):
     with pytest.raises(ValueError, match="FAULT reason"):
         engine.set_fault(0, flag, True, 0)
     assert engine.fault_flags(0) == 0 and engine.state(0) == "BACKUP"
+
+
+# ------------------------------------------------------------------ force()
+
+def test_force_master_from_backup_advertises_and_arms_the_advert_timer():
+    engine = started(priority=100)
+    assert engine.force(0, "MASTER", SECOND, "sync_group") is True
+    assert engine.state(0) == "MASTER"
+    assert sent_priorities(engine) == [100]
+    assert engine.timer(0) == 2 * SECOND
+    assert engine.counters(0)["became_master"] == 1
+    assert events(engine) == [("BACKUP", "MASTER", "sync_group")]
+
+
+def test_force_backup_from_master_sends_no_priority_zero():
+    # keepalived vrrp_sync_backup -> vrrp_state_leave_master(isync, false).
+    engine, now = as_master(priority=200)
+    assert engine.force(0, "BACKUP", now + 10, "admin") is True
+    assert engine.state(0) == "BACKUP"
+    assert sent_priorities(engine) == []
+    counters = engine.counters(0)
+    assert counters["priority_zero_sent"] == 0 and counters["released_master"] == 1
+    assert engine.timer(0) == now + 10 + mdi(200)
+    assert engine.master_address(0) is None
+    assert events(engine) == [("MASTER", "BACKUP", "admin")]
+
+
+def test_forced_backup_waits_at_its_own_interval_not_the_last_learned_one():
+    engine = started(version=3, interval_cs=50, priority=100)
+    feed(engine, 200, SECOND, version=3, interval=200)   # learns a 2 s master
+    assert engine.master_adver_int_us(0) == 2 * SECOND
+    engine.force(0, "MASTER", 2 * SECOND, "sync_group")
+    engine.force(0, "BACKUP", 3 * SECOND, "sync_group")
+    assert engine.timer(0) == 3 * SECOND + mdi(100, SECOND // 2)
+
+
+def test_force_fault_from_master_sends_priority_zero_and_holds_until_cleared():
+    engine, now = as_master(priority=200)
+    assert engine.force(0, "FAULT", now, "sync_group") is True
+    assert sent_priorities(engine) == [0]
+    assert engine.state(0) == "FAULT" and engine.timer(0) is None
+    assert engine.fault_flags(0) == FAULT_SYNC_GROUP
+    assert engine.force(0, "BACKUP", now, "sync_group") is False   # set_fault leaves it
+    assert engine.force(0, "MASTER", now, "admin") is False
+    assert engine.state(0) == "FAULT"
+    engine.set_fault(0, FAULT_SYNC_GROUP, False, now + 1)
+    assert engine.state(0) == "BACKUP"
+    assert events(engine) == [("MASTER", "FAULT", "sync_group"),
+                              ("FAULT", "BACKUP", "fault_cleared")]
+
+
+def test_force_fault_adds_its_bit_to_a_real_fault():
+    engine = started()
+    engine.set_interface(2, False, 5)
+    engine.take_events()
+    assert engine.force(0, "FAULT", 6, "admin") is True
+    assert engine.fault_flags(0) == FAULT_INTERFACE | FAULT_ADMIN
+    assert events(engine) == []
+    engine.set_interface(2, True, 7)
+    assert engine.state(0) == "FAULT"   # the admin still holds it
+
+
+def test_force_refuses_to_raise_a_faulty_or_stopped_instance():
+    engine = started()
+    engine.set_fault(0, FAULT_TRACKER, True, 1)
+    engine.take_events()
+    assert engine.force(0, "MASTER", 2, "admin") is False
+    assert engine.force(0, "BACKUP", 2, "sync_group") is False
+    assert engine.state(0) == "FAULT"
+    engine.stop(0, 3)
+    engine.take_events()
+    assert engine.force(0, "MASTER", 4, "admin") is False
+    assert engine.state(0) == "INIT"
+    assert events(engine) == [] and sent_priorities(engine) == []
+
+
+def test_force_fault_on_a_stopped_instance_applies_at_start():
+    engine = Engine(1)
+    configure(engine)
+    assert engine.force(0, "FAULT", 1, "admin") is False   # recorded, still INIT
+    assert engine.state(0) == "INIT" and engine.fault_flags(0) == FAULT_ADMIN
+    engine.start(0, 2)
+    assert engine.state(0) == "FAULT"
+    assert events(engine) == [("INIT", "FAULT", "fault")]
+
+
+def test_force_to_the_current_state_does_nothing():
+    engine = started()
+    timer = engine.timer(0)
+    assert engine.force(0, "BACKUP", 5, "admin") is True
+    assert engine.timer(0) == timer and events(engine) == []
+
+
+@pytest.mark.parametrize("state, reason, message", [
+    ("INIT", "admin", "BACKUP, MASTER or FAULT"), ("master", "admin", "BACKUP, MASTER or FAULT"),
+    ("MASTER", "tracker", "sync_group, admin"),
+])
+def test_force_rejects_unknown_states_and_reasons(state, reason, message):
+    engine = started()
+    with pytest.raises(ValueError, match=message):
+        engine.force(0, state, 1, reason)
+    assert engine.state(0) == "BACKUP"
 
 
 # ---------------------------------------------------------------- priority
