@@ -41,6 +41,9 @@ cdef enum fault_reason:
 
 cdef enum:
     FAULT_ALL = 63
+    # What a reload carries over: the daemon re-derives the rest from the
+    # new config and the links it sees (interfaces, source addresses).
+    FAULT_CARRIED = FAULT_TRACKER | FAULT_SYNC_GROUP | FAULT_ADMIN
 
 cdef enum:
     F_PREEMPT = 1

@@ -856,31 +856,57 @@ cdef class Engine:
         return True
 
     def snapshot(self, Py_ssize_t i):
-        """An instance's runtime state, for carrying it across a reload."""
+        """An instance's runtime state, for carrying it across a reload (opaque)."""
         cdef inst_t *inst
         self.check_index(i)
         inst = &self.insts[i]
         return (inst.state, self.wheel.deadline(i), inst.master_adver_int_us, inst.preempt_at,
                 inst.flags & (F_HEARD_LOWER | F_HEARD_RELEASE), inst.master_priority,
                 bytes(inst.master_src[:16]), tuple(inst.counters[k] for k in range(C_NCOUNTERS)),
-                inst.last_transition)
+                inst.last_transition, inst.priority_delta, inst.fault_flags & FAULT_CARRIED,
+                inst.effective_priority)
 
     def restore(self, Py_ssize_t i, snapshot, int64_t now):
         """Continue an instance where snapshot() left it: same state, same timer,
-        no event, no advert (a reload must not flap anything). A FAULT or INIT
-        snapshot comes back as INIT for the caller to start()."""
+        no advert (a reload must not flap anything). Call it on an instance
+        freshly configured by add_instance, before set_fault and start().
+
+        Carried over: the tracker delta and the FAULT bits only runtime inputs
+        set (FAULT_TRACKER, FAULT_SYNC_GROUP, FAULT_ADMIN). FAULT_INTERFACE,
+        FAULT_NO_SOURCE and FAULT_CONFIG are not: the daemon re-derives them
+        from the new config and the links with set_fault. The base priority is
+        the new config's, so effective = clamp(new base + carried delta).
+
+        A FAULT or INIT snapshot, or one with carried FAULT bits, comes back as
+        INIT for the caller to start() (to FAULT while a bit is set); a MASTER
+        with carried bits (not reachable through this API) is restored and
+        sent to FAULT at once, with priority 0 and a "fault" event, so nobody
+        keeps addresses a faulty instance should not hold.
+
+        Events only for what the new config changed: "priority" when the
+        effective priority differs from the old one (a backup's deadline
+        moves with Skew_Time), and "owner" when a restored backup is now the
+        address owner (base 255): it becomes master at once.
+        """
         cdef inst_t *inst
         cdef int64_t deadline
         self.check_index(i)
         inst = &self.insts[i]
-        (state, timer, master_interval, preempt_at, heard, master_priority, master_src,
-         counters, last_transition) = snapshot
-        if state not in (ST_INIT, ST_BACKUP, ST_MASTER, ST_FAULT):
+        try:
+            (state, timer, master_interval, preempt_at, heard, master_priority, master_src,
+             counters, last_transition, delta, carried, effective) = snapshot
+        except (TypeError, ValueError):
+            raise ValueError("bad snapshot") from None
+        if state not in (ST_INIT, ST_BACKUP, ST_MASTER, ST_FAULT) or not 1 <= effective <= 255:
             raise ValueError("bad snapshot")
-        if state != ST_BACKUP and state != ST_MASTER:
+        carried &= FAULT_CARRIED
+        faulty_master = state == ST_MASTER and carried
+        if (state != ST_BACKUP and state != ST_MASTER) or (carried and not faulty_master):
             # FAULT and INIT are re-derived by start(): the reasons may have changed.
             state = ST_INIT
         inst.state = state
+        inst.priority_delta = delta
+        inst.fault_flags |= carried & FAULT_CARRIED
         inst.master_adver_int_us = (master_interval if inst.version == 3
                                     else inst.adver_int_us)
         inst.preempt_at = preempt_at
@@ -895,7 +921,14 @@ cdef class Engine:
             if state == ST_MASTER and deadline > now + inst.adver_int_us:
                 deadline = now + inst.adver_int_us   # the interval got shorter
             self.wheel.schedule_c(<int32_t>i, deadline)
+            # The timer was computed with the old priority: start from it so
+            # that apply_priority moves it by the Skew_Time difference.
+            inst.effective_priority = effective
+            self.apply_priority(<int32_t>i, now)
+            if faulty_master:
+                self.leave(<int32_t>i, ST_FAULT, now, EV_FAULT)
         else:
+            inst.effective_priority = self.target_priority(inst)
             self.wheel.cancel_c(<int32_t>i)
 
     # ---------------------------------------------------- Python outputs

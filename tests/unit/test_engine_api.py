@@ -343,3 +343,91 @@ def test_counters_array_is_a_copy():
         engine.counters(0)["adverts_sent"]
 
 
+# ------------------------------------------------------- snapshot / restore
+
+def reload(old, now, **config):
+    """The same instance under a new config, restored from the old engine."""
+    new = Engine(2, now=now)
+    configure(new, **config)
+    new.restore(0, old.snapshot(0), now)
+    return new
+
+
+def test_a_tracker_fault_survives_a_reload_and_an_interface_fault_is_rederived():
+    old = started()
+    old.set_fault(0, FAULT_TRACKER | FAULT_INTERFACE, True, 5)
+    new = reload(old, 10)
+    assert new.state(0) == "INIT" and new.fault_flags(0) == FAULT_TRACKER
+    new.start(0, 10)
+    assert new.state(0) == "FAULT"
+    new.set_fault(0, FAULT_TRACKER, False, 11)
+    assert new.state(0) == "BACKUP"
+
+
+def test_a_forced_fault_survives_a_reload():
+    old = started()
+    old.force(0, "FAULT", 5, "admin")
+    new = reload(old, 10)
+    new.start(0, 10)
+    assert new.state(0) == "FAULT" and new.fault_flags(0) == FAULT_ADMIN
+
+
+def test_a_down_weighted_master_keeps_its_weighted_priority_on_the_wire():
+    old, now = as_master(priority=200)
+    old.set_priority_delta(0, -50, now + 1)
+    new = reload(old, now + 2, priority=200)
+    assert new.state(0) == "MASTER" and new.priority_delta(0) == -50
+    assert events(new) == [] and sent_priorities(new) == []   # a reload flaps nothing
+    new.expire(new.timer(0))
+    assert sent_priorities(new) == [150]
+
+
+def test_a_new_base_priority_applies_under_the_carried_delta():
+    old, now = as_master(priority=200)
+    old.set_priority_delta(0, -50, now + 1)
+    new = reload(old, now + 2, priority=220)
+    assert new.effective_priority(0) == 170
+    assert events(new) == [("MASTER", "MASTER", "priority")]
+
+
+def test_a_restored_backup_deadline_moves_with_the_new_skew():
+    old = started(priority=100)
+    feed(old, 200, SECOND)
+    new = reload(old, SECOND + 500_000, priority=150)
+    assert new.state(0) == "BACKUP" and new.timer(0) == SECOND + mdi(150)
+    assert new.master_address(0) == PEER
+
+
+def test_a_backup_that_becomes_the_owner_on_reload_takes_over():
+    old = started(priority=100)
+    new = reload(old, SECOND, priority=255)
+    assert new.state(0) == "MASTER"
+    assert sent_priorities(new) == [255] and new.timer(0) == 2 * SECOND
+    assert events(new) == [("BACKUP", "BACKUP", "priority"), ("BACKUP", "MASTER", "owner")]
+    assert new.last_transition(0) == SECOND
+
+
+def test_a_master_snapshot_with_fault_bits_goes_to_fault_at_once():
+    old, now = as_master()
+    snapshot = list(old.snapshot(0))
+    snapshot[10] = FAULT_ADMIN    # carried bits: not reachable through the API
+    new = Engine(1)
+    configure(new, priority=200)
+    new.restore(0, tuple(snapshot), now)
+    assert new.state(0) == "FAULT" and sent_priorities(new) == [0]
+    assert events(new) == [("MASTER", "FAULT", "fault")]
+
+
+def test_restore_keeps_counters_and_last_transition():
+    old, now = as_master()
+    new = reload(old, now + 5, priority=200)
+    assert new.counters(0) == old.counters(0)
+    assert new.last_transition(0) == now
+
+
+@pytest.mark.parametrize("snapshot", [(), (9,) * 12, None])
+def test_restore_rejects_what_snapshot_did_not_make(snapshot):
+    engine = Engine(1)
+    configure(engine)
+    with pytest.raises(ValueError, match="bad snapshot"):
+        engine.restore(0, snapshot, 0)
