@@ -25,7 +25,25 @@ cdef enum event_reason:
     EV_STOP                 # -> INIT (admin stop / shutdown)
     EV_RX_LOWER_PRIORITY    # MASTER heard a lower-priority master (no state change)
     EV_PRIORITY             # effective priority changed (no state change)
+    EV_SYNC_GROUP           # force(): a sync group moved this member
+    EV_ADMIN                # force(): an operator asked for it
     EV_NREASONS
+
+# Why an instance is in FAULT (keepalived's flags_if_fault): any set bit faults
+# it. Labels in _engine.pyx FAULT_REASONS; the values are part of the API.
+cdef enum fault_reason:
+    FAULT_INTERFACE = 1
+    FAULT_TRACKER = 2
+    FAULT_NO_SOURCE = 4
+    FAULT_CONFIG = 8
+    FAULT_SYNC_GROUP = 16
+    FAULT_ADMIN = 32
+
+cdef enum:
+    FAULT_ALL = 63
+    # What a reload carries over: the daemon re-derives the rest from the
+    # new config and the links it sees (interfaces, source addresses).
+    FAULT_CARRIED = FAULT_TRACKER | FAULT_SYNC_GROUP | FAULT_ADMIN
 
 cdef enum:
     F_PREEMPT = 1
@@ -81,7 +99,7 @@ ctypedef struct inst_t:
     int64_t preempt_delay_us
     uint8_t src[16]                # primary address: advert source and tie-break
     uint8_t group[16]              # multicast destination
-    uint8_t master_src[16]
+    uint8_t master_src[16]         # last accepted advert's source; all zero = not heard yet
     uint8_t auth_data[8]
     int32_t priority_delta
     int32_t peer_first             # unicast peers in peer_addrs
@@ -156,6 +174,8 @@ cdef class Engine:
     cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
     cdef void leave(self, int32_t i, uint8_t new_state, int64_t now, uint8_t reason) noexcept nogil
     cdef void send(self, int32_t i, uint8_t priority) noexcept nogil
+    cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil
+    cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
                     int64_t now) noexcept nogil
     cdef int64_t skew_us(self, inst_t *inst) noexcept nogil

@@ -9,6 +9,8 @@ timer runs in C without the GIL; Python sees only the rare events
 
 import ipaddress
 
+cimport cython
+from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -25,7 +27,7 @@ from hivrrp._wire import REASONS as DROP_REASONS
 STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
 EVENT_REASONS = (
     "start", "owner", "master_down", "preempt", "released", "higher_priority",
-    "fault", "fault_cleared", "stop", "rx_lower_priority", "priority",
+    "fault", "fault_cleared", "stop", "rx_lower_priority", "priority", "sync_group", "admin",
 )
 assert len(EVENT_REASONS) == EV_NREASONS
 # Counter names follow keepalived's stats file (vrrp_print.c), snake_cased, plus
@@ -39,12 +41,27 @@ COUNTERS = (
 )
 assert len(COUNTERS) == C_NCOUNTERS
 
-# Reasons an instance is in FAULT (keepalived's flags_if_fault); any set bit faults it.
-FAULT_INTERFACE = 1
-FAULT_TRACKER = 2
-FAULT_NO_SOURCE = 4
-FAULT_CONFIG = 8
+# Reasons an instance is in FAULT, bit -> label (labels become metric labels).
+FAULT_REASONS = {
+    FAULT_INTERFACE: "interface", FAULT_TRACKER: "tracker", FAULT_NO_SOURCE: "no_source",
+    FAULT_CONFIG: "config", FAULT_SYNC_GROUP: "sync_group", FAULT_ADMIN: "admin",
+}
+assert sum(FAULT_REASONS) == FAULT_ALL
+# A cdef enum is invisible to Python; export each bit under its C name so the
+# two cannot drift apart.
+globals().update({"FAULT_" + label.upper(): bit for bit, label in FAULT_REASONS.items()})
+# force() reasons: label -> (event reason, the FAULT bit a forced FAULT sets)
+cdef dict FORCE_REASONS = {
+    "sync_group": (EV_SYNC_GROUP, FAULT_SYNC_GROUP), "admin": (EV_ADMIN, FAULT_ADMIN),
+}
 
+
+def fault_reasons(unsigned int flags):
+    """The labels of the FAULT bits set in `flags`, lowest bit first."""
+    return [label for bit, label in FAULT_REASONS.items() if flags & bit]
+
+cdef uint8_t ZERO16[16]
+memset(ZERO16, 0, 16)
 cdef int64_t SECOND = 1000000
 cdef int64_t CENTISECOND = 10000
 
@@ -61,6 +78,54 @@ cdef bytes packed(object addr, int family, str what):
     if ip.version != family:
         raise ValueError(f"{what}: {addr} is not an IPv{family} address")
     return ip.packed
+
+
+@cython.final
+cdef class _Table:
+    """A read-only C array exported through the buffer protocol. memoryview()
+    of a bytearray cannot have a zero-length dimension; an engine with no
+    instances must still give shape (0, len(COUNTERS))."""
+    cdef char *data
+    cdef Py_ssize_t shape[2]
+    cdef Py_ssize_t strides[2]
+    cdef int ndim
+    cdef Py_ssize_t itemsize
+    cdef bytes format
+
+    @staticmethod
+    cdef _Table new(Py_ssize_t rows, Py_ssize_t columns, Py_ssize_t itemsize, bytes format):
+        """rows x columns items (columns 0: one dimension), zero-filled."""
+        cdef _Table table = _Table.__new__(_Table)
+        table.data = <char *>calloc(max(1, rows * max(1, columns)), itemsize)
+        if table.data == NULL:
+            raise MemoryError()
+        table.ndim = 2 if columns else 1
+        table.shape[0], table.shape[1] = rows, columns
+        table.strides[0], table.strides[1] = max(1, columns) * itemsize, itemsize
+        table.itemsize = itemsize
+        table.format = format
+        return table
+
+    def __getbuffer__(self, Py_buffer *buffer, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("a snapshot is read-only")
+        buffer.buf = self.data
+        buffer.obj = self
+        buffer.len = self.shape[0] * max(1, self.shape[1]) * self.itemsize
+        buffer.readonly = 1
+        buffer.itemsize = self.itemsize
+        buffer.format = self.format
+        buffer.ndim = self.ndim
+        buffer.shape = self.shape
+        buffer.strides = self.strides
+        buffer.suboffsets = NULL
+        buffer.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buffer):
+        pass
+
+    def __dealloc__(self):
+        free(self.data)
 
 
 cdef class Engine:
@@ -281,6 +346,39 @@ cdef class Engine:
                                  else inst.master_adver_int_us)
         return inst.down_timer_adverts * interval + self.skew_us(inst)
 
+    # ---------------------------------------------------------- priority
+
+    cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil:
+        # keepalived vrrp_set_effective_priority(): an owner is never changed
+        # by tracking, and only an owner may advertise 255.
+        cdef int64_t total = <int64_t>inst.base_priority + inst.priority_delta
+        if inst.base_priority == 255:
+            return 255
+        return <uint8_t>(1 if total < 1 else (254 if total > 254 else total))
+
+    cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil:
+        """Make the effective priority follow base + delta after either changed."""
+        cdef inst_t *inst = &self.insts[i]
+        cdef uint8_t effective = self.target_priority(inst)
+        cdef int64_t old_skew, deadline
+        if effective == inst.effective_priority:
+            return
+        old_skew = self.skew_us(inst)
+        inst.effective_priority = effective
+        self.event(i, inst.state, inst.state, EV_PRIORITY, now)
+        if inst.state != ST_BACKUP:
+            return   # a master's next advert carries it; INIT/FAULT use it when they come up
+        if effective == 255:
+            # Became the address owner: an owner does not wait for a master
+            # to go silent (RFC Initialize; our choice where keepalived keeps
+            # the old effective priority until a restart).
+            self.become_master(i, now, EV_OWNER)
+        elif self.wheel.timers[i].slot != -1:
+            # Skew depends on our priority: move the pending deadline with it,
+            # as keepalived does with sands.
+            deadline = self.wheel.timers[i].deadline + self.skew_us(inst) - old_skew
+            self.wheel.schedule_c(i, deadline if deadline > now else now)
+
     # ----------------------------------------------------------- outputs
 
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
@@ -369,6 +467,9 @@ cdef class Engine:
         # backup for one Master_Down_Interval at their own advert interval.
         cdef inst_t *inst = &self.insts[i]
         inst.master_adver_int_us = inst.adver_int_us
+        # Whoever was master before we went down is not known to be now.
+        memset(inst.master_src, 0, 16)
+        inst.master_priority = 0
         if inst.base_priority == 255:
             self.become_master(i, now, EV_OWNER)
         else:
@@ -648,9 +749,15 @@ cdef class Engine:
             self.stop(i, now)
 
     def set_fault(self, Py_ssize_t i, unsigned int flag, bint active, int64_t now):
-        """Set or clear a FAULT reason; the instance is in FAULT while any is set."""
+        """Set or clear FAULT reasons (FAULT_* bits); the instance is in FAULT while any is set.
+
+        Entering FAULT from MASTER sends priority 0 (event "fault"); clearing the
+        last reason brings it up as after start() (event "fault_cleared").
+        """
         cdef inst_t *inst
         self.check_index(i)
+        if not flag or flag & ~(<unsigned int>FAULT_ALL):
+            raise ValueError(f"not a FAULT reason: {flag:#x}")
         inst = &self.insts[i]
         was = inst.fault_flags
         inst.fault_flags = (was | flag) if active else (was & ~flag)
@@ -668,56 +775,138 @@ cdef class Engine:
     def set_priority_delta(self, Py_ssize_t i, int delta, int64_t now):
         """Tracking input: the sum of tracker weights now applying to instance i.
 
-        effective = clamp(base + delta, 1, 254); an owner (255) never changes.
+        effective = clamp(base + delta, 1, 254); an owner (base 255) stays 255.
+        The base priority is left alone. When the effective priority changes:
+        event "priority"; a master advertises it from its next advert, a backup
+        moves its pending master-down deadline by the change in Skew_Time.
+        """
+        self.check_index(i)
+        self.insts[i].priority_delta = delta
+        self.apply_priority(<int32_t>i, now)
+
+    def set_base_priority(self, Py_ssize_t i, int priority, int64_t now):
+        """Runtime set-priority (the configured priority, 1..255); the tracker
+        delta is kept and applied on top, with the effects of set_priority_delta.
+
+        A backup whose base becomes 255 is the address owner: it becomes master
+        at once (events "priority", then "owner"). A master that stops being
+        the owner advertises base + delta from its next advert.
+        """
+        self.check_index(i)
+        if not 1 <= priority <= 255:
+            raise ValueError("priority is 1..255")
+        self.insts[i].base_priority = priority
+        self.apply_priority(<int32_t>i, now)
+
+    def force(self, Py_ssize_t i, str state, int64_t now, str reason):
+        """Move an instance to `state` whatever the election says (sync groups,
+        operators); `reason` ("sync_group" or "admin") is the event's reason.
+        Returns True when the instance is in `state` on return, False when the
+        request was refused. What each state does (keepalived vrrp_sync.c):
+
+        - "MASTER" from BACKUP: become master now: advert at the effective
+          priority, advert timer armed, became_master counted
+          (vrrp_sync_master -> vrrp_state_goto_master). Refused from INIT and
+          FAULT: a faulty or stopped instance must not own the addresses.
+        - "BACKUP" from MASTER: step down *without* a priority-0 advert
+          (vrrp_sync_backup -> vrrp_state_leave_master(isync, false)), so
+          peers take over after their Master_Down_Interval; the master-down
+          timer is armed at our own interval and the master becomes unknown.
+          Refused from INIT and FAULT: leave a forced FAULT by clearing its
+          bit with set_fault (it then comes up as after start()).
+        - "FAULT": sets FAULT_SYNC_GROUP or FAULT_ADMIN (by `reason`) and, from
+          BACKUP or MASTER, enters FAULT like set_fault does (a master sends
+          priority 0, as vrrp_sync_fault -> vrrp_state_leave_master with
+          wantstate FAULT does). The bit holds it there, across a reload too,
+          until set_fault(i, bit, False, now). From INIT the bit is recorded,
+          start() then goes to FAULT, and the call returns False.
+
+        Already in `state`: nothing happens (no event), True. The forced state
+        is not sticky: a forced master still steps down for a better advert.
         """
         cdef inst_t *inst
-        cdef int64_t old_skew, deadline
-        cdef int total
-        cdef uint8_t effective
+        cdef uint8_t code, ev
+        cdef uint32_t flag
         self.check_index(i)
+        if state not in STATES[1:]:
+            raise ValueError(f"force() goes to BACKUP, MASTER or FAULT, not {state!r}")
+        if reason not in FORCE_REASONS:
+            raise ValueError(f"force() reasons are {', '.join(FORCE_REASONS)}, not {reason!r}")
+        code = STATES.index(state)
+        ev, flag = FORCE_REASONS[reason]
         inst = &self.insts[i]
-        inst.priority_delta = delta
-        if inst.base_priority == 255:
-            return
-        total = inst.base_priority + delta
-        effective = <uint8_t>(1 if total < 1 else (254 if total > 254 else total))
-        if effective == inst.effective_priority:
-            return
-        old_skew = self.skew_us(inst)
-        inst.effective_priority = effective
-        if inst.state == ST_BACKUP and self.wheel.timers[i].slot != -1:
-            # Skew depends on our priority: move the pending deadline with it
-            # (keepalived does the same).
-            deadline = self.wheel.timers[i].deadline + self.skew_us(inst) - old_skew
-            self.wheel.schedule_c(<int32_t>i, deadline if deadline > now else now)
-        self.event(<int32_t>i, inst.state, inst.state, EV_PRIORITY, now)
+        if code == ST_FAULT:
+            inst.fault_flags |= flag
+            if inst.state == ST_BACKUP or inst.state == ST_MASTER:
+                self.leave(<int32_t>i, ST_FAULT, now, ev)
+            return inst.state == ST_FAULT
+        if inst.state == code:
+            return True
+        if inst.state != ST_BACKUP and inst.state != ST_MASTER:
+            return False
+        if code == ST_MASTER:
+            self.become_master(<int32_t>i, now, ev)
+        else:
+            # We were the master, so ours is the master interval; the next
+            # master is whoever advertises first.
+            inst.master_adver_int_us = inst.adver_int_us
+            memset(inst.master_src, 0, 16)
+            inst.master_priority = 0
+            self.become_backup(<int32_t>i, now, ev)
+        return True
 
     def snapshot(self, Py_ssize_t i):
-        """An instance's runtime state, for carrying it across a reload."""
+        """An instance's runtime state, for carrying it across a reload (opaque)."""
         cdef inst_t *inst
         self.check_index(i)
         inst = &self.insts[i]
         return (inst.state, self.wheel.deadline(i), inst.master_adver_int_us, inst.preempt_at,
                 inst.flags & (F_HEARD_LOWER | F_HEARD_RELEASE), inst.master_priority,
                 bytes(inst.master_src[:16]), tuple(inst.counters[k] for k in range(C_NCOUNTERS)),
-                inst.last_transition)
+                inst.last_transition, inst.priority_delta, inst.fault_flags & FAULT_CARRIED,
+                inst.effective_priority)
 
     def restore(self, Py_ssize_t i, snapshot, int64_t now):
         """Continue an instance where snapshot() left it: same state, same timer,
-        no event, no advert (a reload must not flap anything). A FAULT or INIT
-        snapshot comes back as INIT for the caller to start()."""
+        no advert (a reload must not flap anything). Call it on an instance
+        freshly configured by add_instance, before set_fault and start().
+
+        Carried over: the tracker delta and the FAULT bits only runtime inputs
+        set (FAULT_TRACKER, FAULT_SYNC_GROUP, FAULT_ADMIN). FAULT_INTERFACE,
+        FAULT_NO_SOURCE and FAULT_CONFIG are not: the daemon re-derives them
+        from the new config and the links with set_fault. The base priority is
+        the new config's, so effective = clamp(new base + carried delta).
+
+        A FAULT or INIT snapshot, or one with carried FAULT bits, comes back as
+        INIT for the caller to start() (to FAULT while a bit is set); a MASTER
+        with carried bits (not reachable through this API) is restored and
+        sent to FAULT at once, with priority 0 and a "fault" event, so nobody
+        keeps addresses a faulty instance should not hold.
+
+        Events only for what the new config changed: "priority" when the
+        effective priority differs from the old one (a backup's deadline
+        moves with Skew_Time), and "owner" when a restored backup is now the
+        address owner (base 255): it becomes master at once.
+        """
         cdef inst_t *inst
         cdef int64_t deadline
         self.check_index(i)
         inst = &self.insts[i]
-        (state, timer, master_interval, preempt_at, heard, master_priority, master_src,
-         counters, last_transition) = snapshot
-        if state not in (ST_INIT, ST_BACKUP, ST_MASTER, ST_FAULT):
+        try:
+            (state, timer, master_interval, preempt_at, heard, master_priority, master_src,
+             counters, last_transition, delta, carried, effective) = snapshot
+        except (TypeError, ValueError):
+            raise ValueError("bad snapshot") from None
+        if state not in (ST_INIT, ST_BACKUP, ST_MASTER, ST_FAULT) or not 1 <= effective <= 255:
             raise ValueError("bad snapshot")
-        if state != ST_BACKUP and state != ST_MASTER:
+        carried &= FAULT_CARRIED
+        faulty_master = state == ST_MASTER and carried
+        if (state != ST_BACKUP and state != ST_MASTER) or (carried and not faulty_master):
             # FAULT and INIT are re-derived by start(): the reasons may have changed.
             state = ST_INIT
         inst.state = state
+        inst.priority_delta = delta
+        inst.fault_flags |= carried & FAULT_CARRIED
         inst.master_adver_int_us = (master_interval if inst.version == 3
                                     else inst.adver_int_us)
         inst.preempt_at = preempt_at
@@ -732,7 +921,14 @@ cdef class Engine:
             if state == ST_MASTER and deadline > now + inst.adver_int_us:
                 deadline = now + inst.adver_int_us   # the interval got shorter
             self.wheel.schedule_c(<int32_t>i, deadline)
+            # The timer was computed with the old priority: start from it so
+            # that apply_priority moves it by the Skew_Time difference.
+            inst.effective_priority = effective
+            self.apply_priority(<int32_t>i, now)
+            if faulty_master:
+                self.leave(<int32_t>i, ST_FAULT, now, EV_FAULT)
         else:
+            inst.effective_priority = self.target_priority(inst)
             self.wheel.cancel_c(<int32_t>i)
 
     # ---------------------------------------------------- Python outputs
@@ -774,8 +970,46 @@ cdef class Engine:
         return STATES[self.insts[i].state]
 
     def effective_priority(self, Py_ssize_t i):
+        """What the instance advertises and elects with: clamp(base + delta, 1, 254), or 255."""
         self.check_index(i)
         return self.insts[i].effective_priority
+
+    def base_priority(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].base_priority
+
+    def priority_delta(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].priority_delta
+
+    def fault_flags(self, Py_ssize_t i):
+        """The FAULT_* bits set (see fault_reasons()); non-zero in FAULT, and in
+        INIT when start() will go to FAULT."""
+        self.check_index(i)
+        return self.insts[i].fault_flags
+
+    def last_transition(self, Py_ssize_t i):
+        """`now` of the last state change (microseconds), 0 if none yet."""
+        self.check_index(i)
+        return self.insts[i].last_transition
+
+    def master_address(self, Py_ssize_t i):
+        """The current master as a str: our primary address in MASTER, the
+        source of the last accepted advert in BACKUP; None when not known yet
+        (a backup that heard no one since it came up) and in INIT and FAULT."""
+        cdef inst_t *inst
+        cdef const uint8_t *addr
+        cdef uint16_t alen
+        self.check_index(i)
+        inst = &self.insts[i]
+        alen = addr_len(inst.family)
+        if inst.state == ST_MASTER:
+            addr = inst.src
+        elif inst.state == ST_BACKUP and memcmp(inst.master_src, ZERO16, alen) != 0:
+            addr = inst.master_src
+        else:
+            return None
+        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<const char *>addr, alen)))
 
     def timer(self, Py_ssize_t i):
         """The pending deadline (advert or master-down), or None."""
@@ -797,6 +1031,34 @@ cdef class Engine:
     def counters(self, Py_ssize_t i):
         self.check_index(i)
         return {name: self.insts[i].counters[k] for k, name in enumerate(COUNTERS)}
+
+    def counters_array(self):
+        """Every instance's counters at once, for a scrape: a read-only copy
+        taken in one pass (a consistent snapshot to render from), as a
+        memoryview of format 'Q' and shape (count, len(COUNTERS)); row i is
+        counters(i) in COUNTERS order."""
+        cdef Py_ssize_t n, row = C_NCOUNTERS * sizeof(uint64_t)
+        cdef _Table table = _Table.new(self.count, C_NCOUNTERS, sizeof(uint64_t), b"Q")
+        with nogil:
+            for n in range(self.count):
+                memcpy(table.data + n * row, self.insts[n].counters, row)
+        return memoryview(table)
+
+    def states_array(self):
+        """Every instance's state code (an index in STATES), format 'B', shape (count,)."""
+        cdef Py_ssize_t n
+        cdef _Table table = _Table.new(self.count, 0, 1, b"B")
+        for n in range(self.count):
+            table.data[n] = self.insts[n].state
+        return memoryview(table)
+
+    def priorities_array(self):
+        """Every instance's effective priority, format 'B', shape (count,)."""
+        cdef Py_ssize_t n
+        cdef _Table table = _Table.new(self.count, 0, 1, b"B")
+        for n in range(self.count):
+            table.data[n] = self.insts[n].effective_priority
+        return memoryview(table)
 
     def global_counters(self):
         drops = {DROP_REASONS[k]: self.drops[k] for k in range(1, len(DROP_REASONS))}

@@ -192,6 +192,18 @@ class Simulation:
         r.engine.set_fault(r.index_of(instance), flag, active, self.now)
         self._settle()
 
+    def set_base_priority(self, router: str, instance: str, priority: int) -> None:
+        r = self.routers[router]
+        r.engine.set_base_priority(r.index_of(instance), priority, self.now)
+        self._settle()
+
+    def force(self, router: str, instance: str, state: str, reason: str = "admin") -> bool:
+        """Engine.force(): True when the instance is in `state` afterwards."""
+        r = self.routers[router]
+        done = r.engine.force(r.index_of(instance), state, self.now, reason)
+        self._settle()
+        return done
+
     # ------------------------------------------------------------ queries
 
     def engine(self, router: str) -> Engine:
