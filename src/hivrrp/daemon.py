@@ -162,11 +162,12 @@ class Daemon:
 
     async def read_config(self) -> Config | None:
         from hivrrp.config import load
+        from hivrrp.config.diagnostics import condense
 
         # Parse on a worker thread: a 10,000-instance config takes ~1 s.
         result = await asyncio.to_thread(load, self.config_path, config_id=self.config_id)
-        for diagnostic in result.warnings:
-            log.warning("%s", diagnostic)
+        for line in condense(result.warnings):
+            log.warning("%s", line)
         if result.ok:
             return result.config
         for diagnostic in result.errors:

@@ -29,7 +29,11 @@ SOCKET_BUFFER_MIN = 1 << 20
 
 
 def now_us(loop: asyncio.AbstractEventLoop) -> int:
-    return int(loop.time() * 1_000_000)
+    # Rounded, not truncated: uvloop's whole milliseconds as floats are often a
+    # hair short (1083.043 * 1e6 = 1083042999.99...), and a timer due at
+    # exactly 1083043000 then found nothing to expire and spun until the next
+    # millisecond.
+    return round(loop.time() * 1_000_000)
 
 
 def timer_when(deadline_us: int) -> float:

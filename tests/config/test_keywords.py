@@ -207,10 +207,9 @@ def test_garp_and_protocol_options(tmp_path):
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
     assert not_acted_on(result) == [
-        "garp_lower_prio_delay", "garp_lower_prio_repeat", "skip_check_adv_addr",
-        "dont_track_primary", "accept", "notify_priority_changes", "smtp_alert",
-        "check_unicast_src"]
-    assert len(result.warnings) == 8
+        "skip_check_adv_addr", "dont_track_primary", "accept", "notify_priority_changes",
+        "smtp_alert", "check_unicast_src"]
+    assert len(result.warnings) == 6
 
 
 def test_trackers_weights_and_defaults(tmp_path):
@@ -393,11 +392,10 @@ def test_global_defs(tmp_path):
     assert not_acted_on(result) == [
         "router_id", "notification_email", "notification_email_from", "smtp_server",
         "smtp_connect_timeout", "smtp_helo_name", "smtp_alert", "smtp_alert_vrrp",
-        "script_user", "enable_script_security", "vrrp_garp_lower_prio_delay",
-        "vrrp_garp_lower_prio_repeat", "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src",
+        "script_user", "enable_script_security", "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src",
         "vrrp_owner_ignore_adverts", "vrrp_startup_delay", "notify_fifo", "vrrp_notify_fifo",
         "vrrp_notify_priority_changes", "dynamic_interfaces", "log_unknown_vrids"]
-    assert len(result.warnings) == 21
+    assert len(result.warnings) == 19
 
 
 def test_sync_group(tmp_path):

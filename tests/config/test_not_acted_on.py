@@ -79,8 +79,6 @@ FILE = "track_file f {\n    file /run/f\n}\n"
 SAMPLES = {
     # keyword: (config text, line(s) of the keyword)
     "router_id": (glob("router_id lb1"), 2),
-    "vrrp_garp_lower_prio_delay": (glob("vrrp_garp_lower_prio_delay 1"), 2),
-    "vrrp_garp_lower_prio_repeat": (glob("vrrp_garp_lower_prio_repeat 2"), 2),
     "vrrp_check_unicast_src": (glob("vrrp_check_unicast_src"), 2),
     "vrrp_skip_check_adv_addr": (glob("vrrp_skip_check_adv_addr"), 2),
     "vrrp_owner_ignore_adverts": (glob("vrrp_owner_ignore_adverts"), 2),
@@ -105,8 +103,6 @@ SAMPLES = {
     "check_unicast_src": (inst("check_unicast_src"), 7),
     "skip_check_adv_addr": (inst("skip_check_adv_addr"), 7),
     "dont_track_primary": (inst("dont_track_primary"), 7),
-    "garp_lower_prio_delay": (inst("garp_lower_prio_delay 1"), 7),
-    "garp_lower_prio_repeat": (inst("garp_lower_prio_repeat 1"), 7),
     "accept": (inst("accept"), 7),
     "track_interface": (inst("track_interface {\n eth1\n }"), 7),
     "track_script": (SCRIPT + inst("track_script {\n chk\n }"), 10),

@@ -68,8 +68,6 @@ _NOTIFY = "the script is not run on state changes"
 _EMAIL = "hivrrp sends no e-mail alerts"
 _SCRIPTS = "hivrrp runs no scripts yet (track_script, notify)"
 _PRIORITY_NOTIFY = "priority changes are not reported (no notify scripts or FIFO yet)"
-_LOWER_PRIO_GARP = ("a master that hears a lower priority announces its VIPs with the "
-                    "garp_master_delay/_repeat values instead")
 _UNICAST_SRC = ("unicast adverts are always accepted only from the unicast_peer addresses, "
                 "whatever this says")
 _ADV_ADDR = ("the address list of every advert is checked and a mismatch drops the advert, "
@@ -81,8 +79,6 @@ _SYNC = ("sync groups are ignored: members change state independently, so one ca
 NOT_ACTED_ON: dict[str, str] = {
     # global_defs
     "router_id": "it only names this router in e-mail alerts, which hivrrp does not send",
-    "vrrp_garp_lower_prio_delay": _LOWER_PRIO_GARP,
-    "vrrp_garp_lower_prio_repeat": _LOWER_PRIO_GARP,
     "vrrp_check_unicast_src": _UNICAST_SRC,
     "vrrp_skip_check_adv_addr": _ADV_ADDR,
     "vrrp_owner_ignore_adverts": "an address owner (priority 255) still processes adverts",
@@ -109,8 +105,6 @@ NOT_ACTED_ON: dict[str, str] = {
     "check_unicast_src": _UNICAST_SRC,
     "skip_check_adv_addr": _ADV_ADDR,
     "dont_track_primary": "the instance still goes to FAULT when its interface goes down",
-    "garp_lower_prio_delay": _LOWER_PRIO_GARP,
-    "garp_lower_prio_repeat": _LOWER_PRIO_GARP,
     "accept": "hivrrp never filters traffic to the VIPs, so they accept it anyway",
     "track_interface": _TRACKER,
     "track_script": _TRACKER,

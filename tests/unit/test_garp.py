@@ -1,0 +1,194 @@
+"""Announcement policy (garp.py): bursts keyed by name, checked when due."""
+
+import asyncio
+
+from helpers.plans import LINKS, owner_plan
+from hivrrp.announce import Announcer
+from hivrrp.config.model import GlobalDefs, Instance
+from hivrrp.config.diagnostics import Where
+from hivrrp.garp import AnnouncePolicy, settings
+
+FAST = """
+global_defs {
+    vrrp_garp_master_delay 0.05
+    vrrp_garp_master_repeat 2
+    vrrp_garp_lower_prio_delay 0.03
+    vrrp_garp_lower_prio_repeat 1
+    vrrp_garp_master_refresh 0.04
+    vrrp_garp_master_refresh_repeat 3
+}
+"""
+
+
+class FakeSocket:
+    def __init__(self, sent):
+        self.sent = sent
+
+    def sendto(self, frame, where):
+        self.sent.append(frame)
+
+    def close(self):
+        pass
+
+
+class Harness:
+    """An AnnouncePolicy over a real Announcer whose sockets record frames."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.frames: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        by_index = {link.index: link for link in LINKS.values()}
+        self.policy = AnnouncePolicy(loop, lambda: self.plan, lambda: by_index)
+        self.policy.announcer.packet_socket = FakeSocket(self.frames)
+        self.policy.announcer.icmp6_socket = FakeSocket(self.frames)
+
+    def announced(self) -> list[str]:
+        """The announced addresses, one per frame (ARP target protocol address)."""
+        return [".".join(str(b) for b in frame[-4:]) for frame in self.frames]
+
+
+async def wait_until(condition, timeout: float = 2.0) -> None:
+    for _ in range(int(timeout / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition not met in time")
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, 5))
+
+
+def test_settings_follow_keepalived_defaults_and_overrides():
+    inst = Instance("VI_1", Where("f", 1))
+    s = settings(inst, GlobalDefs())
+    assert (s.master_repeat, s.master_delay, s.lower_prio_repeat, s.lower_prio_delay,
+            s.refresh) == (5, 5.0, 5, 5.0, 0.0)
+    inst.garp = {"lower_prio_repeat": 2, "master_refresh": 30}
+    s = settings(inst, GlobalDefs(garp_lower_prio_delay=1.0))
+    assert (s.lower_prio_repeat, s.lower_prio_delay, s.refresh) == (2, 1.0, 30.0)
+    s = settings(Instance("VI_1", Where("f", 1)), GlobalDefs(min_garp=True))
+    assert (s.master_repeat, s.master_delay, s.lower_prio_repeat) == (1, 0.0, 1)
+
+
+def test_new_master_bursts_now_after_the_delay_and_refreshes(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        h.policy.became_master("VI_1")
+        await asyncio.sleep(0.005)
+        assert h.announced() == ["192.0.2.51"] * 2          # master_repeat, at once
+        # Then refresh_repeat (3) every 0.04 s and master_repeat (2) once at 0.05 s:
+        # 2 + 3 at 0.04, then + 2 at 0.05 makes 7, where a burst missing or doubled
+        # would never make exactly 7 before 0.08.
+        await wait_until(lambda: len(h.frames) >= 7)
+        assert len(h.frames) == 7 and loop.time() - started >= 0.05
+        await wait_until(lambda: len(h.frames) >= 13)        # the chain goes on
+        h.policy.close()
+    run(scenario())
+
+
+def test_leaving_master_voids_pending_bursts_and_queued_frames(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.became_master("VI_1")
+        plan.engine.stop(0, 1)                 # left MASTER before the frames went out
+        await asyncio.sleep(0.12)
+        assert h.frames == [] and h.policy.announcer.dropped == 2
+        # ... and the delayed burst and refresh chain found it not master.
+        assert "VI_1" not in h.policy.pending
+        h.policy.close()
+    run(scenario())
+
+
+def test_stop_cancels_the_delayed_burst_and_the_refresh_chain(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.became_master("VI_1")
+        await asyncio.sleep(0.01)
+        h.policy.stop("VI_1")
+        await asyncio.sleep(0.12)
+        assert len(h.frames) == 2   # only the first burst
+    run(scenario())
+
+
+def test_a_lower_priority_advert_uses_its_own_burst_and_leaves_the_refresh_chain(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.became_master("VI_1")
+        await asyncio.sleep(0.01)
+        refresh = h.policy.pending["VI_1"]["refresh"]
+        h.frames.clear()
+        h.policy.heard_lower_priority("VI_1")
+        await asyncio.sleep(0.01)
+        assert len(h.frames) == 1                                # lower_prio_repeat
+        assert h.policy.pending["VI_1"]["refresh"] is refresh   # not restarted
+        await asyncio.sleep(0.03)
+        assert len(h.frames) >= 2                                # after lower_prio_delay
+        h.policy.close()
+    run(scenario())
+
+
+def test_pending_bursts_follow_the_name_across_a_reload_that_renumbers(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51), ("VI_2", 52)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.became_master("VI_2")
+        await asyncio.sleep(0.01)
+        h.frames.clear()
+        # A reload inserted an instance first: VI_2 is index 2 now, index 1 is VI_1.
+        h.plan = owner_plan(tmp_path, [("NEW", 50), ("VI_1", 51), ("VI_2", 52)], prefix=FAST)
+        h.plan.engine.start_all(0)
+        await asyncio.sleep(0.06)
+        assert set(h.announced()) == {"192.0.2.52"}
+        # A reload that shrinks: the pending work of a removed instance ends quietly.
+        h.plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        h.plan.engine.start_all(0)
+        h.frames.clear()
+        await asyncio.sleep(0.1)
+        assert h.frames == [] and "VI_2" not in h.policy.pending
+        h.policy.close()
+    run(scenario())
+
+
+def test_keep_refreshing_starts_a_chain_only_where_none_runs(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.keep_refreshing("VI_1")
+        chain = h.policy.pending["VI_1"]["refresh"]
+        h.policy.keep_refreshing("VI_1")
+        assert h.policy.pending["VI_1"]["refresh"] is chain
+        await asyncio.sleep(0.05)
+        assert len(h.frames) == 3   # one refresh, no master burst
+        h.policy.close()
+    run(scenario())
+
+
+def test_announcer_checks_each_frame_when_due():
+    async def scenario():
+        masters = {"A"}
+        sent = []
+        announcer = Announcer(lambda name: name in masters)
+        announcer.packet_socket = FakeSocket(sent)
+        announcer.icmp6_socket = FakeSocket(sent)
+        loop = asyncio.get_running_loop()
+        announcer.announce(loop, "A", "eth0", 2, bytes(6), [(4, bytes([192, 0, 2, 1]))],
+                           repeat=4, interval=0.01)
+        await asyncio.sleep(0.015)
+        masters.clear()
+        await asyncio.sleep(0.05)
+        assert 1 <= len(sent) < 4 and announcer.dropped == 4 - len(sent)
+    run(scenario())

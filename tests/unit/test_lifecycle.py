@@ -1,0 +1,110 @@
+"""Reload, rebuild and shutdown ordering (lifecycle.py), on a plain asyncio loop."""
+
+import asyncio
+
+from hivrrp.lifecycle import Lifecycle
+
+RUNNING, NEW = object(), object()
+
+
+class Recorder:
+    """Stands in for the daemon: a config reader and an apply that can be held."""
+
+    def __init__(self, read_result=NEW) -> None:
+        self.read_result = read_result
+        self.applied: list = []
+        self.finished: list = []
+        self.reads = 0
+        self.gate = asyncio.Event()
+        self.lifecycle = Lifecycle(self.read, self.apply, lambda: RUNNING)
+
+    async def read(self):
+        self.reads += 1
+        await asyncio.sleep(0)
+        return self.read_result
+
+    async def apply(self, config):
+        self.applied.append(config)
+        await self.gate.wait()        # the netlink dump / the build on its thread
+        self.lifecycle.check()
+        self.finished.append(config)  # the swap: must never happen once stopping
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 5))
+
+
+def test_sigterm_during_a_reload_abandons_it_and_nothing_restarts():
+    async def scenario():
+        r = Recorder()
+        r.lifecycle.request_reload()
+        await asyncio.sleep(0.01)
+        assert r.applied == [NEW]
+        stop = asyncio.ensure_future(r.lifecycle.stop())
+        await asyncio.sleep(0)
+        r.gate.set()                  # the awaited step returns after the stop
+        await stop
+        assert r.finished == []
+        r.lifecycle.request_reload()  # a SIGHUP after SIGTERM
+        r.lifecycle.request_rebuild("late interface")
+        await asyncio.sleep(0.01)
+        assert r.applied == [NEW] and r.lifecycle.task is None
+    run(scenario())
+
+
+def test_requests_during_a_run_fold_into_one_more_run():
+    async def scenario():
+        r = Recorder()
+        r.lifecycle.request_reload()
+        await asyncio.sleep(0.01)
+        for _ in range(5):
+            r.lifecycle.request_reload()
+            r.lifecycle.request_rebuild("x")
+        r.gate.set()
+        while r.lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        # The second reload also serves the rebuilds: it builds on current links.
+        assert r.finished == [NEW, NEW] and r.reads == 2
+    run(scenario())
+
+
+def test_a_rebuild_waiting_behind_an_invalid_reload_still_applies_the_running_config():
+    async def scenario():
+        r = Recorder(read_result=None)    # the file became invalid
+        r.gate.set()
+        r.lifecycle.request_rebuild("interface eth0 appeared")
+        r.lifecycle.request_reload()
+        while r.lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        r.lifecycle.request_reload()
+        r.lifecycle.request_rebuild("interface eth1 appeared")
+        while r.lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert r.finished == [RUNNING, RUNNING]
+        assert r.lifecycle.reloads["rejected"] == 2
+    run(scenario())
+
+
+def test_a_failing_apply_is_logged_and_later_requests_still_run(caplog):
+    async def scenario():
+        calls = []
+
+        async def apply(config):
+            calls.append(config)
+            if len(calls) == 1:
+                raise RuntimeError("boom")
+
+        async def read():
+            return NEW
+
+        lifecycle = Lifecycle(read, apply, lambda: RUNNING)
+        lifecycle.request_reload()
+        while lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        lifecycle.request_reload()
+        while lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert calls == [NEW, NEW] and lifecycle.reloads == {"ok": 1, "rejected": 0, "failed": 1}
+    run(scenario())
+    assert "reload failed: the running configuration stays" in caplog.text
+    assert "RuntimeError: boom" in caplog.text

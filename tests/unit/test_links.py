@@ -1,0 +1,91 @@
+"""Kernel news -> decisions (links.py) and the source look-ups of plan.py."""
+
+from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
+from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE
+from hivrrp.links import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
+from hivrrp.netlink import Address, Link
+from hivrrp.plan import source_appeared
+
+MAC = bytes(6)
+
+
+def test_events_before_the_first_plan_are_held_and_replayed(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
+    table = LinkTable(LINKS)
+    # eth0 went down after the dump the plan was built on: that must not be lost.
+    assert table.handle([("link", 2, "eth0", MAC, False)], None) == []
+    assert table.handle([], plan) == [InterfaceState(2, False)]
+    assert table.handle([], plan) == []   # replayed once
+
+
+def test_an_overflowing_backlog_becomes_a_resync(tmp_path, monkeypatch):
+    monkeypatch.setattr("hivrrp.links.HELD_EVENTS_MAX", 3)
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
+    table = LinkTable(LINKS)
+    table.handle([("deladdr", 9, 4, "10.0.0.1")] * 4, None)
+    assert table.handle([], plan) == [Resync()]
+
+
+def test_link_changes_vips_removed_and_resync(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
+    table = LinkTable(LINKS)
+    events = [("link", 2, "eth0", MAC, True),          # no change
+              ("link", 3, "eth1", MAC, False),         # down
+              ("deladdr", 2, 4, "192.0.2.26"),         # one of ours
+              ("deladdr", 2, 4, "192.0.2.99"),         # not ours
+              ("resync",), ("resync",)]
+    assert table.handle(events, plan) == [InterfaceState(3, False),
+                                          VipRemoved("VI_1", 2, "192.0.2.26"), Resync()]
+
+
+def test_an_interface_back_with_a_new_index_asks_for_a_rebuild(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
+    table = LinkTable(LINKS)
+    (decision,) = table.handle([("link", 7, "eth0", MAC, True)], plan)
+    assert isinstance(decision, Rebuild)
+
+
+def test_a_missing_interface_and_source_are_build_time_faults(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"], interface="eth1")
+                   + instance_text("VI_2", 52, ["192.0.2.52/24"], interface="late0"),
+                   addresses=[ADDRESSES[0]])
+    assert plan.instances["VI_1"].faults == FAULT_NO_SOURCE
+    assert plan.instances["VI_2"].faults == FAULT_INTERFACE | FAULT_NO_SOURCE
+    # Only an instance with an interface waits for an address on it.
+    assert plan.waiting_for_source() == {(3, 4): ["VI_1"]}
+
+
+def test_a_source_address_that_appears_asks_for_one_rebuild_but_a_vip_does_not(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["198.51.100.26/24"], interface="eth1")
+                   + instance_text("VI_2", 52, ["198.51.100.52/24"], interface="eth1"),
+                   addresses=[ADDRESSES[0]])
+    table = LinkTable(LINKS)
+    assert table.handle([("newaddr", 3, 4, "198.51.100.26")], plan) == []   # our VIP
+    assert table.handle([("newaddr", 3, 6, "fe80::1")], plan) == []         # other family
+    assert table.handle([("newaddr", 2, 4, "192.0.2.9")], plan) == []       # other link
+    decisions = table.handle([("newaddr", 3, 4, "198.51.100.1"),
+                              ("newaddr", 3, 4, "198.51.100.2")], plan)
+    assert len(decisions) == 1 and isinstance(decisions[0], Rebuild)
+
+
+def test_source_appeared_reads_a_dump_the_way_build_does(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["198.51.100.26/24"], interface="eth1"),
+                   addresses=[])
+    assert not source_appeared(plan, [Address(3, 4, "198.51.100.26", 24, 0)])  # the VIP
+    assert not source_appeared(plan, [Address(2, 4, "192.0.2.1", 24, 0)])
+    assert source_appeared(plan, [Address(3, 4, "198.51.100.1", 24, 0)])
+
+
+def test_ipv6_sources_are_link_local_only(tmp_path):
+    text = instance_text("V6", 61, ["fd00::61/64"])
+    global_only = [Address(2, 6, "fd00::1", 64, 0)]
+    assert plan_of(tmp_path, text, addresses=global_only).instances["V6"].faults == FAULT_NO_SOURCE
+    plan = plan_of(tmp_path, text, addresses=[*global_only, Address(2, 6, "fe80::1", 64, 253)])
+    assert plan.instances["V6"].faults == 0
+
+
+def test_a_dump_after_a_resync_reports_the_link_changes(tmp_path):
+    table = LinkTable(LINKS)
+    fresh = dict(LINKS, eth1=Link(3, "eth1", MAC, False))
+    assert table.replace(fresh) == [InterfaceState(3, False)]
+    assert table.replace(fresh) == []

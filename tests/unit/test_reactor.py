@@ -1,0 +1,84 @@
+"""The reactor: engine events in, ordered actions out, keyed by name."""
+
+from helpers.plans import instance_text, plan_of
+from hivrrp import reactor
+from hivrrp.plan import match
+from hivrrp.reactor import Announce, SetRoutes, SetVips, StopAnnouncing
+
+ROUTE = "    virtual_routes {\n        203.0.113.0/24 via 192.0.2.254\n    }\n"
+
+
+def test_becoming_master_adds_vips_then_routes_then_announces(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24", "192.0.2.27/24"],
+                                           extra=ROUTE))
+    inst = plan.instances["VI_1"]
+    actions = reactor.transition(inst, "BACKUP", "MASTER", "master_down")
+    assert [type(a) for a in actions] == [SetVips, SetRoutes, Announce]
+    assert [c.address for c in actions[0].changes] == ["192.0.2.26", "192.0.2.27"]
+    assert all(c.add for c in actions[0].changes)
+    assert actions[1].add and actions[1].entries[0][1]["dst"] == "203.0.113.0/24"
+    assert actions[2] == Announce("VI_1", "master")
+
+
+def test_leaving_master_stops_announcing_removes_routes_then_vips(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"], extra=ROUTE))
+    for new in ("BACKUP", "FAULT", "INIT"):
+        actions = reactor.transition(plan.instances["VI_1"], "MASTER", new, "x")
+        assert [type(a) for a in actions] == [StopAnnouncing, SetRoutes, SetVips]
+        assert not actions[1].add and not any(c.add for c in actions[2].changes)
+
+
+def test_a_master_hearing_a_lower_priority_announces_with_the_lower_prio_burst(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
+    inst = plan.instances["VI_1"]
+    assert reactor.transition(inst, "MASTER", "MASTER", "rx_lower_priority") == [
+        Announce("VI_1", "lower_prio")]
+    # Not a new mastership: no VIP work, and other same-state events do nothing.
+    assert reactor.transition(inst, "MASTER", "MASTER", "priority") == []
+    assert reactor.transition(inst, "INIT", "BACKUP", "start") == []
+    assert reactor.transition(inst, "BACKUP", "FAULT", "fault") == []
+
+
+def test_a_vip_removed_behind_a_masters_back_is_put_back_and_only_that_one(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24", "192.0.2.27/24"]))
+    inst = plan.instances["VI_1"]
+    actions = reactor.vip_removed(inst, "MASTER", 2, "192.0.2.27")
+    assert [(c.add, c.address) for c in actions[0].changes] == [(True, "192.0.2.27")]
+    assert reactor.vip_removed(inst, "BACKUP", 2, "192.0.2.27") == []
+    assert reactor.vip_removed(inst, "MASTER", 3, "192.0.2.27") == []  # other interface
+
+
+def test_reload_diff_keeps_masters_vips_and_releases_removed_masters(tmp_path):
+    old = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24", "192.0.2.27/24"])
+                  + instance_text("VI_2", 52, ["192.0.2.52/24"], extra=ROUTE)
+                  + instance_text("VI_3", 53, ["192.0.2.53/24"]))
+    new = plan_of(tmp_path, instance_text("NEW_0", 50, ["192.0.2.50/24"])
+                  + instance_text("RENAMED", 51, ["192.0.2.26/24", "192.0.2.28/24"])
+                  + instance_text("VI_3", 53, ["192.0.2.53/24"]))
+    kept = match(old, new)
+    assert kept == {"RENAMED": "VI_1", "VI_3": "VI_3"}
+    states = {"VI_1": "MASTER", "VI_2": "MASTER", "VI_3": "BACKUP"}
+    actions = reactor.reloaded(old, new, kept, states)
+    stops = [a.name for a in actions if isinstance(a, StopAnnouncing)]
+    assert sorted(stops) == ["VI_1", "VI_2"]   # renamed, removed
+    routes = [a for a in actions if isinstance(a, SetRoutes)]
+    assert len(routes) == 1 and not routes[0].add
+    (vips,) = [a for a in actions if isinstance(a, SetVips)]
+    assert sorted((c.add, c.address) for c in vips.changes) == [
+        (False, "192.0.2.27"), (False, "192.0.2.52"), (True, "192.0.2.28")]
+    # Routes leave before the addresses they may use as source.
+    assert actions.index(routes[0]) < actions.index(vips)
+
+
+def test_reload_of_an_unchanged_config_changes_nothing(tmp_path):
+    text = instance_text("VI_1", 51, ["192.0.2.26/24"], extra=ROUTE)
+    old, new = plan_of(tmp_path, text), plan_of(tmp_path, text)
+    assert reactor.reloaded(old, new, match(old, new), {"VI_1": "MASTER"}) == []
+
+
+def test_resync_reasserts_only_the_masters_vips(tmp_path):
+    plan = plan_of(tmp_path, instance_text("A", 51, ["192.0.2.51/24"], priority=255)
+                   + instance_text("B", 52, ["192.0.2.52/24"]))
+    plan.engine.start_all(0)
+    (action,) = reactor.resync(plan)
+    assert [c.address for c in action.changes] == ["192.0.2.51"]
