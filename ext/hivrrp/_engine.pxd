@@ -176,6 +176,11 @@ cdef class Engine:
     cdef void send(self, int32_t i, uint8_t priority) noexcept nogil
     cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil
     cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil
+    cdef void restore_c(self, int32_t i, uint8_t state, int64_t timer, int64_t master_interval,
+                        int64_t preempt_at, uint16_t heard, uint8_t master_priority,
+                        const uint8_t *master_src, const uint64_t *counters,
+                        int64_t last_transition, int32_t delta, uint32_t carried,
+                        uint8_t effective, int64_t now) noexcept nogil
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
                     int64_t now) noexcept nogil
     cdef int64_t skew_us(self, inst_t *inst) noexcept nogil

@@ -137,8 +137,9 @@ cdef class PacketIO:
             self.msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
             self.msgs[i].msg_hdr.msg_control = self.control + i * CONTROL_SIZE
             self.msgs[i].msg_hdr.msg_controllen = CONTROL_SIZE
-        with nogil:
-            n = recvmmsg(self.fd, self.msgs, <unsigned int>room, MSG_DONTWAIT, NULL)
+        # With the GIL held: a non-blocking call, and releasing the GIL would hand
+        # it to a busy worker thread for a whole switch interval (see _engine.receive).
+        n = recvmmsg(self.fd, self.msgs, <unsigned int>room, MSG_DONTWAIT, NULL)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:  # EWOULDBLOCK == EAGAIN on Linux
                 return 0
@@ -244,8 +245,8 @@ cdef class PacketIO:
                 n += 1
             done = 0
             while done < n:
-                with nogil:
-                    result = sendmmsg(self.fd, self.msgs + done, <unsigned int>(n - done), 0)
+                # GIL held, as for recvmmsg: the socket is non-blocking.
+                result = sendmmsg(self.fd, self.msgs + done, <unsigned int>(n - done), 0)
                 if result < 0:
                     if errno == EINTR:
                         continue

@@ -9,9 +9,11 @@ engine off the loop. This module only connects them and handles signals.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
+from array import array
 
 from hivrrp import reactor
 from hivrrp.config.model import Config
@@ -55,6 +57,7 @@ class Daemon:
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
         self.install(plan)
+        gc.freeze()  # the configuration lives as long as we do: collections skip it
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self.lifecycle.request_reload)
@@ -69,6 +72,14 @@ class Daemon:
         # A worker thread: 4,000 instances take longer than a v3 Master_Down_Interval.
         links, now = dict(self.links.links), now_us(self.loop)
         return await asyncio.to_thread(build, config, links, addresses, now)
+
+    async def build_and_match(self, config: Config, addresses: list[Address]
+                              ) -> tuple[Plan, dict[str, str]]:
+        """A new plan and which of the running instances it keeps, both off the
+        loop: plans are not changed once built, so the thread may read the old one."""
+        new = await self.build(config, addresses)
+        old = self.plan
+        return new, await asyncio.to_thread(match, old, new)
 
     async def remove_leftovers(self, plan: Plan, addresses: list[Address]) -> None:
         """VIPs still on the interfaces (a previous run crashed) go away first."""
@@ -88,7 +99,7 @@ class Daemon:
         for name, inst in plan.instances.items():
             if inst.faults:  # before start(): a faulty instance goes straight to FAULT
                 plan.engine.set_fault(plan.index[name], inst.faults, True, now)
-        self.driver.set_memberships(plan.memberships())
+        self.driver.set_memberships(plan.groups)
         waiting = bool(plan.waiting_for_source())
         if waiting and not self.monitor.new_addresses:
             # Address additions were filtered out until now: one look closes the
@@ -180,14 +191,14 @@ class Daemon:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
         self.lifecycle.check()
-        new = await self.build(config, addresses)
+        old = self.plan
+        new, kept = await self.build_and_match(config, addresses)
         self.lifecycle.check()
         # From here to the end nothing awaits: the old plan's indexes stay valid.
-        old, now = self.plan, now_us(self.loop)
-        kept = match(old, new)
-        old_states = {name: old.state(name) for name in old.names}
-        for new_name, old_name in kept.items():
-            new.engine.restore(new.index[new_name], old.engine.snapshot(old.index[old_name]), now)
+        now = now_us(self.loop)
+        old_states = old.states()
+        new.engine.carry(old.engine, array("i", [new.index[name] for name in kept]),
+                         array("i", [old.index[name] for name in kept.values()]), now)
         carried = set(kept.values())
         for name in old.names:
             if name not in carried and old_states[name] != "INIT":
@@ -197,17 +208,21 @@ class Daemon:
         actions = reactor.reloaded(old, new, kept, old_states)
         self.install(new)
         started = 0
-        for name in new.names:
-            if new.state(name) == "INIT":
-                new.engine.start(new.index[name], now)
+        for index, (name, state) in enumerate(zip(new.names, new.engine.states())):
+            if state == "INIT":
+                new.engine.start(index, now)
                 started += 1
-            elif name in kept:
+            elif new.refreshing and state == "MASTER" and name in kept:
                 self.garp.keep_refreshing(name)
         self.dispatch(actions)
         self.driver.after_engine_work()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
                  len(kept), started, len(old.names) - len(kept), vip_changes)
+        # Freeing 4,000 instances' worth of objects takes ~15 ms: not on the loop.
+        retired = [old]
+        del old
+        self.loop.run_in_executor(None, retired.clear)
 
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():

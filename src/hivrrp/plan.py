@@ -32,10 +32,7 @@ class InstancePlan:
     vips: tuple[Change, ...]       # additions; removal() gives the way back
     routes: tuple[Routing, ...]    # virtual_routes and virtual_rules, in order
     faults: int                    # FAULT_* bits known at build time
-
-    @property
-    def key(self) -> tuple:
-        return instance_key(self.config)
+    key: tuple                     # instance_key(config), computed off the loop
 
 
 @dataclass
@@ -46,6 +43,14 @@ class Plan:
     index: dict[str, int]                              # name -> engine index
     instances: dict[str, InstancePlan]
     vip_owner: dict[tuple[int, str], str] = field(default_factory=dict)  # (ifindex, address)
+    # Derived once by build(), off the loop (a reload must not walk 4,000 instances there).
+    groups: set[tuple[int, bytes, int]] = field(default_factory=set)    # memberships()
+    waiting: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+    refreshing: bool = False       # some instance has garp_master_refresh
+
+    def states(self) -> dict[str, str]:
+        """Every instance's state now, by name (one call into the engine)."""
+        return dict(zip(self.names, self.engine.states()))
 
     def state(self, name: str) -> str | None:
         """The instance's state now, None if this plan has no such instance."""
@@ -66,6 +71,9 @@ class Plan:
 
     def waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
         """(ifindex, family) -> names of instances that have no source address there."""
+        return self.waiting
+
+    def _waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
         waiting: dict[tuple[int, int], list[str]] = {}
         for inst in self.instances.values():
             if inst.faults & FAULT_NO_SOURCE and inst.ifindex:
@@ -169,9 +177,14 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         plan.names.append(inst.name)
         plan.index[inst.name] = index
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
-                                                 _routes(inst, links), faults)
+                                                 _routes(inst, links), faults,
+                                                 instance_key(inst))
         for change in vips:
             plan.vip_owner[(change.index, change.address)] = inst.name
+    plan.groups = plan.memberships()
+    plan.waiting = plan._waiting_for_source()
+    plan.refreshing = g.garp_master_refresh > 0 or any(
+        i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
 
 

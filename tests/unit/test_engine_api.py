@@ -431,3 +431,39 @@ def test_restore_rejects_what_snapshot_did_not_make(snapshot):
     configure(engine)
     with pytest.raises(ValueError, match="bad snapshot"):
         engine.restore(0, snapshot, 0)
+
+
+def test_carry_equals_restore_of_every_snapshot():
+    """The bulk carry() a reload uses must leave each instance exactly as
+    restore(snapshot()) would: state, timer, priorities, delta, faults, counters."""
+    from array import array
+
+    old = Engine(4, now=0)
+    for vrid in (51, 52, 53, 54):
+        configure(old, vrid=vrid, priority=100 + vrid)
+    old.start_all(0)
+    old.expire(old.timer(0))                        # 51 master by the timer
+    feed(old, 250, old.timer(1) - 10)               # 52 hears a master
+    old.set_priority_delta(2, -20, 5)               # 53 down-weighted
+    old.set_fault(3, FAULT_TRACKER, True, 6)        # 54 faulted by a tracker
+    now = 3 * SECOND
+
+    def fresh():
+        engine = Engine(4, now=0)
+        for vrid in (54, 53, 52, 51):               # renumbered, as a reload may
+            configure(engine, vrid=vrid, priority=90 + vrid)
+        return engine
+
+    pairs = [(3, 0), (2, 1), (1, 2), (0, 3)]
+    by_restore, by_carry = fresh(), fresh()
+    for i, j in pairs:
+        by_restore.restore(i, old.snapshot(j), now)
+    by_carry.carry(old, array("i", [i for i, _ in pairs]), array("i", [j for _, j in pairs]),
+                   now)
+    for i in range(4):
+        assert by_carry.snapshot(i) == by_restore.snapshot(i)
+        assert by_carry.fault_flags(i) == by_restore.fault_flags(i)
+        assert by_carry.effective_priority(i) == by_restore.effective_priority(i)
+    assert events(by_carry) == events(by_restore)
+    with pytest.raises(IndexError):
+        by_carry.carry(old, array("i", [0]), array("i", [9]), now)
