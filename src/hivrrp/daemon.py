@@ -229,10 +229,13 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Never raises: every step is tried, whatever the one before it did."""
-        steps = [self.lifecycle.stop(), self._release(), self._close()]
+        steps = [self.lifecycle.stop, self._release, self.driver.close, self.garp.close,
+                 self.netlink.close]
         for step in steps:
             try:
-                await step
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
             except Exception:
                 log.exception("shutdown step failed")
 
@@ -246,14 +249,9 @@ class Daemon:
         self.driver.after_engine_work()
         try:
             await asyncio.wait_for(self.vips.idle(), SHUTDOWN_WAIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("VIPs and routes not all removed within %.0f s: exiting anyway",
                       SHUTDOWN_WAIT)
-
-    async def _close(self) -> None:
-        self.driver.close()
-        self.garp.close()
-        self.netlink.close()
 
 
 def run(config: Config, config_path: str, config_id: str | None,

@@ -145,20 +145,25 @@ class Monitor:
         self.ipr = None
         self.thread: threading.Thread | None = None
         self.new_addresses = False
+        # The subscribed socket's descriptor, taken on the monitor's thread:
+        # pyroute2 0.9 gives every thread its own transport, so ipr.fileno()
+        # called from the loop's thread opens a new, unsubscribed socket.
+        self.fd: int | None = None
+        # Held while fd is set, used or closed: a descriptor number closed by
+        # the monitor thread may be reused at once by another socket (a VRRP
+        # one), which must never get this filter.
+        self.fd_lock = threading.Lock()
 
     def want_new_addresses(self, wanted: bool) -> None:
         """Let address additions through (while an instance waits for a source
         address) or have the kernel drop them (the usual case)."""
-        if wanted == self.new_addresses:
-            return
-        self.new_addresses = wanted
-        ipr = self.ipr
-        if ipr is not None:
-            try:
-                with borrowed(ipr.fileno()) as sock:
+        with self.fd_lock:
+            if wanted == self.new_addresses:
+                return
+            self.new_addresses = wanted
+            if self.fd is not None:
+                with borrowed(self.fd) as sock:
                     attach_filter(sock, self._filter())
-            except (OSError, ValueError) as exc:   # closed under us: _open sets it again
-                log.debug("netlink monitor filter: %s", exc)
 
     def _filter(self) -> list[tuple[int, int, int, int]]:
         return KEEP_ALL if self.new_addresses else DROP_NEW_ADDRESSES
@@ -178,13 +183,20 @@ class Monitor:
         ipr = IPRoute()
         try:
             ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-            with borrowed(ipr.fileno()) as sock:
+            fd = ipr.fileno()
+            with self.fd_lock, borrowed(fd) as sock:
                 attach_filter(sock, self._filter())
                 force_buffers(sock, receive=self.buffer_bytes)
+                self.fd = fd
         except Exception:
             _close_quietly(ipr)
             raise
         return ipr
+
+    def _close(self, ipr) -> None:
+        with self.fd_lock:
+            self.fd = None
+            _close_quietly(ipr)
 
     def _work(self, ready) -> None:
         try:
@@ -204,7 +216,7 @@ class Monitor:
                 # every later get(): this loop spun at full speed (and starved
                 # the daemon of the GIL) until the socket was replaced.
                 log.warning("netlink monitor: %s; resubscribing and resynchronising", exc)
-                _close_quietly(self.ipr)
+                self._close(self.ipr)
                 time.sleep(RESUBSCRIBE_DELAY)
                 try:
                     self.ipr = self._open()
@@ -216,12 +228,12 @@ class Monitor:
                 events = [e for e in map(_event, messages) if e is not None]
             if events and not self.stopped:
                 self.loop.call_soon_threadsafe(self.callback, events)
-        _close_quietly(self.ipr)
+        self._close(self.ipr)
 
     def stop(self) -> None:
         self.stopped = True
         if self.ipr is not None:
-            _close_quietly(self.ipr)  # wakes the thread blocked in get()
+            self._close(self.ipr)  # wakes the thread blocked in get()
 
 
 def _close_quietly(ipr) -> None:

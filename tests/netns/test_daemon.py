@@ -262,3 +262,38 @@ def test_virtual_routes_and_rules_follow_the_master(lan):
 
     assert wait_for(lambda: rules("r2") == list(RULES), 3), rules("r2")
     assert rules("r1") == []  # removed with the routes when r1 stopped
+
+
+def owners_conf(count: int) -> str:
+    """`count` address owners (priority 255) on eth1: master at once, VIPs in 10.51/16."""
+    return "".join(
+        conf(255, vrid=v, vips=(f"10.51.{v}.1/16",)).replace("VI_1", f"VI_{v}")
+        for v in range(1, count + 1))
+
+
+def test_sigterm_during_a_reload_releases_everything_and_restarts_nothing(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    config = lan.write("r1.conf", owners_conf(200))
+    r1 = lan.hivrrp("r1", config)
+    assert wait_for(lambda: lan.has("r1", "10.51.200.1"), 8), lan.log("r1")
+    r1.send_signal(signal.SIGHUP)   # the parse runs on a worker thread ...
+    r1.send_signal(signal.SIGTERM)  # ... when the stop arrives
+    assert r1.wait(10) == 0, lan.log("r1")
+    log = lan.log("r1")
+    after_stop = log[log.index("releasing masters and stopping"):]
+    # Before the fix the pending reload ran after stop_all(): start() brought the
+    # owners back to MASTER and their VIPs were added again after shutdown.
+    assert "-> MASTER" not in after_stop and "reloaded:" not in after_stop, after_stop
+    ns, _ = lan.nodes["r1"]
+    assert "10.51." not in lan.run(ns, "ip", "-4", "addr", "show", "dev", "eth1").stdout
+
+
+def test_a_sighup_after_sigterm_is_refused(lan):
+    lan.node("r1", ipv4="192.0.2.1/24")
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", owners_conf(50)))
+    assert wait_for(lambda: lan.has("r1", "10.51.50.1"), 8), lan.log("r1")
+    r1.send_signal(signal.SIGTERM)
+    r1.send_signal(signal.SIGHUP)
+    assert r1.wait(10) == 0, lan.log("r1")
+    log = lan.log("r1")
+    assert "reloaded:" not in log[log.index("releasing masters"):]

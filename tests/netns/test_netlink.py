@@ -115,3 +115,36 @@ def test_an_overrun_is_survived_with_a_resync():
 def test_the_default_buffer_holds_a_burst_of_2000_removals():
     result = monitor_under_burst(MONITOR_BUFFER)
     assert result == {"link_down_seen": True, "resync": 0, "deladdr": 2000}, result
+
+
+NEW_ADDRESSES = """
+import asyncio, json, subprocess
+from hivrrp.netlink import Monitor
+
+async def main():
+    loop = asyncio.get_running_loop()
+    seen = []
+    monitor = Monitor(loop, seen.extend)
+    monitor.start()
+    ip = lambda *a: subprocess.run(["ip", *a], check=True)
+    ip("link", "add", "m0", "type", "veth", "peer", "name", "m1")
+    ip("addr", "add", "10.20.0.1/24", "dev", "m0")       # filtered out by the kernel
+    await asyncio.sleep(0.3)
+    monitor.want_new_addresses(True)                       # an instance waits for a source
+    ip("addr", "add", "10.20.0.2/24", "dev", "m0")
+    await asyncio.sleep(0.3)
+    monitor.want_new_addresses(False)
+    ip("addr", "add", "10.20.0.3/24", "dev", "m0")
+    ip("addr", "del", "10.20.0.3/24", "dev", "m0")         # removals always come
+    await asyncio.sleep(0.3)
+    monitor.stop()
+    print(json.dumps([list(e[:1]) + list(e[2:]) for e in seen if e[0] != "link"]))
+
+asyncio.run(main())
+"""
+
+
+def test_address_additions_reach_the_monitor_only_while_wanted():
+    # Instead of a full address dump every 2 s while an instance lacks a source.
+    assert in_namespace(NEW_ADDRESSES) == [["newaddr", 4, "10.20.0.2"],
+                                           ["deladdr", 4, "10.20.0.3"]]
