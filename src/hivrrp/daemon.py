@@ -1,9 +1,9 @@
 """`hivrrp run`: the wiring of the event loop.
 
 driver (sockets, timer) -> engine events -> reactor (policy, by name) ->
-executors: vips (netlink queue) and garp (announcements). links turns kernel
-news into decisions, lifecycle runs reloads one at a time, plan builds the
-engine off the loop. This module only connects them and handles signals.
+executors: vips (netlink queue) and garp (announcements). linkwatch carries
+out what links decides about kernel news, lifecycle runs reloads one at a
+time, plan builds the engine off the loop. This module only connects them and handles signals.
 """
 
 from __future__ import annotations
@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
-from array import array
 
 from hivrrp import reactor
 from hivrrp.config.model import Config
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
-from hivrrp.lifecycle import Lifecycle
-from hivrrp.links import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
-from hivrrp.netlink import Address, Monitor, Netlink
-from hivrrp.plan import Plan, build, match, source_appeared
-from hivrrp.tasks import spawn
-from hivrrp.vips import VipQueue
+from hivrrp.lifecycle import Lifecycle, read_config, run_each
+from hivrrp.lifecycle import pid_file as pid_file_kept
+from hivrrp.linkwatch import LinkWatch
+from hivrrp.netlink import Netlink
+from hivrrp.plan import Plan, build_off_loop, carry_over
+from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
 
@@ -34,26 +32,27 @@ SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go 
 class Daemon:
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None
                  ) -> None:
-        self.config, self.config_path, self.config_id = config, config_path, config_id
+        self.config = config
         self.plan: Plan | None = None
         self.netlink = Netlink()
-        self.links = LinkTable({})
-        self.lifecycle = Lifecycle(self.read_config, self.apply_config, lambda: self.plan.config)
+        self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
+                                   lambda: self.plan.config)
 
     async def main(self) -> int:
         self.loop = loop = asyncio.get_running_loop()
         stop = loop.create_future()
         self.driver = Driver(loop, self.on_engine_events)
-        self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.by_index)
-        self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.announce)
+        self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
+                               self.dispatch, self.driver.after_engine_work)
+        self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
+        self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
         await self.netlink.start()
-        # Subscribe before the first dump; what arrives meanwhile is held by LinkTable.
-        self.monitor = Monitor(loop, self.on_netlink)
-        self.monitor.start()
-        self.links.links = await self.netlink.links()
+        self.links.monitor.start()   # before the first dump: nothing falls in between
+        self.links.table.links = await self.netlink.links()
         addresses = await self.netlink.addresses()
-        plan = await self.build(self.config, addresses)
-        await self.remove_leftovers(plan, addresses)
+        plan, _ = await build_off_loop(self.config, self.links.table.links, addresses,
+                                       now_us(loop))
+        await remove_leftovers(self.netlink.apply, plan, addresses)
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
         self.install(plan)
@@ -68,29 +67,6 @@ class Daemon:
         await self.shutdown()
         return 0
 
-    async def build(self, config: Config, addresses: list[Address]) -> Plan:
-        # A worker thread: 4,000 instances take longer than a v3 Master_Down_Interval.
-        links, now = dict(self.links.links), now_us(self.loop)
-        return await asyncio.to_thread(build, config, links, addresses, now)
-
-    async def build_and_match(self, config: Config, addresses: list[Address]
-                              ) -> tuple[Plan, dict[str, str]]:
-        """A new plan and which of the running instances it keeps, both off the
-        loop: plans are not changed once built, so the thread may read the old one."""
-        new = await self.build(config, addresses)
-        old = self.plan
-        return new, await asyncio.to_thread(match, old, new)
-
-    async def remove_leftovers(self, plan: Plan, addresses: list[Address]) -> None:
-        """VIPs still on the interfaces (a previous run crashed) go away first."""
-        present = {(a.index, a.address) for a in addresses}
-        stale = [c.removal() for i in plan.instances.values() for c in i.vips
-                 if (c.index, c.address) in present]
-        if stale:
-            log.info("removing %d VIPs left over from a previous run", len(stale))
-            for change, error in await self.netlink.apply(stale):
-                log.warning("cannot remove %s: %s", change.address, error)
-
     def install(self, plan: Plan) -> None:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
@@ -100,13 +76,7 @@ class Daemon:
             if inst.faults:  # before start(): a faulty instance goes straight to FAULT
                 plan.engine.set_fault(plan.index[name], inst.faults, True, now)
         self.driver.set_memberships(plan.groups)
-        waiting = bool(plan.waiting_for_source())
-        if waiting and not self.monitor.new_addresses:
-            # Address additions were filtered out until now: one look closes the
-            # gap between the dump this plan was built on and the filter change.
-            spawn(self.look_for_sources(), "look for source addresses")
-        self.monitor.want_new_addresses(waiting)
-        self.on_netlink([])  # what the monitor said while there was no plan
+        self.links.installed(plan)
 
     # ------------------------------------------------------------ events
 
@@ -124,86 +94,19 @@ class Daemon:
                 self.garp.stop(action.name)
         self.vips.submit(actions)
 
-    def announce(self, action: reactor.Announce) -> None:
-        if action.burst == "master":
-            self.garp.became_master(action.name)
-        else:
-            self.garp.heard_lower_priority(action.name)
-
-    def on_netlink(self, events: list[tuple]) -> None:
-        """Kernel news: links up or down or new, addresses gone or come."""
-        plan = self.plan
-        decisions = self.links.handle(events, plan)
-        if not decisions:
-            return
-        now = now_us(self.loop)
-        for d in decisions:
-            if isinstance(d, InterfaceState):
-                plan.engine.set_interface(d.ifindex, d.up, now)
-            elif isinstance(d, Rebuild):
-                self.lifecycle.request_rebuild(d.why)
-            elif isinstance(d, VipRemoved):
-                actions = reactor.vip_removed(plan.instances[d.name], plan.state(d.name),
-                                              d.ifindex, d.address)
-                if actions:
-                    log.warning("(%s) VIP %s was removed while master: restoring it", d.name,
-                                d.address)
-                    self.dispatch(actions)
-            elif isinstance(d, Resync):
-                spawn(self.resync(), "netlink resync")
-        self.driver.after_engine_work()
-
-    async def look_for_sources(self) -> None:
-        addresses = await self.netlink.addresses()
-        if not self.lifecycle.stopping and source_appeared(self.plan, addresses):
-            self.lifecycle.request_rebuild("a source address appeared")
-
-    async def resync(self) -> None:
-        """After lost netlink messages: re-read links and re-add the masters' VIPs."""
-        links = await self.netlink.links()
-        if self.lifecycle.stopping:
-            return
-        now = now_us(self.loop)
-        for d in self.links.replace(links):
-            self.plan.engine.set_interface(d.ifindex, d.up, now)
-        self.dispatch(reactor.resync(self.plan))
-        self.driver.after_engine_work()
-
     # --------------------------------------------------------- lifecycle
-
-    async def read_config(self) -> Config | None:
-        from hivrrp.config import load
-        from hivrrp.config.diagnostics import condense
-
-        # Parse on a worker thread: a 10,000-instance config takes ~1 s.
-        result = await asyncio.to_thread(load, self.config_path, config_id=self.config_id)
-        for line in condense(result.warnings):
-            log.warning("%s", line)
-        if result.ok:
-            return result.config
-        for diagnostic in result.errors:
-            log.error("%s", diagnostic)
-        log.error("reload rejected (%d errors): the running configuration stays",
-                  len(result.errors))
-        return None
 
     async def apply_config(self, config: Config) -> None:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
         self.lifecycle.check()
         old = self.plan
-        new, kept = await self.build_and_match(config, addresses)
+        new, kept = await build_off_loop(config, dict(self.links.table.links), addresses,
+                                         now_us(self.loop), old)
         self.lifecycle.check()
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
-        old_states = old.states()
-        new.engine.carry(old.engine, array("i", [new.index[name] for name in kept]),
-                         array("i", [old.index[name] for name in kept.values()]), now)
-        carried = set(kept.values())
-        for name in old.names:
-            if name not in carried and old_states[name] != "INIT":
-                log.info("(%s) removed from the configuration", name)
-                old.engine.stop(old.index[name], now)  # a master says priority 0
+        old_states = carry_over(old, new, kept, now)
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
         self.install(new)
@@ -228,44 +131,23 @@ class Daemon:
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
-        """Never raises: every step is tried, whatever the one before it did."""
-        steps = [self.lifecycle.stop, self._release, self.driver.close, self.garp.close,
-                 self.netlink.close]
-        for step in steps:
-            try:
-                result = step()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("shutdown step failed")
+        await run_each([self.lifecycle.stop, self._release, self.driver.close,
+                        self.garp.close, self.netlink.close])
 
     async def _release(self) -> None:
         # Our own VIP removals would only flood the monitor (4,000 RTM_DELADDR).
-        self.monitor.stop()
+        self.links.monitor.stop()
         # Priority 0 first: backups take over after Skew_Time instead of waiting.
         # The stop events queue every master's routes and VIPs for removal.
         self.driver.closed = True
         self.plan.engine.stop_all(now_us(self.loop))
         self.driver.after_engine_work()
-        try:
-            await asyncio.wait_for(self.vips.idle(), SHUTDOWN_WAIT)
-        except TimeoutError:
-            log.error("VIPs and routes not all removed within %.0f s: exiting anyway",
-                      SHUTDOWN_WAIT)
+        await self.vips.drain(SHUTDOWN_WAIT)
 
 
 def run(config: Config, config_path: str, config_id: str | None,
         pid_file: str | None = None) -> int:
     import uvloop
 
-    if pid_file:
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    try:
+    with pid_file_kept(pid_file):
         return uvloop.run(Daemon(config, config_path, config_id).main())
-    finally:
-        if pid_file:
-            try:
-                os.unlink(pid_file)
-            except OSError:
-                pass

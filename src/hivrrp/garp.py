@@ -21,6 +21,7 @@ from hivrrp.announce import Announcer
 from hivrrp.config.model import GlobalDefs, Instance
 from hivrrp.netlink import Link
 from hivrrp.plan import Plan
+from hivrrp.reactor import Announce
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ class AnnouncePolicy:
     def is_master(self, name: str) -> bool:
         plan = self.current_plan()
         return plan is not None and plan.state(name) == "MASTER"
+
+    def handle(self, action: Announce) -> None:
+        if action.burst == "master":
+            self.became_master(action.name)
+        else:
+            self.heard_lower_priority(action.name)
 
     def became_master(self, name: str) -> None:
         s = self._settings(name)

@@ -12,10 +12,12 @@ gives up at its next step, so nothing restarts an instance after shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from hivrrp.config.model import Config
 from hivrrp.stall import StallProbe
@@ -27,6 +29,49 @@ log = logging.getLogger("hivrrp")
 # for the GIL after every wake-up for up to the switch interval (5 ms by
 # default); a shorter one keeps adverts on time, the reload takes a bit longer.
 RELOAD_SWITCH_INTERVAL = 0.0005
+
+
+async def read_config(path: str, config_id: str | None) -> Config | None:
+    """The configuration file parsed on a worker thread (10,000 instances take
+    ~1 s), its problems logged; None when it is invalid."""
+    from hivrrp.config import load
+    from hivrrp.config.diagnostics import condense
+
+    result = await asyncio.to_thread(load, path, config_id=config_id)
+    for line in condense(result.warnings):
+        log.warning("%s", line)
+    if result.ok:
+        return result.config
+    for diagnostic in result.errors:
+        log.error("%s", diagnostic)
+    log.error("reload rejected (%d errors): the running configuration stays",
+              len(result.errors))
+    return None
+
+
+@contextlib.contextmanager
+def pid_file(path: str | None) -> Iterator[None]:
+    """Our PID in `path` while running (for init systems and scripts), removed at exit."""
+    if path:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+async def run_each(steps: list[Callable[[], object]]) -> None:
+    """Shutdown: every step is tried, whatever the one before it did; never raises."""
+    for step in steps:
+        try:
+            result = step()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("shutdown step failed")
 
 
 class Stopping(Exception):

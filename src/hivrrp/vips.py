@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hivrrp.addrbatch import Change
+from hivrrp.netlink import Address
+from hivrrp.plan import Plan
 from hivrrp.reactor import Action, Announce, SetRoutes, SetVips
 from hivrrp.routing import Routing
 from hivrrp.tasks import spawn
@@ -24,6 +26,17 @@ log = logging.getLogger("hivrrp")
 
 ApplyVips = Callable[[list[Change]], Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
+
+
+async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> None:
+    """VIPs still on the interfaces (a previous run crashed) go away first."""
+    present = {(a.index, a.address) for a in addresses}
+    stale = [c.removal() for inst in plan.instances.values() for c in inst.vips
+             if (c.index, c.address) in present]
+    if stale:
+        log.info("removing %d VIPs left over from a previous run", len(stale))
+        for change, error in await apply_vips(stale):
+            log.warning("cannot remove %s: %s", change.address, error)
 
 
 class Batch:
@@ -75,6 +88,13 @@ class VipQueue:
         """Returns once everything submitted so far has been applied."""
         while self.task is not None:
             await asyncio.shield(self.task)
+
+    async def drain(self, timeout: float) -> None:
+        """idle(), but at most `timeout` seconds (at exit)."""
+        try:
+            await asyncio.wait_for(self.idle(), timeout)
+        except TimeoutError:
+            log.error("VIPs and routes not all removed within %.0f s: exiting anyway", timeout)
 
     async def _run(self) -> None:
         try:

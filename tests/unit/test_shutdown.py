@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from types import SimpleNamespace
 
 from hivrrp import netlink
 from hivrrp.daemon import Daemon
@@ -45,7 +46,7 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.loop = asyncio.get_running_loop()
         from hivrrp.lifecycle import Lifecycle
         daemon.lifecycle = Lifecycle(None, None, None)
-        daemon.monitor = Broken()                     # its stop() raises
+        daemon.links = SimpleNamespace(monitor=Broken())   # its stop() raises
         daemon.driver = Recorder(calls, "driver")
         daemon.plan = None                            # no engine: stop_all fails too
         daemon.vips = Recorder(calls, "vips")
