@@ -20,7 +20,7 @@ from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, read_config, run_each
 from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
-from hivrrp.netlink import Netlink
+from hivrrp.netlink import Link, Netlink
 from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.vips import VipQueue, remove_leftovers
 
@@ -30,53 +30,63 @@ SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go 
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: str = "", config_id: str | None = None
-                 ) -> None:
+    def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
+                 *, netlink: Netlink | None = None, monitor=None) -> None:
         self.config = config
         self.plan: Plan | None = None
-        self.netlink = Netlink()
+        self.netlink = netlink or Netlink()
+        self.monitor = monitor   # None: the real one (tests pass a stand-in)
         self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
                                    lambda: self.plan.config)
 
     async def main(self) -> int:
-        self.loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         stop = loop.create_future()
+        # From the start: a signal during start-up must not kill us with the
+        # default action. A SIGHUP waits for lifecycle.start(); a SIGTERM skips it.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.lifecycle.request_reload)
+        await self.start(stop)
+        await stop
+        await self.shutdown()
+        return 0
+
+    async def start(self, stop: asyncio.Future | None = None) -> None:
+        """Everything up to running instances, unless `stop` came meanwhile."""
+        self.loop = loop = asyncio.get_running_loop()
         self.driver = Driver(loop, self.on_engine_events)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
-                               self.dispatch, self.driver.after_engine_work)
+                               self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
         await self.netlink.start()
         self.links.monitor.start()   # before the first dump: nothing falls in between
         self.links.table.links = await self.netlink.links()
         addresses = await self.netlink.addresses()
-        plan, _ = await build_off_loop(self.config, self.links.table.links, addresses,
-                                       now_us(loop))
+        built_on = dict(self.links.table.links)
+        plan, _ = await build_off_loop(self.config, built_on, addresses, now_us(loop))
         await remove_leftovers(self.netlink.apply, plan, addresses)
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
-        self.install(plan)
+        self.install(plan, built_on)
         gc.freeze()  # the configuration lives as long as we do: collections skip it
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop, stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, self.lifecycle.request_reload)
-        plan.engine.start_all(now_us(loop))
-        self.driver.after_engine_work()
-        log.info("running %d instances", len(plan.names))
-        await stop
-        await self.shutdown()
-        return 0
+        if stop is None or not stop.done():
+            plan.engine.start_all(now_us(loop))
+            self.driver.after_engine_work()
+            self.lifecycle.start()
+            log.info("running %d instances", len(plan.names))
 
-    def install(self, plan: Plan) -> None:
+    def install(self, plan: Plan, built_on: dict[str, Link]) -> None:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
         now = now_us(self.loop)
-        for name, inst in plan.instances.items():
-            if inst.faults:  # before start(): a faulty instance goes straight to FAULT
-                plan.engine.set_fault(plan.index[name], inst.faults, True, now)
+        # Before start(): a faulty instance goes straight to FAULT.
+        for name, faults in plan.faults_now(self.links.table.links).items():
+            plan.engine.set_fault(plan.index[name], faults, True, now)
         self.driver.set_memberships(plan.groups)
-        self.links.installed(plan)
+        self.links.installed(plan, built_on)
 
     # ------------------------------------------------------------ events
 
@@ -101,7 +111,8 @@ class Daemon:
         addresses = await self.netlink.addresses()
         self.lifecycle.check()
         old = self.plan
-        new, kept = await build_off_loop(config, dict(self.links.table.links), addresses,
+        built_on = dict(self.links.table.links)
+        new, kept = await build_off_loop(config, built_on, addresses,
                                          now_us(self.loop), old)
         self.lifecycle.check()
         # From here to the end nothing awaits: the old plan's indexes stay valid.
@@ -109,7 +120,10 @@ class Daemon:
         old_states = carry_over(old, new, kept, now)
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
-        self.install(new)
+        self.install(new, built_on)
+        # Before the refresh chains below: a renamed master's StopAnnouncing of
+        # its old name must not end the chain of another that now has that name.
+        self.dispatch(actions)
         started = 0
         for index, (name, state) in enumerate(zip(new.names, new.engine.states())):
             if state == "INIT":
@@ -117,7 +131,6 @@ class Daemon:
                 started += 1
             elif new.refreshing and state == "MASTER" and name in kept:
                 self.garp.keep_refreshing(name)
-        self.dispatch(actions)
         self.driver.after_engine_work()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",

@@ -92,7 +92,14 @@ class Lifecycle:
         self.reloads = {"ok": 0, "rejected": 0, "failed": 0}
         self.last_stall = 0.0          # seconds the loop was held up by the last run
         self.steady_stall = 0.0        # ... and in as long a time after it
+        self.baseline: tuple[StallProbe, asyncio.TimerHandle] | None = None
+        self.ready = False             # requests before the first plan wait for it
 
+    def start(self) -> None:
+        """The daemon runs: requests that came during start-up (a SIGHUP) run now."""
+        self.ready = True
+        if self.want_reload or self.want_rebuild:
+            self._kick()
     def request_reload(self) -> None:
         if self.stopping:
             log.info("reload refused: stopping")
@@ -119,21 +126,32 @@ class Lifecycle:
         self.stopping = True
         if self.task is not None:
             await asyncio.shield(self.task)
+        self._drop_baseline()
+
+    def _drop_baseline(self) -> None:
+        if self.baseline is not None:
+            probe, handle = self.baseline
+            probe.stop()
+            handle.cancel()
+            self.baseline = None
 
     def _kick(self) -> None:
-        if self.task is None:
+        if self.ready and self.task is None:
             self.task = spawn(self._run(), "reload")
 
     async def _run(self) -> None:
         try:
             while (self.want_reload or self.want_rebuild) and not self.stopping:
-                await self._once()
+                if not await self._once():
+                    break   # a failed apply is not retried at once: the next request will
+
         finally:
             self.task = None
 
-    async def _once(self) -> None:
+    async def _once(self) -> bool:
         what = "reload" if self.want_reload else "rebuild"
         loop = asyncio.get_running_loop()
+        self._drop_baseline()   # a run right after another: that is no steady state
         probe = StallProbe(loop).start()
         started = loop.time()
         interval = sys.getswitchinterval()
@@ -146,7 +164,7 @@ class Lifecycle:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            await self._read_and_apply()
+            return await self._read_and_apply()
         finally:
             sys.setswitchinterval(interval)
             if collecting:
@@ -157,14 +175,17 @@ class Lifecycle:
             # The same measure over as long again after it: what the loop's own
             # work (a burst of adverts) costs anyway, to read the figure above against.
             baseline = StallProbe(loop).start()
-            loop.call_later(max(0.1, loop.time() - started), self._baseline, baseline, what)
+            self.baseline = (baseline, loop.call_later(max(0.1, loop.time() - started),
+                                                       self._baseline, baseline, what))
 
     def _baseline(self, probe: StallProbe, what: str) -> None:
+        self.baseline = None
         self.steady_stall = probe.stop()
         log.info("longest loop stall in as long after the %s: %.1f ms", what,
                  self.steady_stall * 1000)
 
-    async def _read_and_apply(self) -> None:
+    async def _read_and_apply(self) -> bool:
+        """False when applying failed (a rebuild it owed stays owed)."""
         config = None
         reload = self.want_reload
         self.want_reload = False
@@ -177,8 +198,13 @@ class Lifecycle:
             if config is None and self.want_rebuild:
                 config = self.running_config()
             if config is not None:
+                rebuild_served = self.want_rebuild
                 self.want_rebuild = False  # what is applied now is built on current links
-                await self.apply(config)
+                try:
+                    await self.apply(config)
+                except Exception:
+                    self.want_rebuild |= rebuild_served   # it did not happen: still wanted
+                    raise
                 if reload:
                     self.reloads["ok"] += 1
         except Stopping:
@@ -188,3 +214,5 @@ class Lifecycle:
                 self.reloads["failed"] += 1
             log.exception("%s failed: the running configuration stays",
                           "reload" if reload else "rebuild")
+            return False
+        return True

@@ -51,6 +51,7 @@ class LinkTable:
         self.links = dict(links)
         self.held: list[tuple] = []
         self.overflowed = False
+        self.generation = 0            # link events taken in: a dump older than one is stale
 
     def by_index(self) -> dict[int, Link]:
         return {link.index: link for link in self.links.values()}
@@ -93,25 +94,42 @@ class LinkTable:
 
     def _link(self, event: tuple, plan: Plan) -> list[Decision]:
         _, index, name, mac, up = event
+        link = Link(index, name, mac, up)
         old = self.links.get(name)
-        self.links[name] = Link(index, name, mac, up)
-        if any(inst.config.interface == name and inst.ifindex != index
-               for inst in plan.instances.values()):
-            # An interface that appeared (or came back with a new index).
-            log.info("interface %s appeared (index %d): picking it up", name, index)
-            return [Rebuild(f"interface {name} appeared")]
-        if old is None or old.up != up:
-            log.info("interface %s is %s", name, "up" if up else "down")
-            return [InterfaceState(index, up)]
-        return []
+        self.links[name] = link
+        self.generation += 1
+        return _judge(link, old, plan)
 
-    def replace(self, links: dict[str, Link]) -> list[Decision]:
-        """A fresh dump (after a resync): the link changes it shows."""
-        decisions: list[Decision] = [InterfaceState(link.index, link.up)
-                                     for name, link in links.items()
-                                     if name in self.links and self.links[name].up != link.up]
+    def replace(self, links: dict[str, Link], plan: Plan) -> list[Decision]:
+        """A fresh dump (after a resync): what it shows that the events had not."""
+        decisions: list[Decision] = []
+        for name, link in links.items():
+            decisions += _judge(link, self.links.get(name), plan)
         self.links = dict(links)
-        return decisions
+        self.generation += 1
+        return _dedupe(decisions)
+
+    def since(self, snapshot: dict[str, Link], plan: Plan) -> list[Decision]:
+        """What changed since `snapshot` (the links a plan was built on, while
+        the events went to the plan before it), judged for `plan`."""
+        decisions: list[Decision] = []
+        for name, link in self.links.items():
+            if snapshot.get(name) != link:
+                decisions += _judge(link, snapshot.get(name), plan)
+        return _dedupe(decisions)
+
+
+def _judge(link: Link, before: Link | None, plan: Plan) -> list[Decision]:
+    """What a link that is now `link` (and was `before`) means for `plan`."""
+    if any(inst.config.interface == link.name and inst.ifindex != link.index
+           for inst in plan.instances.values()):
+        # An interface that appeared (or came back with a new index).
+        log.info("interface %s appeared (index %d): picking it up", link.name, link.index)
+        return [Rebuild(f"interface {link.name} appeared")]
+    if before is None or before.up != link.up:
+        log.info("interface %s is %s", link.name, "up" if link.up else "down")
+        return [InterfaceState(link.index, link.up)]
+    return []
 
 
 def _dedupe(decisions: list[Decision]) -> list[Decision]:

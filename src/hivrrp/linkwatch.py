@@ -15,40 +15,46 @@ from collections.abc import Callable
 from hivrrp import reactor
 from hivrrp.driver import now_us
 from hivrrp.lifecycle import Lifecycle
-from hivrrp.links import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
-from hivrrp.netlink import Monitor, Netlink
+from hivrrp.links import Decision, InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
+from hivrrp.netlink import Link, Monitor, Netlink
 from hivrrp.plan import Plan, source_appeared
 from hivrrp.tasks import spawn
 
 log = logging.getLogger("hivrrp")
+
+RESYNC_TRIES = 3               # dumps overtaken by link events before taking the last one
 
 
 class LinkWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop, netlink: Netlink, lifecycle: Lifecycle,
                  current_plan: Callable[[], Plan | None],
                  dispatch: Callable[[list[reactor.Action]], None],
-                 after_engine_work: Callable[[], None]) -> None:
+                 after_engine_work: Callable[[], None], monitor: Monitor | None = None) -> None:
         self.loop, self.netlink, self.lifecycle = loop, netlink, lifecycle
         self.current_plan, self.dispatch = current_plan, dispatch
         self.after_engine_work = after_engine_work
         self.table = LinkTable({})
         # Subscribed before the caller's first dump; what arrives meanwhile is held.
-        self.monitor = Monitor(loop, self.on_netlink)
+        self.monitor = monitor or Monitor(loop, self.on_netlink)
 
-    def installed(self, plan: Plan) -> None:
-        """A plan became the running one: listen for what it waits for, replay what
-        the monitor said while there was none."""
+    def installed(self, plan: Plan, built_on: dict[str, Link]) -> None:
+        """A plan became the running one: apply what the links did while it was
+        built on `built_on` (the events went to the plan before it), listen for
+        what it waits for, replay what the monitor said while there was none."""
         waiting = bool(plan.waiting_for_source())
-        if waiting and not self.monitor.new_addresses:
-            # Address additions were filtered out until now: one look closes the
-            # gap between the dump this plan was built on and the filter change.
+        if waiting:
+            # Addresses added while it was built were judged against the plan
+            # before it, or filtered out: one look closes that gap.
             spawn(self.look_for_sources(), "look for source addresses")
         self.monitor.want_new_addresses(waiting)
+        self.carry_out(self.table.since(built_on, plan), plan)
         self.on_netlink([])
 
     def on_netlink(self, events: list[tuple]) -> None:
         plan = self.current_plan()
-        decisions = self.table.handle(events, plan)
+        self.carry_out(self.table.handle(events, plan), plan)
+
+    def carry_out(self, decisions: list[Decision], plan: Plan) -> None:
         if not decisions:
             return
         now = now_us(self.loop)
@@ -74,12 +80,20 @@ class LinkWatch:
             self.lifecycle.request_rebuild("a source address appeared")
 
     async def resync(self) -> None:
-        """After lost netlink messages: re-read links and re-add the masters' VIPs."""
-        links = await self.netlink.links()
+        """After lost netlink messages: re-read links and addresses (what appeared
+        may need a rebuild) and re-add the masters' VIPs."""
+        for _ in range(RESYNC_TRIES):
+            generation = self.table.generation
+            links = await self.netlink.links()
+            if self.table.generation == generation:
+                break   # no event overtook the dump: it is the newest word
+        else:
+            log.warning("links keep changing: resynchronising with the last dump")
         if self.lifecycle.stopping:
             return
-        plan, now = self.current_plan(), now_us(self.loop)
-        for d in self.table.replace(links):
-            plan.engine.set_interface(d.ifindex, d.up, now)
+        plan = self.current_plan()
+        self.carry_out(self.table.replace(links, plan), plan)
         self.dispatch(reactor.resync(plan))
+        if plan.waiting_for_source():
+            spawn(self.look_for_sources(), "look for source addresses")
         self.after_engine_work()

@@ -59,6 +59,20 @@ class Plan:
         i = self.index.get(name)
         return None if i is None else self.engine.state(i)
 
+    def faults_now(self, links: dict[str, Link]) -> dict[str, int]:
+        """Each faulty instance's FAULT bits with the interface part judged on
+        `links` (the links now) rather than on the dump it was built on: a
+        link that came up meanwhile must not fault a kept master for a moment."""
+        out = {}
+        for name, inst in self.instances.items():
+            link = links.get(inst.config.interface) if inst.config.interface else None
+            faults = inst.faults & ~FAULT_INTERFACE
+            if link is None or link.index != inst.ifindex or not link.up:
+                faults |= FAULT_INTERFACE
+            if faults:
+                out[name] = faults
+        return out
+
     def memberships(self) -> set[tuple[int, bytes, int]]:
         """(family, group, ifindex) of every multicast group the instances listen on."""
         g = self.config.global_defs

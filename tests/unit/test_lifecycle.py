@@ -17,6 +17,7 @@ class Recorder:
         self.reads = 0
         self.gate = asyncio.Event()
         self.lifecycle = Lifecycle(self.read, self.apply, lambda: RUNNING)
+        self.lifecycle.start()
 
     async def read(self):
         self.reads += 1
@@ -98,6 +99,7 @@ def test_a_failing_apply_is_logged_and_later_requests_still_run(caplog):
             return NEW
 
         lifecycle = Lifecycle(read, apply, lambda: RUNNING)
+        lifecycle.start()
         lifecycle.request_reload()
         while lifecycle.task is not None:
             await asyncio.sleep(0.01)
@@ -108,3 +110,53 @@ def test_a_failing_apply_is_logged_and_later_requests_still_run(caplog):
     run(scenario())
     assert "reload failed: the running configuration stays" in caplog.text
     assert "RuntimeError: boom" in caplog.text
+
+
+def test_a_sighup_during_start_up_waits_for_the_daemon_to_run():
+    async def scenario():
+        r = Recorder()
+        r.lifecycle.ready = False          # as constructed, before Daemon.start() ends
+        r.gate.set()
+        r.lifecycle.request_reload()
+        await asyncio.sleep(0.01)
+        assert r.applied == [] and r.lifecycle.task is None
+        r.lifecycle.start()
+        while r.lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert r.finished == [NEW]
+    run(scenario())
+
+
+def test_a_rebuild_survives_an_apply_that_failed():
+    async def scenario():
+        calls = []
+
+        async def apply(config):
+            calls.append(config)
+            if len(calls) == 1:
+                raise OSError("netlink dump failed")
+
+        lifecycle = Lifecycle(None, apply, lambda: RUNNING)
+        lifecycle.start()
+        lifecycle.request_rebuild("interface eth2 appeared")
+        while lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert calls == [RUNNING] and lifecycle.want_rebuild   # still owed
+        lifecycle.request_rebuild("the next news")
+        while lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert calls == [RUNNING, RUNNING] and not lifecycle.want_rebuild
+    run(scenario())
+
+
+def test_the_steady_state_probe_ends_with_the_daemon():
+    async def scenario():
+        r = Recorder()
+        r.gate.set()
+        r.lifecycle.request_reload()
+        while r.lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert r.lifecycle.baseline is not None      # measuring as long again after it
+        await r.lifecycle.stop()
+        assert r.lifecycle.baseline is None
+    run(scenario())

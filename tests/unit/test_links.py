@@ -85,7 +85,25 @@ def test_ipv6_sources_are_link_local_only(tmp_path):
 
 
 def test_a_dump_after_a_resync_reports_the_link_changes(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])
+                   + instance_text("VI_2", 52, ["203.0.113.52/24"], interface="eth2"))
     table = LinkTable(LINKS)
+    generation = table.generation
     fresh = dict(LINKS, eth1=Link(3, "eth1", MAC, False))
-    assert table.replace(fresh) == [InterfaceState(3, False)]
-    assert table.replace(fresh) == []
+    assert table.replace(fresh, plan) == [InterfaceState(3, False)]
+    assert table.replace(fresh, plan) == [] and table.generation > generation
+    # An interface created during the overrun: the events never told, the dump does.
+    (decision,) = table.replace(dict(fresh, eth2=Link(4, "eth2", MAC, True)), plan)
+    assert isinstance(decision, Rebuild)
+
+
+def test_what_changed_while_a_plan_was_built_is_judged_for_it(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])
+                   + instance_text("VI_2", 52, ["203.0.113.52/24"], interface="eth2"))
+    built_on = dict(LINKS)
+    table = LinkTable(LINKS)
+    table.handle([("link", 3, "eth1", MAC, False), ("link", 4, "eth2", MAC, True)], plan)
+    decisions = table.since(built_on, plan)
+    assert InterfaceState(3, False) in decisions
+    assert any(isinstance(d, Rebuild) for d in decisions)
+    assert table.since(dict(table.links), plan) == []
