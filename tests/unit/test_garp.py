@@ -31,6 +31,13 @@ class FakeSocket:
         pass
 
 
+def masters(directory, names_vrids):
+    """A plan of owners, started: all MASTER, with the FAST announce settings."""
+    plan = owner_plan(directory, names_vrids, prefix=FAST)
+    plan.engine.start_all(0)
+    return plan
+
+
 class Harness:
     """An AnnouncePolicy over a real Announcer whose sockets record frames."""
 
@@ -74,9 +81,7 @@ def test_settings_follow_keepalived_defaults_and_overrides():
 
 def test_new_master_bursts_now_after_the_delay_and_refreshes(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51)]))
         loop = asyncio.get_running_loop()
         started = loop.time()
         h.policy.became_master("VI_1")
@@ -94,11 +99,9 @@ def test_new_master_bursts_now_after_the_delay_and_refreshes(tmp_path):
 
 def test_leaving_master_voids_pending_bursts_and_queued_frames(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51)]))
         h.policy.became_master("VI_1")
-        plan.engine.stop(0, 1)                 # left MASTER before the frames went out
+        h.plan.engine.stop(0, 1)               # left MASTER before the frames went out
         await asyncio.sleep(0.12)
         assert h.frames == [] and h.policy.announcer.dropped == 2
         # ... and the delayed burst and refresh chain found it not master.
@@ -109,9 +112,7 @@ def test_leaving_master_voids_pending_bursts_and_queued_frames(tmp_path):
 
 def test_stop_cancels_the_delayed_burst_and_the_refresh_chain(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51)]))
         h.policy.became_master("VI_1")
         await asyncio.sleep(0.01)
         h.policy.stop("VI_1")
@@ -122,9 +123,7 @@ def test_stop_cancels_the_delayed_burst_and_the_refresh_chain(tmp_path):
 
 def test_a_lower_priority_advert_uses_its_own_burst_and_leaves_the_refresh_chain(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51)]))
         h.policy.became_master("VI_1")
         await asyncio.sleep(0.01)
         refresh = h.policy.pending["VI_1"]["refresh"]
@@ -141,20 +140,16 @@ def test_a_lower_priority_advert_uses_its_own_burst_and_leaves_the_refresh_chain
 
 def test_pending_bursts_follow_the_name_across_a_reload_that_renumbers(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51), ("VI_2", 52)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51), ("VI_2", 52)]))
         h.policy.became_master("VI_2")
         await asyncio.sleep(0.01)
         h.frames.clear()
         # A reload inserted an instance first: VI_2 is index 2 now, index 1 is VI_1.
-        h.plan = owner_plan(tmp_path, [("NEW", 50), ("VI_1", 51), ("VI_2", 52)], prefix=FAST)
-        h.plan.engine.start_all(0)
+        h.plan = masters(tmp_path, [("NEW", 50), ("VI_1", 51), ("VI_2", 52)])
         await asyncio.sleep(0.06)
         assert set(h.announced()) == {"192.0.2.52"}
         # A reload that shrinks: the pending work of a removed instance ends quietly.
-        h.plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        h.plan.engine.start_all(0)
+        h.plan = masters(tmp_path, [("VI_1", 51)])
         h.frames.clear()
         await asyncio.sleep(0.1)
         assert h.frames == [] and "VI_2" not in h.policy.pending
@@ -164,9 +159,7 @@ def test_pending_bursts_follow_the_name_across_a_reload_that_renumbers(tmp_path)
 
 def test_keep_refreshing_starts_a_chain_only_where_none_runs(tmp_path):
     async def scenario():
-        plan = owner_plan(tmp_path, [("VI_1", 51)], prefix=FAST)
-        plan.engine.start_all(0)
-        h = Harness(plan)
+        h = Harness(masters(tmp_path, [("VI_1", 51)]))
         h.policy.keep_refreshing("VI_1")
         chain = h.policy.pending["VI_1"]["refresh"]
         h.policy.keep_refreshing("VI_1")
