@@ -116,3 +116,25 @@ def test_a_resync_dump_overtaken_by_a_link_event_is_taken_again(tmp_path, monkey
         assert d.plan.states() == {"VI_1": "FAULT"}
         assert not d.links.table.links["eth1"].up
     run(scenario())
+
+
+def test_plans_are_built_off_the_loop_thread(tmp_path, monkeypatch):
+    """A 4,000-instance build on the loop took longer than a v3 Master_Down_Interval."""
+    import threading
+
+    import hivrrp.plan as plan_module
+    threads = []
+    real_build = plan_module.build
+
+    def recording_build(*args):
+        threads.append(threading.current_thread())
+        return real_build(*args)
+
+    monkeypatch.setattr(plan_module, "build", recording_build)
+    text = instance_text("VI_1", 51, ["192.0.2.51/24"], priority=255)
+
+    async def scenario():
+        d = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
+        await reload(d)
+    run(scenario())
+    assert len(threads) == 2 and threading.main_thread() not in threads
