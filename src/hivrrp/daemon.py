@@ -120,10 +120,13 @@ class Daemon:
         old_states = carry_over(old, new, kept, now)
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
-        self.install(new, built_on)
-        # Before the refresh chains below: a renamed master's StopAnnouncing of
-        # its old name must not end the chain of another that now has that name.
+        # Queued before anything the new engine says (install may already fault
+        # an instance whose link went down): the last word on a VIP must be the
+        # newest. And before the refresh chains below: a renamed master's
+        # StopAnnouncing of its old name must not end the chain of another that
+        # now has that name.
         self.dispatch(actions)
+        self.install(new, built_on)
         started = 0
         for index, (name, state) in enumerate(zip(new.names, new.engine.states())):
             if state == "INIT":

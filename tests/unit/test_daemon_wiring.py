@@ -138,3 +138,35 @@ def test_plans_are_built_off_the_loop_thread(tmp_path, monkeypatch):
         await reload(d)
     run(scenario())
     assert len(threads) == 2 and threading.main_thread() not in threads
+
+
+def test_a_kept_master_faulted_by_the_new_plan_keeps_none_of_its_new_vips(tmp_path,
+                                                                           monkeypatch):
+    before = instance_text("VI_1", 51, ["198.51.100.51/24"], interface="eth1", priority=255)
+    after = instance_text("VI_1", 51, ["198.51.100.51/24", "198.51.100.52/24"],
+                          interface="eth1", priority=255)
+
+    async def scenario():
+        d = await started(tmp_path, before, LINKS, ADDRESSES, monkeypatch)
+        await settle(d)
+        real_build = daemon_module.build_off_loop
+
+        async def build_without_a_source_and_with_link_news(config, built_on, addresses, *args):
+            # eth1 lost its address (the new plan faults VI_1: no source), and
+            # another link changed meanwhile, so the swap has link news to carry out.
+            addresses = [a for a in addresses if a.index != 3]
+            result = await real_build(config, built_on, addresses, *args)
+            d.links.on_netlink([("link", 2, "eth0", MAC, False)])
+            return result
+
+        monkeypatch.setattr(daemon_module, "build_off_loop",
+                            build_without_a_source_and_with_link_news)
+        await reload(d, after)
+        assert d.plan.states() == {"VI_1": "FAULT"}
+        final = {}
+        for change in d.netlink.applied:
+            final[change.address] = change.add
+        # The reload's "add .52" was queued after the FAULT's "remove all" and won.
+        assert final["198.51.100.51"] is False
+        assert final.get("198.51.100.52", False) is False, d.netlink.applied
+    run(scenario())
