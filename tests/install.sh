@@ -12,8 +12,9 @@ extras=${1:-}
 
 missing=()
 have() { command -v "$1" >/dev/null 2>&1; }
-have "$python" || missing+=(python3)
-if have "$python"; then
+if ! have "$python"; then
+    missing+=(python3 python3-venv python3-dev)   # a minimal system: none of them yet
+else
     # Debian splits ensurepip (python3-venv) and Python.h (python3-dev) out.
     "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     "$python" -c 'import os, sysconfig; assert os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")' \
