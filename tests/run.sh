@@ -11,6 +11,8 @@ command -v keepalived >/dev/null || missing+=(keepalived)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v sysctl >/dev/null || missing+=(procps)
 command -v ping >/dev/null || missing+=(iputils-ping)
+# ip(8) names protocols from /etc/protocols: the rule tests read "ipproto tcp".
+[ -e /etc/protocols ] || missing+=(netbase)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

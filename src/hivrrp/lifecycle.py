@@ -29,6 +29,8 @@ log = logging.getLogger("hivrrp")
 # for the GIL after every wake-up for up to the switch interval (5 ms by
 # default); a shorter one keeps adverts on time, the reload takes a bit longer.
 RELOAD_SWITCH_INTERVAL = 0.0005
+RETRY_FIRST = 1.0              # seconds before a failed rebuild is tried again, doubling
+RETRY_MAX = 60.0
 
 
 async def read_config(path: str, config_id: str | None) -> Config | None:
@@ -94,6 +96,9 @@ class Lifecycle:
         self.steady_stall = 0.0        # ... and in as long a time after it
         self.baseline: tuple[StallProbe, asyncio.TimerHandle] | None = None
         self.ready = False             # requests before the first plan wait for it
+        self.requests = 0              # requests taken in, to tell a new one from an old
+        self.retry_delay = RETRY_FIRST
+        self.retry: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """The daemon runs: requests that came during start-up (a SIGHUP) run now."""
@@ -107,6 +112,7 @@ class Lifecycle:
         if self.task is not None:
             log.info("reload already in progress, another one queued")
         self.want_reload = True
+        self.requests += 1
         self._kick()
 
     def request_rebuild(self, why: str) -> None:
@@ -114,6 +120,7 @@ class Lifecycle:
             return
         log.info("re-applying the configuration: %s", why)
         self.want_rebuild = True
+        self.requests += 1
         self._kick()
 
     def check(self) -> None:
@@ -124,9 +131,16 @@ class Lifecycle:
     async def stop(self) -> None:
         """Refuse further runs and wait for the one in flight to give up or finish."""
         self.stopping = True
+        if self.retry is not None:
+            self.retry.cancel()
         if self.task is not None:
             await asyncio.shield(self.task)
         self._drop_baseline()
+
+    def _retry_later(self) -> None:
+        log.info("trying the rebuild again in %.0f s", self.retry_delay)
+        self.retry = asyncio.get_running_loop().call_later(self.retry_delay, self._kick)
+        self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
 
     def _drop_baseline(self) -> None:
         if self.baseline is not None:
@@ -136,14 +150,21 @@ class Lifecycle:
             self.baseline = None
 
     def _kick(self) -> None:
-        if self.ready and self.task is None:
+        if self.ready and self.task is None and not self.stopping:
             self.task = spawn(self._run(), "reload")
 
     async def _run(self) -> None:
         try:
             while (self.want_reload or self.want_rebuild) and not self.stopping:
-                if not await self._once():
-                    break   # a failed apply is not retried at once: the next request will
+                seen = self.requests
+                if await self._once():
+                    self.retry_delay = RETRY_FIRST
+                elif self.requests == seen:
+                    # Failed with nothing new asked meanwhile: a rebuild it owed
+                    # (an interface appeared) is tried again later, not at once.
+                    if self.want_rebuild:
+                        self._retry_later()
+                    break
 
         finally:
             self.task = None

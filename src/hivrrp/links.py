@@ -84,7 +84,7 @@ class LinkTable:
                 if waiting is None:
                     waiting = plan.waiting_for_source()
                 names = waiting.get((index, family))
-                if names and (index, address) not in plan.vip_owner:
+                if names and address not in plan.not_sources:
                     log.info("(%s) a source address appeared: %s", names[0], address)
                     decisions.append(Rebuild(f"address {address} appeared"))
                     waiting = {}   # one rebuild serves them all
@@ -102,10 +102,14 @@ class LinkTable:
 
     def replace(self, links: dict[str, Link], plan: Plan) -> list[Decision]:
         """A fresh dump (after a resync): what it shows that the events had not."""
+        links = dict(links)
+        for name, old in self.links.items():
+            if name not in links:   # deleted meanwhile: as RTM_DELLINK would have said
+                links[name] = Link(old.index, name, old.mac, False)
         decisions: list[Decision] = []
         for name, link in links.items():
             decisions += _judge(link, self.links.get(name), plan)
-        self.links = dict(links)
+        self.links = links
         self.generation += 1
         return _dedupe(decisions)
 
@@ -121,9 +125,8 @@ class LinkTable:
 
 def _judge(link: Link, before: Link | None, plan: Plan) -> list[Decision]:
     """What a link that is now `link` (and was `before`) means for `plan`."""
-    if any(inst.config.interface == link.name and inst.ifindex != link.index
-           for inst in plan.instances.values()):
-        # An interface that appeared (or came back with a new index).
+    if plan.interfaces.get(link.name, link.index) != link.index:
+        # An interface the plan uses appeared (or came back with a new index).
         log.info("interface %s appeared (index %d): picking it up", link.name, link.index)
         return [Rebuild(f"interface {link.name} appeared")]
     if before is None or before.up != link.up:

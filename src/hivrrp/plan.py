@@ -49,6 +49,14 @@ class Plan:
     groups: set[tuple[int, bytes, int]] = field(default_factory=set)    # memberships()
     waiting: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     refreshing: bool = False       # some instance has garp_master_refresh
+    # Addresses never taken as an advert source: every configured VIP (excluded
+    # ones too), whether or not its interface exists. One set for build() and
+    # for the checks that ask for a rebuild, or the two could disagree forever.
+    not_sources: frozenset[str] = frozenset()
+    # Every interface name the plan uses (instances, VIP and route `dev`) -> the
+    # index it was built with, 0 when it was missing: one that appears or comes
+    # back with another index needs a rebuild.
+    interfaces: dict[str, int] = field(default_factory=dict)
 
     def states(self) -> dict[str, str]:
         """Every instance's state now, by name (one call into the engine)."""
@@ -100,8 +108,8 @@ class Plan:
 def source_appeared(plan: Plan, addresses: list[Address]) -> bool:
     """Would a rebuild find a source address for an instance that waits for one?"""
     sources = SourceIndex(addresses)
-    vips = {address for _index, address in plan.vip_owner}
-    return any(sources.primary(plan.instances[name].config, ifindex, vips) is not None
+    return any(sources.primary(plan.instances[name].config, ifindex, plan.not_sources)
+               is not None
                for (ifindex, _family), names in plan.waiting_for_source().items()
                for name in names)
 
@@ -165,7 +173,8 @@ class SourceIndex:
                 continue  # RFC 9568 5.1.2.1: IPv6 adverts come from the link-local address
             self.by_link.setdefault((address.index, address.family), []).append(address.address)
 
-    def primary(self, inst: Instance, ifindex: int, vip_addresses: set[str]) -> str | None:
+    def primary(self, inst: Instance, ifindex: int, vip_addresses: frozenset[str]
+                ) -> str | None:
         if inst.unicast_src_ip is not None:
             return str(inst.unicast_src_ip)
         if inst.mcast_src_ip is not None:
@@ -184,11 +193,14 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     engine = Engine(max(1, len(instances)), now=now)
     plan = Plan(config, engine, [], {}, {})
     sources = SourceIndex(addresses)
-    vip_addresses = {v.address for i in instances for v in i.vips}
+    plan.not_sources = frozenset(v.address for i in instances
+                                 for v in [*i.vips, *i.excluded_vips])
     for inst in instances:
         link = links.get(inst.interface) if inst.interface else None
         ifindex = link.index if link else 0
-        src = sources.primary(inst, ifindex, vip_addresses)
+        if inst.interface:
+            plan.interfaces[inst.interface] = ifindex
+        src = sources.primary(inst, ifindex, plan.not_sources)
         group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
         index = engine.add_instance(
             vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
@@ -223,11 +235,20 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
                                                  instance_key(inst))
         for change in vips:
             plan.vip_owner[(change.index, change.address)] = inst.name
+    for inst in instances:
+        for dev in _devices(inst):
+            plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)
     plan.groups = plan.memberships()
     plan.waiting = plan._waiting_for_source()
     plan.refreshing = g.garp_master_refresh > 0 or any(
         i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
+
+
+def _devices(inst: Instance) -> list[str]:
+    """Interfaces the instance's VIPs and routes name with `dev`."""
+    return [dev for entry in [*inst.vips, *inst.excluded_vips, *inst.routes]
+            if isinstance(dev := entry.options.get("dev"), str)]
 
 
 def _either(own, default):

@@ -160,3 +160,54 @@ def test_the_steady_state_probe_ends_with_the_daemon():
         await r.lifecycle.stop()
         assert r.lifecycle.baseline is None
     run(scenario())
+
+
+def test_a_request_that_came_during_a_failed_apply_still_runs():
+    async def scenario():
+        calls, gate = [], asyncio.Event()
+
+        async def apply(config):
+            calls.append(config)
+            if len(calls) == 1:
+                await gate.wait()
+                raise OSError("netlink dump failed")
+
+        async def read():
+            return NEW
+
+        lifecycle = Lifecycle(read, apply, lambda: RUNNING)
+        lifecycle.start()
+        lifecycle.request_rebuild("interface eth2 appeared")
+        await asyncio.sleep(0.01)
+        lifecycle.request_reload()          # a SIGHUP while the rebuild is failing
+        gate.set()
+        while lifecycle.task is not None:
+            await asyncio.sleep(0.01)
+        assert calls == [RUNNING, NEW]
+        await lifecycle.stop()
+    run(scenario())
+
+
+def test_an_owed_rebuild_is_tried_again_later(monkeypatch):
+    import hivrrp.lifecycle as lifecycle_module
+    monkeypatch.setattr(lifecycle_module, "RETRY_FIRST", 0.02)
+
+    async def scenario():
+        calls = []
+
+        async def apply(config):
+            calls.append(config)
+            if len(calls) < 3:
+                raise OSError("netlink dump failed")
+
+        lifecycle = Lifecycle(None, apply, lambda: RUNNING)
+        lifecycle.start()
+        lifecycle.request_rebuild("interface eth2 appeared")
+        for _ in range(100):
+            if len(calls) == 3 and lifecycle.task is None:
+                break
+            await asyncio.sleep(0.01)
+        # Failed twice, retried after 0.02 s and 0.04 s, then done: no busy retrying.
+        assert calls == [RUNNING] * 3 and not lifecycle.want_rebuild
+        await lifecycle.stop()
+    run(scenario())

@@ -107,3 +107,37 @@ def test_what_changed_while_a_plan_was_built_is_judged_for_it(tmp_path):
     assert InterfaceState(3, False) in decisions
     assert any(isinstance(d, Rebuild) for d in decisions)
     assert table.since(dict(table.links), plan) == []
+
+
+def test_build_and_the_rebuild_checks_agree_on_what_is_no_source(tmp_path):
+    # 198.51.100.1 on eth1 is VI_B's VIP, and VI_B's interface is missing: the
+    # rebuild check took it as a source that build() refused, and asked for
+    # rebuilds forever.
+    plan = plan_of(tmp_path, instance_text("VI_A", 51, ["198.51.100.51/24"], interface="eth1")
+                   + instance_text("VI_B", 52, ["198.51.100.1/24"], interface="eth2")
+                   + "vrrp_instance VI_C {\n interface eth0\n virtual_router_id 53\n"
+                     " virtual_ipaddress {\n 192.0.2.53/24\n }\n"
+                     " virtual_ipaddress_excluded {\n 198.51.100.9/24\n }\n}\n",
+                   addresses=[ADDRESSES[0], Address(3, 4, "198.51.100.1", 24, 0),
+                              Address(3, 4, "198.51.100.9", 24, 0)])
+    assert plan.instances["VI_A"].faults == FAULT_NO_SOURCE
+    assert not source_appeared(plan, [Address(3, 4, "198.51.100.1", 24, 0),
+                                      Address(3, 4, "198.51.100.9", 24, 0)])
+    table = LinkTable(LINKS)
+    assert table.handle([("newaddr", 3, 4, "198.51.100.1"),
+                         ("newaddr", 3, 4, "198.51.100.9")], plan) == []
+
+
+def test_an_interface_deleted_during_an_overrun_is_down_after_the_resync(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["198.51.100.51/24"], interface="eth1"))
+    table = LinkTable(LINKS)
+    assert table.replace({"eth0": LINKS["eth0"]}, plan) == [InterfaceState(3, False)]
+    assert not table.links["eth1"].up
+
+
+def test_an_interface_named_only_by_a_vip_dev_asks_for_a_rebuild_when_it_appears(tmp_path):
+    plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.51/24",
+                                                        "203.0.113.9/24 dev eth2"]))
+    assert plan.interfaces == {"eth0": 2, "eth2": 0}
+    (decision,) = LinkTable(LINKS).handle([("link", 4, "eth2", MAC, True)], plan)
+    assert isinstance(decision, Rebuild)
