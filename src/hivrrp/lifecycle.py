@@ -105,6 +105,7 @@ class Lifecycle:
         self.ready = True
         if self.want_reload or self.want_rebuild:
             self._kick()
+
     def request_reload(self) -> None:
         if self.stopping:
             log.info("reload refused: stopping")
@@ -139,6 +140,8 @@ class Lifecycle:
 
     def _retry_later(self) -> None:
         log.info("trying the rebuild again in %.0f s", self.retry_delay)
+        if self.retry is not None:
+            self.retry.cancel()
         self.retry = asyncio.get_running_loop().call_later(self.retry_delay, self._kick)
         self.retry_delay = min(self.retry_delay * 2, RETRY_MAX)
 
@@ -165,7 +168,6 @@ class Lifecycle:
                     if self.want_rebuild:
                         self._retry_later()
                     break
-
         finally:
             self.task = None
 

@@ -82,7 +82,7 @@ class LinkTable:
             elif kind == "newaddr":
                 _, index, family, address = event
                 if waiting is None:
-                    waiting = plan.waiting_for_source()
+                    waiting = plan.waiting
                 names = waiting.get((index, family))
                 if names and address not in plan.not_sources:
                     log.info("(%s) a source address appeared: %s", names[0], address)

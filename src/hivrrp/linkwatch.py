@@ -41,7 +41,7 @@ class LinkWatch:
         """A plan became the running one: apply what the links did while it was
         built on `built_on` (the events went to the plan before it), listen for
         what it waits for, replay what the monitor said while there was none."""
-        waiting = bool(plan.waiting_for_source())
+        waiting = bool(plan.waiting)
         if waiting:
             # Addresses added while it was built were judged against the plan
             # before it, or filtered out: one look closes that gap.
@@ -94,6 +94,6 @@ class LinkWatch:
         plan = self.current_plan()
         self.carry_out(self.table.replace(links, plan), plan)
         self.dispatch(reactor.resync(plan))
-        if plan.waiting_for_source():
+        if plan.waiting:
             spawn(self.look_for_sources(), "look for source addresses")
         self.after_engine_work()

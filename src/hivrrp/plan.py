@@ -47,6 +47,7 @@ class Plan:
     vip_owner: dict[tuple[int, str], str] = field(default_factory=dict)  # (ifindex, address)
     # Derived once by build(), off the loop (a reload must not walk 4,000 instances there).
     groups: set[tuple[int, bytes, int]] = field(default_factory=set)    # memberships()
+    # (ifindex, family) -> names of the instances that have no source address there
     waiting: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     refreshing: bool = False       # some instance has garp_master_refresh
     # Addresses never taken as an advert source: every configured VIP (excluded
@@ -93,10 +94,6 @@ class Plan:
             wanted.add((c.family, group.packed, inst.ifindex))
         return wanted
 
-    def waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
-        """(ifindex, family) -> names of instances that have no source address there."""
-        return self.waiting
-
     def _waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
         waiting: dict[tuple[int, int], list[str]] = {}
         for inst in self.instances.values():
@@ -110,7 +107,7 @@ def source_appeared(plan: Plan, addresses: list[Address]) -> bool:
     sources = SourceIndex(addresses)
     return any(sources.primary(plan.instances[name].config, ifindex, plan.not_sources)
                is not None
-               for (ifindex, _family), names in plan.waiting_for_source().items()
+               for (ifindex, _family), names in plan.waiting.items()
                for name in names)
 
 

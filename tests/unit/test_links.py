@@ -52,7 +52,7 @@ def test_a_missing_interface_and_source_are_build_time_faults(tmp_path):
     assert plan.instances["VI_1"].faults == FAULT_NO_SOURCE
     assert plan.instances["VI_2"].faults == FAULT_INTERFACE | FAULT_NO_SOURCE
     # Only an instance with an interface waits for an address on it.
-    assert plan.waiting_for_source() == {(3, 4): ["VI_1"]}
+    assert plan.waiting == {(3, 4): ["VI_1"]}
 
 
 def test_a_source_address_that_appears_asks_for_one_rebuild_but_a_vip_does_not(tmp_path):
