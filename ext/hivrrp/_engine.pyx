@@ -70,6 +70,13 @@ cdef inline uint32_t ifindex_hash(int32_t ifindex) noexcept nogil:
     return <uint32_t>ifindex * 2654435761U
 
 
+cdef inline void forget_master(inst_t *inst) noexcept nogil:
+    """No master known: our own interval until one advertises (RFC 9568 6.4.2)."""
+    inst.master_adver_int_us = inst.adver_int_us
+    memset(inst.master_src, 0, 16)
+    inst.master_priority = 0
+
+
 cdef bytes packed(object addr, int family, str what):
     try:
         ip = ipaddress.ip_address(addr)
@@ -466,10 +473,8 @@ cdef class Engine:
         # RFC Initialize: the owner becomes master at once, others wait as
         # backup for one Master_Down_Interval at their own advert interval.
         cdef inst_t *inst = &self.insts[i]
-        inst.master_adver_int_us = inst.adver_int_us
         # Whoever was master before we went down is not known to be now.
-        memset(inst.master_src, 0, 16)
-        inst.master_priority = 0
+        forget_master(inst)
         if inst.base_priority == 255:
             self.become_master(i, now, EV_OWNER)
         else:
@@ -849,9 +854,7 @@ cdef class Engine:
         else:
             # We were the master, so ours is the master interval; the next
             # master is whoever advertises first.
-            inst.master_adver_int_us = inst.adver_int_us
-            memset(inst.master_src, 0, 16)
-            inst.master_priority = 0
+            forget_master(inst)
             self.become_backup(<int32_t>i, now, ev)
         return True
 

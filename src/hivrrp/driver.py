@@ -73,11 +73,15 @@ class Driver:
     def flush(self, engine: Engine) -> None:
         """Send what a retired engine still queued (priority 0 of removed masters)
         and drop its events: the reload already decided what follows from them."""
+        self.send(engine)
+        engine.take_events()
+
+    def send(self, engine: Engine) -> None:
+        """Everything `engine` queued, in one sendmmsg per family."""
         if engine.tx_count:
             for io in self.senders:
                 io.send(engine)
             engine.clear_tx()
-        engine.take_events()
 
     # ----------------------------------------------------------- sockets
 
@@ -183,10 +187,7 @@ class Driver:
     def after_engine_work(self) -> None:
         """Send what the engine queued, report its events, re-arm the timer."""
         engine = self.engine
-        if engine.tx_count:
-            for io in self.senders:
-                io.send(engine)
-            engine.clear_tx()
+        self.send(engine)
         events = engine.take_events()
         if events:
             self.on_events(events)

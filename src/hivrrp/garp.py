@@ -93,18 +93,11 @@ class AnnouncePolicy:
                         s.lower_prio_repeat)
 
     def keep_refreshing(self, name: str) -> None:
-        """A master carried over by a reload keeps (or, if renamed, gets) its refresh chain.
-
-        Called for every master at each reload, hence the shortcut: most
-        configurations have no refresh at all."""
-        plan = self.current_plan()
-        inst = plan.instances.get(name) if plan is not None else None
-        if inst is None or "refresh" in self.pending.get(name, ()):
-            return
-        period = inst.config.garp.get("master_refresh",
-                                      plan.config.global_defs.garp_master_refresh)
-        if period > 0 and self.is_master(name):
-            self._later(name, "refresh", float(period), self._refresh, name)
+        """A master carried over by a reload keeps (or, if renamed, gets) its refresh chain."""
+        s = self._settings(name)
+        if (s is not None and s.refresh > 0 and self.is_master(name)
+                and "refresh" not in self.pending.get(name, ())):
+            self._later(name, "refresh", s.refresh, self._refresh, name)
 
     def stop(self, name: str) -> None:
         for handle in self.pending.pop(name, {}).values():

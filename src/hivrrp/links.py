@@ -69,7 +69,7 @@ class LinkTable:
                 events.append(("resync",))
             self.held, self.overflowed = [], False
         decisions: list[Decision] = []
-        waiting = None
+        waiting = plan.waiting
         for event in events:
             kind = event[0]
             if kind == "link":
@@ -81,8 +81,6 @@ class LinkTable:
                     decisions.append(VipRemoved(name, index, address))
             elif kind == "newaddr":
                 _, index, family, address = event
-                if waiting is None:
-                    waiting = plan.waiting
                 names = waiting.get((index, family))
                 if names and address not in plan.not_sources:
                     log.info("(%s) a source address appeared: %s", names[0], address)

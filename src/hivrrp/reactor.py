@@ -80,8 +80,9 @@ def vip_removed(inst: InstancePlan, state: str | None, ifindex: int,
 
 def resync(plan: Plan) -> list[Action]:
     """After lost netlink news: every master's VIPs again (adding what exists is a no-op)."""
+    states = plan.states()
     changes = tuple(c for name, inst in plan.instances.items()
-                    if plan.state(name) == "MASTER" for c in inst.vips)
+                    if states[name] == "MASTER" for c in inst.vips)
     return [SetVips(changes)] if changes else []
 
 
