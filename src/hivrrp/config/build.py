@@ -180,6 +180,18 @@ class Builder:
         self.no_more(node, 1)
         return node.args[0]
 
+    def section(self, node: Node, what: str, make: Callable, handlers: dict[str, Callable],
+                ignored: frozenset[str] = frozenset()):
+        """A named block (`vrrp_instance NAME { ... }`): make(name, where) filled
+        by its keywords' handlers; None when the name is missing."""
+        name = self.named(node, what)
+        if name is None:
+            return None
+        target = make(name, node.where)
+        for child in self.block(node):
+            self.dispatch(child, handlers, ignored, f"{node.keyword} {name}", target)
+        return target
+
     def unique(self, table: dict, name: str, item, node: Node, what: str) -> None:
         if name in table:
             self.diag.error(node.where, f"{what} {name} is already defined at "

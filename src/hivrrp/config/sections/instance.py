@@ -18,14 +18,9 @@ if TYPE_CHECKING:
 
 
 def instance(b: Builder, node: Node) -> None:
-    name = b.named(node, "instance")
-    if name is None:
-        return
-    inst = Instance(name, node.where)
-    for child in b.block(node):
-        b.dispatch(child, INSTANCE_HANDLERS, keywords.IGNORED_INSTANCE,
-                   f"vrrp_instance {name}", inst)
-    b.config.instances.append(inst)
+    inst = b.section(node, "instance", Instance, INSTANCE_HANDLERS, keywords.IGNORED_INSTANCE)
+    if inst is not None:
+        b.config.instances.append(inst)
 
 
 def _state(b: Builder, node: Node, inst: Instance) -> None:

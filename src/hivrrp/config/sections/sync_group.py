@@ -17,14 +17,10 @@ if TYPE_CHECKING:
 
 
 def sync_group(b: Builder, node: Node) -> None:
-    name = b.named(node, "sync group")
-    if name is None:
-        return
-    group = SyncGroup(name, node.where)
-    for child in b.block(node):
-        b.dispatch(child, SYNC_GROUP_HANDLERS, keywords.IGNORED_SYNC_GROUP,
-                   f"vrrp_sync_group {name}", group)
-    b.config.sync_groups.append(group)
+    group = b.section(node, "sync group", SyncGroup, SYNC_GROUP_HANDLERS,
+                      keywords.IGNORED_SYNC_GROUP)
+    if group is not None:
+        b.config.sync_groups.append(group)
 
 
 def _group_members(b: Builder, node: Node, group: SyncGroup) -> None:

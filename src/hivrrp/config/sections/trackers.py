@@ -16,28 +16,21 @@ TRACK_WEIGHT_LIMITS = {"interface": 253, "script": 253, "file": 254, "process": 
 
 
 def vrrp_script(b: Builder, node: Node) -> None:
-    name = b.named(node, "script")
-    if name is None:
+    script = b.section(node, "script", VrrpScript, SCRIPT_HANDLERS)
+    if script is None:
         return
-    script = VrrpScript(name, node.where)
-    for child in b.block(node):
-        b.dispatch(child, SCRIPT_HANDLERS, frozenset(), f"vrrp_script {name}", script)
     if script.script is None:
-        b.diag.error(node.where, f"vrrp_script {name}: no 'script' given")
-    b.unique(b.config.scripts, name, script, node, "vrrp_script")
+        b.diag.error(node.where, f"vrrp_script {script.name}: no 'script' given")
+    b.unique(b.config.scripts, script.name, script, node, "vrrp_script")
 
 
 def track_process(b: Builder, node: Node) -> None:
-    name = b.named(node, "process tracker")
-    if name is None:
+    tracker = b.section(node, "process tracker", TrackProcess, PROCESS_HANDLERS)
+    if tracker is None:
         return
-    tracker = TrackProcess(name, node.where)
-    for child in b.block(node):
-        b.dispatch(child, PROCESS_HANDLERS, frozenset(), f"vrrp_track_process {name}",
-                   tracker)
     if tracker.process is None:
-        b.diag.error(node.where, f"vrrp_track_process {name}: no 'process' given")
-    b.unique(b.config.track_processes, name, tracker, node, "vrrp_track_process")
+        b.diag.error(node.where, f"vrrp_track_process {tracker.name}: no 'process' given")
+    b.unique(b.config.track_processes, tracker.name, tracker, node, "vrrp_track_process")
 
 
 def track_file(b: Builder, node: Node) -> None:
