@@ -27,6 +27,7 @@ cdef enum event_reason:
     EV_PRIORITY             # effective priority changed (no state change)
     EV_SYNC_GROUP           # force(): a sync group moved this member
     EV_ADMIN                # force(): an operator asked for it
+    EV_WANT_MASTER          # a sync-group member's master-down timer fired: it waits for its group
     EV_NREASONS
 
 # Why an instance is in FAULT (keepalived's flags_if_fault): any set bit faults
@@ -52,6 +53,8 @@ cdef enum:
     F_UNICAST = 8
     F_HEARD_LOWER = 16          # backup is ignoring a lower-priority master
     F_HEARD_RELEASE = 32        # backup's timer was cut to Skew_Time by a priority-0 advert
+    F_SYNC_MEMBER = 64          # becomes master only when its sync group says so (force())
+    F_WANTS_MASTER = 128        # sync member whose master-down timer fired, no master heard since
 
 # Per-instance counters (names: _engine.pyx COUNTERS). The ones every
 # received advert touches come first, in the instance's hot cache line.

@@ -28,6 +28,7 @@ STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
 EVENT_REASONS = (
     "start", "owner", "master_down", "preempt", "released", "higher_priority",
     "fault", "fault_cleared", "stop", "rx_lower_priority", "priority", "sync_group", "admin",
+    "want_master",
 )
 assert len(EVENT_REASONS) == EV_NREASONS
 # Counter names follow keepalived's stats file (vrrp_print.c), snake_cased, plus
@@ -451,7 +452,7 @@ cdef class Engine:
         cdef inst_t *inst = &self.insts[i]
         cdef uint8_t old = inst.state
         inst.state = ST_MASTER
-        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
         inst.counters[C_BECAME_MASTER] += 1
         self.send(i, inst.effective_priority)
@@ -464,7 +465,7 @@ cdef class Engine:
         if old == ST_MASTER:
             inst.counters[C_RELEASED_MASTER] += 1
         inst.state = ST_BACKUP
-        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
         self.wheel.schedule_c(i, now + self.master_down_us(inst))
         self.event(i, old, ST_BACKUP, reason, now)
@@ -489,7 +490,7 @@ cdef class Engine:
             inst.counters[C_RELEASED_MASTER] += 1
         self.wheel.cancel_c(i)
         inst.state = new_state
-        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
         self.event(i, old, new_state, reason, now)
 
@@ -632,7 +633,7 @@ cdef class Engine:
             return
         if r.priority >= inst.effective_priority:
             inst.preempt_at = 0
-        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE)
+        inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         if inst.version == 3:
             inst.master_adver_int_us = r.interval * CENTISECOND
         inst.master_priority = r.priority
@@ -693,6 +694,16 @@ cdef class Engine:
                 reason = EV_PREEMPT
             else:
                 reason = EV_MASTER_DOWN
+            if inst.flags & F_SYNC_MEMBER:
+                # keepalived vrrp_sync_can_goto_master(): a member goes master
+                # only with its whole group, so it says it is ready and waits
+                # another Master_Down_Interval. One event per readiness, not
+                # per expiry: the group decides when the last member is ready.
+                self.wheel.schedule_c(i, now + self.master_down_us(inst))
+                if not inst.flags & F_WANTS_MASTER:
+                    inst.flags |= F_WANTS_MASTER
+                    self.event(i, ST_BACKUP, ST_BACKUP, EV_WANT_MASTER, now)
+                return
             self.become_master(i, now, reason)
 
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil:
@@ -770,6 +781,23 @@ cdef class Engine:
             self.leave(<int32_t>i, ST_FAULT, now, EV_FAULT)
         elif was and not inst.fault_flags and inst.state == ST_FAULT:
             self.come_up(<int32_t>i, now, EV_FAULT_CLEARED)
+
+    def set_sync_member(self, Py_ssize_t i, bint member):
+        """A sync-group member does not become master on its own: when its
+        master-down timer fires it emits "want_master" and stays BACKUP until
+        force(i, "MASTER", ...) (see wants_master()). An address owner still
+        becomes master at once, as in keepalived."""
+        self.check_index(i)
+        if member:
+            self.insts[i].flags |= F_SYNC_MEMBER
+        else:
+            self.insts[i].flags &= ~(F_SYNC_MEMBER | F_WANTS_MASTER)
+
+    def wants_master(self, Py_ssize_t i):
+        """True for a sync-group member in BACKUP whose master-down timer fired
+        and that has accepted no advert since: it would be master on its own."""
+        self.check_index(i)
+        return bool(self.insts[i].flags & F_WANTS_MASTER)
 
     def set_interface(self, int ifindex, bint up, int64_t now):
         """Link state of an interface: its instances go to FAULT while it is down."""

@@ -82,7 +82,7 @@ def test_fault_bits_keep_their_values_and_labels():
                                             "sync_group", "admin"]
     assert fault_reasons(FAULT_ADMIN | FAULT_TRACKER) == ["tracker", "admin"]
     assert fault_reasons(0) == []
-    assert EVENT_REASONS[-2:] == ("sync_group", "admin")
+    assert EVENT_REASONS[-3:] == ("sync_group", "admin", "want_master")
 
 
 @pytest.mark.parametrize("flag", [0, 64, FAULT_ADMIN | 128])
@@ -467,3 +467,52 @@ def test_carry_equals_restore_of_every_snapshot():
     assert events(by_carry) == events(by_restore)
     with pytest.raises(IndexError):
         by_carry.carry(old, array("i", [0]), array("i", [9]), now)
+
+
+# ------------------------------------------------------- sync-group members
+
+def test_a_sync_member_waits_for_its_group_when_the_master_goes_silent():
+    # keepalived vrrp_sync_can_goto_master(): the timer fires, the member stays
+    # BACKUP, re-arms a full Master_Down_Interval and says it is ready once.
+    engine = started(priority=100)
+    engine.set_sync_member(0, True)
+    first = engine.timer(0)
+    engine.expire(first)
+    assert engine.state(0) == "BACKUP" and engine.wants_master(0)
+    assert sent_priorities(engine) == []
+    assert events(engine) == [("BACKUP", "BACKUP", "want_master")]
+    assert engine.timer(0) == first + mdi(100)
+    engine.expire(engine.timer(0))
+    assert events(engine) == []          # still ready: no second event
+    assert engine.force(0, "MASTER", engine.timer(0), "sync_group")
+    assert not engine.wants_master(0)
+    assert sent_priorities(engine) == [100]
+
+
+def test_a_sync_member_that_hears_a_master_again_is_no_longer_ready():
+    engine = started(priority=100)
+    engine.set_sync_member(0, True)
+    now = engine.timer(0)
+    engine.expire(now)
+    assert engine.wants_master(0)
+    feed(engine, 200, now + 10)
+    assert not engine.wants_master(0) and engine.state(0) == "BACKUP"
+    assert engine.timer(0) == now + 10 + mdi(100)
+
+
+def test_leaving_the_group_restores_the_ordinary_takeover():
+    engine = started(priority=100)
+    engine.set_sync_member(0, True)
+    engine.expire(engine.timer(0))
+    engine.set_sync_member(0, False)
+    assert not engine.wants_master(0)
+    engine.expire(engine.timer(0))
+    assert engine.state(0) == "MASTER"
+
+
+def test_a_sync_member_owner_still_becomes_master_at_once():
+    engine = Engine(1, now=0)
+    configure(engine, priority=255)
+    engine.set_sync_member(0, True)
+    engine.start(0, 0)
+    assert engine.state(0) == "MASTER"
