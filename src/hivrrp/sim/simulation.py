@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from hivrrp._engine import Engine
 from hivrrp._simnet import VirtualLan
+from hivrrp.syncgroups import EngineView, SyncGroups, carry_out
 
 SECOND = 1_000_000
 MILLISECOND = 1_000
@@ -38,6 +39,9 @@ class Router:
     specs: list[tuple[str, dict]] = field(default_factory=list)
     engine: Engine | None = None
     names: list[str] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    sync: SyncGroups | None = None
+    view: EngineView | None = None
 
     def attach(self, segment: str, *, ifindex: int, ipv4: str | None = None,
                ipv6: str | None = None) -> None:
@@ -48,6 +52,10 @@ class Router:
         """Declare a VRRP instance (Engine.add_instance keywords; src defaults to
         the interface's primary address of the instance's family)."""
         self.specs.append((name, {"ifindex": ifindex, **config}))
+
+    def sync_group(self, name: str, members: list[str]) -> None:
+        """A vrrp_sync_group of this router's instances (syncgroups.py policy)."""
+        self.groups[name] = list(members)
 
     def index_of(self, name: str) -> int:
         return self.names.index(name)
@@ -62,6 +70,11 @@ class Router:
             config.setdefault("src", interface.ipv4 if family == 4 else interface.ipv6)
             engine.add_instance(**config)
             self.names.append(name)
+        for members in self.groups.values():
+            for member in members:
+                engine.set_sync_member(self.names.index(member), True)
+        self.sync = SyncGroups(self.groups)
+        self.view = EngineView(engine, {n: k for k, n in enumerate(self.names)})
         self.engine = engine
         return engine
 
@@ -73,6 +86,7 @@ class Simulation:
         self.routers: dict[str, Router] = {}
         self.segments: dict[str, tuple[int, float, float]] = {}  # name -> (id, delay s, loss)
         self.events: list[Event] = []
+        self.group_states: list[tuple[int, str, str, str]] = []   # (time, router, group, state)
         self.lan: VirtualLan | None = None
 
     # ------------------------------------------------------------ set-up
@@ -111,11 +125,26 @@ class Simulation:
     # ------------------------------------------------------------ running
 
     def _settle(self) -> None:
-        self.lan.step(self.now)
-        for router in self.routers.values():
-            for instance, old, new, reason, time in router.engine.take_events():
-                self.events.append(Event(time, router.name, router.names[instance], old, new,
-                                         reason))
+        # Sync groups answer events with more engine work, which may queue
+        # adverts and events of its own: step again until it is quiet.
+        for _ in range(16):
+            self.lan.step(self.now)
+            acted = False
+            for router in self.routers.values():
+                view = router.view
+                actions = []
+                for instance, old, new, reason, time in router.engine.take_events():
+                    name = router.names[instance]
+                    self.events.append(Event(time, router.name, name, old, new, reason))
+                    actions += router.sync.event(name, old, new, reason, view)
+                actions += router.sync.recheck(view)
+                if not actions:
+                    continue
+                for change in carry_out(actions, view, self.now):
+                    self.group_states.append((self.now, router.name, change.group, change.state))
+                acted = True
+            if not acted:
+                break
 
     def _next_time(self) -> int | None:
         times = [r.engine.next_deadline() for r in self.routers.values()
@@ -195,6 +224,12 @@ class Simulation:
     def set_base_priority(self, router: str, instance: str, priority: int) -> None:
         r = self.routers[router]
         r.engine.set_base_priority(r.index_of(instance), priority, self.now)
+        self._settle()
+
+    def stop_instance(self, router: str, instance: str) -> None:
+        """One instance stops (a master sends priority 0), the others go on."""
+        r = self.routers[router]
+        r.engine.stop(r.index_of(instance), self.now)
         self._settle()
 
     def force(self, router: str, instance: str, state: str, reason: str = "admin") -> bool:

@@ -1,0 +1,158 @@
+"""vrrp_sync_group: members change state together. Policy, no IO.
+
+keepalived's vrrp_sync.c, by event:
+- a member enters FAULT: the whole group goes to FAULT (vrrp_sync_fault), and
+  stays there until no member has a fault of its own;
+- a master member steps down to BACKUP: the others follow, without a
+  priority-0 advert (vrrp_sync_backup);
+- a member would become master (its master-down timer fired): it waits until
+  every member would, then all become master (vrrp_sync_can_goto_master,
+  vrrp_sync_master). The engine does the waiting (set_sync_member,
+  "want_master" events, wants_master()).
+The engine moves members with force(..., "sync_group"); events with that
+reason are this module's own doing and move nothing further.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from hivrrp._engine import FAULT_SYNC_GROUP
+from hivrrp.config.model import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Force:
+    """Move a member with engine.force(i, state, now, "sync_group")."""
+    name: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFault:
+    """Clear the member's FAULT_SYNC_GROUP bit (it comes up as BACKUP)."""
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """The group as a whole is now in `state` (for notify)."""
+    group: str
+    state: str
+
+
+SyncAction = Force | ReleaseFault | GroupState
+
+
+class MemberView(Protocol):
+    def state(self, name: str) -> str | None: ...
+    def fault_flags(self, name: str) -> int: ...
+    def wants_master(self, name: str) -> bool: ...
+
+
+def groups_of(config: Config) -> dict[str, list[str]]:
+    """Group name -> members that exist (validation reported the others)."""
+    names = {inst.name for inst in config.instances}
+    groups = {g.name: [m for m in g.members if m in names] for g in config.sync_groups}
+    return {g: members for g, members in groups.items() if members}
+
+
+class SyncGroups:
+    def __init__(self, groups: dict[str, list[str]],
+                 states: dict[str, str] | None = None) -> None:
+        self.members = groups
+        self.group_of = {m: g for g, ms in self.members.items() for m in ms}
+        # The group's last notified state; a reload keeps the groups it kept.
+        known = states or {}
+        self.states: dict[str, str] = {g: known.get(g, "INIT") for g in self.members}
+
+    def event(self, name: str, old: str, new: str, reason: str,
+              view: MemberView) -> list[SyncAction]:
+        group = self.group_of.get(name)
+        if group is None or reason == "sync_group":
+            return []
+        members = self.members[group]
+        out: list[SyncAction] = []
+        if new == "FAULT":
+            # Every member gets the bit, the one at fault too: whichever of
+            # them recovers first stays down until they all have.
+            out += [Force(m, "FAULT") for m in members]
+            return out + self._group(group, "FAULT")
+        if old == "MASTER" and new == "BACKUP":
+            out += [Force(m, "BACKUP") for m in members
+                    if m != name and view.state(m) == "MASTER"]
+            return out + self._group(group, "BACKUP")
+        if new == "MASTER":     # an address owner, which does not wait
+            out += [Force(m, "MASTER") for m in members
+                    if m != name and view.state(m) == "BACKUP"]
+            return out + self._group(group, "MASTER")
+        if reason == "want_master":
+            if all(view.state(m) == "MASTER" or view.wants_master(m) for m in members):
+                out += [Force(m, "MASTER") for m in members if view.state(m) != "MASTER"]
+                out += self._group(group, "MASTER")
+            return out
+        if new == "BACKUP" and self.states[group] in ("INIT", "FAULT"):
+            if all(view.state(m) in ("BACKUP", "MASTER") for m in members):
+                return self._group(group, "BACKUP")
+        return out
+
+    def recheck(self, view: MemberView) -> list[SyncAction]:
+        """After faults changed without an event (a faulty member's own reason
+        cleared while the group's bit held it): release groups nobody holds down."""
+        out: list[SyncAction] = []
+        for group, members in self.members.items():
+            if self.states[group] != "FAULT":
+                continue
+            if any(view.fault_flags(m) & ~FAULT_SYNC_GROUP for m in members):
+                continue
+            out += [ReleaseFault(m) for m in members if view.fault_flags(m)]
+        return out
+
+    def strays(self, names: list[str], view: MemberView) -> list[SyncAction]:
+        """Instances holding a group's FAULT bit from before a reload that took
+        them out of their group: nothing will release them otherwise."""
+        return [ReleaseFault(n) for n in names
+                if n not in self.group_of and view.fault_flags(n) & FAULT_SYNC_GROUP]
+
+    def _group(self, group: str, state: str) -> list[SyncAction]:
+        if self.states[group] == state:
+            return []
+        self.states[group] = state
+        return [GroupState(group, state)]
+
+
+class EngineView:
+    """MemberView over an engine and a name -> index map (the current plan's)."""
+
+    def __init__(self, engine, index: dict[str, int]) -> None:
+        self.engine, self.index = engine, index
+
+    def state(self, name: str) -> str | None:
+        i = self.index.get(name)
+        return None if i is None else self.engine.state(i)
+
+    def fault_flags(self, name: str) -> int:
+        i = self.index.get(name)
+        return 0 if i is None else self.engine.fault_flags(i)
+
+    def wants_master(self, name: str) -> bool:
+        i = self.index.get(name)
+        return i is not None and self.engine.wants_master(i)
+
+
+def carry_out(actions: list[SyncAction], view: EngineView, now: int) -> list[GroupState]:
+    """Apply Force and ReleaseFault to the engine; return the group changes."""
+    changes = []
+    for action in actions:
+        if isinstance(action, GroupState):
+            changes.append(action)
+            continue
+        i = view.index.get(action.name)
+        if i is None:
+            continue
+        if isinstance(action, Force):
+            view.engine.force(i, action.state, now, "sync_group")
+        else:
+            view.engine.set_fault(i, FAULT_SYNC_GROUP, False, now)
+    return changes
