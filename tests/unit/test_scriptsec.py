@@ -1,0 +1,162 @@
+"""scriptsec: keepalived's enable_script_security rules (lib/notify.c check_security)."""
+
+import os
+import shlex
+
+import pytest
+
+from hivrrp import scriptsec
+from hivrrp.config.model import Script
+from hivrrp.scriptsec import check_script, check_scripts, insecure_reason
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership tests need root")
+
+
+@pytest.fixture
+def bindir(tmp_path):
+    # pytest's tmp_path chain is root-owned and not writable by others.
+    d = tmp_path / "bin"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    return d
+
+
+def make(directory, name="notify.sh", mode=0o755):
+    path = directory / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(mode)
+    return path
+
+
+def script(path, user=None):
+    return Script(command=shlex.quote(str(path)), argv=[str(path)], user=user)
+
+
+def test_root_owned_script_in_safe_directories_is_safe(bindir):
+    assert insecure_reason(str(make(bindir))) is None
+    assert insecure_reason("/bin/sh") is None
+
+
+def test_world_writable_script_is_named_with_its_mode(bindir):
+    path = make(bindir, mode=0o777)
+    assert insecure_reason(str(path)) == f"{path} is writable by non-root users (mode 0777)"
+
+
+def test_group_write_is_fine_only_for_the_root_group(bindir):
+    path = make(bindir, mode=0o775)
+    assert insecure_reason(str(path)) is None
+    os.chown(path, 0, 1000)
+    assert insecure_reason(str(path)) == f"{path} is writable by non-root users (mode 0775)"
+
+
+def test_a_writable_directory_on_the_path_is_named(bindir):
+    path = make(bindir)
+    bindir.chmod(0o777)
+    assert insecure_reason(str(path)) == f"directory {bindir} is writable by non-root users (mode 0777)"
+
+
+def test_a_sticky_directory_is_fine_but_not_a_non_root_owner(bindir):
+    path = make(bindir)
+    bindir.chmod(0o1777)
+    assert insecure_reason(str(path)) is None
+    os.chown(bindir, 1000, 0)
+    assert insecure_reason(str(path)) == f"directory {bindir} is owned by uid 1000, not root"
+
+
+def test_a_script_owned_by_another_user_is_unsafe(bindir):
+    path = make(bindir)
+    os.chown(path, 1000, 1000)
+    assert insecure_reason(str(path)) == f"{path} is owned by uid 1000, not root"
+
+
+def test_missing_script_and_non_file(bindir):
+    assert insecure_reason(str(bindir / "nope.sh")) == f"{bindir / 'nope.sh'} does not exist"
+    assert insecure_reason(str(bindir)) == f"{bindir} is not a regular file"
+
+
+def test_a_bare_name_is_looked_up_in_path(bindir, monkeypatch):
+    path = make(bindir, "hivrrp-notify", mode=0o777)
+    monkeypatch.setenv("PATH", f"/nonexistent:{bindir}")
+    assert insecure_reason("hivrrp-notify") == f"{path} is writable by non-root users (mode 0777)"
+    path.chmod(0o755)
+    assert insecure_reason("hivrrp-notify") is None
+    assert insecure_reason("hivrrp-missing").startswith("hivrrp-missing does not exist in PATH")
+
+
+def test_a_symlink_is_judged_by_its_target(tmp_path, bindir):
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    target = make(unsafe, "real.sh")
+    link = bindir / "notify"
+    link.symlink_to(target)
+    assert insecure_reason(str(link)) == f"directory {unsafe} is writable by non-root users (mode 0777)"
+
+
+def test_a_symlink_in_an_unsafe_directory_is_unsafe_even_to_a_safe_target(tmp_path, bindir):
+    # Stricter than keepalived, which executes the resolved path: we execute
+    # the path as written, so whoever can replace the link controls the script.
+    target = make(bindir)
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    (unsafe / "notify").symlink_to(target)
+    assert insecure_reason(str(unsafe / "notify")) == \
+        f"directory {unsafe} is writable by non-root users (mode 0777)"
+
+
+def test_check_script_refuses_insecure_root_scripts_only_when_enabled(bindir):
+    path = make(bindir, mode=0o777)
+    refused = check_script(script(path), enabled=True, script_user="root")
+    assert refused == scriptsec.Verdict(False, f"{path} is writable by non-root users (mode 0777)", True)
+    allowed = check_script(script(path), enabled=False, script_user="root")
+    assert allowed.runnable and allowed.insecure and str(path) in allowed.message
+
+
+def test_an_unprivileged_script_user_needs_no_path_protection(bindir):
+    path = make(bindir, mode=0o777)
+    assert check_script(script(path, user="nobody"), enabled=True) == scriptsec.Verdict(True)
+
+
+def test_a_setuid_root_script_needs_protection_even_for_an_unprivileged_user(bindir):
+    path = make(bindir, mode=0o4777)
+    verdict = check_script(script(path, user="nobody"), enabled=True)
+    assert not verdict.runnable and verdict.insecure
+
+
+def test_not_executable_or_missing_is_never_runnable(bindir):
+    path = make(bindir, mode=0o644)
+    verdict = check_script(script(path), enabled=False, script_user="root")
+    assert not verdict.runnable and "not executable" in verdict.message
+    missing = check_script(script(bindir / "gone.sh"), enabled=False, script_user="root")
+    assert missing == scriptsec.Verdict(False, f"{bindir / 'gone.sh'} does not exist")
+
+
+def test_unknown_users(bindir):
+    path = make(bindir)
+    assert check_script(script(path, user="no-such-user-hivrrp"), True).message == \
+        "script user 'no-such-user-hivrrp' does not exist"
+
+
+def test_security_without_a_script_user_refuses_the_root_default(bindir, monkeypatch):
+    # keepalived: "Unable to set default user keepalived_script for script".
+    monkeypatch.setattr(scriptsec, "DEFAULT_SCRIPT_USER", "no-such-user-hivrrp")
+    path = make(bindir)
+    assert not check_script(script(path), enabled=True).runnable
+    assert check_script(script(path), enabled=False).runnable
+    monkeypatch.setattr(scriptsec, "DEFAULT_SCRIPT_USER", "nobody")
+    assert scriptsec.run_as(script(path)) == ("nobody", None)
+    assert scriptsec.run_as(script(path), "root", "adm") == ("root", "adm")
+    assert check_script(script(path), enabled=True).runnable
+
+
+def test_check_scripts_report(bindir):
+    good, bad = script(make(bindir)), script(make(bindir, "bad.sh", 0o777))
+    report = check_scripts([good, None, bad, bad], enabled=True, script_user="root")
+    assert report.allows(good) and not report.allows(bad)
+    assert report.messages == [(f"script {bad.command!r} disabled: "
+                                f"{bindir / 'bad.sh'} is writable by non-root users (mode 0777)")]
+    lax = check_scripts([good, bad], enabled=False, script_user="root")
+    assert lax.allows(bad)
+    assert lax.messages[-1] == ("SECURITY VIOLATION - scripts are being executed but "
+                                "script_security not enabled. There are insecure scripts.")
