@@ -20,6 +20,8 @@ import signal as _signal
 import subprocess
 from dataclasses import dataclass
 
+from hivrrp.tasks import spawn
+
 log = logging.getLogger("hivrrp")
 
 # keepalived's child_killed_thread waits this long between SIGTERM and SIGKILL.
@@ -138,6 +140,15 @@ def _finished(rc: int, timed_out: bool = False) -> Outcome:
     return Outcome(ok=(rc == 0 and not timed_out), returncode=rc, timed_out=timed_out)
 
 
+def _kill_spawned(spawning: asyncio.Future) -> None:
+    """Done-callback of a spawn whose caller was cancelled: kill what it started."""
+    if spawning.cancelled() or spawning.exception() is not None:
+        return
+    proc = spawning.result()
+    _killpg(proc.pid, _signal.SIGKILL)
+    spawn(_reap(proc), f"reap cancelled script {proc.pid}")
+
+
 async def run(argv: list[str], timeout: float | None, *, user: str | None = None,
               group: str | None = None, env: dict | None = None) -> Outcome:
     """Run argv and return how it ended; never raises except CancelledError.
@@ -157,19 +168,31 @@ async def run(argv: list[str], timeout: float | None, *, user: str | None = None
     ident = _resolve_identity(user, group)
     if isinstance(ident, str):
         return Outcome(ok=False, error=ident)
+    spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+        # uvloop refuses user=/group=/extra_groups=, so switch identity
+        # in the child ourselves; it works on both loops.
+        preexec_fn=ident,
+    ))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            # uvloop refuses user=/group=/extra_groups=, so switch identity
-            # in the child ourselves; it works on both loops.
-            preexec_fn=ident,
-        )
+        # Shielded: cancelled mid-spawn, uvloop (unlike asyncio) leaves the
+        # forked child running; finish the spawn and kill its group instead.
+        proc = await asyncio.shield(spawning)
     except asyncio.CancelledError:
+        # Wait for the spawn (milliseconds) so that whoever cancelled us can
+        # count on the child being gone once we are; cancelled again, the
+        # done-callback still kills it.
+        spawning.add_done_callback(_kill_spawned)
+        try:
+            proc = await spawning
+            await _reap(proc)
+        except BaseException:
+            pass
         raise
     # SubprocessError: the identity switch failed in the child.
     except (OSError, subprocess.SubprocessError, ValueError, TypeError) as exc:
