@@ -1,0 +1,1 @@
+"""Trackers that move VRRP instance priorities: vrrp_script, track_file, track_process."""
