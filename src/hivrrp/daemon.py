@@ -14,6 +14,7 @@ import logging
 import signal
 
 from hivrrp import reactor
+from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
@@ -21,7 +22,10 @@ from hivrrp.lifecycle import Lifecycle, read_config, run_each
 from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.netlink import Link, Netlink
+from hivrrp.notifications import Notifications
 from hivrrp.plan import Plan, build_off_loop, carry_over
+from hivrrp.syncgroups import EngineView, SyncGroups, carry_out
+from hivrrp.track.hub import TrackerHub
 from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
@@ -60,6 +64,11 @@ class Daemon:
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
+        self.notifications = Notifications(loop, self.config)
+        self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows)
+        self.links.on_links = self.trackers.links_changed
+        self.sync = SyncGroups({})
+        self.running = False    # instances started and not stopping: trackers may start held ones
         await self.netlink.start()
         self.links.monitor.start()   # before the first dump: nothing falls in between
         self.links.table.links = await self.netlink.links()
@@ -72,7 +81,8 @@ class Daemon:
         self.install(plan, built_on)
         gc.freeze()  # the configuration lives as long as we do: collections skip it
         if stop is None or not stop.done():
-            plan.engine.start_all(now_us(loop))
+            self.running = True
+            self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
             log.info("running %d instances", len(plan.names))
@@ -86,17 +96,68 @@ class Daemon:
         for name, faults in plan.faults_now(self.links.table.links).items():
             plan.engine.set_fault(plan.index[name], faults, True, now)
         self.driver.set_memberships(plan.groups)
+        self.sync = SyncGroups(plan.sync_groups, self.sync.states)
+        self.apply_sync(self.sync.strays(plan.names, EngineView(plan.engine, plan.index)))
+        self.trackers.configure(plan.config, self.links.table.links)
+        self.apply_tracking(plan.names)
         self.links.installed(plan, built_on)
+
+    def start_instances(self, plan: Plan, names: list[str]) -> int:
+        """Start instances in INIT, but not those an unweighted script without
+        a result yet holds back (keepalived keeps them in INIT): the tracker's
+        first result starts them (apply_tracking)."""
+        now = now_us(self.loop)
+        started = 0
+        for name in names:
+            if not self.trackers.policy.outcome(name).held:
+                i = plan.index[name]
+                if plan.engine.state(i) == "INIT":
+                    plan.engine.start(i, now)
+                    started += 1
+        return started
+
+    def on_tracker_change(self, names: list[str]) -> None:
+        self.apply_tracking(names)
+        self.driver.after_engine_work()
+
+    def apply_tracking(self, names: list[str]) -> None:
+        """Each named instance's tracker outcome into the current engine."""
+        plan = self.plan
+        engine, now, policy = plan.engine, now_us(self.loop), self.trackers.policy
+        for name in names:
+            i = plan.index.get(name)
+            if i is None:
+                continue
+            outcome = policy.outcome(name)
+            engine.set_priority_delta(i, outcome.delta, now)
+            engine.set_fault(i, FAULT_TRACKER, outcome.fault, now)
+            if self.running and not outcome.held and engine.state(i) == "INIT":
+                engine.start(i, now)
+        self.apply_sync(self.sync.recheck(EngineView(engine, plan.index)))
+
+    def apply_sync(self, actions) -> None:
+        plan = self.plan
+        for change in carry_out(actions, EngineView(plan.engine, plan.index), now_us(self.loop)):
+            self.notifications.group(change.group, change.state)
 
     # ------------------------------------------------------------ events
 
     def on_engine_events(self, events: list[tuple]) -> None:
         plan = self.plan
+        engine = plan.engine
+        view = EngineView(engine, plan.index)
+        sync_actions = []
         for index, old, new, reason, _time in events:
             name = plan.names[index]
             if old != new:
                 log.info("(%s) %s -> %s (%s)", name, old, new, reason)
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
+            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
+            if plan.sync_groups:
+                sync_actions += self.sync.event(name, old, new, reason, view)
+        if sync_actions:
+            # Their engine events come back through after_engine_work.
+            self.apply_sync(sync_actions)
 
     def dispatch(self, actions: list[reactor.Action]) -> None:
         for action in actions:
@@ -126,14 +187,14 @@ class Daemon:
         # StopAnnouncing of its old name must not end the chain of another that
         # now has that name.
         self.dispatch(actions)
+        self.notifications.removed(old, kept, old_states)
+        self.notifications.configure(config)
         self.install(new, built_on)
-        started = 0
-        for index, (name, state) in enumerate(zip(new.names, new.engine.states())):
-            if state == "INIT":
-                new.engine.start(index, now)
-                started += 1
-            elif new.refreshing and state == "MASTER" and name in kept:
-                self.garp.keep_refreshing(name)
+        started = self.start_instances(new, new.names)
+        if new.refreshing:
+            for name, state in new.states().items():
+                if state == "MASTER" and name in kept:
+                    self.garp.keep_refreshing(name)
         self.driver.after_engine_work()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
@@ -148,7 +209,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         await run_each([self.lifecycle.stop, self._release, self.driver.close,
-                        self.garp.close, self.netlink.close])
+                        self.garp.close, self.trackers.close, self.notifications.close,
+                        self.netlink.close])
 
     async def _release(self) -> None:
         # Our own VIP removals would only flood the monitor (4,000 RTM_DELADDR).
@@ -156,8 +218,11 @@ class Daemon:
         # Priority 0 first: backups take over after Skew_Time instead of waiting.
         # The stop events queue every master's routes and VIPs for removal.
         self.driver.closed = True
+        self.running = False
         self.plan.engine.stop_all(now_us(self.loop))
         self.driver.after_engine_work()
+        for group in self.plan.sync_groups:
+            self.notifications.group(group, "STOP")
         await self.vips.drain(SHUTDOWN_WAIT)
 
 

@@ -21,6 +21,7 @@ from hivrrp.sockets import SocketPool
 log = logging.getLogger("hivrrp")
 
 RX_SLOT = 4200                 # the largest advert (255 IPv6 addresses) fits
+EVENT_ROUNDS = 8               # event handling that causes engine work, per wake-up
 RX_BATCH = 256
 MAX_READS_PER_WAKEUP = 16      # bound the time one socket can hold the loop
 RX_POLL_PERIOD = 0.002         # seconds between reads of a busy socket
@@ -187,11 +188,17 @@ class Driver:
     def after_engine_work(self) -> None:
         """Send what the engine queued, report its events, re-arm the timer."""
         engine = self.engine
-        self.send(engine)
-        events = engine.take_events()
-        if events:
+        # Handling events may make more (a sync group moving its members):
+        # send and report until quiet; a few rounds suffice, the bound guards.
+        for _ in range(EVENT_ROUNDS):
+            self.send(engine)
+            events = engine.take_events()
+            if not events:
+                break
             self.on_events(events)
             engine = self.engine
+        else:
+            self.send(engine)   # events of the last round wait, the adverts do not
         if self.closed:
             return
         deadline = engine.wakeup()

@@ -34,6 +34,8 @@ class LinkWatch:
         self.current_plan, self.dispatch = current_plan, dispatch
         self.after_engine_work = after_engine_work
         self.table = LinkTable({})
+        # Told the link table after links went up or down (tracked interfaces).
+        self.on_links: Callable[[dict[str, Link]], None] | None = None
         # Subscribed before the caller's first dump; what arrives meanwhile is held.
         self.monitor = monitor or Monitor(loop, self.on_netlink)
 
@@ -58,9 +60,11 @@ class LinkWatch:
         if not decisions:
             return
         now = now_us(self.loop)
+        links_moved = False
         for d in decisions:
             if isinstance(d, InterfaceState):
                 plan.engine.set_interface(d.ifindex, d.up, now)
+                links_moved = True
             elif isinstance(d, Rebuild):
                 self.lifecycle.request_rebuild(d.why)
             elif isinstance(d, VipRemoved):
@@ -72,6 +76,8 @@ class LinkWatch:
                     self.dispatch(actions)
             elif isinstance(d, Resync):
                 spawn(self.resync(), "netlink resync")
+        if links_moved and self.on_links is not None:
+            self.on_links(self.table.links)
         self.after_engine_work()
 
     async def look_for_sources(self) -> None:

@@ -20,6 +20,7 @@ from hivrrp.addrbatch import Change
 from hivrrp.config.model import Config, Instance
 from hivrrp.netlink import Address, Link
 from hivrrp.routing import Routing, route_spec, rule_spec
+from hivrrp.syncgroups import groups_of
 
 log = logging.getLogger("hivrrp")
 
@@ -58,6 +59,7 @@ class Plan:
     # index it was built with, 0 when it was missing: one that appears or comes
     # back with another index needs a rebuild.
     interfaces: dict[str, int] = field(default_factory=dict)
+    sync_groups: dict[str, list[str]] = field(default_factory=dict)   # group -> members
 
     def states(self) -> dict[str, str]:
         """Every instance's state now, by name (one call into the engine)."""
@@ -235,6 +237,10 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     for inst in instances:
         for dev in _devices(inst):
             plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)
+    plan.sync_groups = groups_of(config)
+    for members in plan.sync_groups.values():
+        for member in members:
+            engine.set_sync_member(plan.index[member], True)
     plan.groups = plan.memberships()
     plan.waiting = plan._waiting_for_source()
     plan.refreshing = g.garp_master_refresh > 0 or any(

@@ -49,6 +49,30 @@ class StopAnnouncing:
 Action = SetVips | SetRoutes | Announce | StopAnnouncing
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notification (notify scripts, FIFO). kind: "instance" (entered
+    `state`; INIT is reported as STOP, as keepalived at shutdown), "rx_lower"
+    (a master heard a lower priority) or "priority" (effective priority
+    changed, reported only with notify_priority_changes)."""
+    kind: str
+    name: str
+    state: str
+    priority: int
+
+
+def notices(name: str, old: str, new: str, reason: str, priority: int,
+            priority_changes: bool) -> list[Notice]:
+    """What to tell the notify scripts and FIFO about one engine event."""
+    if old != new:
+        return [Notice("instance", name, "STOP" if new == "INIT" else new, priority)]
+    if reason == "rx_lower_priority":
+        return [Notice("rx_lower", name, new, priority)]
+    if reason == "priority" and priority_changes and new in ("MASTER", "BACKUP"):
+        return [Notice("priority", name, new, priority)]
+    return []
+
+
 def transition(inst: InstancePlan, old: str, new: str, reason: str) -> list[Action]:
     """Actions for one engine event of instance `inst`."""
     if old == new:

@@ -52,11 +52,14 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.vips = Recorder(calls, "vips")
         daemon.garp = Broken()                        # its close() raises
         daemon.netlink = Recorder(calls, "netlink")
+        daemon.trackers = Recorder(calls, "trackers")
+        daemon.notifications = Recorder(calls, "notifications")
         await daemon.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
     assert "shutdown step failed" in caplog.text
     # Releasing failed at its first step and the announcer's close raised:
     # the sockets and netlink were closed all the same.
-    assert calls == ["driver.close", "netlink.close"], calls
+    assert calls == ["driver.close", "trackers.close", "notifications.close",
+                     "netlink.close"], calls
     assert caplog.text.count("shutdown step failed") == 2

@@ -107,6 +107,8 @@ class GlobalDefs:
     smtp_alert_vrrp: bool | None = None
     notify_fifo: str | None = None
     vrrp_notify_fifo: str | None = None
+    notify_fifo_script: Script | None = None
+    vrrp_notify_fifo_script: Script | None = None
     notify_priority_changes: bool = False
     dynamic_interfaces: bool = False
     log_unknown_vrids: bool = False

@@ -1,0 +1,97 @@
+"""Notifications for the running configuration: engine events -> notify.Notifier.
+
+Holds what the events need from the config (each instance's and group's
+scripts, notify_priority_changes) and the script-security verdicts, which
+the trackers' scripts obey too. Replaced on reload with the new config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hivrrp import reactor
+from hivrrp.config.model import Config, Script
+from hivrrp.notify import Notifier
+from hivrrp.scriptsec import SecurityReport, check_scripts
+
+log = logging.getLogger("hivrrp")
+
+CONCURRENCY = 16      # notify processes at once; a mass failover queues the rest
+CLOSE_WAIT = 10.0     # seconds for notify_stop scripts at shutdown
+
+
+def all_scripts(config: Config) -> list[Script | None]:
+    g = config.global_defs
+    scripts: list[Script | None] = [g.notify_fifo_script, g.vrrp_notify_fifo_script]
+    for inst in config.instances:
+        scripts += [*inst.notify.values(), inst.notify_master_rx_lower_pri]
+    for group in config.sync_groups:
+        scripts += group.notify.values()
+    scripts += [s.script for s in config.scripts.values()]
+    return scripts
+
+
+def security_of(config: Config) -> SecurityReport:
+    g = config.global_defs
+    report = check_scripts(all_scripts(config), g.enable_script_security, g.script_user,
+                           g.script_group)
+    for message in report.messages:
+        log.warning("%s", message)
+    return report
+
+
+class Notifications:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
+        g = config.global_defs
+        fifos = [p for p in (g.notify_fifo, g.vrrp_notify_fifo) if p]
+        fifo_scripts = {p: s for p, s in ((g.notify_fifo, g.notify_fifo_script),
+                                          (g.vrrp_notify_fifo, g.vrrp_notify_fifo_script))
+                        if p and s}
+        self.configure(config)
+        self.notifier = Notifier(loop, fifo_paths=fifos, fifo_scripts=fifo_scripts,
+                                 concurrency=CONCURRENCY, secure=self.allows,
+                                 script_user=g.script_user, script_group=g.script_group)
+
+    def configure(self, config: Config) -> None:
+        self.security = security_of(config)
+        self.instances = {inst.name: inst for inst in config.instances}
+        self.groups = {group.name: group for group in config.sync_groups}
+        self.priority_changes = config.global_defs.notify_priority_changes
+
+    def allows(self, script: Script) -> bool:
+        return self.security.allows(script)
+
+    def event(self, name: str, old: str, new: str, reason: str, priority: int) -> None:
+        inst = self.instances.get(name)
+        if inst is None:
+            return
+        changes = (inst.notify_priority_changes if inst.notify_priority_changes is not None
+                   else self.priority_changes)
+        for notice in reactor.notices(name, old, new, reason, priority, changes):
+            if notice.kind == "instance":
+                self.notifier.instance(name, notice.state, priority, inst.notify)
+            elif notice.kind == "rx_lower":
+                self.notifier.rx_lower_priority(name, priority, inst.notify_master_rx_lower_pri)
+            else:
+                self.notifier.priority_changed(name, notice.state, priority)
+
+    def group(self, name: str, state: str) -> None:
+        group = self.groups.get(name)
+        if group is not None:
+            self.notifier.group(name, state, group.notify)
+
+    def removed(self, old_plan, kept: dict[str, str], old_states: dict[str, str]) -> None:
+        """Instances a reload removed: DELETED (FAULT without notify_deleted),
+        as keepalived, for those that were running."""
+        carried = set(kept.values())
+        for name in old_plan.names:
+            if name not in carried and old_states.get(name, "INIT") != "INIT":
+                inst = self.instances.get(name)
+                if inst is not None:
+                    i = old_plan.index[name]
+                    self.notifier.instance(name, "DELETED",
+                                           old_plan.engine.effective_priority(i), inst.notify)
+
+    async def close(self) -> None:
+        await self.notifier.close(CLOSE_WAIT)

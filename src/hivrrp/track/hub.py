@@ -1,0 +1,117 @@
+"""The trackers of the running configuration, wired to the tracking policy.
+
+Executors (scripts, files, processes here; links from linkwatch) report
+statuses; tracking.Tracking turns them into per-instance outcomes; the
+daemon's `on_change(names)` applies those to the current plan's engine by
+name. One executor per tracker, whatever number of instances use it: a
+script tracked by 4,000 instances runs once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from dataclasses import replace
+
+from hivrrp.config.model import Config, Script, VrrpScript
+from hivrrp.scriptsec import run_as
+from hivrrp.netlink import Link
+from hivrrp.track.files import FileTrackers
+from hivrrp.track.processes import ProcessTrackers
+from hivrrp.track.scripts import ScriptTrackers
+from hivrrp.tracking import Tracking, Use, uses_of
+
+log = logging.getLogger("hivrrp")
+
+
+class TrackerHub:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[list[str]], None],
+                 secure: Callable[[Script], bool] | None = None) -> None:
+        self.on_change = on_change
+        self.policy = Tracking({})
+        self.scripts = ScriptTrackers(loop, lambda name, up: self.report("script", name, up),
+                                      secure=secure)
+        self.files = FileTrackers(loop, lambda name, value: self.report("file", name, value))
+        self.processes: ProcessTrackers | None = None
+        self.loop = loop
+
+    def configure(self, config: Config, links: dict[str, Link]) -> Tracking:
+        """Trackers for `config`; what unchanged trackers know carries over.
+        The caller applies every instance's outcome afterwards."""
+        uses = uses_of(config)
+        used = {(u.kind, u.tracker) for us in uses.values() for u in us}
+        g = config.global_defs
+        self.scripts.configure({n: _with_user(s, g.script_user, g.script_group)
+                                for n, s in config.scripts.items() if ("script", n) in used})
+        self.files.configure({n: f for n, f in config.track_files.items()
+                              if ("file", n) in used})
+        processes = {n: p for n, p in config.track_processes.items() if ("process", n) in used}
+        if processes and self.processes is None:
+            # Only when used: it forks a probe and may open the connector.
+            self.processes = ProcessTrackers(
+                self.loop, lambda name, up: self.report("process", name, up))
+        if self.processes is not None:
+            self.processes.configure(processes)
+        # keepalived drops a tracker it cannot run from every instance using it.
+        gone = ({("script", n) for n in self.scripts.disabled}
+                | {("file", n) for n in self.files.dropped})
+        if gone:
+            uses = {name: kept for name, us in uses.items()
+                    if (kept := tuple(u for u in us if (u.kind, u.tracker) not in gone))}
+        self.policy = Tracking(uses, {key: self._status(key, links) for key in used})
+        return self.policy
+
+    def _status(self, key: tuple[str, str], links: dict[str, Link]):
+        kind, name = key
+        if kind == "interface":
+            link = links.get(name)
+            return link is not None and link.up
+        if kind == "script":
+            return self.scripts.status(name)
+        if kind == "file":
+            return self.files.value(name)
+        return self.processes.status(name) if self.processes else None
+
+    def report(self, kind: str, name: str, status) -> None:
+        changed = self.policy.update(kind, name, status)
+        if changed:
+            log.info("%s tracker %s is %s: %d instance(s) affected", kind, name,
+                     _describe(status), len(changed))
+            self.on_change(changed)
+
+    def links_changed(self, links: dict[str, Link]) -> None:
+        """The link table after kernel news: tracked interfaces up or down."""
+        for name in self.policy.trackers("interface"):
+            link = links.get(name)
+            self.report("interface", name, link is not None and link.up)
+
+    def uses(self, name: str) -> tuple[Use, ...]:
+        return self.policy.uses.get(name, ())
+
+    async def close(self) -> None:
+        self.files.close()
+        if self.processes is not None:
+            await self.processes.close()
+        await self.scripts.close()
+
+
+def _with_user(vs: VrrpScript, script_user: str | None,
+               script_group: str | None) -> VrrpScript:
+    """keepalived's default identity for a script without `user`: script_user,
+    else keepalived_script if that user exists, else ourselves."""
+    if vs.script is None or vs.script.user is not None:
+        return vs
+    user, group = run_as(vs.script, script_user, script_group)
+    if user is None:
+        return vs
+    return replace(vs, script=replace(vs.script, user=user, group=group))
+
+
+def _describe(status) -> str:
+    if status is None:
+        return "unknown"
+    if isinstance(status, bool):
+        return "up" if status else "down"
+    return f"at {status}"
