@@ -36,20 +36,24 @@ def main(ctx: click.Context, config_test: bool, config_file: str, config_id: str
 @click.option("-i", "--config-id", default=None,
               help="Config id for @id/@^id lines (default: the short host name), as keepalived -i.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object: instances, errors, warnings.")
+              help="One JSON object: instances (with their trackers), errors, warnings.")
 def check(config_file: str, config_id: str | None, as_json: bool) -> None:
     """Check a keepalived.conf: every problem with its FILE:LINE, exit 1 on errors."""
     import json
 
     from hivrrp.config import load
     from hivrrp.config.diagnostics import condense
-    from hivrrp.config.summary import summary
+    from hivrrp.config.summary import summary, tracking_report
 
     result = load(config_file, config_id=config_id)
     if as_json:
+        # "tracking": the instance's trackers with its sync group's, and the
+        # priorities they can produce (null when it tracks nothing).
+        tracking = tracking_report(result.config)
         click.echo(json.dumps({
             "file": config_file,
-            "instances": [i.as_dict() for i in result.config.instances],
+            "instances": [{**i.as_dict(), "tracking": tracking.get(i.name)}
+                          for i in result.config.instances],
             "errors": [d.as_dict() for d in result.errors],
             "warnings": [d.as_dict() for d in result.warnings],
         }, indent=None))

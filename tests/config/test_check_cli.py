@@ -40,28 +40,23 @@ def test_article_configs_load_as_written(path):
     expected_priority = {"two-node-master": 255, "two-node-backup": 254, "notify": 255}
     assert instance["priority"] == expected_priority.get(path.stem, 244)
     assert instance["state"] == ("BACKUP" if path.stem == "two-node-backup" else "MASTER")
-    # Keywords the daemon does not act on yet, each at its line; besides those, only
-    # interfaces this test machine lacks, or the deprecated vrrp_track_file.
+    # The daemon acts on the articles' tracking and notify keywords: only the e-mail
+    # settings of the two-node configs are not acted on, each at its line. Besides those,
+    # only interfaces this test machine lacks, or the deprecated vrrp_track_file.
     not_acted_on = [(w["line"], w["message"].split(" ", 1)[0]) for w in report["warnings"]
                     if " is not acted on yet: " in w["message"]]
-    assert not_acted_on == ARTICLE_NOT_ACTED_ON[path.stem]
+    assert not_acted_on == ARTICLE_NOT_ACTED_ON.get(path.stem, [])
     for warning in report["warnings"]:
         assert " is not acted on yet: " in warning["message"] or \
             "does not exist on this host" in warning["message"] or \
             "vrrp_track_file is deprecated" in warning["message"]
+    assert ("vrrp_track_file is deprecated" in str(report["warnings"])) == (
+        path.stem == "track-file")
 
 
 EMAIL = [(3, "notification_email"), (6, "notification_email_from"), (7, "smtp_server"),
          (8, "smtp_connect_timeout"), (9, "router_id")]
-ARTICLE_NOT_ACTED_ON = {
-    "two-node-master": EMAIL,
-    "two-node-backup": EMAIL,
-    "notify": [(16, "notify")],
-    "track-file": [(2, "vrrp_track_file"), (19, "track_file")],
-    "track-interface": [(15, "track_interface")],
-    "track-process": [(2, "vrrp_track_process"), (20, "track_process")],
-    "track-script": [(2, "vrrp_script"), (23, "track_script")],
-}
+ARTICLE_NOT_ACTED_ON = {"two-node-master": EMAIL, "two-node-backup": EMAIL}
 
 
 def test_article_trackers_have_the_articles_weights():
@@ -133,3 +128,272 @@ def test_missing_file():
     result = hivrrp("check", "-f", "/nonexistent/keepalived.conf")
     assert result.returncode == 1
     assert "/nonexistent/keepalived.conf:0: error: cannot read" in result.stderr
+
+
+# ------------------------------------------------------------ tracker summary
+
+TRACKED = """\
+    vrrp_script chk_http {
+        script "/bin/true"
+    }
+    vrrp_script chk_db {
+        script "/bin/true"
+        weight 20 reverse
+    }
+    vrrp_track_process nginx {
+        process nginx
+        weight -10
+    }
+    track_file health {
+        file /run/health
+        weight -1
+    }
+    vrrp_sync_group G {
+        group {
+            VI_4 VI_5
+        }
+        track_interface {
+            eth2 weight -20
+        }
+    }
+    vrrp_instance VI_1 {
+        interface lo
+        virtual_router_id 1
+        priority 244
+        virtual_ipaddress {
+            192.0.2.1
+        }
+        track_process {
+            nginx
+        }
+        track_file {
+            health
+        }
+        track_interface {
+            eth1
+        }
+        track_script {
+            chk_http
+        }
+    }
+    vrrp_instance VI_2 {
+        interface lo
+        virtual_router_id 2
+        virtual_ipaddress {
+            192.0.2.2
+        }
+        track_script {
+            chk_db
+        }
+        track_interface {
+            eth3 reverse
+        }
+    }
+    vrrp_instance VI_3 {
+        interface lo
+        virtual_router_id 3
+        virtual_ipaddress {
+            192.0.2.3
+        }
+    }
+    vrrp_instance VI_4 {
+        interface lo
+        virtual_router_id 4
+        priority 150
+        virtual_ipaddress {
+            192.0.2.4
+        }
+    }
+    vrrp_instance VI_5 {
+        interface lo
+        virtual_router_id 5
+        priority 150
+        virtual_ipaddress {
+            192.0.2.5
+        }
+    }
+    """
+
+
+def tracker_lines(stdout: str) -> list[str]:
+    # The summary's first three lines are the verdict and the counts.
+    return stdout.splitlines()[3:]
+
+
+def test_check_summarises_trackers_per_instance(tmp_path):
+    path = write(tmp_path, "k.conf", TRACKED)
+    result = hivrrp("check", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "4 trackers (scripts 2, processes 1, files 1)" in result.stdout.splitlines()[2]
+    assert tracker_lines(result.stdout) == [
+        # Clamped to 1..254: the file alone can add -253..253.
+        ("  VI_1 (priority 244): process nginx weight -10, file health weight -1, "
+         "interface eth1 -> FAULT when down, script chk_http -> FAULT when failing; "
+         "priority 1..254 possible (-19..497 before clamping)"),
+        # reverse: the weight applies while the script succeeds, the fault while eth3 is up.
+        ("  VI_2 (priority 100): script chk_db weight 20 reverse, interface eth3 -> FAULT when up;"
+         " priority 80..100 possible"),
+        # VI_3 tracks nothing. The group's weighted interface faults its members instead
+        # (no sync_group_tracking_weight).
+        ("  VI_4, VI_5 (2 instances, priority 150): interface eth2 -> FAULT when down; "
+         "priority stays 150"),
+    ]
+
+
+def test_check_json_has_each_instances_trackers(tmp_path):
+    path = write(tmp_path, "k.conf", TRACKED)
+    code, report = check_json(path)
+    assert code == 0
+    tracking = {i["name"]: i["tracking"] for i in report["instances"]}
+    assert tracking["VI_1"] == {
+        "priority": 244, "owner": False,
+        "trackers": [
+            {"type": "process", "name": "nginx", "weight": -10, "reverse": False,
+             "effect": "weight"},
+            {"type": "file", "name": "health", "weight": -1, "reverse": False, "effect": "weight"},
+            {"type": "interface", "name": "eth1", "weight": 0, "reverse": False,
+             "effect": "fault"},
+            {"type": "script", "name": "chk_http", "weight": 0, "reverse": False,
+             "effect": "fault"},
+        ],
+        "priority_range": [1, 254], "unclamped_range": [-19, 497],
+        "summary": "process nginx weight -10, file health weight -1, interface eth1 -> FAULT "
+                   "when down, script chk_http -> FAULT when failing; priority 1..254 possible "
+                   "(-19..497 before clamping)",
+    }
+    assert tracking["VI_2"]["priority_range"] == tracking["VI_2"]["unclamped_range"] == [80, 100]
+    assert tracking["VI_3"] is None
+    # Members carry their sync group's trackers, as the daemon applies them.
+    for member in ("VI_4", "VI_5"):
+        assert tracking[member]["trackers"] == [{"type": "interface", "name": "eth2", "weight": 0,
+                                                 "reverse": False, "effect": "fault"}]
+        assert tracking[member]["priority_range"] == [150, 150]
+
+
+def test_check_sync_group_tracking_weight_moves_the_members(tmp_path):
+    text = TRACKED.replace("        track_interface {\n            eth2 weight -20",
+                           "        sync_group_tracking_weight\n"
+                           "        track_interface {\n            eth2 weight -20")
+    assert text != TRACKED
+    path = write(tmp_path, "k.conf", text)
+    result = hivrrp("check", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    assert tracker_lines(result.stdout)[2] == (
+        "  VI_4, VI_5 (2 instances, priority 150): interface eth2 weight -20; "
+        "priority 130..150 possible")
+
+
+def test_check_owner_trackers_cannot_change_its_priority(tmp_path):
+    path = write(tmp_path, "k.conf", """\
+        vrrp_script chk {
+            script "/bin/true"
+        }
+        vrrp_script heavy {
+            script "/bin/true"
+            weight -50
+        }
+        vrrp_instance VI_1 {
+            state MASTER
+            interface lo
+            virtual_router_id 1
+            virtual_ipaddress {
+                192.0.2.1
+            }
+            track_script {
+                chk
+                heavy
+            }
+        }
+        """)
+    result = hivrrp("check", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    # The weighted script is dropped (keepalived's rule for the address owner).
+    assert (f"{path}:17: warning: (VI_1) ignoring tracked script heavy with weight -50 due to "
+            "address owner") in result.stderr.splitlines()
+    assert tracker_lines(result.stdout) == [
+        ("  VI_1 (priority 255): script chk -> FAULT when failing; "
+         "priority 255, trackers cannot change it")]
+    _, report = check_json(path)
+    [instance] = report["instances"]
+    assert instance["tracking"]["owner"] is True
+    assert instance["tracking"]["priority_range"] == instance["tracking"]["unclamped_range"] == [
+        255, 255]
+    assert [t["name"] for t in instance["tracking"]["trackers"]] == ["chk"]
+
+
+def test_check_groups_thousands_of_instances_with_the_same_trackers(tmp_path):
+    path = write(tmp_path, "k.conf", """\
+        vrrp_script chk {
+            script "/bin/true"
+            weight -10
+        }
+        $VI= \\
+        vrrp_instance vlan${IF}_vrid${ID} { \\
+            interface lo \\
+            virtual_router_id ${ID} \\
+            @lb1 priority 100 \\
+            @^lb1 priority 90 \\
+            mcast_dst_ip 224.0.0.${IF} \\
+            virtual_ipaddress { \\
+                10.${IF}.${ID}.1/24 \\
+            } \\
+            track_script { \\
+                chk \\
+            } \\
+        }
+        ~SEQ(IF, 1, 16) ~SEQ(ID, 1, 250) $VI
+        vrrp_instance untracked {
+            interface lo
+            virtual_router_id 251
+            virtual_ipaddress {
+                192.0.2.1
+            }
+        }
+        """)
+    result = hivrrp("check", "-f", str(path), "-i", "lb1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("  4001 instances on 1 interface")
+    assert tracker_lines(result.stdout) == [
+        ("  vlan1_vrid1 .. vlan16_vrid250 (4000 instances, priority 100): script chk "
+         "weight -10; priority 90..100 possible")]
+    code, report = check_json(path, "-i", "lb2")
+    assert code == 0
+    tracking = [i["tracking"] for i in report["instances"]]
+    assert len(tracking) == 4001 and tracking[-1] is None
+    assert all(t["priority_range"] == [80, 90] and t["trackers"] == [
+        {"type": "script", "name": "chk", "weight": -10, "reverse": False, "effect": "weight"}]
+        for t in tracking[:-1])
+
+
+def test_check_caps_the_tracker_lines_and_says_how_many_are_left(tmp_path):
+    # 30 instances, each with its own base priority: 30 different lines, 20 printed.
+    path = write(tmp_path, "k.conf", """\
+        vrrp_script chk {
+            script "/bin/true"
+            weight 10
+        }
+        $VI= \\
+        vrrp_instance vi_${N} { \\
+            interface lo \\
+            virtual_router_id ${N} \\
+            priority ${N} \\
+            virtual_ipaddress { \\
+                192.0.2.${N} \\
+            } \\
+            track_script { \\
+                chk \\
+            } \\
+        }
+        ~SEQ(N, 1, 30) $VI
+        """)
+    result = hivrrp("check", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = tracker_lines(result.stdout)
+    assert len(lines) == 20
+    assert lines[0] == "  vi_1 (priority 1): script chk weight 10; priority 1..11 possible"
+    assert lines[18] == "  vi_19 (priority 19): script chk weight 10; priority 19..29 possible"
+    assert lines[19] == ("  ... 11 more tracker lines for 11 instances "
+                         "(hivrrp check --json lists every one)")
+    _, report = check_json(path)
+    assert [i["tracking"]["priority_range"] for i in report["instances"]] == [
+        [n, n + 10] for n in range(1, 31)]

@@ -3,6 +3,7 @@
 import pytest
 
 from helpers.conf import load_text, messages, one_instance
+from hivrrp.tracking import Tracking, uses_of
 
 
 def not_acted_on(result) -> list[str]:
@@ -207,9 +208,8 @@ def test_garp_and_protocol_options(tmp_path):
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
     assert not_acted_on(result) == [
-        "skip_check_adv_addr", "dont_track_primary", "accept", "notify_priority_changes",
-        "smtp_alert", "check_unicast_src"]
-    assert len(result.warnings) == 6
+        "skip_check_adv_addr", "dont_track_primary", "accept", "smtp_alert", "check_unicast_src"]
+    assert len(result.warnings) == 5
 
 
 def test_trackers_weights_and_defaults(tmp_path):
@@ -295,14 +295,74 @@ def test_tracker_errors(tmp_path, block, message):
     assert any(message in e.message for e in result.errors), result.errors
 
 
+TRACKERS = """
+vrrp_script chk {
+    script "/bin/true"
+}
+vrrp_script alive {
+    script "/bin/true"
+}
+vrrp_track_process proc {
+    process httpd
+    weight 5
+}
+track_file f {
+    file /run/f
+}
+track_file g {
+    file /run/g
+}
+"""
+
+
 def test_owner_ignores_tracker_weights(tmp_path):
-    result, inst = one_instance(tmp_path, "priority 255\ntrack_script {\nchk weight -10\n}\n",
+    # keepalived vrrp_complete_instance(): the address owner's priority cannot move, so
+    # weighted trackers go (with a warning each) and only the ones that fault stay.
+    result, inst = one_instance(tmp_path, """
+        priority 255
+        track_script {
+            chk weight -10
+            alive
+        }
+        track_process {
+            proc
+        }
+        track_interface {
+            eth1 weight 5
+            eth2
+        }
+        track_file {
+            f
+            g weight -5
+        }
+    """, prefix=TRACKERS)
+    assert result.ok, result.errors
+    assert [t.as_dict() for t in inst.tracks] == [
+        {"type": "script", "name": "alive", "weight": 0, "reverse": False},
+        {"type": "interface", "name": "eth2", "weight": 0, "reverse": False},
+        {"type": "file", "name": "f", "weight": 0, "reverse": False},   # default weight 1
+    ]
+    assert messages(result.warnings) == [
+        (28, "(VI_1) ignoring tracked script chk with weight -10 due to address owner"),
+        (32, "(VI_1) ignoring tracked process proc with weight 5 due to address owner"),
+        (35, "(VI_1) ignoring tracked interface eth1 with weight 5 due to address owner"),
+        (39, ("(VI_1) default weight of tracked file f ignored due to address owner: "
+              "specify weight 0")),
+        (40, "(VI_1) ignoring tracked file g with weight -5 due to address owner"),
+    ]
+    # Dropped from the owner, but still defined and used: no "not used" warning.
+    assert not_acted_on(result) == []
+
+
+def test_owner_state_master_without_priority_is_an_owner_too(tmp_path):
+    result, inst = one_instance(tmp_path, "state MASTER\ntrack_script {\nchk weight -10\n}\n",
                                 prefix='vrrp_script chk {\nscript "/bin/true"\n}\n')
-    assert inst.tracks[0].weight == 0
-    assert [(line, text.split(":")[0]) for line, text in messages(result.warnings)] == [
-        (1, "vrrp_script is not acted on yet"), (12, "track_script is not acted on yet"),
-        (13, "vrrp_instance VI_1")]
-    assert "priority 255 (address owner) cannot be changed" in result.warnings[2].message
+    assert inst.priority == 255 and inst.tracks == []
+    assert messages(result.warnings) == [
+        (13, "(VI_1) ignoring tracked script chk with weight -10 due to address owner")]
+    result, inst = one_instance(tmp_path, "priority 254\ntrack_script {\nchk weight -10\n}\n",
+                                prefix='vrrp_script chk {\nscript "/bin/true"\n}\n')
+    assert [t.weight for t in inst.tracks] == [-10] and result.warnings == []
 
 
 def test_notify_scripts(tmp_path):
@@ -321,9 +381,8 @@ def test_notify_scripts(tmp_path):
     assert (inst.notify["fault"].user, inst.notify["fault"].group) == ("user", "group")
     assert set(inst.notify) == {"master", "backup", "fault", "stop", "deleted", "any"}
     assert inst.notify_master_rx_lower_pri.argv == ["/z"]
-    assert not_acted_on(result) == ["notify_master", "notify_backup", "notify_fault",
-                                    "notify_stop", "notify_deleted", "notify",
-                                    "notify_master_rx_lower_pri"]
+    # The daemon runs them all: nothing to warn about.
+    assert result.warnings == []
 
 
 def test_global_defs(tmp_path):
@@ -364,6 +423,8 @@ def test_global_defs(tmp_path):
             vrrp_startup_delay 5
             notify_fifo /run/k.fifo
             vrrp_notify_fifo /run/v.fifo
+            vrrp_notify_fifo_script "/usr/bin/on-vrrp fifo"
+            notify_fifo_script /usr/bin/on-any
             vrrp_notify_priority_changes
             dynamic_interfaces
             log_unknown_vrids
@@ -389,13 +450,16 @@ def test_global_defs(tmp_path):
                 g.notify_priority_changes, g.dynamic_interfaces, g.log_unknown_vrids])
     assert (g.startup_delay, g.notify_fifo, g.vrrp_notify_fifo) == (5.0, "/run/k.fifo",
                                                                     "/run/v.fifo")
+    assert g.vrrp_notify_fifo_script.argv == ["/usr/bin/on-vrrp", "fifo"]
+    assert g.notify_fifo_script.argv == ["/usr/bin/on-any"]
+    # Scripts, script security, FIFOs and priority notifications are acted on; e-mail
+    # and the advert-checking switches are not.
     assert not_acted_on(result) == [
         "router_id", "notification_email", "notification_email_from", "smtp_server",
         "smtp_connect_timeout", "smtp_helo_name", "smtp_alert", "smtp_alert_vrrp",
-        "script_user", "enable_script_security", "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src",
-        "vrrp_owner_ignore_adverts", "vrrp_startup_delay", "notify_fifo", "vrrp_notify_fifo",
-        "vrrp_notify_priority_changes", "dynamic_interfaces", "log_unknown_vrids"]
-    assert len(result.warnings) == 19
+        "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src", "vrrp_owner_ignore_adverts",
+        "vrrp_startup_delay", "dynamic_interfaces", "log_unknown_vrids"]
+    assert len(result.warnings) == 14
 
 
 def test_sync_group(tmp_path):
@@ -428,7 +492,101 @@ def test_sync_group(tmp_path):
     [group] = result.config.sync_groups
     assert group.members == ["VI_1", "VI_2"] and group.notify["master"].argv == ["/bin/true"]
     assert [i.sync_group for i in result.config.instances] == ["G1", "G1"]
-    assert not_acted_on(result) == ["vrrp_sync_group", "notify_master", "track_interface"]
+    assert [t.as_dict() for t in group.tracks] == [
+        {"type": "interface", "name": "eth1", "weight": 0, "reverse": False}]
+    # The daemon syncs the members, runs the notify script and tracks eth1.
+    assert result.warnings == []
+
+
+SYNC_TRACKERS = """
+vrrp_sync_group G1 {
+    group {
+        VI_1 VI_2
+    }
+    %s
+    track_interface {
+        eth1 weight -20
+        eth2
+    }
+    track_script {
+        chk weight -10
+    }
+    track_file {
+        f
+    }
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    priority 150
+    virtual_ipaddress {
+        192.0.2.1
+    }
+    track_process {
+        proc
+    }
+    track_script {
+        alive
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress {
+        192.0.2.2
+    }
+    track_file {
+        g weight -5
+    }
+}
+"""
+
+
+def tracks(owner) -> list[tuple[str, str, int]]:
+    return [(t.kind, t.name, t.weight) for t in owner.tracks]
+
+
+def test_sync_group_members_drop_weights_without_sync_group_tracking_weight(tmp_path):
+    # keepalived: members move together, not by weight. A weighted interface faults
+    # instead, a file's default weight 1 becomes 0, other weighted trackers go.
+    result = load_text(tmp_path, TRACKERS + SYNC_TRACKERS % "")
+    assert result.ok, result.errors
+    [group] = result.config.sync_groups
+    vi_1, vi_2 = result.config.instances
+    assert tracks(group) == [("interface", "eth1", 0), ("interface", "eth2", 0),
+                             ("file", "f", 0)]
+    assert tracks(vi_1) == [("script", "alive", 0)]
+    assert tracks(vi_2) == []
+    assert messages(result.warnings) == [
+        (43, "(VI_1) ignoring tracked process proc with weight 5 due to sync group G1"),
+        (56, "(VI_2) ignoring tracked file g with weight -5 due to sync group G1"),
+        (25, ("(G1) weight of tracked interface eth1 ignored due to sync group G1: "
+              "it faults while down")),
+        (29, "(G1) ignoring tracked script chk with weight -10 due to sync group G1"),
+        (32, ("(G1) default weight of tracked file f ignored due to sync group G1: "
+              "specify weight 0")),
+    ]
+    # Every member gets the group's trackers; none can move its priority.
+    uses = uses_of(result.config)
+    assert {(u.kind, u.tracker, u.weight) for u in uses["VI_2"]} == {
+        ("interface", "eth1", 0), ("interface", "eth2", 0), ("file", "f", 0)}
+    assert Tracking(uses).priority_range("VI_1") == Tracking(uses).priority_range("VI_2") == (0, 0)
+
+
+def test_sync_group_tracking_weight_keeps_the_weights(tmp_path):
+    result = load_text(tmp_path, TRACKERS + SYNC_TRACKERS % "sync_group_tracking_weight")
+    assert result.ok, result.errors
+    [group] = result.config.sync_groups
+    vi_1, vi_2 = result.config.instances
+    assert group.tracking_weight
+    assert tracks(group) == [("interface", "eth1", -20), ("interface", "eth2", 0),
+                             ("script", "chk", -10), ("file", "f", 1)]
+    assert tracks(vi_1) == [("process", "proc", 5), ("script", "alive", 0)]
+    assert tracks(vi_2) == [("file", "g", -5)]
+    assert result.warnings == []
+    uses = Tracking(uses_of(result.config))
+    assert uses.priority_range("VI_1") == (-20 - 10 - 253, 5 + 253)
+    assert uses.priority_range("VI_2") == (-20 - 10 - 2 * 253, 2 * 253)  # two files
 
 
 @pytest.mark.parametrize("keyword", ["vrrp_strict", "vrrp_iptables", "nftables"])

@@ -1,7 +1,7 @@
-"""Keywords parsed into the model but not acted on by the daemon yet are warnings, never silent.
+"""Keywords parsed into the model but not acted on by the daemon are warnings, never silent.
 
-A config that tracks a script must not pass `hivrrp check` as "OK, 0 warnings" while the daemon
-ignores the tracker: the router would keep the VIP with the application dead.
+A config that relies on one (e-mail alerts, `accept`, `dont_track_primary`, a unicast TTL) must not
+pass `hivrrp check` as "OK, 0 warnings" while the daemon does something else.
 """
 
 import json
@@ -16,7 +16,7 @@ from hivrrp.config import keywords
 from hivrrp.config.diagnostics import REPEATS_SHOWN
 
 ARTICLE = Path(__file__).resolve().parents[2] / "conf" / "article"
-TRACKER_IGNORED = "the tracker is ignored and the instance keeps its priority"
+NO_EMAIL = "not supported: hivrrp sends no e-mail alerts"
 
 
 def hivrrp(*args):
@@ -29,34 +29,39 @@ def not_acted_on(warnings) -> list[tuple[int, str]]:
             if " is not acted on yet: " in d.message]
 
 
-def test_article_track_script_check_text_names_the_keyword_and_counts_it():
-    path = ARTICLE / "track-script.conf"
+def test_article_two_node_check_text_names_the_keyword_and_counts_it():
+    path = ARTICLE / "two-node-master.conf"
     result = hivrrp("check", "-f", str(path))
     assert result.returncode == 0
-    assert (f"{path}:23: warning: track_script is not acted on yet: {TRACKER_IGNORED}"
-            in result.stderr.splitlines())
-    assert f"{path}:2: warning: vrrp_script is not acted on yet: " in result.stderr
-    # Host-dependent "interface eth0 does not exist" may add one; never 0.
-    warnings = len(result.stderr.splitlines())
-    assert warnings >= 2
-    assert result.stdout.startswith(f"{path}: OK, {warnings} warnings\n")
+    lines = result.stderr.splitlines()
+    assert f"{path}:7: warning: smtp_server is not acted on yet: {NO_EMAIL}" in lines
+    assert (f"{path}:9: warning: router_id is not acted on yet: "
+            f"{keywords.NOT_ACTED_ON['router_id']}") in lines
+    # The five e-mail keywords of its global_defs; host-dependent "interface ens160 does
+    # not exist" may add one.
+    assert len([line for line in lines if " is not acted on yet: " in line]) == 5
+    assert len(lines) in (5, 6)
+    assert result.stdout.startswith(f"{path}: OK, {len(lines)} warnings\n")
 
 
-def test_article_track_script_check_json():
-    path = ARTICLE / "track-script.conf"
+def test_article_two_node_check_json():
+    path = ARTICLE / "two-node-master.conf"
     report = json.loads(hivrrp("check", "--json", "-f", str(path)).stdout)
-    assert {"file": str(path), "line": 23,
-            "message": f"track_script is not acted on yet: {TRACKER_IGNORED}"} in report["warnings"]
+    assert {"file": str(path), "line": 7,
+            "message": f"smtp_server is not acted on yet: {NO_EMAIL}"} in report["warnings"]
+    assert [w["line"] for w in report["warnings"]
+            if " is not acted on yet: " in w["message"]] == [3, 6, 7, 8, 9]
 
 
 def test_run_logs_the_warnings_before_refusing_a_bad_config(tmp_path):
     # An error keeps `run` from starting a daemon; the warnings are logged first all the same.
-    path = write(tmp_path, "k.conf", (ARTICLE / "track-script.conf").read_text()
+    path = write(tmp_path, "k.conf", (ARTICLE / "two-node-master.conf").read_text()
                  + "frobnicate\n")
     result = hivrrp("run", "-f", str(path))
     assert result.returncode == 1
-    assert (f"WARNING hivrrp: {path}:23: warning: track_script is not acted on yet: "
-            f"{TRACKER_IGNORED}") in result.stderr
+    assert (f"WARNING hivrrp: {path}:7: warning: smtp_server is not acted on yet: "
+            f"{NO_EMAIL}") in result.stderr
+    assert f"ERROR hivrrp: {path}:26: error: unknown keyword 'frobnicate'" in result.stderr
 
 
 # Small configs around one keyword; the numbers below are the keyword's line in them.
@@ -73,9 +78,6 @@ def sync(line: str = "") -> str:
     return f"vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n    {line}\n}}\n" + inst()
 
 
-SCRIPT = 'vrrp_script chk {\n    script "/bin/true"\n}\n'
-PROCESS = "vrrp_track_process proc {\n    process httpd\n}\n"
-FILE = "track_file f {\n    file /run/f\n}\n"
 SAMPLES = {
     # keyword: (config text, line(s) of the keyword)
     "router_id": (glob("router_id lb1"), 2),
@@ -83,18 +85,15 @@ SAMPLES = {
     "vrrp_skip_check_adv_addr": (glob("vrrp_skip_check_adv_addr"), 2),
     "vrrp_owner_ignore_adverts": (glob("vrrp_owner_ignore_adverts"), 2),
     "vrrp_startup_delay": (glob("vrrp_startup_delay 5"), 2),
-    "script_user": (glob("script_user nobody"), 2),
-    "enable_script_security": (glob("enable_script_security"), 2),
     "notification_email": (glob("notification_email {\n root@example.com\n }"), 2),
     "notification_email_from": (glob("notification_email_from a@example.com"), 2),
     "smtp_server": (glob("smtp_server 127.0.0.1"), 2),
     "smtp_connect_timeout": (glob("smtp_connect_timeout 30"), 2),
     "smtp_helo_name": (glob("smtp_helo_name lb1"), 2),
-    "smtp_alert": (glob("smtp_alert"), 2),
+    # global_defs, vrrp_sync_group and vrrp_instance all take it
+    "smtp_alert": (glob("smtp_alert") + sync("smtp_alert").replace("priority 100", "smtp_alert"),
+                   (2, 8, 16)),
     "smtp_alert_vrrp": (glob("smtp_alert_vrrp"), 2),
-    "notify_fifo": (glob("notify_fifo /run/k.fifo"), 2),
-    "vrrp_notify_fifo": (glob("vrrp_notify_fifo /run/v.fifo"), 2),
-    "vrrp_notify_priority_changes": (glob("vrrp_notify_priority_changes"), 2),
     "dynamic_interfaces": (glob("dynamic_interfaces"), 2),
     "log_unknown_vrids": (glob("log_unknown_vrids"), 2),
     "unicast_ttl": (inst("unicast_ttl 10"), 7),
@@ -104,29 +103,44 @@ SAMPLES = {
     "skip_check_adv_addr": (inst("skip_check_adv_addr"), 7),
     "dont_track_primary": (inst("dont_track_primary"), 7),
     "accept": (inst("accept"), 7),
-    "track_interface": (inst("track_interface {\n eth1\n }"), 7),
-    "track_script": (SCRIPT + inst("track_script {\n chk\n }"), 10),
-    "track_process": (PROCESS + inst("track_process {\n proc\n }"), 10),
-    "track_file": (FILE + inst("track_file {\n f\n }"), (1, 10)),  # definition and use
-    "vrrp_script": (SCRIPT + inst("track_script {\n chk\n }"), 1),
-    "vrrp_track_process": (PROCESS + inst("track_process {\n proc\n }"), 1),
-    "vrrp_track_file": ("vrrp_" + FILE + inst("track_file {\n f\n }"), 1),
-    "notify": (inst("notify /bin/true"), 7),
-    "notify_master": (inst("notify_master /bin/true"), 7),
-    "notify_backup": (inst("notify_backup /bin/true"), 7),
-    "notify_fault": (inst("notify_fault /bin/true"), 7),
-    "notify_stop": (inst("notify_stop /bin/true"), 7),
-    "notify_deleted": (inst("notify_deleted /bin/true"), 7),
-    "notify_master_rx_lower_pri": (inst("notify_master_rx_lower_pri /bin/true"), 7),
-    "notify_priority_changes": (inst("notify_priority_changes"), 7),
-    "vrrp_sync_group": (sync(), 1),
-    "sync_group_tracking_weight": (sync("sync_group_tracking_weight"), 5),
+}
+
+# Keywords the daemon acts on now (tracking, notify scripts and FIFOs, script
+# security, sync groups): they were in the table and must not warn again.
+SCRIPT = 'vrrp_script chk {\n    script "/bin/true"\n}\n'
+PROCESS = "vrrp_track_process proc {\n    process httpd\n}\n"
+FILE = "track_file f {\n    file /run/f\n}\n"
+ACTED_ON = {
+    "script_user": glob("script_user nobody"),
+    "enable_script_security": glob("enable_script_security"),
+    "notify_fifo": glob("notify_fifo /run/k.fifo"),
+    "notify_fifo_script": glob("notify_fifo /run/k.fifo\n    notify_fifo_script /bin/true"),
+    "vrrp_notify_fifo": glob("vrrp_notify_fifo /run/v.fifo"),
+    "vrrp_notify_fifo_script": glob("vrrp_notify_fifo /run/v.fifo\n"
+                                    "    vrrp_notify_fifo_script /bin/true"),
+    "vrrp_notify_priority_changes": glob("vrrp_notify_priority_changes"),
+    "track_interface": inst("track_interface {\n eth1\n }"),
+    "track_script": SCRIPT + inst("track_script {\n chk\n }"),
+    "track_process": PROCESS + inst("track_process {\n proc\n }"),
+    "track_file": FILE + inst("track_file {\n f\n }"),
+    "vrrp_track_file": "vrrp_" + FILE + inst("track_file {\n f\n }"),
+    "notify": inst("notify /bin/true"),
+    "notify_master": inst("notify_master /bin/true"),
+    "notify_backup": inst("notify_backup /bin/true"),
+    "notify_fault": inst("notify_fault /bin/true"),
+    "notify_stop": inst("notify_stop /bin/true"),
+    "notify_deleted": inst("notify_deleted /bin/true"),
+    "notify_master_rx_lower_pri": inst("notify_master_rx_lower_pri /bin/true"),
+    "notify_priority_changes": inst("notify_priority_changes"),
+    "vrrp_sync_group": sync("notify_master /bin/true\n    track_interface {\n eth1\n }"),
+    "sync_group_tracking_weight": sync("sync_group_tracking_weight"),
 }
 
 
 def test_every_table_entry_has_a_sample():
-    # Removing an entry (the keyword got implemented) means removing its sample here too.
+    # Removing an entry (the keyword got implemented) means moving its sample to ACTED_ON.
     assert set(SAMPLES) == set(keywords.NOT_ACTED_ON)
+    assert not set(ACTED_ON) & set(keywords.NOT_ACTED_ON)
 
 
 @pytest.mark.parametrize("keyword", sorted(SAMPLES))
@@ -138,12 +152,26 @@ def test_each_keyword_warns_once_per_occurrence_with_its_consequence(tmp_path, k
     message = f"{keyword} is not acted on yet: {keywords.NOT_ACTED_ON[keyword]}"
     assert [(d.where.line, d.message) for d in found] == [
         (line, message) for line in (lines if isinstance(lines, tuple) else (lines,))]
+    assert all(d.key == keyword for d in found)
+
+
+@pytest.mark.parametrize("keyword", sorted(ACTED_ON))
+def test_keywords_the_daemon_acts_on_do_not_warn(tmp_path, keyword):
+    result = load_text(tmp_path, ACTED_ON[keyword])
+    assert result.ok, result.errors
+    assert not_acted_on(result.warnings) == []
+    # Besides a sync group of one, nothing to say about these samples.
+    assert [d.message for d in result.warnings
+            if "has only one member" not in d.message
+            and "vrrp_track_file is deprecated" not in d.message] == []
 
 
 def test_keywords_inside_a_sync_group_warn_too(tmp_path):
-    result = load_text(tmp_path, sync("notify_master /x\n    track_interface {\n eth1\n }"))
-    assert not_acted_on(result.warnings) == [(1, "vrrp_sync_group"), (5, "notify_master"),
-                                             (6, "track_interface")]
+    result = load_text(tmp_path, sync("smtp_alert\n    notify_master /x\n"
+                                      "    track_interface {\n eth1\n }"))
+    assert not_acted_on(result.warnings) == [(5, "smtp_alert")]
+    [warning] = [d for d in result.warnings if " is not acted on yet: " in d.message]
+    assert warning.message == f"smtp_alert is not acted on yet: {NO_EMAIL}"
 
 
 def test_unsupported_keywords_keep_their_own_warnings(tmp_path):
@@ -164,7 +192,7 @@ def test_acted_on_keywords_do_not_warn(tmp_path):
 
 
 def test_check_summarises_thousands_of_repeats_but_counts_them_all(tmp_path):
-    path = write(tmp_path, "k.conf", SCRIPT + """\
+    path = write(tmp_path, "k.conf", glob("smtp_alert") + """\
         $VI= \\
         vrrp_instance vi_${N} { \\
             interface lo \\
@@ -172,19 +200,22 @@ def test_check_summarises_thousands_of_repeats_but_counts_them_all(tmp_path):
             virtual_ipaddress { \\
                 192.0.2.${N} \\
             } \\
-            track_script { \\
-                chk \\
-            } \\
+            dont_track_primary \\
         }
         ~SEQ(N, 1, 200) $VI
         """.replace("        ", ""))
     result = hivrrp("check", "-f", str(path))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    tracked = [line for line in lines if "track_script is not acted on yet" in line]
-    assert len(tracked) == REPEATS_SHOWN
-    assert (f"{path}:11: warning: ... and {200 - len(tracked)} more track_script warnings "
-            "like these (hivrrp check --json lists every one)") in lines
+    repeated = [line for line in lines if "dont_track_primary is not acted on yet" in line]
+    assert len(repeated) == REPEATS_SHOWN
+    assert (f"{path}:11: warning: ... and {200 - len(repeated)} more dont_track_primary "
+            "warnings like these (hivrrp check --json lists every one)") in lines
+    # A keyword seen once is shown once, not condensed.
+    assert lines.count(f"{path}:2: warning: smtp_alert is not acted on yet: {NO_EMAIL}") == 1
+    assert len(lines) == 1 + REPEATS_SHOWN + 1
     assert result.stdout.startswith(f"{path}: OK, 201 warnings\n")
     report = json.loads(hivrrp("check", "--json", "-f", str(path)).stdout)
     assert len(report["warnings"]) == 201
+    assert sum("dont_track_primary is not acted on yet" in w["message"]
+               for w in report["warnings"]) == 200

@@ -29,7 +29,7 @@ IGNORED_GLOBAL = frozenset({
     "fifo_write_vrrp_states_on_reload", "reload_check_config", "reload_time_file",
     "reload_repeat", "reload_file", "config_save_dir", "include_check", "data_use_instance",
     "state_file_location", "stats_file_location", "json_file_location", "json_version",
-    "tmp_config_directory", "vrrp_garp_extra_if", "vrrp_notify_fifo_script", "notify_fifo_script",
+    "tmp_config_directory", "vrrp_garp_extra_if",
     "vrrp_delay_after_boot", "smtp_alert_checker", "checker_log_all_failures", "no_email_faults",
     "default_interface", "process_names", "process_name", "vrrp_process_name",
     "checker_process_name", "bfd_process_name", "use_symlink_paths", "set_supplementary_groups",
@@ -62,19 +62,12 @@ IGNORED_SYNC_GROUP = frozenset({"global_tracking", "track_bfd"})
 # keyword is dispatched, so that a config relying on one never passes
 # `hivrrp check` silently. The change that implements a keyword removes its
 # entry (and its sample in tests/config/test_not_acted_on.py).
-_TRACKER = "the tracker is ignored and the instance keeps its priority"
-_FILE = "the file is never read; instances tracking it keep their priority"
-_NOTIFY = "the script is not run on state changes"
-_EMAIL = "hivrrp sends no e-mail alerts"
-_SCRIPTS = "hivrrp runs no scripts yet (track_script, notify)"
-_PRIORITY_NOTIFY = "priority changes are not reported (no notify scripts or FIFO yet)"
+_EMAIL = "not supported: hivrrp sends no e-mail alerts"
 _UNICAST_SRC = ("unicast adverts are always accepted only from the unicast_peer addresses, "
                 "whatever this says")
 _ADV_ADDR = ("the address list of every advert is checked and a mismatch drops the advert, "
              "whatever this says")
 _TTL = "adverts are accepted only with TTL (hop limit) 255, whatever this says"
-_SYNC = ("sync groups are ignored: members change state independently, so one can be MASTER "
-         "while another is BACKUP")
 
 NOT_ACTED_ON: dict[str, str] = {
     # global_defs
@@ -83,8 +76,6 @@ NOT_ACTED_ON: dict[str, str] = {
     "vrrp_skip_check_adv_addr": _ADV_ADDR,
     "vrrp_owner_ignore_adverts": "an address owner (priority 255) still processes adverts",
     "vrrp_startup_delay": "instances start at once, without the delay",
-    "script_user": _SCRIPTS,
-    "enable_script_security": _SCRIPTS,
     "notification_email": _EMAIL,
     "notification_email_from": _EMAIL,
     "smtp_server": _EMAIL,
@@ -92,9 +83,6 @@ NOT_ACTED_ON: dict[str, str] = {
     "smtp_helo_name": _EMAIL,
     "smtp_alert": _EMAIL,
     "smtp_alert_vrrp": _EMAIL,
-    "notify_fifo": "state changes are not written to the FIFO",
-    "vrrp_notify_fifo": "state changes are not written to the FIFO",
-    "vrrp_notify_priority_changes": _PRIORITY_NOTIFY,
     "dynamic_interfaces": ("interfaces that appear or come back later are always picked up, "
                            "whatever this says"),
     "log_unknown_vrids": "adverts for unknown VRIDs are counted, not logged",
@@ -106,22 +94,4 @@ NOT_ACTED_ON: dict[str, str] = {
     "skip_check_adv_addr": _ADV_ADDR,
     "dont_track_primary": "the instance still goes to FAULT when its interface goes down",
     "accept": "hivrrp never filters traffic to the VIPs, so they accept it anyway",
-    "track_interface": _TRACKER,
-    "track_script": _TRACKER,
-    "track_process": _TRACKER,
-    "track_file": _FILE,        # both the instance's list and the top-level definition
-    "notify": _NOTIFY,
-    "notify_master": _NOTIFY,
-    "notify_backup": _NOTIFY,
-    "notify_fault": _NOTIFY,
-    "notify_stop": _NOTIFY,
-    "notify_deleted": _NOTIFY,
-    "notify_master_rx_lower_pri": "the script is not run when a master hears a lower priority",
-    "notify_priority_changes": _PRIORITY_NOTIFY,
-    # top level and vrrp_sync_group
-    "vrrp_script": "the script is never run; instances tracking it keep their priority",
-    "vrrp_track_process": "the process is not watched; instances tracking it keep their priority",
-    "vrrp_track_file": _FILE,
-    "vrrp_sync_group": _SYNC,
-    "sync_group_tracking_weight": _SYNC,
 }

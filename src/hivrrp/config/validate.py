@@ -8,7 +8,7 @@ import os
 from collections import defaultdict
 
 from hivrrp.config.diagnostics import Diagnostics
-from hivrrp.config.model import Config, Instance
+from hivrrp.config.model import Config, Instance, TrackRef
 
 TRACKER_TABLES = {"script": "scripts", "process": "track_processes", "file": "track_files"}
 TRACKER_KEYWORDS = {"script": "vrrp_script", "process": "vrrp_track_process", "file": "track_file"}
@@ -92,12 +92,6 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics) -> bool:
         diag.warning(inst.where, f"{label}: preempt_delay is ignored with "
                                  f"{'nopreempt' if inst.nopreempt else 'state MASTER'}")
         inst.preempt_delay = 0.0
-    if inst.priority == 255:
-        for track in inst.tracks:
-            if track.weight:
-                diag.warning(track.where, f"{label}: priority 255 (address owner) cannot be "
-                                          f"changed by trackers; weight of {track.name} ignored")
-                track.weight = 0 if track.kind != "interface" else track.weight
     return True
 
 
@@ -166,23 +160,17 @@ def _sync_groups(config: Config, names: dict[str, Instance], diag: Diagnostics) 
             else:
                 member_of[member] = group.name
                 inst.sync_group = group.name
-                if not group.tracking_weight:
-                    for track in inst.tracks:
-                        if track.weight:
-                            diag.warning(track.where, f"{member} is in sync group {group.name}: "
-                                                      f"weight of {track.name} ignored (set "
-                                                      "sync_group_tracking_weight to keep it)")
-                            track.weight = 0
 
 
 def _trackers(config: Config, diag: Diagnostics) -> None:
     used: set[tuple[str, str]] = set()
+    groups = {g.name: g for g in config.sync_groups}
     owners = [*config.instances, *config.sync_groups]
     for owner in owners:
         for track in owner.tracks:
             if track.kind == "interface":
                 if track.weight is None:
-                    track.weight = 0  # keepalived: an untracked weight faults on link down
+                    track.weight = 0  # keepalived: an unweighted interface faults on link down
                 continue
             table = getattr(config, TRACKER_TABLES[track.kind])
             tracker = table.get(track.name)
@@ -195,11 +183,51 @@ def _trackers(config: Config, diag: Diagnostics) -> None:
                 # No weight on the reference: the tracker's own weight and sense apply.
                 track.weight = tracker.weight
                 track.reverse = track.reverse or tracker.reverse
+        owner.tracks = [t for t in owner.tracks
+                        if t.kind == "interface" or (t.kind, t.name) in used]
+    for inst in config.instances:
+        group = groups.get(inst.sync_group) if inst.sync_group else None
+        if inst.priority == 255:
+            inst.tracks = _unweighted(inst.tracks, inst.name, "address owner", diag)
+        elif group is not None and not group.tracking_weight:
+            inst.tracks = _unweighted(inst.tracks, inst.name, f"sync group {group.name}", diag)
+    for group in config.sync_groups:
+        if not group.tracking_weight:
+            group.tracks = _unweighted(group.tracks, group.name, f"sync group {group.name}",
+                                       diag)
     for kind, attribute in TRACKER_TABLES.items():
         for name, tracker in getattr(config, attribute).items():
             if (kind, name) not in used:
                 diag.warning(tracker.where, f"{TRACKER_KEYWORDS[kind]} {name} is not used by "
                                             "any instance or sync group")
+
+
+def _unweighted(tracks: list[TrackRef], owner: str, why: str,
+                diag: Diagnostics) -> list[TrackRef]:
+    """keepalived vrrp_complete_instance(): an address owner's priority never
+    moves, and sync-group members move together rather than by weight (unless
+    sync_group_tracking_weight), so weights go: a weighted interface becomes
+    unweighted in a group (faults while down) and is dropped for an owner, a
+    file with the default weight 1 becomes unweighted, any other weighted
+    tracker is dropped. Weight 0 trackers still fault."""
+    kept = []
+    for track in tracks:
+        if not track.weight:
+            kept.append(track)
+        elif track.kind == "interface" and why != "address owner":
+            diag.warning(track.where, f"({owner}) weight of tracked interface {track.name} "
+                                      f"ignored due to {why}: it faults while down")
+            track.weight = 0
+            kept.append(track)
+        elif track.kind == "file" and track.weight == 1:
+            diag.warning(track.where, f"({owner}) default weight of tracked file {track.name} "
+                                      f"ignored due to {why}: specify weight 0")
+            track.weight = 0
+            kept.append(track)
+        else:
+            diag.warning(track.where, f"({owner}) ignoring tracked {track.kind} {track.name} "
+                                      f"with weight {track.weight} due to {why}")
+    return kept
 
 
 def host_interfaces() -> set[str] | None:
