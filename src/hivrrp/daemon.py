@@ -99,7 +99,7 @@ class Daemon:
         self.sync = SyncGroups(plan.sync_groups, self.sync.states)
         self.apply_sync(self.sync.strays(plan.names, EngineView(plan.engine, plan.index)))
         self.trackers.configure(plan.config, self.links.table.links)
-        self.apply_tracking(plan.names)
+        self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
 
     def start_instances(self, plan: Plan, names: list[str]) -> int:
@@ -120,8 +120,9 @@ class Daemon:
         self.apply_tracking(names)
         self.driver.after_engine_work()
 
-    def apply_tracking(self, names: list[str]) -> None:
-        """Each named instance's tracker outcome into the current engine."""
+    def apply_tracking(self, names: list[str], start_released: bool = True) -> None:
+        """Each named instance's tracker outcome into the current engine; an
+        instance no longer held back starts (unless `start_released` is False)."""
         plan = self.plan
         engine, now, policy = plan.engine, now_us(self.loop), self.trackers.policy
         for name in names:
@@ -131,7 +132,8 @@ class Daemon:
             outcome = policy.outcome(name)
             engine.set_priority_delta(i, outcome.delta, now)
             engine.set_fault(i, FAULT_TRACKER, outcome.fault, now)
-            if self.running and not outcome.held and engine.state(i) == "INIT":
+            if (start_released and self.running and not outcome.held
+                    and engine.state(i) == "INIT"):
                 engine.start(i, now)
         self.apply_sync(self.sync.recheck(EngineView(engine, plan.index)))
 
