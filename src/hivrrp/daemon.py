@@ -66,7 +66,7 @@ class Daemon:
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
         self.notifications = Notifications(loop, self.config)
         self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows)
-        self.links.on_links = self.trackers.links_changed
+        self.links.on_links = self.on_links
         self.sync = SyncGroups({})
         self.running = False    # instances started and not stopping: trackers may start held ones
         await self.netlink.start()
@@ -97,7 +97,8 @@ class Daemon:
             plan.engine.set_fault(plan.index[name], faults, True, now)
         self.driver.set_memberships(plan.groups)
         self.sync = SyncGroups(plan.sync_groups, self.sync.states)
-        self.apply_sync(self.sync.strays(plan.names, EngineView(plan.engine, plan.index)))
+        view = EngineView(plan.engine, plan.index)
+        self.apply_sync(self.sync.strays(plan.names, view) + self.sync.adopt(view))
         self.trackers.configure(plan.config, self.links.table.links)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
@@ -115,6 +116,13 @@ class Daemon:
                     plan.engine.start(i, now)
                     started += 1
         return started
+
+    def on_links(self, links: dict[str, Link]) -> None:
+        """Links went up or down (their instances' FAULT bits already moved)."""
+        self.trackers.links_changed(links)
+        if self.plan.sync_groups:
+            # An interface fault may have cleared under the group's bit: no event says so.
+            self.apply_sync(self.sync.recheck(EngineView(self.plan.engine, self.plan.index)))
 
     def on_tracker_change(self, names: list[str]) -> None:
         self.apply_tracking(names)
@@ -148,7 +156,6 @@ class Daemon:
         plan = self.plan
         engine = plan.engine
         view = EngineView(engine, plan.index)
-        sync_actions = []
         for index, old, new, reason, _time in events:
             name = plan.names[index]
             if old != new:
@@ -156,10 +163,11 @@ class Daemon:
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             if plan.sync_groups:
-                sync_actions += self.sync.event(name, old, new, reason, view)
-        if sync_actions:
-            # Their engine events come back through after_engine_work.
-            self.apply_sync(sync_actions)
+                # Applied before the next event is judged: decisions read the
+                # engine's states. Their own events come in the next round.
+                self.apply_sync(self.sync.event(name, old, new, reason, view))
+        if plan.sync_groups:
+            self.apply_sync(self.sync.recheck(view))
 
     def dispatch(self, actions: list[reactor.Action]) -> None:
         for action in actions:
@@ -191,6 +199,9 @@ class Daemon:
         self.dispatch(actions)
         self.notifications.removed(old, kept, old_states)
         self.notifications.configure(config)
+        # A kept FAULT instance restarts from INIT into FAULT again: not news.
+        self.notifications.carried_faults = {
+            name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}
         self.install(new, built_on)
         started = self.start_instances(new, new.names)
         if new.refreshing:
@@ -198,6 +209,7 @@ class Daemon:
                 if state == "MASTER" and name in kept:
                     self.garp.keep_refreshing(name)
         self.driver.after_engine_work()
+        self.notifications.carried_faults = set()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
                  len(kept), started, len(old.names) - len(kept), vip_changes)

@@ -41,6 +41,11 @@ def security_of(config: Config) -> SecurityReport:
     return report
 
 
+def _fifo_settings(config: Config) -> tuple:
+    g = config.global_defs
+    return (g.notify_fifo, g.vrrp_notify_fifo, g.notify_fifo_script, g.vrrp_notify_fifo_script)
+
+
 class Notifications:
     def __init__(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
         g = config.global_defs
@@ -48,13 +53,21 @@ class Notifications:
         fifo_scripts = {p: s for p, s in ((g.notify_fifo, g.notify_fifo_script),
                                           (g.vrrp_notify_fifo, g.vrrp_notify_fifo_script))
                         if p and s}
+        self.fifos = _fifo_settings(config)
+        self.carried_faults: set[str] = set()   # see Daemon.apply_config
         self.configure(config)
         self.notifier = Notifier(loop, fifo_paths=fifos, fifo_scripts=fifo_scripts,
                                  concurrency=CONCURRENCY, secure=self.allows,
                                  script_user=g.script_user, script_group=g.script_group)
 
     def configure(self, config: Config) -> None:
+        g = config.global_defs
         self.security = security_of(config)
+        if hasattr(self, "notifier"):    # a reload
+            self.notifier.set_script_identity(g.script_user, g.script_group)
+            if _fifo_settings(config) != self.fifos:
+                log.warning("notify_fifo / vrrp_notify_fifo changes take effect at the next "
+                            "restart; the FIFOs opened at start stay in use")
         self.instances = {inst.name: inst for inst in config.instances}
         self.groups = {group.name: group for group in config.sync_groups}
         self.priority_changes = config.global_defs.notify_priority_changes
@@ -66,6 +79,10 @@ class Notifications:
         inst = self.instances.get(name)
         if inst is None:
             return
+        if name in self.carried_faults:
+            self.carried_faults.discard(name)
+            if old == "INIT" and new == "FAULT":
+                return
         changes = (inst.notify_priority_changes if inst.notify_priority_changes is not None
                    else self.priority_changes)
         for notice in reactor.notices(name, old, new, reason, priority, changes):

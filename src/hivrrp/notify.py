@@ -175,6 +175,13 @@ class Notifier:
                 if run is not None:
                     self._fifo_tasks.append(spawn(self._fifo_script(run), run.what))
 
+    def set_script_identity(self, script_user: str | None, script_group: str | None) -> None:
+        """global_defs script_user after a reload: scripts without their own
+        user run as this one from now on (and are judged as it)."""
+        self._script_user, self._script_group = script_user, script_group
+        self._identities.clear()
+        self._refused.clear()
+
     # -- events ---------------------------------------------------------------
 
     def instance(self, name: str, state: str, priority: int, scripts: dict[str, Script],

@@ -237,12 +237,27 @@ class SecurityReport:
     enable_script_security.
     """
 
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    # Keyed by (command, user, group) as configured: the same command may run
+    # as root in one place and unprivileged in another, with other verdicts.
+    verdicts: dict[tuple, Verdict] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    enabled: bool = False
+    script_user: str | None = None
+    script_group: str | None = None
 
     def allows(self, script: Script) -> bool:
-        verdict = self.verdicts.get(script.command)
-        return verdict is None or verdict.runnable
+        """Whether `script` may run; one not seen at load is checked now (and
+        remembered), never waved through."""
+        key = _key(script)
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            verdict = self.verdicts[key] = check_script(script, self.enabled, self.script_user,
+                                                        self.script_group)
+        return verdict.runnable
+
+
+def _key(script: Script) -> tuple:
+    return (script.command, script.user, script.group)
 
 
 def check_scripts(scripts: Iterable[Script | None], enabled: bool,
@@ -254,13 +269,13 @@ def check_scripts(scripts: Iterable[Script | None], enabled: bool,
     global_defs script_user.  Returns a SecurityReport; the caller logs its
     messages and passes report.allows to whatever runs scripts.
     """
-    report = SecurityReport()
+    report = SecurityReport(enabled=enabled, script_user=script_user, script_group=script_group)
     any_script = any_insecure = False
     for script in scripts:
-        if script is None or script.command in report.verdicts:
+        if script is None or _key(script) in report.verdicts:
             continue
         verdict = check_script(script, enabled, script_user, script_group)
-        report.verdicts[script.command] = verdict
+        report.verdicts[_key(script)] = verdict
         any_script = True
         any_insecure |= verdict.insecure
         if not verdict.runnable:

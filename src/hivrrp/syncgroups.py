@@ -11,6 +11,12 @@ keepalived's vrrp_sync.c, by event:
   "want_master" events, wants_master()).
 The engine moves members with force(..., "sync_group"); events with that
 reason are this module's own doing and move nothing further.
+
+The caller applies the actions of each event before passing the next one
+(decisions read the engine's current states), and calls recheck() whenever
+faults may have cleared without an event. Work per event is O(1) except when
+the group as a whole moves (O(members) once): a link under 4,000 members
+must not cost 4,000 x 4,000.
 """
 
 from __future__ import annotations
@@ -63,50 +69,105 @@ class SyncGroups:
                  states: dict[str, str] | None = None) -> None:
         self.members = groups
         self.group_of = {m: g for g, ms in self.members.items() for m in ms}
-        # The group's last notified state; a reload keeps the groups it kept.
+        # The group's last notified state; a reload keeps it by name, and
+        # adopt() corrects it against what the members are.
         known = states or {}
         self.states: dict[str, str] = {g: known.get(g, "INIT") for g in self.members}
+        # Members whose master-down timer fired, as the events said; a hint
+        # verified against the engine once it covers the whole group (an
+        # accepted advert clears the engine's flag without an event).
+        self.ready: dict[str, set[str]] = {g: set() for g in self.members}
+        self.waiting: dict[str, set[str]] = {}     # INIT groups: members not up yet
+
+    def adopt(self, view: MemberView) -> list[SyncAction]:
+        """After a reload: the group states the members show (a renamed or
+        reused group must not trust a carried name), then recheck()."""
+        out: list[SyncAction] = []
+        for group, members in self.members.items():
+            if any(view.fault_flags(m) & FAULT_SYNC_GROUP or view.state(m) == "FAULT"
+                   for m in members):
+                self.states[group] = "FAULT"
+                if any(view.fault_flags(m) & ~FAULT_SYNC_GROUP for m in members):
+                    # Still held down: a member new to the group joins it there.
+                    out += [Force(m, "FAULT") for m in members
+                            if not view.fault_flags(m) & FAULT_SYNC_GROUP]
+            elif all(view.state(m) == "MASTER" for m in members):
+                self.states[group] = "MASTER"
+            elif all(view.state(m) in ("BACKUP", "MASTER") for m in members):
+                self.states[group] = "BACKUP"
+            elif self.states[group] == "FAULT":
+                self.states[group] = "INIT"
+        return out + self.recheck(view)
 
     def event(self, name: str, old: str, new: str, reason: str,
               view: MemberView) -> list[SyncAction]:
         group = self.group_of.get(name)
-        if group is None or reason == "sync_group":
+        if group is None:
+            return []
+        if new != "BACKUP" or old != "BACKUP":
+            self.ready[group].discard(name)
+        if reason == "sync_group" or view.state(name) != new:
+            # Our own doing, or superseded within the batch (forced since, or
+            # a flap already over): judge the member as it is, not as it was.
             return []
         members = self.members[group]
-        out: list[SyncAction] = []
         if new == "FAULT":
+            if self.states[group] == "FAULT":
+                # The others hold the group's bit already; this one may have
+                # come up since (held in INIT) and needs it too.
+                return [Force(name, "FAULT")]
             # Every member gets the bit, the one at fault too: whichever of
             # them recovers first stays down until they all have.
-            out += [Force(m, "FAULT") for m in members]
-            return out + self._group(group, "FAULT")
+            return [Force(m, "FAULT") for m in members] + self._group(group, "FAULT")
         if old == "MASTER" and new == "BACKUP":
-            out += [Force(m, "BACKUP") for m in members
-                    if m != name and view.state(m) == "MASTER"]
+            if self.states[group] == "BACKUP":
+                return []      # the first to step down took the others along
+            out: list[SyncAction] = [Force(m, "BACKUP") for m in members
+                                     if m != name and view.state(m) == "MASTER"]
             return out + self._group(group, "BACKUP")
         if new == "MASTER":     # an address owner, which does not wait
-            out += [Force(m, "MASTER") for m in members
-                    if m != name and view.state(m) == "BACKUP"]
+            if self.states[group] == "MASTER":
+                return []
+            out = [Force(m, "MASTER") for m in members
+                   if m != name and view.state(m) == "BACKUP"]
             return out + self._group(group, "MASTER")
         if reason == "want_master":
-            if all(view.state(m) == "MASTER" or view.wants_master(m) for m in members):
-                out += [Force(m, "MASTER") for m in members if view.state(m) != "MASTER"]
-                out += self._group(group, "MASTER")
-            return out
-        if new == "BACKUP" and self.states[group] in ("INIT", "FAULT"):
-            if all(view.state(m) in ("BACKUP", "MASTER") for m in members):
+            ready = self.ready[group]
+            ready.add(name)
+            if len(ready) < len(members):
+                return []
+            ready.intersection_update(m for m in members if view.wants_master(m)
+                                      or view.state(m) == "MASTER")
+            if len(ready) < len(members):
+                return []
+            ready.clear()
+            out = [Force(m, "MASTER") for m in members if view.state(m) != "MASTER"]
+            return out + self._group(group, "MASTER")
+        if new == "BACKUP" and self.states[group] == "INIT":
+            # Up as a group once every member is (counted down, not rescanned).
+            waiting = self.waiting.get(group)
+            if waiting is None:
+                waiting = self.waiting[group] = {
+                    m for m in members if view.state(m) not in ("BACKUP", "MASTER")}
+            waiting.discard(name)
+            if not waiting:
+                del self.waiting[group]
                 return self._group(group, "BACKUP")
-        return out
+        return []
 
     def recheck(self, view: MemberView) -> list[SyncAction]:
-        """After faults changed without an event (a faulty member's own reason
-        cleared while the group's bit held it): release groups nobody holds down."""
+        """Faults may have cleared without an event (a member's own reason went
+        while the group's bit held it): release the groups nobody holds down."""
         out: list[SyncAction] = []
         for group, members in self.members.items():
             if self.states[group] != "FAULT":
                 continue
             if any(view.fault_flags(m) & ~FAULT_SYNC_GROUP for m in members):
                 continue
+            # They come up as BACKUP (an owner as MASTER, whose event then
+            # takes the group there).
             out += [ReleaseFault(m) for m in members if view.fault_flags(m)]
+            out += self._group(group, "BACKUP")
         return out
 
     def strays(self, names: list[str], view: MemberView) -> list[SyncAction]:

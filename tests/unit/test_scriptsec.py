@@ -160,3 +160,18 @@ def test_check_scripts_report(bindir):
     assert lax.allows(bad)
     assert lax.messages[-1] == ("SECURITY VIOLATION - scripts are being executed but "
                                 "script_security not enabled. There are insecure scripts.")
+
+
+def test_a_verdict_belongs_to_the_user_a_script_runs_as(tmp_path):
+    # From a race review: keyed by command alone, the unprivileged check let
+    # the same world-writable script run as root.
+    cmd = tmp_path / "x.sh"
+    cmd.write_text("#!/bin/sh\n")
+    cmd.chmod(0o777)
+    as_nobody = Script(str(cmd), [str(cmd)], "nobody", None)
+    as_root = Script(str(cmd), [str(cmd)], "root", None)
+    assert not check_scripts([as_root], enabled=True).allows(as_root)
+    both = check_scripts([as_nobody, as_root], enabled=True)
+    assert not both.allows(as_root)
+    # A script the report never saw is judged on the spot, not waved through.
+    assert not check_scripts([], enabled=True).allows(as_root)

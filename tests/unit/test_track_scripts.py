@@ -138,19 +138,29 @@ def test_unchanged_reconfigure_keeps_counters(run, tmp_path):
     assert run(scenario()) == [("chk", True)]
 
 
-def test_changed_reconfigure_starts_fresh(run, tmp_path):
+def test_changed_reconfigure_restarts_the_script_but_keeps_its_status(run, tmp_path):
+    # keepalived's clear_diff_script carries a script's status across a reload
+    # by name: a failing weighted script keeps its penalty, a healthy one its
+    # bonus, until `fall` (or `rise`) results of the new definition say otherwise.
+    runs = tmp_path / "runs"
+
     async def scenario():
         reports = []
-        trackers = ScriptTrackers(asyncio.get_running_loop(), lambda *r: reports.append(r))
+
+        def report(name, up):   # with how many failed runs there were by then
+            count = len(runs.read_text().split()) if runs.exists() else 0
+            reports.append((name, up, count))
+
+        trackers = ScriptTrackers(asyncio.get_running_loop(), report)
         trackers.configure({"chk": sh("exit 0", interval=0.05)})
-        await until(lambda: reports == [("chk", True)])
-        trackers.configure({"chk": sh("exit 0", interval=0.05, rise=2)})
-        assert trackers.status("chk") is None
+        await until(lambda: reports == [("chk", True, 0)])
+        trackers.configure({"chk": sh(f"echo x >> {runs}; exit 1", interval=0.05, fall=3)})
+        assert trackers.status("chk") is True
         await until(lambda: len(reports) == 2)
         await trackers.close()
         return reports
 
-    assert run(scenario()) == [("chk", True), ("chk", True)]
+    assert run(scenario()) == [("chk", True, 0), ("chk", False, 3)]
 
 
 def test_removed_script_child_is_killed(run, tmp_path):

@@ -132,19 +132,20 @@ class Simulation:
             acted = False
             for router in self.routers.values():
                 view = router.view
-                actions = []
-                for instance, old, new, reason, time in router.engine.take_events():
+                events = router.engine.take_events()
+                for instance, old, new, reason, time in events:
                     name = router.names[instance]
                     self.events.append(Event(time, router.name, name, old, new, reason))
-                    actions += router.sync.event(name, old, new, reason, view)
-                actions += router.sync.recheck(view)
-                if not actions:
-                    continue
-                for change in carry_out(actions, view, self.now):
-                    self.group_states.append((self.now, router.name, change.group, change.state))
-                acted = True
+                    # As the daemon: each event's actions before the next is judged.
+                    acted |= self._sync(router, router.sync.event(name, old, new, reason, view))
+                acted |= self._sync(router, router.sync.recheck(view))
             if not acted:
                 break
+
+    def _sync(self, router: Router, actions: list) -> bool:
+        for change in carry_out(actions, router.view, self.now):
+            self.group_states.append((self.now, router.name, change.group, change.state))
+        return bool(actions)
 
     def _next_time(self) -> int | None:
         times = [r.engine.next_deadline() for r in self.routers.values()

@@ -36,10 +36,21 @@ class TrackerHub:
         self.files = FileTrackers(loop, lambda name, value: self.report("file", name, value))
         self.processes: ProcessTrackers | None = None
         self.loop = loop
+        self.configuring = False
 
     def configure(self, config: Config, links: dict[str, Link]) -> Tracking:
         """Trackers for `config`; what unchanged trackers know carries over.
         The caller applies every instance's outcome afterwards."""
+        # Executors may report while they reconfigure (a kept file whose value
+        # changed): the old policy and the new plan do not go together, and
+        # every status is read afresh below anyway.
+        self.configuring = True
+        try:
+            return self._configure(config, links)
+        finally:
+            self.configuring = False
+
+    def _configure(self, config: Config, links: dict[str, Link]) -> Tracking:
         uses = uses_of(config)
         used = {(u.kind, u.tracker) for us in uses.values() for u in us}
         g = config.global_defs
@@ -75,6 +86,8 @@ class TrackerHub:
         return self.processes.status(name) if self.processes else None
 
     def report(self, kind: str, name: str, status) -> None:
+        if self.configuring:
+            return
         changed = self.policy.update(kind, name, status)
         if changed:
             log.info("%s tracker %s is %s: %d instance(s) affected", kind, name,

@@ -35,6 +35,15 @@ class RiseFall:
             return None
         return self._r >= self.rise
 
+    def carry(self, status: bool | None) -> None:
+        """Continue from another counter's status (a script changed by a
+        reload, as keepalived's clear_diff_script carries it by name): fully
+        up or fully down, so it takes `fall` or `rise` results to change."""
+        if status is None:
+            return
+        self._r = self.rise + self.fall - 1 if status else 0
+        self._init = False
+
     def result(self, ok: bool) -> bool | None:
         """Count one result; return the new status if it changed, else None."""
         rise, top = self.rise, self.rise + self.fall - 1

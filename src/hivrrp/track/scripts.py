@@ -155,13 +155,18 @@ class ScriptTrackers:
             else:
                 disabled[name] = why
 
+        carried: dict[str, bool | None] = {}
         for name, running in list(self._scripts.items()):
             vs = wanted.get(name)
             if vs is None or _run_key(vs) != running.key:
+                carried[name] = running.counter.status
                 self._stop(self._scripts.pop(name))
         for name, vs in wanted.items():
             if name not in self._scripts:
                 self._scripts[name] = script = _Script(self, vs)
+                # A changed script keeps its status until its results say
+                # otherwise: a reload must not lift a failing script's penalty.
+                script.counter.carry(carried.get(name))
                 script.start()
 
         for name, why in disabled.items():
