@@ -54,16 +54,23 @@ def cpu_ticks(pids: list[int]) -> int:
     return proc_total(pids, "stat", own_and_children)
 
 
-def tracked(conf: str, workdir: Path) -> str:
-    """The lab's config with the four shared trackers on every instance."""
-    header = (f'vrrp_script chk {{\n    script "/bin/true"\n    interval 1\n    weight -10\n}}\n'
-              f"vrrp_track_process proc {{\n    process {PROCESS}\n    weight -10\n}}\n"
-              f"track_file health {{\n    file {workdir / 'health'}\n}}\n")
-    tracks = ("    track_script {\n        chk\n    }\n"
-              "    track_process {\n        proc\n    }\n"
-              "    track_file {\n        health\n    }\n"
-              "    track_interface {\n        uplink\n    }\n")
-    return header + conf.replace("    advert_int", tracks + "    advert_int")
+KINDS = ("script", "process", "file", "interface")
+
+
+def tracked(conf: str, workdir: Path, kinds=KINDS) -> str:
+    """The lab's config with the shared trackers (`kinds` of them) on every instance."""
+    headers = {
+        "script": 'vrrp_script chk {\n    script "/bin/true"\n    interval 1\n    weight -10\n}\n',
+        "process": f"vrrp_track_process proc {{\n    process {PROCESS}\n    weight -10\n}}\n",
+        "file": f"track_file health {{\n    file {workdir / 'health'}\n}}\n",
+        "interface": ""}
+    tracks = {"script": "    track_script {\n        chk\n    }\n",
+              "process": "    track_process {\n        proc\n    }\n",
+              "file": "    track_file {\n        health\n    }\n",
+              "interface": "    track_interface {\n        uplink\n    }\n"}
+    header = "".join(headers[k] for k in kinds)
+    lines = "".join(tracks[k] for k in kinds)
+    return header + conf.replace("    advert_int", lines + "    advert_int")
 
 
 class TrackingBench(Lab):
@@ -72,6 +79,7 @@ class TrackingBench(Lab):
         super().__init__(instances, "hivrrp", workdir, out=lambda *_: None)
         self.version, self.advert_int = version, advert_int
         self.daemon, self.with_trackers = daemon, with_trackers
+        self.kinds = KINDS
         (workdir / "health").write_text("0\n")
 
     def build(self) -> None:
@@ -88,7 +96,7 @@ class TrackingBench(Lab):
         conf = keepalived_conf(self.segments, self.instances, priority,
                                version=self.version, advert_int=self.advert_int)
         if self.with_trackers:
-            conf = tracked(conf, self.workdir)
+            conf = tracked(conf, self.workdir, self.kinds)
         path = self.workdir / f"{name}.conf"
         log = open(self.workdir / f"{name}-{self.daemon}.log", "ab")
         if self.daemon == "hivrrp":
@@ -147,7 +155,8 @@ def one_run(args, daemon: str, with_trackers: bool) -> dict:
                           workdir)
     try:
         bench.build()
-        return bench.measure(args.window, failover=with_trackers)
+        bench.kinds = tuple(args.trackers.split(","))
+        return bench.measure(args.window, failover=with_trackers and "interface" in bench.kinds)
     finally:
         bench.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -161,12 +170,16 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--daemons", default="hivrrp,keepalived")
+    parser.add_argument("--trackers", default=",".join(KINDS),
+                        help="which of the shared trackers every instance tracks")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if os.geteuid() != 0:
         sys.exit("bench/tracking.py needs root")
     if not 1 <= args.rounds <= 20 or not 1 <= args.instances <= 60000:
         sys.exit("--rounds is 1..20, --instances 1..60000")
+    if not args.trackers or set(args.trackers.split(",")) - set(KINDS):
+        sys.exit(f"--trackers is a comma-separated subset of {','.join(KINDS)}")
     daemons = args.daemons.split(",")
     if "keepalived" in daemons and shutil.which("keepalived") is None:
         print("keepalived is not installed: skipped", file=sys.stderr)
