@@ -224,6 +224,11 @@ def print_table(results: list[dict]) -> None:
                ("RSS b MiB", "backup_rss_mib", ">11"), ("up s", "all_vips_up_s", ">7"),
                ("KILL s", "sigkill_move_s", ">8"), ("TERM s", "sigterm_move_s", ">8"),
                ("exit s", "sigterm_exit_s", ">8"))
+    print_columns(columns, results)
+
+
+def print_columns(columns: tuple, results: list[dict]) -> None:
+    """One line per result under (title, key, alignment) columns."""
     print("".join(f"{title:{align}}" for title, _, align in columns))
     for r in results:
         # A run that failed part-way (no VIPs up in time) shows '-' where it has no figure.

@@ -38,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import CLOCK_TICKS, START_TIMEOUT, proc_total, rss_kib, tree  # noqa: E402
+from scale import (  # noqa: E402
+    CLOCK_TICKS, START_TIMEOUT, print_columns, proc_total, rss_kib, tree)
 
 from hivrrp.lab import HIGH, LOW, Lab, keepalived_conf  # noqa: E402
 
@@ -210,10 +211,7 @@ def print_table(results: list[dict]) -> None:
                ("backup %", "backup_cpu_percent", ">10"), ("RSS m MiB", "master_rss_mib", ">11"),
                ("up s", "all_vips_up_s", ">7"), ("uplink s", "uplink_failover_s", ">10"),
                ("target s", "target_s", ">10"))
-    print("".join(f"{title:{align}}" for title, _, align in columns))
-    for r in results:
-        print("".join(f"{str(r.get(key) if r.get(key) is not None else '-'):{align}}"
-                      for _, key, align in columns))
+    print_columns(columns, results)
 
 
 def print_ratios(results: list[dict], daemons: list[str]) -> None:

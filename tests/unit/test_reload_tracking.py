@@ -11,6 +11,7 @@ from hivrrp import notify, scriptrun
 from hivrrp.netlink import Link
 from hivrrp.notifications import Notifications
 
+
 def conf(path, vi1_tracks):
     track = "    track_file {\n        F weight 0\n    }\n"
     return (f"track_file F {{\n    file {path}\n}}\n"

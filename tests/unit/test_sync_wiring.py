@@ -89,11 +89,14 @@ def test_non_owner_group_survives_a_link_flap_read_in_one_batch(tmp_path, monkey
     asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
-def test_startup_with_a_faulty_member_and_an_owner_member(tmp_path, monkeypatch):
-    track = "    track_interface {\n        eth1\n    }\n"
-    text = (GROUP + instance_text("VI_A", 51, ["192.0.2.51/24"], extra=track)
-            + instance_text("VI_B", 52, ["192.0.2.52/24"], priority=255))
+# VI_A tracks eth1 (down at start), VI_B is an address owner.
+TRACKED_AND_OWNER = (GROUP + instance_text("VI_A", 51, ["192.0.2.51/24"],
+                                           extra="    track_interface {\n        eth1\n    }\n")
+                     + instance_text("VI_B", 52, ["192.0.2.52/24"], priority=255))
 
+
+def test_startup_with_a_faulty_member_and_an_owner_member(tmp_path, monkeypatch):
+    text = TRACKED_AND_OWNER
     async def scenario():
         d = await started(tmp_path, text, ETH1_DOWN, ADDRESSES, monkeypatch)
         await settle(d)
@@ -104,10 +107,7 @@ def test_startup_with_a_faulty_member_and_an_owner_member(tmp_path, monkeypatch)
 
 
 def test_startup_fault_then_the_tracked_link_comes_up(tmp_path, monkeypatch):
-    track = "    track_interface {\n        eth1\n    }\n"
-    text = (GROUP + instance_text("VI_A", 51, ["192.0.2.51/24"], extra=track)
-            + instance_text("VI_B", 52, ["192.0.2.52/24"], priority=255))
-
+    text = TRACKED_AND_OWNER
     async def scenario():
         d = await started(tmp_path, text, ETH1_DOWN, ADDRESSES, monkeypatch)
         await settle(d)
