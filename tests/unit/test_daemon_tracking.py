@@ -12,7 +12,7 @@ MAC = bytes(6)
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, 20))
+    return asyncio.run(asyncio.wait_for(coro, 20))
 
 
 def file_tracker(path) -> str:
@@ -137,3 +137,23 @@ def test_notices_of_one_engine_event():
         reactor.Notice("priority", "VI_1", "BACKUP", 90)]
     assert reactor.notices("VI_1", "FAULT", "FAULT", "priority", 90, True) == []
     assert reactor.notices("VI_1", "BACKUP", "BACKUP", "want_master", 90, True) == []
+
+
+def test_a_script_tracked_by_many_instances_runs_once_per_interval(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    script = tmp_path / "check.sh"
+    script.write_text(f"#!/bin/sh\necho run >> {runs}\n")
+    script.chmod(0o755)
+    track = "    track_script {\n        chk weight -5\n    }\n"
+    text = (f'vrrp_script chk {{\n    script "{script}"\n    interval 0.5\n}}\n'
+            + "".join(instance_text(f"VI_{k}", k, [f"192.0.2.{k}/24"], extra=track)
+                      for k in range(1, 201)))
+
+    async def scenario():
+        d = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
+        await asyncio.sleep(1.2)    # runs at 0, 0.5 and 1.0 s
+        count = len(runs.read_text().split())
+        await d.shutdown()
+        return count
+
+    assert 2 <= run(scenario()) <= 3   # not 200 per interval
