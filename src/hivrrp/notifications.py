@@ -79,7 +79,7 @@ class Notifications:
         inst = self.instances.get(name)
         if inst is None:
             return
-        if name in self.carried_faults:
+        if name in self.carried_faults and old != new:
             self.carried_faults.discard(name)
             if old == "INIT" and new == "FAULT":
                 return

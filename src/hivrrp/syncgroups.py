@@ -106,10 +106,16 @@ class SyncGroups:
             return []
         if new != "BACKUP" or old != "BACKUP":
             self.ready[group].discard(name)
-        if reason == "sync_group" or view.state(name) != new:
-            # Our own doing, or superseded within the batch (forced since, or
-            # a flap already over): judge the member as it is, not as it was.
-            return []
+        if reason == "sync_group":
+            return []           # our own doing
+        live = view.state(name)
+        if live != new:
+            # Superseded within the batch (forced since, or a flap already
+            # over): judge the member as it is, not as it was. A master of a
+            # master group that is BACKUP by now has left MASTER all the same.
+            if not (old == "MASTER" and live == "BACKUP" and self.states[group] == "MASTER"):
+                return []
+            new = "BACKUP"
         members = self.members[group]
         if new == "FAULT":
             if self.states[group] == "FAULT":
@@ -132,6 +138,11 @@ class SyncGroups:
                    if m != name and view.state(m) == "BACKUP"]
             return out + self._group(group, "MASTER")
         if reason == "want_master":
+            if self.states[group] == "MASTER":
+                # The others are master already (a member added by a reload,
+                # or one held in INIT meanwhile): it joins them at once, as
+                # vrrp_sync_can_goto_master allows.
+                return [Force(name, "MASTER")]
             ready = self.ready[group]
             ready.add(name)
             if len(ready) < len(members):

@@ -183,3 +183,44 @@ def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
         # Allowed because it runs as nobody now; it must then run as nobody.
         assert ran == [(cmd, "nobody")], ran
     asyncio.run(scenario())
+
+
+# A reload must not notify FAULT again, whatever else it changes.
+
+TRACK_ETH1 = "    track_interface {\n        eth1\n    }\n"
+
+
+def fault_conf(priority):
+    return instance_text("VI_A", 51, ["192.0.2.51/24"], priority=priority, extra=TRACK_ETH1)
+
+
+def reload_in_fault(tmp_path, monkeypatch, before, after):
+    async def scenario():
+        d = await started(tmp_path, before, ETH1_DOWN, ADDRESSES, monkeypatch)
+        await settle(d)
+        assert d.plan.states() == {"VI_A": "FAULT"}
+        told = []
+        real = d.notifications.notifier.instance
+        d.notifications.notifier.instance = lambda n, s, *a, **k: (told.append((n, s)), real(n, s, *a, **k))
+        await reload(d, after)
+        await settle(d)
+        assert d.plan.states() == {"VI_A": "FAULT"}
+        assert told == [], told
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_same_config_reload_does_not_renotify_fault(tmp_path, monkeypatch):
+    reload_in_fault(tmp_path, monkeypatch, fault_conf(100), fault_conf(100))
+
+
+def test_priority_change_reload_does_not_renotify_fault(tmp_path, monkeypatch):
+    reload_in_fault(tmp_path, monkeypatch, fault_conf(100), fault_conf(150))
+
+
+def weighted(weight):
+    extra = f"    track_interface {{\n        eth1\n        eth0 weight {weight}\n    }}\n"
+    return instance_text("VI_A", 51, ["192.0.2.51/24"], extra=extra)
+
+
+def test_tracker_weight_change_reload_does_not_renotify_fault(tmp_path, monkeypatch):
+    reload_in_fault(tmp_path, monkeypatch, weighted(10), weighted(20))

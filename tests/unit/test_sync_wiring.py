@@ -6,6 +6,7 @@ import asyncio
 
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.driver import now_us
 from hivrrp.netlink import Link
 from hivrrp.syncgroups import Force, SyncGroups
 
@@ -209,3 +210,71 @@ def test_link_down_under_a_4000_member_group_is_linear():
 def test_peer_death_under_a_4000_member_group_is_linear():
     forces = batch(4000, "BACKUP", "BACKUP", "want_master", "BACKUP", True, "BACKUP")
     assert forces <= 2 * 4000, forces
+
+
+# A second review: members joining a group that is master already.
+
+def group_of_names(names):
+    return ("vrrp_sync_group G {\n    group {\n"
+            + "".join(f"        {n}\n" for n in names) + "    }\n}\n")
+
+
+INSTANCES = (instance_text("VI_A", 51, ["198.51.100.51/24"], interface="eth1")
+             + instance_text("VI_B", 52, ["192.0.2.52/24"])
+             + instance_text("VI_C", 53, ["192.0.2.53/24"]))
+
+
+def advance(d, seconds):
+    """Fire every timer due within `seconds` (master-down: want_master)."""
+    d._t = getattr(d, "_t", 0) + int(seconds * 1e6)
+    d.plan.engine.expire(now_us(d.loop) + d._t)
+    d.driver.after_engine_work()
+
+
+def test_unit_member_ready_while_another_is_master():
+    # keepalived vrrp_sync_can_goto_master: a MASTER member counts as wanting
+    # MASTER (and a MASTER group lets a member go at once).
+    class View:
+        def state(self, n): return {"A": "MASTER", "B": "BACKUP"}[n]
+        def fault_flags(self, n): return 0
+        def wants_master(self, n): return n == "B"
+    sync = SyncGroups({"G": ["A", "B"]}, {"G": "MASTER"})
+    out = sync.event("B", "BACKUP", "BACKUP", "want_master", View())
+    assert Force("B", "MASTER") in out, out
+
+
+def test_member_added_to_a_master_group_by_reload_becomes_master(tmp_path, monkeypatch):
+    async def scenario():
+        two = INSTANCES.split("vrrp_instance VI_C")[0]
+        d = await started(tmp_path, group_of_names(["VI_A", "VI_B"]) + two, LINKS, ADDRESSES, monkeypatch)
+        await settle(d)
+        for _ in range(3):
+            advance(d, 5)
+        assert d.plan.states() == {"VI_A": "MASTER", "VI_B": "MASTER"}
+        assert d.sync.states == {"G": "MASTER"}
+        await reload(d, group_of_names(["VI_A", "VI_B", "VI_C"]) + INSTANCES)
+        await settle(d)
+        for _ in range(3):
+            advance(d, 5)
+        wants = d.plan.engine.wants_master(d.plan.index["VI_C"])
+        assert d.plan.states() == {"VI_A": "MASTER", "VI_B": "MASTER", "VI_C": "MASTER"}, (
+            d.plan.states(), d.sync.states, "VI_C wants master:", wants, d.sync.ready)
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_a_master_member_flapping_within_one_batch_rejoins_its_group(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_of_names(["VI_A", "VI_B"]) + INSTANCES, LINKS, ADDRESSES, monkeypatch)
+        await settle(d)
+        for _ in range(3):
+            advance(d, 5)
+        assert d.plan.states()["VI_A"] == d.plan.states()["VI_B"] == "MASTER"
+        # One netlink read: eth1 down and up again. VI_A: MASTER->FAULT->BACKUP.
+        d.links.on_netlink([("link", 3, "eth1", MAC, False), ("link", 3, "eth1", MAC, True)])
+        await settle(d)
+        for _ in range(5):
+            advance(d, 5)
+        states = d.plan.states()
+        assert states["VI_A"] == states["VI_B"], (states, d.sync.states, d.sync.ready)
+        assert states["VI_A"] == "MASTER", (states, d.sync.states, d.sync.ready)
+    asyncio.run(asyncio.wait_for(scenario(), 10))
