@@ -24,6 +24,7 @@ from hivrrp.linkwatch import LinkWatch
 from hivrrp.netlink import Link, Netlink
 from hivrrp.notifications import Notifications
 from hivrrp.plan import Plan, build_off_loop, carry_over
+from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import EngineView, SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
 from hivrrp.vips import VipQueue, remove_leftovers
@@ -42,6 +43,8 @@ class Daemon:
         self.monitor = monitor   # None: the real one (tests pass a stand-in)
         self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
                                    lambda: self.plan.config)
+        self.systemd = SystemdNotifier()
+        self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -52,9 +55,24 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop, stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self.lifecycle.request_reload)
         await self.start(stop)
+        if not stop.done():
+            self.systemd.ready(self.status())
+            self.systemd.start_watchdog(loop)
         await stop
         await self.shutdown()
         return 0
+
+    def status(self) -> str:
+        """One line for systemd's STATUS= (systemctl status)."""
+        states = self.plan.engine.states() if self.plan else []
+        return (f"{len(states)} instances: {states.count('MASTER')} master, "
+                f"{states.count('BACKUP')} backup, {states.count('FAULT')} fault")
+
+    def on_reloading(self, reloading: bool) -> None:
+        if reloading:
+            self.systemd.reloading()
+        else:
+            self.systemd.ready(self.status())
 
     async def start(self, stop: asyncio.Future | None = None) -> None:
         """Everything up to running instances, unless `stop` came meanwhile."""
@@ -219,12 +237,13 @@ class Daemon:
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():
             log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
+            self.systemd.stopping()
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
         await run_each([self.lifecycle.stop, self._release, self.driver.close,
                         self.garp.close, self.trackers.close, self.notifications.close,
-                        self.netlink.close])
+                        self.netlink.close, self.systemd.close])
 
     async def _release(self) -> None:
         # Our own VIP removals would only flood the monitor (4,000 RTM_DELADDR).

@@ -99,6 +99,9 @@ class Lifecycle:
         self.requests = 0              # requests taken in, to tell a new one from an old
         self.retry_delay = RETRY_FIRST
         self.retry: asyncio.TimerHandle | None = None
+        # Told True when a reload (SIGHUP) starts and False when the runs are
+        # over: systemd's RELOADING=1 / READY=1.
+        self.on_reloading: Callable[[bool], None] | None = None
 
     def start(self) -> None:
         """The daemon runs: requests that came during start-up (a SIGHUP) run now."""
@@ -157,6 +160,9 @@ class Lifecycle:
             self.task = spawn(self._run(), "reload")
 
     async def _run(self) -> None:
+        reloading = self.want_reload and self.on_reloading is not None
+        if reloading:
+            self.on_reloading(True)
         try:
             while (self.want_reload or self.want_rebuild) and not self.stopping:
                 seen = self.requests
@@ -170,6 +176,8 @@ class Lifecycle:
                     break
         finally:
             self.task = None
+            if reloading and not self.stopping:
+                self.on_reloading(False)
 
     async def _once(self) -> bool:
         what = "reload" if self.want_reload else "rebuild"

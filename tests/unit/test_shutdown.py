@@ -54,6 +54,7 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.netlink = Recorder(calls, "netlink")
         daemon.trackers = Recorder(calls, "trackers")
         daemon.notifications = Recorder(calls, "notifications")
+        daemon.systemd = Recorder(calls, "systemd")
         await daemon.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
@@ -61,5 +62,5 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
     # Releasing failed at its first step and the announcer's close raised:
     # the sockets and netlink were closed all the same.
     assert calls == ["driver.close", "trackers.close", "notifications.close",
-                     "netlink.close"], calls
+                     "netlink.close", "systemd.close"], calls
     assert caplog.text.count("shutdown step failed") == 2
