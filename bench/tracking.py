@@ -103,8 +103,9 @@ class TrackingBench(Lab):
         if self.daemon == "hivrrp":
             path.write_text(conf)
             return self.topology.popen(self.ns[name], sys.executable, "-m", "hivrrp", "run",
-                                       "-f", str(path), stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+                                       "-f", str(path), "--control",
+                                       str(self.workdir / f"{name}.sock"), stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         path.write_text(f"net_namespace {self.ns[name]}\n{conf}")
         run = self.workdir / f"ka-{name}"
         run.mkdir(exist_ok=True)

@@ -10,6 +10,7 @@ from hivrrp import __version__
 
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+DEFAULT_SOCKET = "/run/hivrrp/control.sock"    # as hivrrp.control.DEFAULT_SOCKET
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
@@ -74,8 +75,11 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
 @click.option("--pid-file", default=None, metavar="FILE", help="Write the daemon's PID here.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str) -> None:
-    """Run VRRP in the foreground (systemd Type=simple); logs go to stderr.
+@click.option("--control", "control_path", default=DEFAULT_SOCKET, show_default=True,
+              metavar="PATH", help="The control socket (hivrrp status); 'none': no socket.")
+def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str,
+        control_path: str) -> None:
+    """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid. SIGTERM/SIGINT release every
     master with priority 0, remove the VIPs and exit 0.
@@ -99,7 +103,8 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     from hivrrp import daemon
 
     try:
-        code = daemon.run(result.config, config_file, config_id, pid_file)
+        code = daemon.run(result.config, config_file, config_id, pid_file,
+                          None if control_path == "none" else control_path)
     except PermissionError as exc:
         log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
         sys.exit(2)
@@ -162,3 +167,104 @@ def decode(capture: str, as_json: bool) -> None:
         # `hivrrp decode x.pcap | head` is normal use, not an error.
         sys.stderr.close()
         sys.exit(0)
+
+
+# ------------------------------------------------------------ control socket
+
+socket_option = click.option("--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True,
+                             metavar="PATH", help="The running daemon's control socket.")
+
+
+def ask(socket_path: str, command: dict):
+    """One request to the running daemon; a clear message and exit 1 on failure."""
+    from hivrrp.control import request
+
+    try:
+        reply = request(socket_path, command)
+    except FileNotFoundError:
+        raise click.ClickException(f"no control socket at {socket_path}: is hivrrp running?")
+    except PermissionError:
+        raise click.ClickException(f"{socket_path}: permission denied (root only)")
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{socket_path}: {exc}")
+    if not reply.get("ok"):
+        raise click.ClickException(reply.get("error", "the daemon refused the request"))
+    return reply["result"]
+
+
+STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
+
+
+@main.command()
+@socket_option
+@click.option("--state", "states", multiple=True, type=click.Choice(STATES, case_sensitive=False),
+              help="Only instances in this state (repeatable).")
+@click.option("--interface", "interfaces", multiple=True, metavar="IF",
+              help="Only instances on this interface (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of instances.")
+def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) -> None:
+    """The running daemon's instances: state, priorities, master, VIPs."""
+    import json
+    import time
+
+    rows = ask(socket_path, {"command": "status"})
+    wanted = {s.upper() for s in states}
+    rows = [r for r in rows if (not wanted or r["state"] in wanted)
+            and (not interfaces or r["interface"] in interfaces)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    header = ("INSTANCE", "INTERFACE", "VRID", "STATE", "PRIO", "MASTER", "VIPS", "SINCE")
+    lines = [header]
+    now = time.time()
+    for r in rows:
+        since = "-" if r["last_transition"] is None else _ago(now - r["last_transition"])
+        vips = ",".join(r["vips"][:3]) + (f",+{len(r['vips']) - 3}" if len(r["vips"]) > 3 else "")
+        lines.append((r["instance"], r["interface"] or "-", str(r["vrid"]), r["state"],
+                      f"{r['base_priority']}/{r['priority']}", r["master"] or "-", vips or "-",
+                      since))
+    widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
+    for line in lines:
+        click.echo("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
+    counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
+    click.echo(f"{len(rows)} instances: " + ", ".join(f"{n} {s.lower()}"
+                                                      for s, n in counts.items() if n))
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+@main.command("set-priority")
+@socket_option
+@click.argument("instance")
+@click.argument("priority", type=click.IntRange(1, 255))
+def set_priority(socket_path: str, instance: str, priority: int) -> None:
+    """Change an instance's base priority at runtime (preemption follows).
+
+    Runtime only: the configured priority comes back at the next reload or restart.
+    """
+    result = ask(socket_path, {"command": "set-priority", "instance": instance,
+                               "priority": priority})
+    click.echo(f"{instance}: base priority {result['was']} -> {result['base_priority']} "
+               f"(effective {result['priority']}); {result['note']}")
+
+
+@main.command()
+@socket_option
+def reload(socket_path: str) -> None:
+    """Ask the running daemon to reload its configuration (as SIGHUP)."""
+    click.echo(ask(socket_path, {"command": "reload"}))
+
+
+@main.command()
+@socket_option
+def dump(socket_path: str) -> None:
+    """The running daemon's full state as JSON (counters, FAULT reasons, trackers)."""
+    import json
+
+    click.echo(json.dumps(ask(socket_path, {"command": "dump"}), indent=1, default=str))

@@ -16,6 +16,7 @@ import signal
 from hivrrp import reactor
 from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
+from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, read_config, run_each
@@ -36,7 +37,8 @@ SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go 
 
 class Daemon:
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
-                 *, netlink: Netlink | None = None, monitor=None) -> None:
+                 *, netlink: Netlink | None = None, monitor=None,
+                 control_path: str | None = None) -> None:
         self.config = config
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
@@ -44,6 +46,7 @@ class Daemon:
         self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
                                    lambda: self.plan.config)
         self.systemd = SystemdNotifier()
+        self.control = ControlServer(self, control_path) if control_path else None
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
@@ -97,6 +100,8 @@ class Daemon:
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
         self.install(plan, built_on)
+        if self.control is not None:
+            await self.control.start()
         gc.freeze()  # the configuration lives as long as we do: collections skip it
         if stop is None or not stop.done():
             self.running = True
@@ -241,9 +246,14 @@ class Daemon:
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
-        await run_each([self.lifecycle.stop, self._release, self.driver.close,
+        await run_each([self._close_control, self.lifecycle.stop, self._release,
+                        self.driver.close,
                         self.garp.close, self.trackers.close, self.notifications.close,
                         self.netlink.close, self.systemd.close])
+
+    async def _close_control(self) -> None:
+        if self.control is not None:
+            await self.control.close()
 
     async def _release(self) -> None:
         # Our own VIP removals would only flood the monitor (4,000 RTM_DELADDR).
@@ -260,8 +270,9 @@ class Daemon:
 
 
 def run(config: Config, config_path: str, config_id: str | None,
-        pid_file: str | None = None) -> int:
+        pid_file: str | None = None, control_path: str | None = None) -> int:
     import uvloop
 
     with pid_file_kept(pid_file):
-        return uvloop.run(Daemon(config, config_path, config_id).main())
+        return uvloop.run(Daemon(config, config_path, config_id,
+                                 control_path=control_path).main())

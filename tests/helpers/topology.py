@@ -66,8 +66,9 @@ class Lan(Lab):
     def hivrrp(self, name: str, config: Path, *extra: str) -> subprocess.Popen:
         ns, _ = self.nodes[name]
         log = open(self.workdir / f"{name}-hivrrp.log", "ab")
-        return self.popen(ns, sys.executable, "-m", "hivrrp", "run", "-f", str(config), *extra,
-                          stdout=log, stderr=subprocess.STDOUT)
+        control = ("--control", str(self.workdir / f"{name}.sock"))
+        return self.popen(ns, sys.executable, "-m", "hivrrp", "run", "-f", str(config), *control,
+                          *extra, stdout=log, stderr=subprocess.STDOUT)
 
     def keepalived(self, name: str, config: Path) -> subprocess.Popen:
         ns, _ = self.nodes[name]

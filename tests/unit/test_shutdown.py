@@ -38,6 +38,13 @@ class Recorder:
         return record
 
 
+class AsyncRecorder(Recorder):
+    def __getattr__(self, attribute):
+        async def record(*args, **kwargs):
+            self.calls.append(f"{self.name}.{attribute}")
+        return record
+
+
 def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
     calls: list[str] = []
 
@@ -55,12 +62,13 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.trackers = Recorder(calls, "trackers")
         daemon.notifications = Recorder(calls, "notifications")
         daemon.systemd = Recorder(calls, "systemd")
+        daemon.control = AsyncRecorder(calls, "control")
         await daemon.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
     assert "shutdown step failed" in caplog.text
     # Releasing failed at its first step and the announcer's close raised:
     # the sockets and netlink were closed all the same.
-    assert calls == ["driver.close", "trackers.close", "notifications.close",
+    assert calls == ["control.close", "driver.close", "trackers.close", "notifications.close",
                      "netlink.close", "systemd.close"], calls
     assert caplog.text.count("shutdown step failed") == 2

@@ -120,7 +120,8 @@ class Lab:
                 "--use-file", str(conf), "--pid", str(run / "a.pid"), "--vrrp_pid",
                 str(run / "v.pid"), "--checkers_pid", str(run / "c.pid"), log_path=log)
         return self.topology.start(self.ns[name], sys.executable, "-m", "hivrrp", "run", "-f",
-                                   str(conf), "--log-level", "info", log_path=log)
+                                   str(conf), "--log-level", "info", "--control",
+                                   str(self.workdir / f"{name}.sock"), log_path=log)
 
     def vip_count(self, name: str) -> int:
         """How many VIPs (the /16 secondaries) `name` holds."""

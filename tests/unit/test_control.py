@@ -1,0 +1,130 @@
+"""The control socket over stand-ins (no namespaces): answers, bad requests,
+root only, and the daemon carrying on through all of it."""
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+from helpers.fakedaemon import started
+from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.control import MAX_LINE, ControlServer, answer
+
+TEXT = (instance_text("VI_1", 51, ["192.0.2.51/24"], priority=150)
+        + instance_text("VI_2", 52, ["198.51.100.52/24"], interface="eth1", priority=255))
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def ask(daemon, request) -> dict:
+    line = request if isinstance(request, bytes) else json.dumps(request).encode()
+    return answer(daemon, line)
+
+
+def test_status_rows_and_set_priority_by_name(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        rows = ask(d, {"command": "status"})["result"]
+        assert [(r["instance"], r["interface"], r["vrid"], r["state"], r["base_priority"],
+                 r["priority"], r["vips"]) for r in rows] == [
+            ("VI_1", "eth0", 51, "BACKUP", 150, 150, ["192.0.2.51/24"]),
+            ("VI_2", "eth1", 52, "MASTER", 255, 255, ["198.51.100.52/24"])]
+        assert rows[1]["master"] == "198.51.100.1" and rows[1]["last_transition"] > 1e9
+        reply = ask(d, {"command": "set-priority", "instance": "VI_1", "priority": 255})
+        assert reply["ok"] and reply["result"]["was"] == 150
+        assert "runtime only" in reply["result"]["note"]
+        # Base 255 makes it the address owner: master at once.
+        assert d.plan.state("VI_1") == "MASTER"
+        dumped = ask(d, {"command": "dump"})["result"]
+        assert dumped["instances"][0]["counters"]["became_master"] == 1
+        assert dumped["instances"][0]["base_priority"] == 255
+    run(scenario())
+
+
+def test_bad_requests_get_errors_and_change_nothing(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        before = d.plan.states()
+        bad = [b"garbage\n", b"\xff\xfe\n", b"[1, 2]\n", b'{"command": 7}\n',
+               {"command": "shutdown"},
+               {"command": "set-priority", "instance": "VI_1", "priority": "high"},
+               {"command": "set-priority", "instance": "VI_1", "priority": 0},
+               {"command": "set-priority", "instance": "VI_1", "priority": True},
+               {"command": "set-priority", "instance": ["VI_1"], "priority": 100},
+               {"command": "set-priority", "instance": "nope", "priority": 100}]
+        replies = [ask(d, request) for request in bad]
+        assert all(r["ok"] is False and r["error"] for r in replies), replies
+        assert "unknown command 'shutdown'" in replies[4]["error"]
+        assert "no instance 'nope'" in replies[9]["error"]
+        assert d.plan.states() == before
+        assert d.plan.engine.base_priority(d.plan.index["VI_1"]) == 150
+    run(scenario())
+
+
+def test_the_socket_is_root_only_and_survives_abuse(tmp_path, monkeypatch):
+    # Under /tmp, not tmp_path: pytest's directories are closed to other users,
+    # and the test must reach the socket as one.
+    top = tempfile.mkdtemp(prefix="hivrrp-ctl-")
+    path = os.path.join(top, "ctl", "control.sock")
+
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        server = ControlServer(d, path)
+        await server.start()
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        loop = asyncio.get_running_loop()
+
+        def exchange(payload: bytes) -> list[dict]:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(path)
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            return [json.loads(line) for line in data.splitlines()]
+
+        # Two requests on one connection, the second without a newline.
+        replies = await loop.run_in_executor(
+            None, exchange, b'{"command": "status"}\n{"command": "nope"}')
+        assert replies[0]["ok"] and len(replies[0]["result"]) == 2
+        assert replies[1] == {"ok": False,
+                              "error": "unknown command 'nope' (status, dump, set-priority, "
+                                       "reload)"}
+        huge = await loop.run_in_executor(None, exchange, b"x" * (MAX_LINE + 10))
+        assert huge == [{"ok": False, "error": f"request over {MAX_LINE} bytes"}]
+        # A non-root client: the file mode stops it at connect(); with the mode
+        # opened up, the peer-credentials check still refuses it.
+        code = ("import socket, sys, os; os.setgid(65534); os.setuid(65534)\n"
+                "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+                "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n"
+                "    print('EACCES'); sys.exit()\n"
+                "s.sendall(b'{\"command\": \"status\"}\\n'); print(s.recv(4096).decode())")
+
+        def as_nobody() -> str:
+            return subprocess.run([sys.executable, "-c", code, path], capture_output=True,
+                                  text=True, timeout=10).stdout.strip()
+
+        os.chmod(top, 0o755)
+        os.chmod(os.path.dirname(path), 0o755)
+        assert await loop.run_in_executor(None, as_nobody) == "EACCES"   # the socket's 0600
+        os.chmod(path, 0o666)
+        refused = json.loads(await loop.run_in_executor(None, as_nobody))
+        assert refused == {"ok": False, "error": "permission denied: root only"}
+        assert server.refused == 1
+        # Still serving.
+        again = await loop.run_in_executor(None, exchange, b'{"command": "status"}\n')
+        assert again[0]["ok"]
+        await server.close()
+        assert not os.path.exists(path)
+    try:
+        run(scenario())
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
