@@ -77,8 +77,11 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--control", "control_path", default=DEFAULT_SOCKET, show_default=True,
               metavar="PATH", help="The control socket (hivrrp status); 'none': no socket.")
+@click.option("--metrics", "metrics_address", default=None, metavar="ADDR:PORT",
+              help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR alone: port "
+                   "9736). Off unless given.")
 def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str,
-        control_path: str) -> None:
+        control_path: str, metrics_address: str | None) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid. SIGTERM/SIGINT release every
@@ -89,6 +92,13 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     from hivrrp.config import load
     from hivrrp.config.diagnostics import condense
 
+    metrics = None
+    if metrics_address is not None:
+        from hivrrp.metrics import parse_address
+        try:
+            metrics = parse_address(metrics_address)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("hivrrp")
@@ -104,7 +114,7 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
 
     try:
         code = daemon.run(result.config, config_file, config_id, pid_file,
-                          None if control_path == "none" else control_path)
+                          None if control_path == "none" else control_path, metrics)
     except PermissionError as exc:
         log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
         sys.exit(2)

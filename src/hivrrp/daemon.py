@@ -38,7 +38,8 @@ SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go 
 class Daemon:
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
-                 control_path: str | None = None) -> None:
+                 control_path: str | None = None,
+                 metrics: tuple[str, int] | None = None) -> None:
         self.config = config
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
@@ -47,6 +48,8 @@ class Daemon:
                                    lambda: self.plan.config)
         self.systemd = SystemdNotifier()
         self.control = ControlServer(self, control_path) if control_path else None
+        self.metrics_address = metrics
+        self.metrics = None
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
@@ -102,6 +105,10 @@ class Daemon:
         self.install(plan, built_on)
         if self.control is not None:
             await self.control.start()
+        if self.metrics_address is not None:
+            from hivrrp.metrics import MetricsServer
+            self.metrics = MetricsServer(self, *self.metrics_address)
+            self.metrics.start()
         gc.freeze()  # the configuration lives as long as we do: collections skip it
         if stop is None or not stop.done():
             self.running = True
@@ -246,14 +253,17 @@ class Daemon:
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
-        await run_each([self._close_control, self.lifecycle.stop, self._release,
-                        self.driver.close,
-                        self.garp.close, self.trackers.close, self.notifications.close,
-                        self.netlink.close, self.systemd.close])
+        await run_each([self._close_control, self._close_metrics, self.lifecycle.stop,
+                        self._release, self.driver.close, self.garp.close, self.trackers.close,
+                        self.notifications.close, self.netlink.close, self.systemd.close])
 
     async def _close_control(self) -> None:
         if self.control is not None:
             await self.control.close()
+
+    async def _close_metrics(self) -> None:
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
 
     async def _release(self) -> None:
         # Our own VIP removals would only flood the monitor (4,000 RTM_DELADDR).
@@ -270,9 +280,10 @@ class Daemon:
 
 
 def run(config: Config, config_path: str, config_id: str | None,
-        pid_file: str | None = None, control_path: str | None = None) -> int:
+        pid_file: str | None = None, control_path: str | None = None,
+        metrics: tuple[str, int] | None = None) -> int:
     import uvloop
 
     with pid_file_kept(pid_file):
-        return uvloop.run(Daemon(config, config_path, config_id,
-                                 control_path=control_path).main())
+        return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
+                                 metrics=metrics).main())

@@ -77,6 +77,7 @@ class VipQueue:
         self.pending = Batch()
         self.task: asyncio.Task | None = None
         self.failures = 0
+        self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
         for action in actions:
@@ -116,7 +117,11 @@ class VipQueue:
         if batch.vips:
             changes = list(batch.vips.values())
             started = time.monotonic()
-            for change, error in await self.apply_vips(changes):
+            failed = await self.apply_vips(changes)
+            for change in changes:
+                self.changes["add" if change.add else "remove"] += 1
+            for change, error in failed:
+                self.changes["add" if change.add else "remove"] -= 1
                 self.failures += 1
                 log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
                           change.address, change.prefixlen, error)

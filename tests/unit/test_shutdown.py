@@ -63,6 +63,7 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.notifications = Recorder(calls, "notifications")
         daemon.systemd = Recorder(calls, "systemd")
         daemon.control = AsyncRecorder(calls, "control")
+        daemon.metrics = None
         await daemon.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 5))
