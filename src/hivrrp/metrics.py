@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hivrrp")
 
 DEFAULT_PORT = 9736
+NOTIFY_RESULTS = ("ok", "failed", "timed_out", "error", "dropped", "refused", "killed")
 # The classic text format, which the per-instance lines are written in and
 # every Prometheus reads (prometheus-client's own "latest" is now 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -189,8 +190,11 @@ class DaemonCollector:
         yield wakeups
         runs = CounterMetricFamily("hivrrp_notify_runs", "Notify script runs by result.",
                                    labels=["result"])
-        for result, count in sorted(d.notifications.notifier.runs.items()):
-            runs.add_metric([result], count)
+        counted = dict(d.notifications.notifier.runs)
+        # Every result from the start: rate() over a series that appears late
+        # misses its first runs.
+        for result in sorted(set(NOTIFY_RESULTS) | set(counted)):
+            runs.add_metric([result], counted.get(result, 0))
         yield runs
         vips = CounterMetricFamily("hivrrp_vip_changes", "VIPs added and removed.",
                                    labels=["action"])

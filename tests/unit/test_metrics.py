@@ -110,3 +110,29 @@ def test_other_paths_and_addresses():
         except ValueError:
             continue
         raise AssertionError(f"{bad} accepted")
+
+
+def test_the_grafana_dashboard_asks_only_for_series_the_daemon_exports(tmp_path, monkeypatch):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "conf" /
+                            "grafana-hivrrp.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    wanted = {m for e in exprs for m in re.findall(r"\b(?:hivrrp|process)_[a-z0-9_]+", e)}
+
+    health = tmp_path / "health"
+    health.write_text("0\n")
+    text = f"track_file health {{\n    file {health}\n}}\n" + TEXT.replace(
+        "    priority 150", "    priority 150\n    track_file {\n        health\n    }")
+
+    async def scenario():
+        d = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
+        await settle(d)
+        return scrape(Metrics(d))[1]
+
+    exported = {name for name, _ in samples(asyncio.run(asyncio.wait_for(scenario(), 10)))}
+    assert len(wanted) >= 12
+    assert wanted <= exported, wanted - exported
