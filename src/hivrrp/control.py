@@ -57,7 +57,7 @@ def instance_rows(daemon: Daemon) -> list[dict]:
             "base_priority": engine.base_priority(i),
             "priority": engine.effective_priority(i),
             "master": engine.master_address(i),
-            "vips": [v.text for v in c.vips],
+            "vips": [v.text for v in c.vips], "advert_int": c.advert_int,
             "last_transition": (round(changed / 1e6 + wall_offset, 3) if changed else None),
         })
     return rows

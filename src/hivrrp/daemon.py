@@ -28,6 +28,7 @@ from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import EngineView, SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
+from hivrrp.tasks import spawn
 from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
@@ -60,6 +61,9 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self.lifecycle.request_reload)
+        # keepalived's data and stats files, where its tooling looks for them.
+        loop.add_signal_handler(signal.SIGUSR1, self.write_dump, "data")
+        loop.add_signal_handler(signal.SIGUSR2, self.write_dump, "stats")
         await self.start(stop)
         if not stop.done():
             self.systemd.ready(self.status())
@@ -245,6 +249,37 @@ class Daemon:
                  len(kept), started, len(old.names) - len(kept), vip_changes)
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
+
+    def write_dump(self, kind: str) -> None:
+        """SIGUSR1 (data) / SIGUSR2 (stats): the rows are taken now, on the loop;
+        the text is formatted and written on a worker thread."""
+        if self.plan is None:
+            log.info("%s file: not running yet", kind)
+            return
+        from hivrrp import dumpfiles
+        from hivrrp.control import dump
+
+        g = self.plan.config.global_defs
+        state = dump(self)
+        if kind == "stats":
+            path = g.stats_file or dumpfiles.stats_path()
+        else:
+            path = g.data_file or dumpfiles.data_path()
+
+        def work() -> None:
+            if kind == "stats":
+                text = dumpfiles.stats_text(state["instances"])
+            else:
+                text = dumpfiles.data_text(state["instances"], state["sync_groups"],
+                                           state["trackers"])
+            try:
+                # 0600 as keepalived's: other users have no business reading it.
+                dumpfiles.write_file(path, text, mode=0o600)
+                log.info("%s file written: %s", kind, path)
+            except OSError as exc:
+                log.error("cannot write the %s file %s: %s", kind, path, exc)
+
+        spawn(asyncio.to_thread(work), f"write the {kind} file")
 
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():

@@ -28,7 +28,7 @@ IGNORED_GLOBAL = frozenset({
     "max_auto_priority", "min_auto_priority_delay", "vmac_prefix", "vmac_addr_prefix",
     "fifo_write_vrrp_states_on_reload", "reload_check_config", "reload_time_file",
     "reload_repeat", "reload_file", "config_save_dir", "include_check", "data_use_instance",
-    "state_file_location", "stats_file_location", "json_file_location", "json_version",
+    "json_file_location", "json_version",
     "tmp_config_directory", "vrrp_garp_extra_if",
     "vrrp_delay_after_boot", "smtp_alert_checker", "checker_log_all_failures", "no_email_faults",
     "default_interface", "process_names", "process_name", "vrrp_process_name",

@@ -108,6 +108,8 @@ class GlobalDefs:
     notify_fifo: str | None = None
     vrrp_notify_fifo: str | None = None
     notify_fifo_script: Script | None = None
+    stats_file: str | None = None            # SIGUSR2 (stats_file_location); None: keepalived's
+    data_file: str | None = None             # SIGUSR1 (state_file_location)
     vrrp_notify_fifo_script: Script | None = None
     notify_priority_changes: bool = False
     dynamic_interfaces: bool = False

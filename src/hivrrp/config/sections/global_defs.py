@@ -51,7 +51,7 @@ def _smtp_server(b: Builder, node: Node, target: GlobalDefs) -> None:
     b.no_more(node, 2)
 
 
-def _fifo(attribute: str):
+def _fifo(attribute: str):   # one path argument (FIFOs, dump files)
     def handler(b: Builder, node: Node, target: GlobalDefs) -> None:
         setattr(target, attribute, b.arg(node))
     return handler
@@ -91,6 +91,8 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "notify_fifo": _fifo("notify_fifo"),
     "vrrp_notify_fifo": _fifo("vrrp_notify_fifo"),
     "notify_fifo_script": lambda b, node, g: setattr(g, "notify_fifo_script", b.script(node)),
+    "stats_file_location": _fifo("stats_file"),
+    "state_file_location": _fifo("data_file"),
     "vrrp_notify_fifo_script": lambda b, node, g: setattr(g, "vrrp_notify_fifo_script",
                                                           b.script(node)),
     "vrrp_notify_priority_changes": setter("notify_priority_changes", "bool"),
