@@ -62,7 +62,8 @@ def fake_daemon(plan, loop):
         driver=SimpleNamespace(wakeups={"work": 0, "empty": 0}),
         notifications=SimpleNamespace(notifier=SimpleNamespace(runs={})),
         vips=SimpleNamespace(changes={"add": 0, "remove": 0}, failures=0),
-        trackers=SimpleNamespace(policy=Tracking({})))
+        trackers=SimpleNamespace(policy=Tracking({})),
+        links=SimpleNamespace(table=SimpleNamespace(by_index=dict)))
 
 
 class PlainCollector:

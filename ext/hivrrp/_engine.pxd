@@ -47,6 +47,11 @@ cdef enum:
     FAULT_CARRIED = FAULT_TRACKER | FAULT_SYNC_GROUP | FAULT_ADMIN
 
 cdef enum:
+    IF_UNKNOWN_VRID = 16
+    IF_VERSION_MISMATCH = 17
+    IF_DROP_COLUMNS = 18
+
+cdef enum:
     F_PREEMPT = 1
     F_LOWER_PRIO_NO_ADVERT = 2
     F_HIGHER_PRIO_SEND_ADVERT = 4
@@ -161,10 +166,15 @@ cdef class Engine:
     cdef uint64_t version_mismatch
     cdef uint64_t own_adverts
     cdef uint64_t output_overflow
+    # The same drops by receiving interface: row 1 + interface number, row 0
+    # for an interface no instance uses; columns: the wire's drop reasons,
+    # then IF_UNKNOWN_VRID and IF_VERSION_MISMATCH. Touched only on a drop.
+    cdef uint64_t *if_drops
 
     cdef Py_ssize_t receive_c(self, RxBatch batch, int64_t now) noexcept nogil
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil
     cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil
+    cdef void count_if_drop(self, int32_t ifindex, int column) noexcept nogil
     cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil
     cdef int32_t interface_number(self, int32_t ifindex) noexcept nogil
     cdef int32_t add_interface(self, int32_t ifindex) except -1

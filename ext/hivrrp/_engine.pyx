@@ -168,8 +168,12 @@ cdef class Engine:
         self.peers_used = 0
         self.peers_cap = 0
         memset(self.drops, 0, sizeof(self.drops))
+        self.if_drops = <uint64_t *>calloc(IF_DROP_COLUMNS, sizeof(uint64_t))
+        if self.if_drops == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
+        free(self.if_drops)
         free(self.insts)
         free(self.if_keys)
         free(self.if_numbers)
@@ -317,6 +321,12 @@ cdef class Engine:
         self.vrid_heads = <int32_t *>p
         for k in range(512):
             self.vrid_heads[number * 512 + k] = -1
+        p = realloc(self.if_drops, (number + 2) * IF_DROP_COLUMNS * sizeof(uint64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.if_drops = <uint64_t *>p
+        memset(self.if_drops + (number + 1) * IF_DROP_COLUMNS, 0,
+               IF_DROP_COLUMNS * sizeof(uint64_t))
         self.n_interfaces += 1
         return number
 
@@ -540,12 +550,16 @@ cdef class Engine:
                 return False
         return True
 
+    cdef void count_if_drop(self, int32_t ifindex, int column) noexcept nogil:
+        self.if_drops[(self.interface_number(ifindex) + 1) * IF_DROP_COLUMNS + column] += 1
+
     cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil:
         cdef int32_t i = -1
         cdef inst_t *inst
         cdef const uint8_t *auth
         if r.reason != R_OK:
             self.drops[r.reason] += 1
+            self.count_if_drop(r.ifindex, r.reason)
             if not (r.have & HAVE_HEADER):
                 return
             i = self.lookup(r)
@@ -566,6 +580,7 @@ cdef class Engine:
         i = self.lookup(r)
         if i == -1:
             self.unknown_vrid += 1
+            self.count_if_drop(r.ifindex, IF_UNKNOWN_VRID)
             return
         if i < -1:
             # Right VRID, wrong sender or unicast/multicast: keepalived counts
@@ -580,6 +595,7 @@ cdef class Engine:
             return
         if r.version != inst.version:
             self.version_mismatch += 1
+            self.count_if_drop(r.ifindex, IF_VERSION_MISMATCH)
             return
         if inst.version == 2:
             if r.auth_type > 2:
@@ -1126,6 +1142,27 @@ cdef class Engine:
         for n in range(self.count):
             table.data[n] = self.insts[n].effective_priority
         return memoryview(table)
+
+    def interface_drops(self):
+        """global_counters()' drops, unknown_vrid and version_mismatch by the
+        interface they came in on: {ifindex: {reason: count}} with what is
+        non-zero; ifindex 0 for interfaces no instance uses."""
+        cdef uint32_t slot
+        cdef int32_t row, k
+        labels = list(DROP_REASONS[:IF_UNKNOWN_VRID])
+        labels += [""] * (IF_UNKNOWN_VRID - len(labels)) + ["unknown_vrid", "version_mismatch"]
+        rows = {0: 0}
+        for slot in range(self.if_mask + 1):
+            if self.if_keys[slot] != -1:
+                rows[self.if_keys[slot]] = self.if_numbers[slot] + 1
+        out = {}
+        for ifindex, row in rows.items():
+            counts = {labels[k]: self.if_drops[row * IF_DROP_COLUMNS + k]
+                      for k in range(1, IF_DROP_COLUMNS)
+                      if labels[k] and self.if_drops[row * IF_DROP_COLUMNS + k]}
+            if counts:
+                out[ifindex] = counts
+        return out
 
     def global_counters(self):
         drops = {DROP_REASONS[k]: self.drops[k] for k in range(1, len(DROP_REASONS))}

@@ -207,13 +207,14 @@ class DaemonCollector:
         plan = d.plan
         if plan is not None:
             drops = CounterMetricFamily(
-                "hivrrp_receive_errors", "Received packets no instance owns, by reason "
-                "(RFC 6527's global counters).", labels=["reason"])
-            counters = plan.engine.global_counters()
-            for reason, count in counters["drops"].items():
-                drops.add_metric([reason], count)
-            for reason in ("unknown_vrid", "version_mismatch"):
-                drops.add_metric([reason], counters[reason])
+                "hivrrp_receive_errors", "Received packets dropped before any instance owned "
+                "them, by interface and reason (RFC 6527's global counters; interface "
+                '"other": one no instance uses).', labels=["interface", "reason"])
+            names = {index: link.name for index, link in d.links.table.by_index().items()}
+            for ifindex, counts in plan.engine.interface_drops().items():
+                interface = names.get(ifindex, f"if{ifindex}") if ifindex else "other"
+                for reason, count in counts.items():
+                    drops.add_metric([interface, reason], count)
             yield drops
         up = GaugeMetricFamily("hivrrp_tracker_up",
                                "1 healthy, 0 failing (a file: 1 while it reads 0).",

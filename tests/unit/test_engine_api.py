@@ -516,3 +516,32 @@ def test_a_sync_member_owner_still_becomes_master_at_once():
     engine.set_sync_member(0, True)
     engine.start(0, 0)
     assert engine.state(0) == "MASTER"
+
+
+# ------------------------------------------------------ drops by interface
+
+def test_drops_are_also_counted_by_the_interface_they_came_in_on():
+    engine = Engine(2, now=0)
+    configure(engine)                                  # VRID 51 on ifindex 2
+    configure(engine, vrid=52, ifindex=3, src="198.51.100.1")
+    engine.start_all(0)
+
+    def arrive(vrid, ifindex, *, ttl=255, version=2):
+        message = encode(version=version, vrid=vrid, priority=100, interval=1,
+                         addresses=VIPS, src=PEER, dst="224.0.0.18")
+        batch = RxBatch(1)
+        batch.add_ipv4(ipv4_packet(message, PEER, "224.0.0.18", ttl=ttl), ifindex=ifindex)
+        engine.receive(batch, SECOND)
+
+    arrive(51, 2, ttl=1)         # a bad TTL where VI 51 lives
+    arrive(99, 3)                # a VRID nobody has on ifindex 3
+    arrive(99, 3)
+    arrive(51, 7)                # an interface no instance uses
+    arrive(51, 2, version=3)     # v3 for a v2 instance
+    assert engine.interface_drops() == {
+        2: {"ttl": 1, "version_mismatch": 1},
+        3: {"unknown_vrid": 2},
+        0: {"unknown_vrid": 1}}
+    totals = engine.global_counters()
+    assert totals["drops"]["ttl"] == 1 and totals["unknown_vrid"] == 3
+    assert totals["version_mismatch"] == 1

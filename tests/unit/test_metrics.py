@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.fakedaemon import settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp._wire import RxBatch, encode, ipv4_packet
 from hivrrp.control import instance_rows
 from hivrrp.metrics import Metrics, parse_address
 
@@ -43,6 +44,13 @@ def test_the_scrape_says_what_status_and_the_engine_say(tmp_path, monkeypatch):
         d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
         await settle(d)          # the master's VIP is in
         d.plan.engine.set_priority_delta(0, -20, 0)
+        # An advert with a bad TTL on eth0, and one for a VRID nobody has there.
+        for vrid, ttl in ((51, 1), (99, 255)):
+            message = encode(version=2, vrid=vrid, priority=100, interval=1,
+                             addresses=["192.0.2.51"], src="192.0.2.9", dst="224.0.0.18")
+            batch = RxBatch(1)
+            batch.add_ipv4(ipv4_packet(message, "192.0.2.9", "224.0.0.18", ttl=ttl), ifindex=2)
+            d.plan.engine.receive(batch, 0)
         metrics = Metrics(d)
         status, body, headers = scrape(metrics)
         return d, status, body, headers, instance_rows(d)
@@ -77,6 +85,10 @@ def test_the_scrape_says_what_status_and_the_engine_say(tmp_path, monkeypatch):
     assert ("hivrrp_timer_wakeups_total", frozenset({("result", "empty")})) in got
     assert any(name == "process_cpu_seconds_total" for name, _ in got)
     assert any(name == "hivrrp_build_info" for name, _ in got)
+    errors = {dict(k)["reason"]: v for (n, k), v in got.items()
+              if n == "hivrrp_receive_errors_total" and dict(k)["interface"] == "eth0"}
+    assert errors == {"ttl": 1, "unknown_vrid": 1}
+    assert got[("hivrrp_instance_receive_errors_total", vi1 | {("reason", "ttl")})] == 1
 
 
 def test_tracker_families(tmp_path, monkeypatch):
@@ -131,6 +143,12 @@ def test_the_grafana_dashboard_asks_only_for_series_the_daemon_exports(tmp_path,
     async def scenario():
         d = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
         await settle(d)
+        # Drop counters appear with their first drop.
+        message = encode(version=2, vrid=99, priority=100, interval=1,
+                         addresses=["192.0.2.51"], src="192.0.2.9", dst="224.0.0.18")
+        batch = RxBatch(1)
+        batch.add_ipv4(ipv4_packet(message, "192.0.2.9", "224.0.0.18"), ifindex=2)
+        d.plan.engine.receive(batch, 0)
         return scrape(Metrics(d))[1]
 
     exported = {name for name, _ in samples(asyncio.run(asyncio.wait_for(scenario(), 10)))}
