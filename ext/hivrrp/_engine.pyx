@@ -1153,7 +1153,8 @@ cdef class Engine:
         labels += [""] * (IF_UNKNOWN_VRID - len(labels)) + ["unknown_vrid", "version_mismatch"]
         rows = {0: 0}
         for slot in range(self.if_mask + 1):
-            if self.if_keys[slot] != -1:
+            # ifindex 0: instances whose interface was missing; nothing arrives there.
+            if self.if_keys[slot] > 0:
                 rows[self.if_keys[slot]] = self.if_numbers[slot] + 1
         out = {}
         for ifindex, row in rows.items():

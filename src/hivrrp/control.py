@@ -99,6 +99,7 @@ def set_priority(daemon: Daemon, instance, priority) -> dict:
         raise RequestError(f"no instance {instance!r}")
     before = plan.engine.base_priority(i)
     plan.engine.set_base_priority(i, priority, now_us(daemon.loop))
+    daemon.runtime_priority[instance] = priority
     daemon.driver.after_engine_work()
     log.info("(%s) base priority set to %d at runtime (was %d)", instance, priority, before)
     return {"instance": instance, "base_priority": priority, "was": before,
@@ -144,17 +145,32 @@ def peer_uid(sock: socket.socket) -> int | None:
     return uid
 
 
+def _answers(path: str) -> bool:
+    """Is a daemon listening on this socket file (or is it a leftover)?"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 class ControlServer:
     def __init__(self, daemon: Daemon, path: str) -> None:
         self.daemon, self.path = daemon, path
         self.server: asyncio.AbstractServer | None = None
+        self.inode = 0
         self.refused = 0
 
     async def start(self) -> None:
+        """Listen; raises OSError (FileExistsError: another daemon answers there)."""
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
+        if os.path.exists(self.path):
+            if _answers(self.path):
+                raise FileExistsError(f"{self.path} belongs to another running hivrrp")
             os.unlink(self.path)      # left by a run that was killed
         # Created 0600 from the start: no moment where another user may connect.
         old = os.umask(0o177)
@@ -163,6 +179,7 @@ class ControlServer:
                                                           limit=MAX_LINE)
         finally:
             os.umask(old)
+        self.inode = os.stat(self.path).st_ino
         log.info("control socket %s", self.path)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -187,7 +204,7 @@ class ControlServer:
                 except TimeoutError:
                     return
                 await self._send(writer, answer(self.daemon, line))
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, TimeoutError):
             pass                       # the client went away: nothing to tell it
         finally:
             writer.close()
@@ -197,15 +214,18 @@ class ControlServer:
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, reply: dict) -> None:
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
-        await writer.drain()
+        # A client that stops reading must not hold megabytes of dumps forever.
+        await asyncio.wait_for(writer.drain(), CLIENT_TIMEOUT)
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-            self.server = None
+        if self.server is None:
+            return
+        self.server.close()
+        self.server = None
+        # Only our own socket: another daemon may have taken the path since.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
 
 
 def request(path: str, command: dict, timeout: float = 10.0) -> dict:

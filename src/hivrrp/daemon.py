@@ -51,6 +51,9 @@ class Daemon:
         self.control = ControlServer(self, control_path) if control_path else None
         self.metrics_address = metrics
         self.metrics = None
+        self.dumping: set[str] = set()         # SIGUSR1/SIGUSR2 files being written
+        # set-priority overrides: kept across rebuilds (same config), gone at a reload.
+        self.runtime_priority: dict[str, int] = {}
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
@@ -107,12 +110,22 @@ class Daemon:
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
         self.install(plan, built_on)
+        # Neither is worth not running VRRP for: say so and go on without it.
         if self.control is not None:
-            await self.control.start()
+            try:
+                await self.control.start()
+            except OSError as exc:
+                log.error("no control socket: %s", exc)
+                self.control = None
         if self.metrics_address is not None:
             from hivrrp.metrics import MetricsServer
-            self.metrics = MetricsServer(self, *self.metrics_address)
-            self.metrics.start()
+            try:
+                self.metrics = MetricsServer(self, *self.metrics_address)
+                self.metrics.start()
+            except OSError as exc:
+                log.error("no metrics: cannot listen on %s:%d: %s",
+                          *self.metrics_address, exc)
+                self.metrics = None
         gc.freeze()  # the configuration lives as long as we do: collections skip it
         if stop is None or not stop.done():
             self.running = True
@@ -237,6 +250,15 @@ class Daemon:
         self.notifications.carried_faults = {
             name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}
         self.install(new, built_on)
+        if config is old.config:
+            # A rebuild (same configuration, new facts): set-priority still holds.
+            for name, priority in self.runtime_priority.items():
+                if name in new.index:
+                    new.engine.set_base_priority(new.index[name], priority, now)
+        elif self.runtime_priority:
+            log.info("reload: %d runtime priorities give way to the configuration",
+                     len(self.runtime_priority))
+            self.runtime_priority.clear()
         started = self.start_instances(new, new.names)
         if new.refreshing:
             for name, state in new.states().items():
@@ -256,6 +278,9 @@ class Daemon:
         if self.plan is None:
             log.info("%s file: not running yet", kind)
             return
+        if kind in self.dumping:
+            return         # one is being written: it is as fresh as this one would be
+        self.dumping.add(kind)
         from hivrrp import dumpfiles
         from hivrrp.control import dump
 
@@ -278,12 +303,16 @@ class Daemon:
                 log.info("%s file written: %s", kind, path)
             except OSError as exc:
                 log.error("cannot write the %s file %s: %s", kind, path, exc)
+            finally:
+                self.loop.call_soon_threadsafe(self.dumping.discard, kind)
 
         spawn(asyncio.to_thread(work), f"write the {kind} file")
 
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():
             log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
+            # From now on: no reload starts (SIGHUP, control socket), none says READY.
+            self.lifecycle.stopping = True
             self.systemd.stopping()
             stop.set_result(signum)
 

@@ -210,7 +210,8 @@ class DaemonCollector:
                 "hivrrp_receive_errors", "Received packets dropped before any instance owned "
                 "them, by interface and reason (RFC 6527's global counters; interface "
                 '"other": one no instance uses).', labels=["interface", "reason"])
-            names = {index: link.name for index, link in d.links.table.by_index().items()}
+            # One C-level copy: the loop adds links while this thread reads.
+            names = {link.index: link.name for link in list(d.links.table.links.values())}
             for ifindex, counts in plan.engine.interface_drops().items():
                 interface = names.get(ifindex, f"if{ifindex}") if ifindex else "other"
                 for reason, count in counts.items():
@@ -252,10 +253,12 @@ class Metrics:
         """The scrape as chunks of text (their concatenation is the body)."""
         with self.lock:
             started = time.thread_time()
-            plan, loop = self.daemon.plan, self.daemon.loop
+            plan = self.daemon.plan
             chunks = [generate_latest(self.registry)]
             if plan is not None:
-                chunks += render_instances(plan, self.labels, time.time() - loop.time())
+                # The engine's clock is the loop's, CLOCK_MONOTONIC like time.monotonic();
+                # asking the loop from this thread would touch libuv's state.
+                chunks += render_instances(plan, self.labels, time.time() - time.monotonic())
             self.scrapes += 1
             self.last_scrape_seconds = time.thread_time() - started
             return chunks
