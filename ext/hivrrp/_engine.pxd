@@ -60,6 +60,7 @@ cdef enum:
     F_HEARD_RELEASE = 32        # backup's timer was cut to Skew_Time by a priority-0 advert
     F_SYNC_MEMBER = 64          # becomes master only when its sync group says so (force())
     F_WANTS_MASTER = 128        # sync member whose master-down timer fired, no master heard since
+    F_IGNORE_LINK = 256         # dont_track_primary: its interface's link state does not fault it
 
 # Per-instance counters (names: _engine.pyx COUNTERS). The ones every
 # received advert touches come first, in the instance's hot cache line.

@@ -191,12 +191,14 @@ cdef class Engine:
                      double preempt_delay=0.0, group=None, peers=(), addresses=(),
                      int auth_type=0, auth_data=b"", int down_timer_adverts=3,
                      bint lower_prio_no_advert=False, bint higher_prio_send_advert=False,
-                     bint pseudo_header=True):
+                     bint pseudo_header=True, bint track_link=True):
         """Configure one instance (not started); returns its index.
 
         src is the primary address (advert source, tie-break); peers makes it
-        unicast (one advert per peer). Values arrive validated by the config
-        layer; this re-checks only what would corrupt the engine.
+        unicast (one advert per peer). track_link=False (keepalived's
+        dont_track_primary): set_interface() leaves it alone. Values arrive
+        validated by the config layer; this re-checks only what would corrupt
+        the engine.
         """
         cdef inst_t *inst
         cdef Py_ssize_t i = self.count
@@ -258,7 +260,8 @@ cdef class Engine:
         inst.flags = ((F_PREEMPT if preempt else 0)
                       | (F_LOWER_PRIO_NO_ADVERT if lower_prio_no_advert else 0)
                       | (F_HIGHER_PRIO_SEND_ADVERT if higher_prio_send_advert else 0)
-                      | (F_UNICAST if peers else 0))
+                      | (F_UNICAST if peers else 0)
+                      | (0 if track_link else F_IGNORE_LINK))
         if peers:
             inst.peer_first = self.peers_used
             inst.peer_count = len(dsts)
@@ -816,9 +819,10 @@ cdef class Engine:
         return bool(self.insts[i].flags & F_WANTS_MASTER)
 
     def set_interface(self, int ifindex, bint up, int64_t now):
-        """Link state of an interface: its instances go to FAULT while it is down."""
+        """Link state of an interface: its instances go to FAULT while it is down
+        (not those added with track_link=False)."""
         for i in range(self.count):
-            if self.insts[i].ifindex == ifindex:
+            if self.insts[i].ifindex == ifindex and not self.insts[i].flags & F_IGNORE_LINK:
                 self.set_fault(i, FAULT_INTERFACE, not up, now)
 
     def set_priority_delta(self, Py_ssize_t i, int delta, int64_t now):

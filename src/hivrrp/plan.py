@@ -78,7 +78,9 @@ class Plan:
         for name, inst in self.instances.items():
             link = links.get(inst.config.interface) if inst.config.interface else None
             faults = inst.faults & ~FAULT_INTERFACE
-            if link is None or link.index != inst.ifindex or not link.up:
+            # dont_track_primary: a link that is down does not fault it (a missing one does).
+            if (link is None or link.index != inst.ifindex
+                    or not (link.up or inst.config.dont_track_primary)):
                 faults |= FAULT_INTERFACE
             if faults:
                 out[name] = faults
@@ -214,13 +216,13 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             lower_prio_no_advert=_either(inst.lower_prio_no_advert, g.lower_prio_no_advert),
             higher_prio_send_advert=_either(inst.higher_prio_send_advert,
                                             g.higher_prio_send_advert),
-            pseudo_header=not g.v3_checksum_as_v2)
+            pseudo_header=not g.v3_checksum_as_v2, track_link=not inst.dont_track_primary)
         vips = _vips(inst, link, links)
         faults = 0
         if link is None:
             log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
             faults |= FAULT_INTERFACE
-        elif not link.up:
+        elif not link.up and not inst.dont_track_primary:
             log.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
             faults |= FAULT_INTERFACE
         if src is None:

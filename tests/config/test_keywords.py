@@ -208,8 +208,8 @@ def test_garp_and_protocol_options(tmp_path):
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
     assert not_acted_on(result) == [
-        "skip_check_adv_addr", "dont_track_primary", "accept", "smtp_alert", "check_unicast_src"]
-    assert len(result.warnings) == 5
+        "skip_check_adv_addr", "accept", "smtp_alert", "check_unicast_src"]
+    assert len(result.warnings) == 4
 
 
 def test_trackers_weights_and_defaults(tmp_path):

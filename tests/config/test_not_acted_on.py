@@ -1,6 +1,6 @@
 """Keywords parsed into the model but not acted on by the daemon are warnings, never silent.
 
-A config that relies on one (e-mail alerts, `accept`, `dont_track_primary`, a unicast TTL) must not
+A config that relies on one (e-mail alerts, `accept`, `check_unicast_src`, a unicast TTL) must not
 pass `hivrrp check` as "OK, 0 warnings" while the daemon does something else.
 """
 
@@ -101,7 +101,6 @@ SAMPLES = {
     "max_ttl": (inst("unicast_peer {\n 192.0.2.9 max_ttl 255\n }"), 8),
     "check_unicast_src": (inst("check_unicast_src"), 7),
     "skip_check_adv_addr": (inst("skip_check_adv_addr"), 7),
-    "dont_track_primary": (inst("dont_track_primary"), 7),
     "accept": (inst("accept"), 7),
 }
 
@@ -200,16 +199,16 @@ def test_check_summarises_thousands_of_repeats_but_counts_them_all(tmp_path):
             virtual_ipaddress { \\
                 192.0.2.${N} \\
             } \\
-            dont_track_primary \\
+            check_unicast_src \\
         }
         ~SEQ(N, 1, 200) $VI
         """.replace("        ", ""))
     result = hivrrp("check", "-f", str(path))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    repeated = [line for line in lines if "dont_track_primary is not acted on yet" in line]
+    repeated = [line for line in lines if "check_unicast_src is not acted on yet" in line]
     assert len(repeated) == REPEATS_SHOWN
-    assert (f"{path}:11: warning: ... and {200 - len(repeated)} more dont_track_primary "
+    assert (f"{path}:11: warning: ... and {200 - len(repeated)} more check_unicast_src "
             "warnings like these (hivrrp check --json lists every one)") in lines
     # A keyword seen once is shown once, not condensed.
     assert lines.count(f"{path}:2: warning: smtp_alert is not acted on yet: {NO_EMAIL}") == 1
@@ -217,5 +216,5 @@ def test_check_summarises_thousands_of_repeats_but_counts_them_all(tmp_path):
     assert result.stdout.startswith(f"{path}: OK, 201 warnings\n")
     report = json.loads(hivrrp("check", "--json", "-f", str(path)).stdout)
     assert len(report["warnings"]) == 201
-    assert sum("dont_track_primary is not acted on yet" in w["message"]
+    assert sum("check_unicast_src is not acted on yet" in w["message"]
                for w in report["warnings"]) == 200

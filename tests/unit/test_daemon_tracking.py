@@ -157,3 +157,21 @@ def test_a_script_tracked_by_many_instances_runs_once_per_interval(tmp_path, mon
         return count
 
     assert 2 <= run(scenario()) <= 3   # not 200 per interval
+
+
+def test_dont_track_primary_keeps_an_instance_up_when_its_link_goes_down(tmp_path, monkeypatch):
+    # keepalived's dont_track_primary: its own interface's link state does not
+    # fault it (a cross-connect set-up); an instance without it faults.
+    text = (instance_text("VI_1", 51, ["198.51.100.51/24"], interface="eth1", priority=255,
+                          extra="    dont_track_primary\n")
+            + instance_text("VI_2", 52, ["198.51.100.52/24"], interface="eth1", priority=255))
+
+    async def scenario():
+        d = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
+        d.links.on_netlink([("link", 3, "eth1", MAC, False)])
+        assert d.plan.states() == {"VI_1": "MASTER", "VI_2": "FAULT"}
+        await reload(d)        # and a plan built while the link is down agrees
+        assert d.plan.states() == {"VI_1": "MASTER", "VI_2": "FAULT"}
+        d.links.on_netlink([("link", 3, "eth1", MAC, True)])
+        assert d.plan.states() == {"VI_1": "MASTER", "VI_2": "MASTER"}
+    run(scenario())

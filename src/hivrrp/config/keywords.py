@@ -92,6 +92,5 @@ NOT_ACTED_ON: dict[str, str] = {
     "max_ttl": _TTL,
     "check_unicast_src": _UNICAST_SRC,
     "skip_check_adv_addr": _ADV_ADDR,
-    "dont_track_primary": "the instance still goes to FAULT when its interface goes down",
     "accept": "hivrrp never filters traffic to the VIPs, so they accept it anyway",
 }
