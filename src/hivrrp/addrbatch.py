@@ -25,7 +25,7 @@ from hivrrp.rtnl import (
 from hivrrp.sockets import force_buffers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One VIP to add or remove (options are the config's, for additions only)."""
     add: bool

@@ -25,7 +25,7 @@ from hivrrp.syncgroups import groups_of
 log = logging.getLogger("hivrrp")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstancePlan:
     """What the daemon (not the engine) keeps about one instance."""
 

@@ -11,7 +11,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-@dataclass
+@dataclass(slots=True)
 class Script:
     """A command keepalived would run (notify, track script)."""
 
@@ -21,7 +21,7 @@ class Script:
     group: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Vip:
     text: str                     # as written, e.g. "192.0.2.26/24"
     address: str                  # normalised, e.g. "192.0.2.26"
@@ -35,7 +35,7 @@ class Vip:
         return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Route:
     text: str
     where: Where
@@ -43,21 +43,21 @@ class Route:
     options: dict[str, str | bool] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Rule:
     text: str
     where: Where
     options: dict[str, str | bool] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Peer:
     address: IPAddress
     min_ttl: int | None = None
     max_ttl: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackRef:
     """An instance's (or sync group's) use of a tracker, with its weight."""
 
@@ -72,7 +72,7 @@ class TrackRef:
                 "reverse": self.reverse}
 
 
-@dataclass
+@dataclass(slots=True)
 class GlobalDefs:
     router_id: str | None = None
     vrrp_version: int = 2
@@ -116,7 +116,7 @@ class GlobalDefs:
     log_unknown_vrids: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Instance:
     name: str
     where: Where
@@ -182,7 +182,7 @@ class Instance:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class SyncGroup:
     name: str
     where: Where
@@ -194,7 +194,7 @@ class SyncGroup:
     tracking_weight: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class VrrpScript:
     name: str
     where: Where
@@ -208,7 +208,7 @@ class VrrpScript:
     init_fail: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackProcess:
     name: str
     where: Where
@@ -224,7 +224,7 @@ class TrackProcess:
     full_command: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackFile:
     name: str
     where: Where
@@ -235,7 +235,7 @@ class TrackFile:
     init_overwrite: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Config:
     global_defs: GlobalDefs = field(default_factory=GlobalDefs)
     instances: list[Instance] = field(default_factory=list)
