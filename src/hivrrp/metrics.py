@@ -123,22 +123,28 @@ def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float) -> l
         chunks.append("".join(out).encode())
         out.clear()
 
-    def family(name: str, kind: str, text: str, values, extra: str = "") -> None:
+    def family(name: str, kind: str, text: str, *series) -> None:
+        """One family: its header, then each (extra labels, values) series."""
         out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
-        out.extend([f"{name}{{{label}{extra}}} {value}\n"
-                    for label, value in zip(labels, values)])
-        done()
+        for extra, values in series:
+            out.extend([f"{name}{{{label}{extra}}} {value}\n"
+                        for label, value in zip(labels, values)])
+            done()
+
+    def column(counter: str) -> list[int]:
+        k = COUNTERS.index(counter)
+        return [row[k] for row in counters]
 
     # keepalived's numbering: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.
     family("hivrrp_instance_state", "gauge",
-           "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", states)
-    family("hivrrp_instance_priority", "gauge", "Effective priority.", priorities)
+           "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.", ("", states))
+    family("hivrrp_instance_priority", "gauge", "Effective priority.", ("", priorities))
     family("hivrrp_instance_base_priority", "gauge", "Configured (or set) priority.",
-           [engine.base_priority(i) for i in range(n)])
+           ("", [engine.base_priority(i) for i in range(n)]))
     changed = [engine.last_transition(i) for i in range(n)]
     family("hivrrp_instance_last_transition_timestamp_seconds", "gauge",
            "Unix time of the last state change (0: none yet).",
-           [f"{t / 1e6 + wall_offset:.3f}" if t else "0" for t in changed])
+           ("", [f"{t / 1e6 + wall_offset:.3f}" if t else "0" for t in changed]))
     out.append("# HELP hivrrp_instance_info Instance attributes; master is the current master "
                "as last heard.\n# TYPE hivrrp_instance_info gauge\n")
     for i in range(n):
@@ -146,23 +152,16 @@ def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float) -> l
         out.append(f'hivrrp_instance_info{{{info[i]},master="{master or ""}"}} 1\n')
     done()
     for name, counter, text in INSTANCE_COUNTERS:
-        k = COUNTERS.index(counter)
-        family(name, "counter", text, [row[k] for row in counters])
-    out.append("# HELP hivrrp_instance_receive_errors_total Adverts for this instance dropped, "
-               "by reason.\n# TYPE hivrrp_instance_receive_errors_total counter\n")
-    for reason, counter in RECEIVE_ERRORS:
-        k = COUNTERS.index(counter)
-        out.extend([f'hivrrp_instance_receive_errors_total{{{label},reason="{reason}"}} '
-                    f"{row[k]}\n" for label, row in zip(labels, counters)])
-        done()
-    out.append("# HELP hivrrp_v3_checksum_reading_total VRRPv3/IPv4 adverts by the checksum "
-               "reading that matched.\n# TYPE hivrrp_v3_checksum_reading_total counter\n")
-    for reading, counter in (("pseudo_header", "checksum_pseudo_header_received"),
-                             ("no_pseudo_header", "checksum_no_pseudo_header_received")):
-        k = COUNTERS.index(counter)
-        out.extend([f'hivrrp_v3_checksum_reading_total{{{label},reading="{reading}"}} '
-                    f"{row[k]}\n" for label, row in zip(labels, counters)])
-        done()
+        family(name, "counter", text, ("", column(counter)))
+    family("hivrrp_instance_receive_errors_total", "counter",
+           "Adverts for this instance dropped, by reason.",
+           *[(f',reason="{reason}"', column(counter)) for reason, counter in RECEIVE_ERRORS])
+    family("hivrrp_v3_checksum_reading_total", "counter",
+           "VRRPv3/IPv4 adverts by the checksum reading that matched.",
+           *[(f',reading="{reading}"', column(counter))
+             for reading, counter in (("pseudo_header", "checksum_pseudo_header_received"),
+                                      ("no_pseudo_header",
+                                       "checksum_no_pseudo_header_received"))])
     return chunks
 
 
