@@ -26,7 +26,7 @@ from hivrrp.netlink import Link, Netlink
 from hivrrp.notifications import Notifications
 from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
-from hivrrp.syncgroups import EngineView, SyncGroups, carry_out
+from hivrrp.syncgroups import SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
 from hivrrp.tasks import spawn
 from hivrrp.vips import VipQueue, remove_leftovers
@@ -144,8 +144,7 @@ class Daemon:
             plan.engine.set_fault(plan.index[name], faults, True, now)
         self.driver.set_memberships(plan.groups)
         self.sync = SyncGroups(plan.sync_groups, self.sync.states)
-        view = EngineView(plan.engine, plan.index)
-        self.apply_sync(self.sync.strays(plan.names, view) + self.sync.adopt(view))
+        self.apply_sync(self.sync.adopt(plan.names, plan.view))
         self.trackers.configure(plan.config, self.links.table.links)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
@@ -169,7 +168,7 @@ class Daemon:
         self.trackers.links_changed(links)
         if self.plan.sync_groups:
             # An interface fault may have cleared under the group's bit: no event says so.
-            self.apply_sync(self.sync.recheck(EngineView(self.plan.engine, self.plan.index)))
+            self.apply_sync(self.sync.recheck(self.plan.view))
 
     def on_tracker_change(self, names: list[str]) -> None:
         self.apply_tracking(names)
@@ -180,29 +179,26 @@ class Daemon:
         instance no longer held back starts (unless `start_released` is False)."""
         plan = self.plan
         engine, now, policy = plan.engine, now_us(self.loop), self.trackers.policy
+        names = [name for name in names if name in plan.index]
         for name in names:
-            i = plan.index.get(name)
-            if i is None:
-                continue
+            i = plan.index[name]
             outcome = policy.outcome(name)
             engine.set_priority_delta(i, outcome.delta, now)
             engine.set_fault(i, FAULT_TRACKER, outcome.fault, now)
-            if (start_released and self.running and not outcome.held
-                    and engine.state(i) == "INIT"):
-                engine.start(i, now)
-        self.apply_sync(self.sync.recheck(EngineView(engine, plan.index)))
+        if start_released and self.running:
+            self.start_instances(plan, names)
+        self.apply_sync(self.sync.recheck(plan.view))
 
     def apply_sync(self, actions) -> None:
         plan = self.plan
-        for change in carry_out(actions, EngineView(plan.engine, plan.index), now_us(self.loop)):
+        for change in carry_out(actions, plan.view, now_us(self.loop)):
             self.notifications.group(change.group, change.state)
 
     # ------------------------------------------------------------ events
 
     def on_engine_events(self, events: list[tuple]) -> None:
         plan = self.plan
-        engine = plan.engine
-        view = EngineView(engine, plan.index)
+        engine, view = plan.engine, plan.view
         for index, old, new, reason, _time in events:
             name = plan.names[index]
             if old != new:

@@ -20,7 +20,7 @@ from hivrrp.addrbatch import Change
 from hivrrp.config.model import Config, Instance
 from hivrrp.netlink import Address, Link
 from hivrrp.routing import Routing, route_spec, rule_spec
-from hivrrp.syncgroups import groups_of
+from hivrrp.syncgroups import EngineView, groups_of
 
 log = logging.getLogger("hivrrp")
 
@@ -60,6 +60,7 @@ class Plan:
     # back with another index needs a rebuild.
     interfaces: dict[str, int] = field(default_factory=dict)
     sync_groups: dict[str, list[str]] = field(default_factory=dict)   # group -> members
+    view: EngineView | None = None     # members' states by name, for syncgroups
 
     def states(self) -> dict[str, str]:
         """Every instance's state now, by name (one call into the engine)."""
@@ -239,6 +240,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     for inst in instances:
         for dev in _devices(inst):
             plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)
+    plan.view = EngineView(engine, plan.index)
     plan.sync_groups = groups_of(config)
     for members in plan.sync_groups.values():
         for member in members:

@@ -79,10 +79,14 @@ class SyncGroups:
         self.ready: dict[str, set[str]] = {g: set() for g in self.members}
         self.waiting: dict[str, set[str]] = {}     # INIT groups: members not up yet
 
-    def adopt(self, view: MemberView) -> list[SyncAction]:
-        """After a reload: the group states the members show (a renamed or
-        reused group must not trust a carried name), then recheck()."""
-        out: list[SyncAction] = []
+    def adopt(self, names: list[str], view: MemberView) -> list[SyncAction]:
+        """A plan of instances `names` was installed: release those a reload
+        took out of their group while it held them down (nothing else would),
+        take the group states the members show (a renamed or reused group must
+        not trust a carried name), then recheck()."""
+        out: list[SyncAction] = [
+            ReleaseFault(n) for n in names
+            if n not in self.group_of and view.fault_flags(n) & FAULT_SYNC_GROUP]
         for group, members in self.members.items():
             if any(view.fault_flags(m) & FAULT_SYNC_GROUP or view.state(m) == "FAULT"
                    for m in members):
@@ -180,12 +184,6 @@ class SyncGroups:
             out += [ReleaseFault(m) for m in members if view.fault_flags(m)]
             out += self._group(group, "BACKUP")
         return out
-
-    def strays(self, names: list[str], view: MemberView) -> list[SyncAction]:
-        """Instances holding a group's FAULT bit from before a reload that took
-        them out of their group: nothing will release them otherwise."""
-        return [ReleaseFault(n) for n in names
-                if n not in self.group_of and view.fault_flags(n) & FAULT_SYNC_GROUP]
 
     def _group(self, group: str, state: str) -> list[SyncAction]:
         if self.states[group] == state:
