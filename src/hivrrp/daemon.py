@@ -281,21 +281,14 @@ class Daemon:
         from hivrrp.control import dump
 
         g = self.plan.config.global_defs
+        path = (g.stats_file or dumpfiles.stats_path() if kind == "stats"
+                else g.data_file or dumpfiles.data_path())
         state = dump(self)
-        if kind == "stats":
-            path = g.stats_file or dumpfiles.stats_path()
-        else:
-            path = g.data_file or dumpfiles.data_path()
 
         def work() -> None:
-            if kind == "stats":
-                text = dumpfiles.stats_text(state["instances"])
-            else:
-                text = dumpfiles.data_text(state["instances"], state["sync_groups"],
-                                           state["trackers"])
             try:
                 # 0600 as keepalived's: other users have no business reading it.
-                dumpfiles.write_file(path, text, mode=0o600)
+                dumpfiles.write_file(path, dumpfiles.text_of(kind, state), mode=0o600)
                 log.info("%s file written: %s", kind, path)
             except OSError as exc:
                 log.error("cannot write the %s file %s: %s", kind, path, exc)

@@ -254,6 +254,13 @@ def data_text(rows: Sequence[Mapping], sync_groups: Mapping[str, str] | None = N
     return "".join(line + "\n" for line in lines)
 
 
+def text_of(kind: str, state: Mapping) -> str:
+    """The "stats" (SIGUSR2) or "data" (SIGUSR1) file for a hivrrp.control.dump()."""
+    if kind == "stats":
+        return stats_text(state["instances"])
+    return data_text(state["instances"], state["sync_groups"], state["trackers"])
+
+
 def write_file(path: str, text: str, mode: int = 0o644) -> None:
     """Replace `path` with `text` atomically: a temporary file in the same
     directory, written, given `mode`, then renamed over `path`. A reader sees
