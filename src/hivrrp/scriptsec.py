@@ -276,6 +276,11 @@ def check_scripts(scripts: Iterable[Script | None], enabled: bool,
             continue
         verdict = check_script(script, enabled, script_user, script_group)
         report.verdicts[_key(script)] = verdict
+        if script.user is None:
+            # check_script judged it as run_as() would run it; a caller that
+            # fills the user in (the script trackers) asks under that key.
+            user, group = run_as(script, script_user, script_group)
+            report.verdicts.setdefault((script.command, user, group), verdict)
         any_script = True
         any_insecure |= verdict.insecure
         if not verdict.runnable:
