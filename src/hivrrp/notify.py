@@ -141,7 +141,6 @@ class Notifier:
                  secure: Callable[[Script], bool] | None = None,
                  backlog: int = 32,
                  script_user: str | None = None, script_group: str | None = None):
-        self._loop = loop or asyncio.get_running_loop()
         self._timeout = timeout
         self._secure = secure
         self._backlog = max(1, backlog)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from hivrrp.config.model import TrackProcess
+from hivrrp.sockets import force_buffers
 from hivrrp.tasks import spawn
 
 log = logging.getLogger("hivrrp")
@@ -295,6 +296,8 @@ class Counts:
     # -- decisions
 
     def settle(self) -> None:
+        if not self._marks:
+            return          # the usual event: nothing tracked moved
         marks, self._marks = self._marks, {}
         for name, mark in marks.items():
             tracker = self.trackers.get(name)
@@ -379,7 +382,7 @@ def read_process(pid: int | str, cmdline_limit: int | None) -> ProcInfo | None:
     left, right = stat.find(b"("), stat.rfind(b")")
     if left < 0 or right < left:
         return None
-    fields = stat[right + 2:].split()
+    fields = stat[right + 2:].split(None, 20)     # up to starttime, the 20th
     if len(fields) < 20 or fields[0] in (b"Z", b"X"):
         return None
     try:
@@ -427,7 +430,6 @@ NETLINK_CONNECTOR = 11
 CN_IDX_PROC = CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE = 1, 2
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
-SO_RCVBUFFORCE = 33
 PROC_EVENT_NONE, PROC_EVENT_FORK, PROC_EVENT_EXEC = 0, 1, 2
 PROC_EVENT_COMM, PROC_EVENT_EXIT = 0x200, 0x80000000
 
@@ -512,15 +514,10 @@ class Connector:
 
     @staticmethod
     def _set_rcvbuf(sock: socket.socket, size: int) -> None:
-        # SO_RCVBUFFORCE passes rmem_max (needs CAP_NET_ADMIN); else take what
-        # SO_RCVBUF gives.
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-        except OSError:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-            except OSError as exc:
-                log.warning("process tracking: cannot set the receive buffer: %s", exc)
+            force_buffers(sock, receive=size)
+        except OSError as exc:
+            log.warning("process tracking: cannot set the receive buffer: %s", exc)
 
     def close(self) -> None:
         sock, self.sock = self.sock, None

@@ -97,8 +97,6 @@ class _Script:
         try:
             outcome = await scriptrun.run(self.script.argv, self.timeout,
                                           user=self.script.user, group=self.script.group)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - scriptrun promises not to; count it anyway
             log.error("vrrp_script %s: run failed: %r", self.name, exc)
             outcome = scriptrun.Outcome(ok=False, error=repr(exc))
