@@ -6,16 +6,23 @@ import sys
 
 import click
 
-from hivrrp import __version__
-
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 DEFAULT_SOCKET = "/run/hivrrp/control.sock"    # as hivrrp.control.DEFAULT_SOCKET
 
 
+def print_version(ctx: click.Context) -> None:
+    import hivrrp   # the version is read from the installed metadata only when asked
+
+    click.echo(f"hivrrp, version {hivrrp.__version__}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
-@click.version_option(__version__, "-V", "--version", prog_name="hivrrp")
+@click.option("-V", "--version", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, _param, value: print_version(ctx) if value else None,
+              help="Show the version and exit.")
 @click.option("-t", "--config-test", is_flag=True,
               help="Check the configuration and exit (as keepalived -t).")
 @click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 
 from hivrrp.addrbatch import AddressBatcher, Change
+from hivrrp.pyroute2_lean import install as lean_pyroute2
+from hivrrp.pyroute2_lean import iproute_class
 from hivrrp.routing import Routing
 from hivrrp.rtnl import RTM_NEWADDR
 from hivrrp.sockets import attach_filter, borrowed, force_buffers
@@ -32,6 +34,10 @@ IFF_RUNNING = 0x40
 MONITOR_BUFFER = 32 << 20
 CLOSE_TIMEOUT = 5.0            # seconds for the netlink thread to close its sockets
 RESUBSCRIBE_DELAY = 0.05       # seconds; bounds the CPU if subscribing keeps failing
+
+# Here, on the importing thread: the netlink and monitor threads then import
+# the same lean submodules, and never the placeholder's set-up at once.
+lean_pyroute2()
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,7 @@ class Netlink:
         await self._run(self._open)
 
     def _open(self) -> None:
-        from pyroute2 import IPRoute
-        self.ipr = IPRoute()
+        self.ipr = iproute_class()()
         self.batcher = AddressBatcher()
 
     async def links(self) -> dict[str, Link]:
@@ -178,7 +183,7 @@ class Monitor:
     def _open(self):
         # IPRoute() drives an event loop of its own: it must be created on
         # this thread, not on the one running uvloop.
-        from pyroute2 import IPRoute
+        IPRoute = iproute_class()
         from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
         ipr = IPRoute()
         try:
