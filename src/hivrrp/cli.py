@@ -109,7 +109,8 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("hivrrp")
-    result = load(config_file, config_id=config_id)
+    from hivrrp.config.isolated import load_isolated
+    result = load_isolated(config_file, config_id=config_id)
     for line in condense(result.warnings):
         log.warning("%s", line)
     for diagnostic in result.errors:

@@ -34,12 +34,13 @@ RETRY_MAX = 60.0
 
 
 async def read_config(path: str, config_id: str | None) -> Config | None:
-    """The configuration file parsed on a worker thread (10,000 instances take
-    ~1 s), its problems logged; None when it is invalid."""
-    from hivrrp.config import load
+    """The configuration file parsed in a child process waited for on a worker
+    thread (10,000 instances take ~1.5 s), its problems logged; None when it
+    is invalid."""
     from hivrrp.config.diagnostics import condense
+    from hivrrp.config.isolated import load_isolated
 
-    result = await asyncio.to_thread(load, path, config_id=config_id)
+    result = await asyncio.to_thread(load_isolated, path, config_id=config_id)
     for line in condense(result.warnings):
         log.warning("%s", line)
     if result.ok:

@@ -35,7 +35,6 @@ class InstancePlan:
     vips: tuple[Change, ...]       # additions; removal() gives the way back
     routes: tuple[Routing, ...]    # virtual_routes and virtual_rules, in order
     faults: int                    # FAULT_* bits known at build time
-    key: tuple                     # instance_key(config), computed off the loop
 
 
 @dataclass
@@ -128,11 +127,13 @@ def instance_key(inst: Instance) -> tuple:
 
 def match(old: Plan, new: Plan) -> dict[str, str]:
     """New name -> old name of the instances a reload keeps, matched as keepalived
-    does (interface, family, VRID, group or peers) but through a dict, O(1) each."""
-    old_by_key = {inst.key: name for name, inst in old.instances.items()}
+    does (interface, family, VRID, group or peers) but through a dict, O(1) each.
+    Keys are computed here, on the reload's worker thread, rather than kept
+    with every instance for the daemon's lifetime."""
+    old_by_key = {instance_key(inst.config): name for name, inst in old.instances.items()}
     kept = {}
     for name, inst in new.instances.items():
-        old_name = old_by_key.get(inst.key)
+        old_name = old_by_key.get(instance_key(inst.config))
         if old_name is not None:
             kept[name] = old_name
     return kept
@@ -233,8 +234,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         plan.names.append(inst.name)
         plan.index[inst.name] = index
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
-                                                 _routes(inst, links), faults,
-                                                 instance_key(inst))
+                                                 _routes(inst, links), faults)
         for change in vips:
             plan.vip_owner[(change.index, change.address)] = inst.name
     for inst in instances:

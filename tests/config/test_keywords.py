@@ -357,7 +357,7 @@ def test_owner_ignores_tracker_weights(tmp_path):
 def test_owner_state_master_without_priority_is_an_owner_too(tmp_path):
     result, inst = one_instance(tmp_path, "state MASTER\ntrack_script {\nchk weight -10\n}\n",
                                 prefix='vrrp_script chk {\nscript "/bin/true"\n}\n')
-    assert inst.priority == 255 and inst.tracks == []
+    assert inst.priority == 255 and inst.tracks == ()
     assert messages(result.warnings) == [
         (13, "(VI_1) ignoring tracked script chk with weight -10 due to address owner")]
     result, inst = one_instance(tmp_path, "priority 254\ntrack_script {\nchk weight -10\n}\n",

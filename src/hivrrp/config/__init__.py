@@ -6,12 +6,8 @@ import gc
 import socket
 from dataclasses import dataclass
 
-from hivrrp.config.build import Builder
 from hivrrp.config.diagnostics import Diagnostic, Diagnostics
-from hivrrp.config.model import Config
-from hivrrp.config.reader import Reader
-from hivrrp.config.tree import build_tree
-from hivrrp.config.validate import validate
+from hivrrp.config.model import Config, compact
 
 
 @dataclass
@@ -44,9 +40,17 @@ def load(path: str, *, config_id: str | None = None, check_host: bool = True) ->
 
 
 def _load(path: str, config_id: str | None, check_host: bool) -> LoadResult:
+    # Imported here: the daemon has its files parsed by a child process
+    # (hivrrp.config.isolated) and need not carry the reader for good.
+    from hivrrp.config.build import Builder
+    from hivrrp.config.reader import Reader
+    from hivrrp.config.tree import build_tree
+    from hivrrp.config.validate import validate
+
     diag = Diagnostics()
     reader = Reader(diag, config_id if config_id is not None else default_config_id())
     tree = build_tree(reader.read(path), diag)
     config = Builder(diag).build(tree)
     validate(config, diag, check_host=check_host)
+    compact(config)
     return LoadResult(config, diag.errors, diag.warnings)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+
+
+def _where(file: str, line: int, chain: tuple, note: str | None) -> Where:
+    return Where(sys.intern(file), line, chain, note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,11 @@ class Where:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
+
+    def __reduce__(self):
+        # Pickled without a memo (hivrrp.config.isolated): one file name per
+        # file again rather than a copy for each of 20,000 positions.
+        return (_where, (self.file, self.line, self.chain, self.note))
 
     def context(self) -> str:
         """What led to this line: the include chain and any macro expansion."""

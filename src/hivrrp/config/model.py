@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copyreg
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from hivrrp.config.diagnostics import Where
 
@@ -246,3 +249,41 @@ class Config:
 
     def interfaces(self) -> set[str]:
         return {i.interface for i in self.instances if i.interface}
+
+
+# One shared empty mapping for every instance's unset garp/notify/options: a
+# daemon keeps 10,000 instances' configuration for as long as it runs.
+EMPTY: Mapping = MappingProxyType({})
+
+
+def _read_only(items: dict) -> Mapping:
+    return MappingProxyType(items) if items else EMPTY
+
+
+# A compacted configuration crosses a process boundary pickled
+# (hivrrp.config.isolated); empty mappings come back as the shared EMPTY.
+copyreg.pickle(MappingProxyType, lambda mapping: (_read_only, (dict(mapping),)))
+_LISTS = ("vips", "excluded_vips", "routes", "rules", "unicast_peers", "tracks")
+_DICTS = ("garp", "notify")
+
+
+def compact(config: Config) -> None:
+    """Make the loaded instances read-only and small, once validation is done:
+    lists become tuples (the empty tuple is shared), empty dicts the shared
+    EMPTY, interface names one string per name, and VIPs share their
+    instance's file position. About 500 bytes less per instance; nothing
+    changes a configuration once loaded."""
+    interfaces: dict[str, str] = {}
+    for inst in config.instances:
+        for name in _LISTS:
+            setattr(inst, name, tuple(getattr(inst, name)))
+        for name in _DICTS:
+            if not getattr(inst, name):
+                setattr(inst, name, EMPTY)
+        if inst.interface is not None:
+            inst.interface = interfaces.setdefault(inst.interface, inst.interface)
+        for vip in (*inst.vips, *inst.excluded_vips):
+            if not vip.options:
+                vip.options = EMPTY
+            # Only validation, done by now, points at a VIP's own line.
+            vip.where = inst.where
