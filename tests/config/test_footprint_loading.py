@@ -36,6 +36,8 @@ def test_child_process_load_gives_the_same_configuration(path):
     assert described(there) == described(here)
     assert [i == j for i, j in zip(there.config.instances, here.config.instances)] == \
         [True] * len(here.config.instances)
+    # One file position per instance, shared by its VIPs, as in-process loading keeps it.
+    assert all(vip.where is inst.where for inst in there.config.instances for vip in inst.vips)
 
 
 def test_errors_come_back_from_the_child_as_diagnostics(tmp_path):

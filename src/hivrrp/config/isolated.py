@@ -45,6 +45,10 @@ def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
     gc.disable()
     try:
         result = pickle.loads(child.stdout)
+        # The unshared trip gave each VIP a copy of its instance's position back.
+        for inst in result.config.instances:
+            for vip in (*inst.vips, *inst.excluded_vips):
+                vip.where = inst.where
     finally:
         if collecting:
             gc.enable()
