@@ -53,6 +53,7 @@ def plan_of(instances: int):
             vips=[Vip(f"{vip}/16", vip, 16, 4, where)]))
     plan = build(config, links, addresses, 0)
     plan.engine.start_all(0)
+    plan.links = links        # what the daemon's link table would hold
     return plan
 
 
@@ -63,7 +64,8 @@ def fake_daemon(plan, loop):
         notifications=SimpleNamespace(notifier=SimpleNamespace(runs={})),
         vips=SimpleNamespace(changes={"add": 0, "remove": 0}, failures=0),
         trackers=SimpleNamespace(policy=Tracking({})),
-        links=SimpleNamespace(table=SimpleNamespace(by_index=dict)))
+        links=SimpleNamespace(table=SimpleNamespace(
+            links={link.name: link for link in plan.links.values()})))
 
 
 class PlainCollector:

@@ -12,6 +12,7 @@ seconds of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -78,6 +79,9 @@ def inside(vips: int, interfaces: int, rounds: int) -> None:
         theirs = statistics.median(timings[f"pyroute2 {verb}"])
         print(f"  {verb:<7} hivrrp {ours:7.3f}   pyroute2 batches of 128 {theirs:7.3f}   "
               f"ratio {theirs / ours:5.1f}x")
+    print(json.dumps({"vips": vips, "interfaces": interfaces, "rounds": rounds,
+                      **{f"{key.replace(' ', '_')}_s_median": round(statistics.median(v), 4)
+                         for key, v in timings.items()}}))
 
 
 def main() -> None:
