@@ -53,7 +53,8 @@ class Announcer:
 
     def __init__(self, wanted: Callable[[str], bool]) -> None:
         self.wanted = wanted
-        self.queue: deque[tuple[str, str, int, int, bytes, bytes]] = deque()
+        # (name, ifname, ifindex, family, mac, address, frames still to send)
+        self.queue: deque[tuple[str, str, int, int, bytes, bytes, int]] = deque()
         self.packet_socket: socket.socket | None = None
         self.icmp6_socket: socket.socket | None = None
         self.sent = 0
@@ -74,12 +75,16 @@ class Announcer:
     def announce(self, loop: asyncio.AbstractEventLoop, name: str, ifname: str, ifindex: int,
                  mac: bytes, addresses: list[tuple[int, bytes]], *, repeat: int,
                  interval: float = 0.0) -> None:
-        """Queue `repeat` announcements of each address for instance `name`."""
+        """Queue `repeat` announcements of each address for instance `name`.
+
+        Round by round: every queued address gets its first frame before any
+        gets its second. With 4,000 VIPs moving at once, the last VIP's first
+        frame then goes out after 4,000 frames rather than 16,000, and the
+        queue holds one entry per address, not one per frame."""
         if repeat <= 0 or not addresses:
             return
-        for _ in range(repeat):
-            for family, address in addresses:
-                self.queue.append((name, ifname, ifindex, family, mac, address))
+        for family, address in addresses:
+            self.queue.append((name, ifname, ifindex, family, mac, address, repeat))
         if not self._draining:
             self._draining = True
             loop.call_soon(self._drain, loop, interval)
@@ -94,11 +99,13 @@ class Announcer:
             return
         budget = 1 if interval > 0 else FRAMES_PER_SLICE
         while self.queue and budget:
-            name, ifname, ifindex, family, mac, address = self.queue.popleft()
+            name, ifname, ifindex, family, mac, address, left = self.queue.popleft()
             if not self.wanted(name):
-                self.dropped += 1
+                self.dropped += left
                 continue
             budget -= 1
+            if left > 1:
+                self.queue.append((name, ifname, ifindex, family, mac, address, left - 1))
             try:
                 if family == 4:
                     self.packet_socket.sendto(garp_frame(mac, address), (ifname, ETH_P_ARP))

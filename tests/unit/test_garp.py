@@ -185,3 +185,20 @@ def test_announcer_checks_each_frame_when_due():
         await asyncio.sleep(0.05)
         assert 1 <= len(sent) < 4 and announcer.dropped == 4 - len(sent)
     run(scenario())
+
+
+def test_announcer_sends_every_address_its_first_frame_before_any_its_second():
+    async def scenario():
+        sent = []
+        announcer = Announcer(lambda name: True)
+        announcer.packet_socket = FakeSocket(sent)
+        announcer.icmp6_socket = FakeSocket(sent)
+        loop = asyncio.get_running_loop()
+        a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+        announcer.announce(loop, "A", "eth0", 2, bytes(6), [(4, a)], repeat=3)
+        announcer.announce(loop, "B", "eth0", 2, bytes(6), [(4, b)], repeat=3)
+        await asyncio.sleep(0.01)
+        # The sender address of each ARP frame (bytes 28..32 of the Ethernet frame).
+        assert [frame[28:32] for frame in sent] == [a, b, a, b, a, b]
+        assert len(announcer.queue) == 0 and announcer.sent == 6
+    run(scenario())
