@@ -56,7 +56,7 @@ BENCHMARKS = (
     Benchmark("metrics", "metrics.py", ("--instances", "10000", "--rounds", "5"),
               ("--instances", "1000", "--rounds", "2")),
     Benchmark("footprint", "footprint.py",
-              ("--sizes", "100,1000,4000,10000", "--traced", "4000", "--json"),
+              ("--sizes", "100,1000,4000,10000", "--traced", "4000", "--allocator", "--json"),
               ("--sizes", "100,1000", "--traced", "0", "--json"), needs_root=True),
     Benchmark("e2e", "e2e.py", ("--json",), ("--json",), needs_root=True),
 )
