@@ -81,3 +81,104 @@ def test_the_daemon_imports_pyroute2_without_its_package_init():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# The child process: what it must not pick up, and what happens when it fails.
+# (Found by review; each failed before the fix.)
+
+import shutil  # noqa: E402
+import stat  # noqa: E402
+import textwrap  # noqa: E402
+
+import hivrrp.config.isolated as isolated  # noqa: E402
+
+TWO = ("vrrp_instance A {\n interface lo\n virtual_router_id 7\n priority 150\n"
+       " virtual_ipaddress {\n 192.0.2.7/24\n }\n}\n"
+       "vrrp_instance B {\n interface lo\n virtual_router_id 8\n"
+       " virtual_ipaddress {\n 192.0.2.8/24\n }\n}\n")
+
+
+@pytest.fixture
+def two(tmp_path):
+    path = tmp_path / "k.conf"
+    path.write_text(TWO)
+    return str(path)
+
+
+def wrapper(tmp_path, body: str) -> str:
+    """A stand-in for sys.executable: runs `body` (sh), then the real interpreter."""
+    script = tmp_path / "python-wrapper"
+    script.write_text(f"#!/bin/sh\n{body}\nexec {sys.executable} \"$@\"\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_the_child_runs_no_code_from_the_working_directory(tmp_path, two, monkeypatch):
+    trap = tmp_path / "cwd"
+    trap.mkdir()
+    (trap / "json.py").write_text(
+        "import pathlib; pathlib.Path(__file__).with_name('RAN').write_text('x')\n"
+        "raise ImportError('planted json.py')\n")
+    shutil.copytree(ROOT / "src" / "hivrrp", trap / "hivrrp",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "lab", "sim"))
+    monkeypatch.chdir(trap)
+    result = load_isolated(two)
+    assert result.ok and not (trap / "RAN").exists()
+
+
+def test_a_child_with_other_hivrrp_files_is_refused_and_the_file_loaded_here(
+        two, monkeypatch, caplog):
+    monkeypatch.setattr(isolated, "IMPORTED", [["elsewhere/model.py", 1, 2]])
+    with caplog.at_level(logging.WARNING, logger="hivrrp"):
+        result = load_isolated(two)
+    assert result.ok and [i.vrid for i in result.config.instances] == [7, 8]
+    assert "the hivrrp on disk is not the one running" in caplog.text
+
+
+def test_noise_on_the_childs_output_means_loading_here(tmp_path, two, monkeypatch):
+    monkeypatch.setattr(sys, "executable", wrapper(tmp_path, "echo 'site banner'"))
+    result = load_isolated(two)
+    assert result.ok and result.config.instances[0].vrid == 7
+
+
+def test_a_child_killed_by_a_signal_is_a_failed_load_not_a_parse_here(
+        tmp_path, two, monkeypatch):
+    monkeypatch.setattr(sys, "executable", wrapper(tmp_path, "kill -TERM $$"))
+    calls = []
+    monkeypatch.setattr(isolated, "load", lambda *a, **k: calls.append(a))
+    result = load_isolated(two)
+    assert calls == [] and not result.ok
+    assert "killed by SIGTERM" in result.errors[0].message
+
+
+def test_interface_names_stay_shared_after_the_trip(two):
+    a, b = load_isolated(two).config.instances
+    assert a.interface == b.interface == "lo" and a.interface is b.interface
+
+
+def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
+    code = textwrap.dedent("""
+        import threading
+        from hivrrp.pyroute2_lean import install
+        install()
+        import pyroute2
+        errors = []
+        def full():
+            try:
+                pyroute2.NDB
+            except Exception as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=full) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            from pyroute2 import IPSet
+        except ImportError as exc:
+            errors.append(exc)
+        for t in threads:
+            t.join()
+        print('ok' if not errors and '__getattr__' not in pyroute2.__dict__ else errors)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd="/")
+    assert out.stdout.strip() == "ok", out.stdout + out.stderr

@@ -7,8 +7,14 @@ daemon kept about 13 MiB more RSS at 10,000 instances than its configuration
 needs, for as long as it ran. A child parses and sends the result back
 pickled; unpickling here allocates only what is kept, close together.
 
-The child is this same interpreter and package; if it cannot run or fails,
-the file is loaded in this process instead (same result, more RSS).
+The child is this interpreter with this process's sys.path, isolated (-I:
+no current directory, user site or PYTHON* variables on its path), in a
+session of its own (a Ctrl-C or a signal to our process group is ours to
+handle, not the parser's). It checks that the hivrrp it imports is the one
+this process runs (the files of the classes it pickles, unchanged since we
+imported them); if not, or if it fails, the file is loaded in this process
+instead (same result, more RSS). A child killed by a signal or out of time
+is a failed load, not a reason to parse again here.
 """
 
 from __future__ import annotations
@@ -16,39 +22,94 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import pickle
+import signal
 import subprocess
 import sys
 
 from hivrrp.config import LoadResult, load
+from hivrrp.config import diagnostics, model
+from hivrrp.config.diagnostics import Diagnostic, Where
 
 log = logging.getLogger("hivrrp")
 
 CHILD_TIMEOUT = 300.0          # seconds: a 10,000-instance file takes about 1.5 s
+NOT_THE_SAME_HIVRRP = 3        # the child's exit status when its files differ from ours
+
+
+def fingerprint() -> list:
+    """The files that define what crosses the pipe, as this process imported them."""
+    out = []
+    for module in (model, diagnostics, sys.modules["hivrrp.config"]):
+        try:
+            st = os.stat(module.__file__)
+            out.append([module.__file__, st.st_mtime_ns, st.st_size])
+        except OSError:
+            out.append([module.__file__, None, None])
+    return out
+
+
+# Taken when the daemon imports this module, at start-up: an upgrade on disk
+# later on makes a child's classes differ from ours.
+IMPORTED = fingerprint()
+
+CHILD = ("import sys; sys.path[:] = {path!r}; "
+         "from hivrrp.config.isolated import main; main()")
+
+
+def failed(path: str, message: str) -> LoadResult:
+    return LoadResult(model.Config(), [Diagnostic("error", Where(path, 0), message)], [])
+
+
+def load_here(path: str, config_id: str | None) -> LoadResult:
+    try:
+        return load(path, config_id=config_id)
+    except Exception as exc:  # noqa: BLE001 - e.g. a reader upgraded on disk under us
+        log.exception("loading the configuration failed")
+        return failed(path, f"cannot load the configuration: {exc}")
 
 
 def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
-    request = json.dumps({"path": path, "config_id": config_id})
+    request = json.dumps({"path": path, "config_id": config_id, "fingerprint": IMPORTED})
+    code = CHILD.format(path=[p for p in sys.path if p])
     try:
-        child = subprocess.run([sys.executable, "-m", "hivrrp.config.isolated", request],
-                               capture_output=True, timeout=CHILD_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("configuration loader process failed (%s): loading here", exc)
-        return load(path, config_id=config_id)
+        child = subprocess.run([sys.executable, "-I", "-c", code, request], capture_output=True,
+                               timeout=CHILD_TIMEOUT, check=False, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        return failed(path, f"reading the configuration took over {CHILD_TIMEOUT:.0f} s")
+    except OSError as exc:
+        log.warning("configuration loader process failed to start (%s): loading here", exc)
+        return load_here(path, config_id)
+    if child.returncode < 0:
+        name = signal.Signals(-child.returncode).name
+        return failed(path, f"the configuration loader process was killed by {name}")
     if child.returncode != 0 or not child.stdout:
         error = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        log.warning("configuration loader process failed (exit %d: %s): loading here",
-                    child.returncode, error[0])
-        return load(path, config_id=config_id)
+        reason = ("the hivrrp on disk is not the one running" if
+                  child.returncode == NOT_THE_SAME_HIVRRP else f"exit {child.returncode}")
+        log.warning("configuration loader process failed (%s: %s): loading here", reason,
+                    error[0])
+        return load_here(path, config_id)
     # No cycles in what comes back: the collector need not walk it while it grows.
     collecting = gc.isenabled()
     gc.disable()
     try:
         result = pickle.loads(child.stdout)
-        # The unshared trip gave each VIP a copy of its instance's position back.
+        if not isinstance(result, LoadResult):
+            raise TypeError(f"got {type(result).__name__}")
+        # The unshared trip gave each VIP a copy of its instance's position
+        # back, and each instance its own copy of its interface's name.
+        interfaces: dict[str, str] = {}
         for inst in result.config.instances:
+            if inst.interface is not None:
+                inst.interface = interfaces.setdefault(inst.interface, inst.interface)
             for vip in (*inst.vips, *inst.excluded_vips):
                 vip.where = inst.where
+    except Exception as exc:  # noqa: BLE001 - whatever came down the pipe, parse here instead
+        log.warning("configuration loader process sent what cannot be read (%s): loading here",
+                    exc)
+        return load_here(path, config_id)
     finally:
         if collecting:
             gc.enable()
@@ -57,6 +118,10 @@ def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
 
 def main() -> None:
     request = json.loads(sys.argv[1])
+    if request["fingerprint"] != IMPORTED:
+        print("hivrrp.config.isolated: the hivrrp files differ from the running daemon's",
+              file=sys.stderr)
+        sys.exit(NOT_THE_SAME_HIVRRP)
     result = load(request["path"], config_id=request["config_id"])
     pickler = pickle.Pickler(sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
     # No memo: the reader in the parent then keeps no temporary per object
@@ -64,7 +129,3 @@ def main() -> None:
     # has no shared parts worth keeping shared, and no cycles.
     pickler.fast = True
     pickler.dump(result)
-
-
-if __name__ == "__main__":
-    main()
