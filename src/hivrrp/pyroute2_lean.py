@@ -17,7 +17,11 @@ import importlib.util
 import sys
 import threading
 
-_lock = threading.Lock()
+# Held while the placeholder is set up and while the real __init__ runs: other
+# threads wait for a whole package. Reentrant, because that __init__ looks up
+# names on the package itself on this thread while it runs. (Only a full
+# `import pyroute2` elsewhere in the process takes that path; the daemon never.)
+_lock = threading.RLock()
 
 
 def install() -> None:
@@ -28,16 +32,30 @@ def install() -> None:
         if spec is None:
             return              # let the import fail where it is made, with its own message
         package = importlib.util.module_from_spec(spec)
+        initialising = []
 
         def __getattr__(attr: str):
             if not attr.startswith("__") and importlib.util.find_spec(
                     f"pyroute2.{attr}") is not None:
                 return importlib.import_module(f"pyroute2.{attr}")   # a submodule: no __init__
             with _lock:
+                if initialising:
+                    # The real __init__, on this thread, asking for what it has
+                    # not defined yet: as for any module being initialised.
+                    raise AttributeError(f"partially initialised module 'pyroute2' has no "
+                                         f"attribute {attr!r}")
                 if package.__dict__.get("__getattr__") is __getattr__:
+                    initialising.append(True)
+                    try:
+                        spec.loader.exec_module(package)
+                    finally:
+                        initialising.clear()
+                    # Only once it worked: a failed __init__ is tried again next time.
                     del package.__getattr__
-                    spec.loader.exec_module(package)
-            return getattr(package, attr)
+            try:
+                return package.__dict__[attr]
+            except KeyError:
+                raise AttributeError(f"module 'pyroute2' has no attribute {attr!r}") from None
 
         package.__getattr__ = __getattr__
         sys.modules["pyroute2"] = package
