@@ -22,7 +22,7 @@ from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, read_config, run_each
 from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
-from hivrrp.memory import release_free_memory
+from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
 from hivrrp.notifications import Notifications
 from hivrrp.plan import Plan, build_off_loop, carry_over
@@ -35,12 +35,13 @@ from hivrrp.vips import VipQueue, remove_leftovers
 log = logging.getLogger("hivrrp")
 
 SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
-TRIM_AFTER = (5.0, 30.0)       # seconds after a start or reload: see trim_later()
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
 
 class Daemon:
+    trimmer: Trimmer | None = None      # made with the loop, in start()
+
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
                  control_path: str | None = None,
@@ -99,6 +100,8 @@ class Daemon:
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
+        self.trimmer = Trimmer(loop, lambda: self.vips.task is None
+                               and not self.garp.announcer.queue)
         self.notifications = Notifications(loop, self.config)
         self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows)
         self.links.on_links = self.on_links
@@ -137,14 +140,9 @@ class Daemon:
             self.driver.after_engine_work()
             self.lifecycle.start()
             log.info("running %d instances", len(plan.names))
-            self.trim_later()
-
-    def trim_later(self) -> None:
-        """Hand the heap's free pages back once the burst that follows a start
-        or a reload (VIP changes, announcements: a few seconds at 10,000
-        instances) is over: 7 MB of RSS at 10,000 instances."""
-        for delay in TRIM_AFTER:
-            self.loop.call_later(delay, release_free_memory)
+            # The heap's free pages back once loading and building are over
+            # (the mass move to MASTER or BACKUP arms it again).
+            self.trimmer.arm()
 
     def install(self, plan: Plan, built_on: dict[str, Link]) -> None:
         """Make `plan` the running one (its instances not started yet)."""
@@ -212,6 +210,10 @@ class Daemon:
         plan = self.plan
         engine, view = plan.engine, plan.view
         log_transitions(plan.names, events)
+        if len(events) > LOG_EACH_UP_TO:
+            # A mass move: its VIP changes and announcements leave the heap
+            # full of free pages (as start-up does), to hand back once done.
+            self.trimmer.arm()
         for index, old, new, reason, _time in events:
             name = plan.names[index]
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
@@ -276,7 +278,7 @@ class Daemon:
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
                  len(kept), started, len(old.names) - len(kept), vip_changes)
-        self.trim_later()
+        self.trimmer.arm()
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
 
@@ -318,6 +320,8 @@ class Daemon:
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
+        if self.trimmer is not None:
+            self.trimmer.close()
         await run_each([self._close_control, self._close_metrics, self.lifecycle.stop,
                         self._release, self.driver.close, self.garp.close, self.trackers.close,
                         self.notifications.close, self.netlink.close, self.systemd.close])

@@ -9,11 +9,12 @@ library we use offers it, hence ctypes; elsewhere than glibc it does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
-import ctypes.util
-import logging
+from collections.abc import Callable
 
-log = logging.getLogger("hivrrp")
+CHECK_EVERY = 1.0        # seconds between looks at whether the burst is over
+GIVE_UP_AFTER = 60       # looks: then trim anyway (a daemon never quiet still gets one)
 
 _trim = None
 
@@ -23,8 +24,9 @@ def release_free_memory() -> bool:
     global _trim
     if _trim is None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _trim = libc.malloc_trim
+            # The symbols already in this process: no library search (find_library
+            # would run ldconfig, on the event loop).
+            _trim = ctypes.CDLL(None).malloc_trim
             _trim.argtypes = [ctypes.c_size_t]
         except (OSError, AttributeError):
             _trim = False
@@ -32,3 +34,31 @@ def release_free_memory() -> bool:
         return False
     _trim(0)
     return True
+
+
+class Trimmer:
+    """One trim once the work that follows a start or a reload is over."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, quiet: Callable[[], bool]) -> None:
+        self.loop = loop
+        self.quiet = quiet          # True once VIP changes and announcements are done
+        self.handle: asyncio.TimerHandle | None = None
+        self.trims = 0
+
+    def arm(self) -> None:
+        """(Re)start watching: a reload during a wait starts the wait again."""
+        self.close()
+        self.handle = self.loop.call_later(CHECK_EVERY, self._check, GIVE_UP_AFTER)
+
+    def _check(self, looks_left: int) -> None:
+        self.handle = None
+        if self.quiet() or looks_left <= 1:
+            release_free_memory()
+            self.trims += 1
+        else:
+            self.handle = self.loop.call_later(CHECK_EVERY, self._check, looks_left - 1)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
