@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ BENCHMARKS = (
     Benchmark("e2e", "e2e.py", ("--json",), ("--json",), needs_root=True),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
+CLEANUP_WAIT = 120.0     # seconds a benchmark gets to clean up after Ctrl-C or SIGTERM
 QUICK_E2E = {"sizes": "100,1000", "modes": "3:0.1", "extra": "", "window": 3.0}
 FULL_E2E = {"sizes": "100,1000,4000,10000", "modes": "2:1,3:0.1", "extra": "10000:3:1",
             "window": 10.0}
@@ -77,19 +79,25 @@ def machine() -> dict:
         return None
 
     def command(*argv: str) -> str | None:
+        """The first line of its output, "" for none, None if it failed."""
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=HERE)
         except (OSError, subprocess.TimeoutExpired):
             return None
+        if out.returncode != 0:
+            return None
         text = (out.stdout + out.stderr).strip().splitlines()
-        return text[0] if out.returncode == 0 and text else None
+        return text[0] if text else ""
+
+    dirty = command("git", "status", "--porcelain", "--untracked-files=no")
 
     return {"cpu": first("/proc/cpuinfo", "model name"), "cpus": os.cpu_count(),
             "memory": first("/proc/meminfo", "MemTotal"), "kernel": platform.release(),
             "os": first("/etc/os-release", "PRETTY_NAME", "="), "python": platform.python_version(),
             "keepalived": command("keepalived", "--version"),
             "hivrrp_commit": command("git", "rev-parse", "--short", "HEAD"),
-            "hivrrp_tree_clean": command("git", "status", "--porcelain") is None}
+            # None: no git, not a repository, or git refused (root in a user's clone).
+            "hivrrp_tree_clean": None if dirty is None else dirty == ""}
 
 
 def run_one(bench: Benchmark, args: tuple[str, ...]) -> dict:
@@ -98,9 +106,22 @@ def run_one(bench: Benchmark, args: tuple[str, ...]) -> dict:
     print(f"\n== {bench.name}: {' '.join(['python', 'bench/' + bench.script, *args])}", flush=True)
     started = time.monotonic()
     # stderr passes through: the long benchmarks print their progress there.
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        stdout, _ = proc.communicate()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the benchmark too (same process group); SIGTERM is passed
+        # on. Either way it stops its daemons and deletes its namespaces in its
+        # finally blocks: wait for that rather than kill it half way.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(CLEANUP_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     results = []
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("{"):
             try:
                 results.append(json.loads(line))
@@ -117,6 +138,8 @@ def run_one(bench: Benchmark, args: tuple[str, ...]) -> dict:
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C: run_one() passes it on and waits for the cleanup.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="everything small, ~2 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated, of {','.join(NAMES)}")

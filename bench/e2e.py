@@ -179,9 +179,14 @@ class Run(Lab):
             started = exec_time(master.pid)
             result["netns_exec_s"] = round(started - launched, 2)
             timeout = start_timeout(n)
-            if self.wait_for_vips("r1", timeout) is None:
+            if self.until(lambda: self.vip_count("r1") >= n or master.poll() is not None
+                          or backup.poll() is not None, timeout) is None:
                 result["note"] = (f"held {self.vip_count('r1')} of {n} VIPs after "
                                   f"{timeout:.0f} s: cannot keep up")
+                return result
+            if master.poll() is not None or backup.poll() is not None:
+                result["note"] = (f"{daemon} exited at start (status {master.poll()} / "
+                                  f"{backup.poll()}; logs in {self.workdir})")
                 return result
             result["start_s"] = round(time.monotonic() - started, 2)
             time.sleep(SETTLE)

@@ -58,7 +58,11 @@ def one_master(instances: int, traced: bool, progress=lambda _: None,
             cmd = [sys.executable, "-m", "hivrrp", *args]
         progress(f"footprint: {instances} instances: waiting for every VIP")
         proc = lab.topology.start(lab.ns["r1"], *cmd, log_path=str(workdir / "r1.log"))
-        up = lab.wait_for_vips("r1", START_TIMEOUT)
+        up = lab.until(lambda: lab.vip_count("r1") >= instances or proc.poll() is not None,
+                       START_TIMEOUT)
+        if proc.poll() is not None:
+            result["error"] = f"the daemon exited at start (status {proc.returncode})"
+            return result
         if up is None:
             result["error"] = f"not every VIP up within {START_TIMEOUT:g} s"
             return result
