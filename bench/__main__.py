@@ -3,7 +3,7 @@
     python -m bench [--quick] [--only NAMES] [--skip NAMES] [--out DIR]
                     [--sizes 100,1000,4000,10000] [--modes 2:1,3:0.1]
                     [--extra 10000:3:1] [--daemons hivrrp,keepalived]
-                    [--window 10] [--no-plots]
+                    [--window 10] [--no-plots] [--merge]
 
 Runs each benchmark script under bench/ in a process of its own (a fresh
 interpreter each: no benchmark's garbage or warm caches in another's
@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--daemons", default="hivrrp,keepalived")
     parser.add_argument("--window", type=float, help="e2e steady window, seconds (default 10)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the figures of the benchmarks not run now from an earlier "
+                             "DIR/results.json (to re-run one into an existing report)")
     args = parser.parse_args()
     only = {n for n in args.only.split(",") if n} or set(NAMES)
     skip = {n for n in args.skip.split(",") if n}
@@ -172,6 +175,12 @@ def main() -> None:
     document = {"command": " ".join(["python -m bench", *sys.argv[1:]]), "quick": args.quick,
                 "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
                 "benchmarks": {}}
+    previous = out_dir / "results.json"
+    if args.merge and previous.exists():
+        earlier = json.loads(previous.read_text())
+        document["benchmarks"] = earlier["benchmarks"]
+        document["command"] = f"{earlier['command']}, then {document['command']}"
+        document["date"] = f"{earlier['date']}, then {document['date']}"
     started = time.monotonic()
     for number, bench in enumerate(chosen, 1):
         print(f"\n[{number}/{len(chosen)}] {bench.name}", file=sys.stderr, flush=True)

@@ -128,9 +128,6 @@ def print_report(result: dict, top: int = 15) -> None:
         n = traced["instances"]
         print(f"tracemalloc at {n} instances: {traced['traced_bytes'] / 1e6:.1f} MB traced "
               f"(RSS {traced['rss_kib'] / 1024:.1f} MiB under tracing)")
-        pm = traced["pymalloc"]
-        print(f"  pymalloc: {pm['arenas']} arenas of 1 MiB, {pm['allocated_bytes'] / 1e6:.1f} MB "
-              f"in live blocks, {pm['free_in_pools_bytes'] / 1e6:.1f} MB free inside used pools")
         for name, entry in list(traced["owners"].items())[:top]:
             print(f"  {entry['bytes'] / 1e6:8.2f} MB {entry['bytes'] / n:8.0f} B/inst "
                   f"{entry['blocks']:>9} blocks  {name}")

@@ -84,3 +84,25 @@ def test_a_failed_benchmark_is_reported_not_dropped():
                 "machine": {}, "benchmarks": {"vips": {"error": "exit status 1, no figures",
                                                        "results": []}}}
     assert "| vips | failed: exit status 1, no figures |" in report.markdown(document, [])
+
+
+def test_the_footprint_report_prints_every_part(capsys):
+    import footprint
+
+    result = {"runs": [{"instances": 100, "rss_kib": 35000, "peak_kib": 36000},
+                       {"instances": 10000, "error": "not every VIP up within 120 s"}],
+              "bytes_per_instance": 2500,
+              "allocator": {"instances": 10000, "pymalloc": {
+                  "arenas": 27, "allocated_bytes": 24_800_000, "free_in_pools_bytes": 400_000},
+                  "malloc": {"in_use_bytes": 17_600_000, "free_bytes": 7_000_000,
+                             "heap_bytes": 23_800_000, "mmapped_bytes": 800_000}},
+              "traced": {"instances": 4000, "rss_kib": 80000, "traced_bytes": 20_700_000,
+                         "owners": {"imports": {"bytes": 14_500_000, "blocks": 100_000},
+                                    "hivrrp/plan.py": {"bytes": 1_600_000, "blocks": 16_000}},
+                         "imports": {"pyroute2": {"bytes": 3_100_000, "blocks": 22_000}}}}
+    footprint.print_report(result)
+    out = capsys.readouterr().out
+    assert "RSS per instance (slope): 2500 bytes" in out
+    assert "27 arenas of 1 MiB, 24.8 MB in live blocks" in out
+    assert "17.6 MB in use" in out and "not every VIP up within 120 s" in out
+    assert "400 B/inst" in out and "pyroute2" in out
