@@ -61,6 +61,8 @@ def ratio_rows(runs: list[dict]) -> list[list[str]]:
         if "hivrrp" not in by or "keepalived" not in by:
             continue
         h, k = by["hivrrp"], by["keepalived"]
+        if "start_s" not in h or "start_s" not in k:
+            continue             # one of them has no figures: its note says why
         rows.append([f"{n:,}", f"v{version} {interval:g} s",
                      ratio(h, k, "master_cpu_percent"), ratio(h, k, "backup_cpu_percent"),
                      ratio(h, k, "master_rss_mib"), ratio(h, k, "kill_failover_s"),
@@ -101,6 +103,15 @@ def footprint(result: dict) -> list[str]:
     if "bytes_per_instance" in result:
         lines += [f"RSS per instance (slope between the smallest and largest size): "
                   f"{result['bytes_per_instance']:,} bytes.", ""]
+    allocator = result.get("allocator") or {}
+    pm, ma = allocator.get("pymalloc"), allocator.get("malloc")
+    if pm and ma:
+        lines += [f"Inside the daemon at {allocator['instances']:,} instances (untraced run): "
+                  f"Python objects {pm['allocated_bytes'] / 1e6:.1f} MB in {pm['arenas']} "
+                  f"arenas of 1 MiB ({pm['free_in_pools_bytes'] / 1e6:.1f} MB free in them); "
+                  f"C heap {ma['in_use_bytes'] / 1e6:.1f} MB in use, "
+                  f"{ma['free_bytes'] / 1e6:.1f} MB free (trimmed pages included); the rest of "
+                  "RSS is the interpreter's and libraries' code.", ""]
     traced = result.get("traced") or {}
     if "owners" in traced:
         n = traced["instances"]
@@ -109,7 +120,8 @@ def footprint(result: dict) -> list[str]:
                   "module code and objects):", ""]
         owners = list(traced["owners"].items())[:10]
         lines += table(["owner", "MB", "bytes per instance"],
-                       [[f"`{name}`", f"{e['bytes'] / 1e6:.2f}", f"{e['bytes'] / n:.0f}"]
+                       [[f"`{name}`", f"{e['bytes'] / 1e6:.2f}",
+                         "-" if name == "imports" else f"{e['bytes'] / n:.0f}"]
                         for name, e in owners])
     return lines
 
