@@ -13,7 +13,7 @@ DIR/results.json (every figure, the machine, the command), DIR/results.md
 DIR/cpu.png, DIR/failover.png and DIR/rss.png. The end-to-end and footprint
 runs print their progress as they go.
 
---quick runs everything small (about two minutes): for a check, not for
+--quick runs everything small (2-4 minutes; keepalived's time-outs decide): for a check, not for
 figures to quote. Names: codec, engine, config_load, vips, metrics,
 footprint, e2e. vips, footprint and e2e need root (network namespaces).
 """
@@ -141,7 +141,7 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C: run_one() passes it on and waits for the cleanup.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="everything small, ~2 minutes")
+    parser.add_argument("--quick", action="store_true", help="everything small, 2-4 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated, of {','.join(NAMES)}")
     parser.add_argument("--skip", default="", help="comma-separated names to leave out")
     parser.add_argument("--out", default=None, help="directory (default bench/results/DATE-TIME)")
