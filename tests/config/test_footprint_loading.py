@@ -126,13 +126,26 @@ def test_the_child_runs_no_code_from_the_working_directory(tmp_path, two, monkey
     assert result.ok and not (trap / "RAN").exists()
 
 
-def test_a_child_with_other_hivrrp_files_is_refused_and_the_file_loaded_here(
-        two, monkeypatch, caplog):
+def test_a_child_with_other_hivrrp_files_is_a_failed_load_that_says_restart(
+        two, monkeypatch):
     monkeypatch.setattr(isolated, "IMPORTED", [["elsewhere/model.py", 1, 2]])
-    with caplog.at_level(logging.WARNING, logger="hivrrp"):
-        result = load_isolated(two)
+    calls = []
+    monkeypatch.setattr(isolated, "load", lambda *a, **k: calls.append(a))
+    result = load_isolated(two)
+    assert not result.ok and calls == []       # no new reader into old classes here
+    assert "restart hivrrp" in result.errors[0].message
+
+
+def test_a_child_killed_by_a_nameless_signal_is_a_failed_load(tmp_path, two, monkeypatch):
+    monkeypatch.setattr(sys, "executable", wrapper(tmp_path, "kill -s RTMIN+1 $$"))
+    result = load_isolated(two)
+    assert not result.ok and "killed by signal" in result.errors[0].message
+
+
+def test_no_interpreter_to_run_means_loading_here(two, monkeypatch):
+    monkeypatch.setattr(sys, "executable", None)
+    result = load_isolated(two)
     assert result.ok and [i.vrid for i in result.config.instances] == [7, 8]
-    assert "the hivrrp on disk is not the one running" in caplog.text
 
 
 def test_noise_on_the_childs_output_means_loading_here(tmp_path, two, monkeypatch):

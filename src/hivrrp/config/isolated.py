@@ -12,9 +12,10 @@ no current directory, user site or PYTHON* variables on its path), in a
 session of its own (a Ctrl-C or a signal to our process group is ours to
 handle, not the parser's). It checks that the hivrrp it imports is the one
 this process runs (the files of the classes it pickles, unchanged since we
-imported them); if not, or if it fails, the file is loaded in this process
-instead (same result, more RSS). A child killed by a signal or out of time
-is a failed load, not a reason to parse again here.
+imported them): if not, the load fails and says to restart. If the child
+cannot run or fails otherwise, the file is loaded in this process instead
+(same result, more RSS). A child killed by a signal or out of time is a
+failed load, not a reason to parse again here.
 """
 
 from __future__ import annotations
@@ -71,25 +72,34 @@ def load_here(path: str, config_id: str | None) -> LoadResult:
 
 
 def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
+    if not sys.executable or getattr(sys, "frozen", False):
+        return load_here(path, config_id)      # no interpreter of ours to run a child with
     request = json.dumps({"path": path, "config_id": config_id, "fingerprint": IMPORTED})
-    code = CHILD.format(path=[p for p in sys.path if p])
+    # Our own path, "" (the working directory) spelled out: the child finds what we found.
+    code = CHILD.format(path=[p or os.getcwd() for p in sys.path])
     try:
         child = subprocess.run([sys.executable, "-I", "-c", code, request], capture_output=True,
                                timeout=CHILD_TIMEOUT, check=False, start_new_session=True)
     except subprocess.TimeoutExpired:
         return failed(path, f"reading the configuration took over {CHILD_TIMEOUT:.0f} s")
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:
         log.warning("configuration loader process failed to start (%s): loading here", exc)
         return load_here(path, config_id)
     if child.returncode < 0:
-        name = signal.Signals(-child.returncode).name
+        try:
+            name = signal.Signals(-child.returncode).name
+        except ValueError:                       # real-time signals have no name
+            name = f"signal {-child.returncode}"
         return failed(path, f"the configuration loader process was killed by {name}")
+    if child.returncode == NOT_THE_SAME_HIVRRP:
+        # Loading here would run the reader from disk (the new one) into our
+        # (old) classes: the very mix the check is there to prevent.
+        return failed(path, "the hivrrp files on disk are not the running daemon's (upgraded?): "
+                            "restart hivrrp to load this configuration")
     if child.returncode != 0 or not child.stdout:
         error = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        reason = ("the hivrrp on disk is not the one running" if
-                  child.returncode == NOT_THE_SAME_HIVRRP else f"exit {child.returncode}")
-        log.warning("configuration loader process failed (%s: %s): loading here", reason,
-                    error[0])
+        log.warning("configuration loader process failed (exit %d: %s): loading here",
+                    child.returncode, error[0])
         return load_here(path, config_id)
     # No cycles in what comes back: the collector need not walk it while it grows.
     collecting = gc.isenabled()
