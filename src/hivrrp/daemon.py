@@ -210,7 +210,7 @@ class Daemon:
         plan = self.plan
         engine, view = plan.engine, plan.view
         log_transitions(plan.names, events)
-        if len(events) > LOG_EACH_UP_TO:
+        if len(events) > LOG_EACH_UP_TO and self.running:   # not the release at shutdown
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()

@@ -51,7 +51,9 @@ def install() -> None:
                     finally:
                         initialising.clear()
                     # Only once it worked: a failed __init__ is tried again next time.
-                    del package.__getattr__
+                    # And only ours: a later pyroute2 may define its own.
+                    if package.__dict__.get("__getattr__") is __getattr__:
+                        del package.__getattr__
             try:
                 return package.__dict__[attr]
             except KeyError:
