@@ -21,6 +21,7 @@ footprint, e2e. vips, footprint and e2e need root (network namespaces).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -110,15 +111,18 @@ def run_one(bench: Benchmark, args: tuple[str, ...]) -> dict:
     try:
         stdout, _ = proc.communicate()
     except KeyboardInterrupt:
-        # Ctrl-C reached the benchmark too (same process group); SIGTERM is passed
-        # on. Either way it stops its daemons and deletes its namespaces in its
-        # finally blocks: wait for that rather than kill it half way.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(CLEANUP_WAIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # A Ctrl-C reached the benchmark too (same process group); a SIGTERM sent
+        # to us alone is passed on, once. Either way it stops its daemons and
+        # deletes its namespaces in its finally blocks: wait for that (reading
+        # its output meanwhile) rather than kill it half way.
+        if TERMINATED:
+            proc.send_signal(signal.SIGTERM)
+        with ignoring_signals():
+            try:
+                proc.communicate(timeout=CLEANUP_WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
         raise
     results = []
     for line in stdout.splitlines():
@@ -137,9 +141,28 @@ def run_one(bench: Benchmark, args: tuple[str, ...]) -> dict:
     return out
 
 
+TERMINATED: list[int] = []     # SIGTERM came to us (rather than a Ctrl-C to the group)
+
+
+def on_sigterm(signum, frame):
+    TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ignoring_signals():
+    """No second Ctrl-C or SIGTERM while a benchmark cleans up."""
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 def main() -> None:
     # SIGTERM unwinds like Ctrl-C: run_one() passes it on and waits for the cleanup.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="everything small, 2-4 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated, of {','.join(NAMES)}")

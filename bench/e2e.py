@@ -34,6 +34,7 @@ iproute2 and ping; keepalived runs only where it is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -56,6 +57,17 @@ SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP
 PING_INTERVAL = 0.01
 FAILOVER_SLACK = 30.0        # seconds past Master_Down_Interval before a failover is called failed
 STOP_WAIT = 30.0
+
+
+@contextlib.contextmanager
+def ignoring_signals():
+    """No second Ctrl-C or SIGTERM while daemons are stopped and namespaces deleted."""
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def start_timeout(instances: int) -> float:
@@ -205,7 +217,8 @@ class Run(Lab):
             self.sigterm(result, daemon, version, advert_int, mdi)
             return result
         finally:
-            self.reset()
+            with ignoring_signals():
+                self.reset()
 
     def steady(self, result: dict, master, backup, window: float) -> None:
         pids = {"master": tree(master.pid), "backup": tree(backup.pid)}
@@ -224,18 +237,22 @@ class Run(Lab):
 
     def sigkill(self, result: dict, master, mdi: float) -> None:
         pinger = Pinger(self.ns["client"], self.last_vip(), self.workdir / "ping-kill.txt")
-        time.sleep(0.5)
-        killed_wall, killed = time.time(), time.monotonic()
-        for pid in tree(master.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.ports("r1", False)
-        moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
-        result["kill_failover_s"] = None if moved is None else round(time.monotonic() - killed, 3)
-        time.sleep(1.0)
-        result["kill_ping_gap_ms"] = longest_gap_ms(pinger.stop(), killed_wall)
+        try:
+            time.sleep(0.5)
+            killed_wall, killed = time.time(), time.monotonic()
+            for pid in tree(master.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.ports("r1", False)
+            moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
+            result["kill_failover_s"] = (None if moved is None
+                                         else round(time.monotonic() - killed, 3))
+            time.sleep(1.0)
+        finally:
+            replies = pinger.stop()
+        result["kill_ping_gap_ms"] = longest_gap_ms(replies, killed_wall)
         master.wait(10)   # reaped: keepalived refuses to start while its old PID is a zombie
         self.topology.processes.remove(master)
 
@@ -252,19 +269,22 @@ class Run(Lab):
             return
         time.sleep(SETTLE)
         pinger = Pinger(self.ns["client"], self.last_vip(), self.workdir / "ping-term.txt")
-        time.sleep(0.5)
-        stopped_wall, stopped = time.time(), time.monotonic()
-        os.kill(master.pid, signal.SIGTERM)   # keepalived's parent passes it to its children
-        moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
-        result["term_failover_s"] = None if moved is None else round(time.monotonic() - stopped,
-                                                                     3)
         try:
-            master.wait(max(0.0, STOP_WAIT - (time.monotonic() - stopped)))
-            result["term_exit_s"] = round(time.monotonic() - stopped, 2)
-        except subprocess.TimeoutExpired:
-            result["term_exit_s"] = None      # reset() stops it
-        time.sleep(1.0)
-        result["term_ping_gap_ms"] = longest_gap_ms(pinger.stop(), stopped_wall)
+            time.sleep(0.5)
+            stopped_wall, stopped = time.time(), time.monotonic()
+            os.kill(master.pid, signal.SIGTERM)   # keepalived's parent passes it to its children
+            moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
+            result["term_failover_s"] = (None if moved is None
+                                         else round(time.monotonic() - stopped, 3))
+            try:
+                master.wait(max(0.0, STOP_WAIT - (time.monotonic() - stopped)))
+                result["term_exit_s"] = round(time.monotonic() - stopped, 2)
+            except subprocess.TimeoutExpired:
+                result["term_exit_s"] = None      # reset() stops it
+            time.sleep(1.0)
+        finally:
+            replies = pinger.stop()
+        result["term_ping_gap_ms"] = longest_gap_ms(replies, stopped_wall)
 
 
 def plan_runs(sizes: list[int], modes: list[tuple[int, float]],
@@ -309,8 +329,9 @@ def measure_all(sizes: list[int], modes: list[tuple[int, float]],
                     results.append(result)
                     progress(json.dumps(result))
         finally:
-            lab.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            with ignoring_signals():
+                lab.close()
+                shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 

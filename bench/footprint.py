@@ -18,10 +18,13 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from e2e import ignoring_signals  # noqa: E402
 
 from hivrrp.lab import Lab
 
@@ -80,8 +83,9 @@ def one_master(instances: int, traced: bool, progress=lambda _: None,
                 result.update(json.loads(out.read_text()))
         return result
     finally:
-        lab.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        with ignoring_signals():
+            lab.close()
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def measure(sizes: list[int], traced: int | None, progress=lambda _: None,
@@ -146,6 +150,9 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/footprint.py needs root (network namespaces)")
+    # SIGTERM unwinds like Ctrl-C, through the finally blocks that stop the
+    # daemon and delete the namespaces.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         sizes = sorted(int(s) for s in args.sizes.split(","))
     except ValueError:
