@@ -21,7 +21,6 @@ footprint, e2e. vips, footprint and e2e need root (network namespaces).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
+from cleanup import ignoring_signals  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -147,17 +147,6 @@ TERMINATED: list[int] = []     # SIGTERM came to us (rather than a Ctrl-C to the
 def on_sigterm(signum, frame):
     TERMINATED.append(signum)
     raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def ignoring_signals():
-    """No second Ctrl-C or SIGTERM while a benchmark cleans up."""
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ iproute2 and ping; keepalived runs only where it is installed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -48,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cleanup import ignoring_signals  # noqa: E402
 from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
 
 from hivrrp.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
@@ -57,17 +57,6 @@ SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP
 PING_INTERVAL = 0.01
 FAILOVER_SLACK = 30.0        # seconds past Master_Down_Interval before a failover is called failed
 STOP_WAIT = 30.0
-
-
-@contextlib.contextmanager
-def ignoring_signals():
-    """No second Ctrl-C or SIGTERM while daemons are stopped and namespaces deleted."""
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def start_timeout(instances: int) -> float:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e import ignoring_signals  # noqa: E402
+from cleanup import ignoring_signals  # noqa: E402
 
 from hivrrp.lab import Lab
 
