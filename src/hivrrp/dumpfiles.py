@@ -30,12 +30,12 @@ keepalived 2.2.7, which this follows:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
+
+from hivrrp.atomicfile import write_atomically
 
 KA_TMP_DIR = "/tmp"
 STATS_FILE = "keepalived.stats"
@@ -262,18 +262,5 @@ def text_of(kind: str, state: Mapping) -> str:
 
 
 def write_file(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` atomically: a temporary file in the same
-    directory, written, given `mode`, then renamed over `path`. A reader sees
-    the old file or the new one, never part of one. Raises OSError (the
-    temporary file is removed) for the caller to log."""
-    directory, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            os.fchmod(f.fileno(), mode)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """`text` into `path` with exactly `mode`, atomically (hivrrp.atomicfile)."""
+    write_atomically(path, text.encode("utf-8"), mode)

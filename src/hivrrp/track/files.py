@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import logging
 import os
-import secrets
 import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hivrrp.atomicfile import write_atomically
 from hivrrp.config.model import TrackFile
 
 log = logging.getLogger("hivrrp")
@@ -344,31 +343,6 @@ def _init_file(tf: TrackFile, overwrite: bool) -> None:
             log.error("Cannot initialise track file %s - it is not a regular file", tf.name)
             return
     try:
-        _write_atomically(tf.path, f"{tf.init_file}\n".encode())
+        write_atomically(tf.path, f"{tf.init_file}\n".encode())
     except OSError as exc:
         log.error("Unable to initialise track file %s: %s", tf.name, exc.strerror)
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """keepalived's fopen_safe: write a new file and rename it over the old,
-    so nobody holding the old one open sees our write and nobody can slip a
-    file in between.  Created with 0666 less the umask, as keepalived does."""
-    for _ in range(8):                      # O_EXCL name clashes: a few tries
-        tmp = f"{path}.{secrets.token_hex(4)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise OSError(errno.EEXIST, "no free temporary name")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
