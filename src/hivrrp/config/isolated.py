@@ -108,14 +108,9 @@ def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
         result = pickle.loads(child.stdout)
         if not isinstance(result, LoadResult):
             raise TypeError(f"got {type(result).__name__}")
-        # The unshared trip gave each VIP a copy of its instance's position
-        # back, and each instance its own copy of its interface's name.
-        interfaces: dict[str, str] = {}
-        for inst in result.config.instances:
-            if inst.interface is not None:
-                inst.interface = interfaces.setdefault(inst.interface, inst.interface)
-            for vip in (*inst.vips, *inst.excluded_vips):
-                vip.where = inst.where
+        # The unshared trip undid what compact() shares (interface names, a
+        # VIP's file position with its instance's): share them again.
+        model.compact(result.config)
     except Exception as exc:  # noqa: BLE001 - whatever came down the pipe, parse here instead
         log.warning("configuration loader process sent what cannot be read (%s): loading here",
                     exc)
