@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--traced", type=int, default=4000, help="0: no tracemalloc run")
     parser.add_argument("--allocator", action="store_true",
                         help="also CPython's allocator figures at the largest size (one more run)")
+    parser.add_argument("--top", type=int, default=15, help="owners shown (default 15)")
     parser.add_argument("--json", action="store_true", help="one JSON line at the end")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -161,7 +162,7 @@ def main() -> None:
         sys.exit("sizes and --traced must be within 1..20000")
     result = measure(sizes, args.traced or None,
                      lambda line: print(line, file=sys.stderr, flush=True), args.allocator)
-    print_report(result)
+    print_report(result, max(1, args.top))
     if args.json:
         print(json.dumps(result))
 
