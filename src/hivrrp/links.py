@@ -76,7 +76,7 @@ class LinkTable:
                 decisions += self._link(event, plan)
             elif kind == "deladdr":
                 _, index, _family, address = event
-                name = plan.vip_owner.get((index, address))
+                name = plan.vip_owner(index, address)
                 if name is not None:
                     decisions.append(VipRemoved(name, index, address))
             elif kind == "newaddr":

@@ -44,7 +44,10 @@ class Plan:
     names: list[str]                                   # engine index -> name
     index: dict[str, int]                              # name -> engine index
     instances: dict[str, InstancePlan]
-    vip_owner: dict[tuple[int, str], str] = field(default_factory=dict)  # (ifindex, address)
+    # VIP address -> the name of the instance that has it (a tuple of names for an
+    # address several instances have): keyed by the address string the
+    # instance's Change already holds, so 10,000 VIPs add no key objects.
+    vip_owners: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     # Derived once by build(), off the loop (a reload must not walk 4,000 instances there).
     groups: set[tuple[int, bytes, int]] = field(default_factory=set)    # memberships()
     # (ifindex, family) -> names of the instances that have no source address there
@@ -52,7 +55,9 @@ class Plan:
     refreshing: bool = False       # some instance has garp_master_refresh
     # Addresses never taken as an advert source: every configured VIP (excluded
     # ones too), whether or not its interface exists. One set for build() and
-    # for the checks that ask for a rebuild, or the two could disagree forever.
+    # for the checks that ask for a rebuild, or the two could disagree forever;
+    # kept only while some instance waits for a source (it is 50 bytes an
+    # instance, and nothing else asks).
     not_sources: frozenset[str] = frozenset()
     # Every interface name the plan uses (instances, VIP and route `dev`) -> the
     # index it was built with, 0 when it was missing: one that appears or comes
@@ -60,6 +65,17 @@ class Plan:
     interfaces: dict[str, int] = field(default_factory=dict)
     sync_groups: dict[str, list[str]] = field(default_factory=dict)   # group -> members
     view: EngineView | None = None     # members' states by name, for syncgroups
+
+    def vip_owner(self, ifindex: int, address: str) -> str | None:
+        """The instance whose VIP `address` on `ifindex` is (the last one
+        configured, if several are)."""
+        owners = self.vip_owners.get(address)
+        if owners is None:
+            return None
+        for name in reversed((owners,) if isinstance(owners, str) else owners):
+            if any(c.index == ifindex for c in self.instances[name].vips if c.address == address):
+                return name
+        return None
 
     def states(self) -> dict[str, str]:
         """Every instance's state now, by name (one call into the engine)."""
@@ -196,14 +212,13 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     engine = Engine(max(1, len(instances)), now=now)
     plan = Plan(config, engine, [], {}, {})
     sources = SourceIndex(addresses)
-    plan.not_sources = frozenset(v.address for i in instances
-                                 for v in [*i.vips, *i.excluded_vips])
+    not_sources = frozenset(v.address for i in instances for v in [*i.vips, *i.excluded_vips])
     for inst in instances:
         link = links.get(inst.interface) if inst.interface else None
         ifindex = link.index if link else 0
         if inst.interface:
             plan.interfaces[inst.interface] = ifindex
-        src = sources.primary(inst, ifindex, plan.not_sources)
+        src = sources.primary(inst, ifindex, not_sources)
         group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
         index = engine.add_instance(
             vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
@@ -236,7 +251,10 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
                                                  _routes(inst, links), faults)
         for change in vips:
-            plan.vip_owner[(change.index, change.address)] = inst.name
+            owners = plan.vip_owners.setdefault(change.address, inst.name)
+            if owners is not inst.name:
+                plan.vip_owners[change.address] = (
+                    (owners,) if isinstance(owners, str) else owners) + (inst.name,)
     for inst in instances:
         for dev in _devices(inst):
             plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)
@@ -247,6 +265,8 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             engine.set_sync_member(plan.index[member], True)
     plan.groups = plan.memberships()
     plan.waiting = plan._waiting_for_source()
+    if plan.waiting:
+        plan.not_sources = not_sources
     plan.refreshing = g.garp_master_refresh > 0 or any(
         i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
