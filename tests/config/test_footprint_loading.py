@@ -13,7 +13,8 @@ import pytest
 
 from hivrrp.config import load
 from hivrrp.config.isolated import load_isolated
-from hivrrp.config.model import EMPTY
+from hivrrp.config.diagnostics import Where
+from hivrrp.config.model import EMPTY, Instance, TrackRef, compact
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "conf" / "article").glob("*.conf")) + [ROOT / "conf" / "large-4000.conf"]
@@ -195,3 +196,130 @@ def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd="/")
     assert out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+RARE = """\
+vrrp_instance A {
+    interface lo
+    virtual_router_id 1
+    state BACKUP
+    nopreempt
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        192.0.2.1/24
+        192.0.2.2
+    }
+}
+vrrp_instance B {
+    interface lo
+    virtual_router_id 2
+    state BACKUP
+    nopreempt
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        192.0.2.3/24
+    }
+}
+vrrp_instance C {
+    interface lo
+    virtual_router_id 3
+    state BACKUP
+    notify_master "/bin/true C"
+    virtual_ipaddress {
+        fd00::0001/64
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("how", ["here", "child"])
+def test_rare_settings_read_back_and_are_shared_by_equal_instances(tmp_path, how):
+    path = tmp_path / "rare.conf"
+    path.write_text(RARE)
+    result = load(str(path), check_host=False) if how == "here" else load_isolated(str(path))
+    a, b, c = result.config.instances
+    assert (a.nopreempt, a.auth_type, a.auth_pass, a.state) == (True, "PASS", "secret", "BACKUP")
+    assert (c.nopreempt, c.auth_type, c.auth_pass, c.preempt_delay) == (False, None, None, 0.0)
+    assert c.unicast_peers == () and c.garp is EMPTY and c.complete is True
+    assert a._rare is b._rare                    # equal rare settings: one tuple for both
+    assert c.notify["master"].argv == ["/bin/true", "C"]   # a script: its own, still read
+    assert c._rare is not a._rare
+    # Written text back as written: ADDR/LEN spelled again, bare ADDR, a non-normal form kept.
+    assert [v.text for v in (*a.vips, *c.vips)] == ["192.0.2.1/24", "192.0.2.2", "fd00::0001/64"]
+    assert a.vips[1].text is a.vips[1].address
+    assert [v.address for v in (*a.vips, *c.vips)] == ["192.0.2.1", "192.0.2.2", "fd00::1"]
+
+
+def test_a_loaded_instance_can_still_be_changed_and_compacted_again():
+    config = load(str(ROOT / "conf" / "large-4000.conf"), check_host=False).config
+    first, second = config.instances[:2]
+    shared = first._rare
+    first.nopreempt = True
+    track = TrackRef("interface", "eth9", 0, False, Where("f", 2))
+    first.tracks = [track]
+    assert first.nopreempt and first.tracks == [track] and not second.nopreempt
+    assert second._rare is shared                # the other instance is untouched
+    compact(config)
+    third = config.instances[2]
+    assert first.tracks == (track,) and first._rare is not second._rare
+    assert track.where is first.where            # its own line served the checks, done
+    assert second._rare is third._rare
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy == first and copy.nopreempt and copy.settings() == first.settings()
+
+
+def test_an_unknown_keyword_is_a_type_error_like_a_dataclass():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'prio'"):
+        Instance("A", Where("f", 1), prio=1)
+    assert Instance("A", Where("f", 1), priority=7, nopreempt=True).nopreempt is True
+
+
+MACRO = """\
+vrrp_script chk {
+    script "/bin/true"
+    weight -20
+}
+$INSTANCE= \\
+vrrp_instance vi_${ID} { \\
+    state BACKUP \\
+    interface lo \\
+    virtual_router_id ${ID} \\
+    authentication { \\
+        auth_type PASS \\
+        auth_pass secret \\
+    } \\
+    virtual_ipaddress { \\
+        10.9.${ID}.1/24 dev lo label lo:vip \\
+    } \\
+    track_script { \\
+        chk \\
+    } \\
+    notify_master "/bin/true master" \\
+}
+~SEQ(ID, 1, 3) $INSTANCE
+"""
+
+
+@pytest.mark.parametrize("how", ["here", "child"])
+def test_what_a_macro_repeats_is_one_object_for_all_its_instances(tmp_path, how):
+    path = tmp_path / "macro.conf"
+    path.write_text(MACRO)
+    result = load(str(path), check_host=False) if how == "here" else load_isolated(str(path))
+    assert result.ok, result.errors
+    a, b, c = result.config.instances
+    assert [i.vrid for i in (a, b, c)] == [1, 2, 3]
+    assert a.tracks is b.tracks is c.tracks and a.tracks[0].weight == -20
+    assert a.notify is b.notify and a.notify["master"].argv == ["/bin/true", "master"]
+    assert a._rare is b._rare is c._rare and a.auth_pass == "secret"
+    assert a.vips[0].options is b.vips[0].options
+    assert dict(a.vips[0].options) == {"dev": "lo", "label": "lo:vip"}
+    assert a.state is b.state == "BACKUP"
+    # One position for all: the line the macro was expanded from, without its note.
+    assert a.where is b.where and (a.where.file, a.where.line) == (str(path), 6)
+    assert a.where.note is None and a.as_dict()["line"] == 6

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copyreg
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from hivrrp.config.diagnostics import Where
 
@@ -24,18 +25,47 @@ class Script:
     group: str | None = None
 
 
-@dataclass(slots=True)
 class Vip:
-    text: str                     # as written, e.g. "192.0.2.26/24"
-    address: str                  # normalised, e.g. "192.0.2.26"
-    prefixlen: int
-    family: int
-    where: Where
-    options: dict[str, str | bool] = field(default_factory=dict)  # dev, label, scope, ...
+    """One virtual_ipaddress entry. Its text as written is kept only where it
+    says more than the address and prefix length (the usual "ADDR/LEN" is
+    spelled again when asked for): one string less for each of 10,000 VIPs."""
+
+    __slots__ = ("_text", "address", "prefixlen", "family", "where", "options")
+
+    def __init__(self, text: str, address: str, prefixlen: int, family: int, where: Where,
+                 options: Mapping[str, str | bool] | None = None) -> None:
+        self._text: str | None = text
+        self.address = address                 # normalised, e.g. "192.0.2.26"
+        self.prefixlen = prefixlen
+        self.family = family
+        self.where = where
+        self.options: Mapping[str, str | bool] = {} if options is None else options
+
+    @property
+    def text(self) -> str:
+        """As written, e.g. "192.0.2.26/24"."""
+        return f"{self.address}/{self.prefixlen}" if self._text is None else self._text
 
     @property
     def interface(self) -> IPInterface:
         return ipaddress.ip_interface(f"{self.address}/{self.prefixlen}")
+
+    def _fields(self) -> tuple:
+        return (self.text, self.address, self.prefixlen, self.family, self.where,
+                dict(self.options))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Vip and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses here
+
+    def __repr__(self) -> str:
+        return (f"Vip(text={self.text!r}, address={self.address!r}, prefixlen={self.prefixlen}, "
+                f"family={self.family}, where={self.where!r}, options={self.options!r})")
+
+    def __reduce__(self):
+        return (Vip, (self._text, self.address, self.prefixlen, self.family, self.where,
+                      self.options))
 
 
 @dataclass(slots=True)
@@ -119,47 +149,178 @@ class GlobalDefs:
     log_unknown_vrids: bool = False
 
 
-@dataclass(slots=True)
+# One shared empty mapping for every instance's unset garp/notify/options: a
+# daemon keeps 10,000 instances' configuration for as long as it runs.
+EMPTY: Mapping = MappingProxyType({})
+
+
+def _read_only(items: dict) -> Mapping:
+    return MappingProxyType(items) if items else EMPTY
+
+
+# A compacted configuration crosses a process boundary pickled
+# (hivrrp.config.isolated); empty mappings come back as the shared EMPTY.
+copyreg.pickle(MappingProxyType, lambda mapping: (_read_only, (dict(mapping),)))
+
+# The keywords of a vrrp_instance that most instances leave alone, with their
+# defaults; the callables make a fresh empty list or dict for the parse to
+# fill. Their values live in Instance._rare, not in a slot each.
+_RARE_DEFAULTS: dict[str, object] = {
+    "priority_given": False,
+    "auth_type": None,                       # PASS (AH is refused)
+    "auth_pass": None,
+    "excluded_vips": list,
+    "routes": list,
+    "rules": list,
+    "unicast_src_ip": None,
+    "unicast_peers": list,
+    "unicast_ttl": None,
+    "mcast_src_ip": None,
+    "mcast_dst_ip": None,
+    "nopreempt": False,
+    "preempt_delay": 0.0,
+    "garp": dict,                            # per-instance overrides
+    "accept": None,
+    "tracks": list,
+    "notify": dict,                          # master/backup/fault/stop/...
+    "notify_master_rx_lower_pri": None,
+    "notify_priority_changes": None,
+    "smtp_alert": None,
+    "down_timer_adverts": None,
+    "lower_prio_no_advert": None,
+    "higher_prio_send_advert": None,
+    "skip_check_adv_addr": None,
+    "check_unicast_src": False,
+    "dont_track_primary": False,
+    "use_vmac": False,
+    "sync_group": None,
+    "complete": True,                        # False when a required keyword had a bad value
+}
+_FACTORIES = {name: default for name, default in _RARE_DEFAULTS.items() if callable(default)}
+
+
+class _Layout(dict):
+    """Where each set rare keyword sits in a loaded instance's `_rare` tuple.
+    One per combination of keywords (interned), so it hashes by identity and
+    a `_rare` tuple that starts with it can be shared between instances."""
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+_LAYOUTS: dict[tuple[str, ...], _Layout] = {}
+
+
+def _frozen_rare(pairs: list[tuple[str, object]]) -> tuple:
+    names = tuple(name for name, _ in pairs)
+    layout = _LAYOUTS.get(names)
+    if layout is None:
+        layout = _LAYOUTS.setdefault(names, _Layout((name, i + 1) for i, name in enumerate(names)))
+    return (layout, *(value for _, value in pairs))
+
+
 class Instance:
-    name: str
-    where: Where
-    state: str | None = None                 # configured MASTER/BACKUP (None: not given)
-    interface: str | None = None
-    vrid: int | None = None
-    priority: int = 100
-    priority_given: bool = False
-    advert_int: float = 1.0                  # seconds, after per-version rounding
-    version: int | None = None               # None until resolved against global_defs
-    family: int = 4
-    auth_type: str | None = None             # PASS (AH is refused)
-    auth_pass: str | None = None
-    vips: list[Vip] = field(default_factory=list)
-    excluded_vips: list[Vip] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-    rules: list[Rule] = field(default_factory=list)
-    unicast_src_ip: IPAddress | None = None
-    unicast_peers: list[Peer] = field(default_factory=list)
-    unicast_ttl: int | None = None
-    mcast_src_ip: IPAddress | None = None
-    mcast_dst_ip: IPAddress | None = None
-    nopreempt: bool = False
-    preempt_delay: float = 0.0
-    garp: dict[str, float | int] = field(default_factory=dict)   # per-instance overrides
-    accept: bool | None = None
-    tracks: list[TrackRef] = field(default_factory=list)
-    notify: dict[str, Script] = field(default_factory=dict)      # master/backup/fault/stop/...
-    notify_master_rx_lower_pri: Script | None = None
-    notify_priority_changes: bool | None = None
-    smtp_alert: bool | None = None
-    down_timer_adverts: int | None = None
-    lower_prio_no_advert: bool | None = None
-    higher_prio_send_advert: bool | None = None
-    skip_check_adv_addr: bool | None = None
-    check_unicast_src: bool = False
-    dont_track_primary: bool = False
-    use_vmac: str | bool = False
-    sync_group: str | None = None
-    complete: bool = True           # False when a required keyword had a bad value
+    """One vrrp_instance.
+
+    A daemon keeps 10,000 of these for as long as it runs, and a slot for
+    each of keepalived's 39 keywords cost 344 bytes an instance. So the ones
+    nearly every instance sets have slots; the rest live in `_rare`: a dict
+    while the file is read and checked, then (compact()) a tuple holding only
+    what differs from the default, after its layout. Instances with the same
+    rare settings share one such tuple. Reading or setting an attribute works
+    the same either way.
+    """
+
+    __slots__ = ("name", "where", "state", "interface", "vrid", "priority", "advert_int",
+                 "version", "family", "vips", "_rare")
+    if TYPE_CHECKING:
+        priority_given: bool
+        auth_type: str | None
+        auth_pass: str | None
+        excluded_vips: Sequence[Vip]
+        routes: Sequence[Route]
+        rules: Sequence[Rule]
+        unicast_src_ip: IPAddress | None
+        unicast_peers: Sequence[Peer]
+        unicast_ttl: int | None
+        mcast_src_ip: IPAddress | None
+        mcast_dst_ip: IPAddress | None
+        nopreempt: bool
+        preempt_delay: float
+        garp: Mapping[str, float | int]
+        accept: bool | None
+        tracks: Sequence[TrackRef]
+        notify: Mapping[str, Script]
+        notify_master_rx_lower_pri: Script | None
+        notify_priority_changes: bool | None
+        smtp_alert: bool | None
+        down_timer_adverts: int | None
+        lower_prio_no_advert: bool | None
+        higher_prio_send_advert: bool | None
+        skip_check_adv_addr: bool | None
+        check_unicast_src: bool
+        dont_track_primary: bool
+        use_vmac: str | bool
+        sync_group: str | None
+        complete: bool
+
+    def __init__(self, name: str, where: Where, **settings) -> None:
+        self.name = name
+        self.where = where
+        self.state: str | None = None          # configured MASTER/BACKUP (None: not given)
+        self.interface: str | None = None
+        self.vrid: int | None = None
+        self.priority = 100
+        self.advert_int = 1.0                  # seconds, after per-version rounding
+        self.version: int | None = None        # None until resolved against global_defs
+        self.family = 4
+        self.vips: Sequence[Vip] = []
+        self._rare: dict | tuple = {name: make() for name, make in _FACTORIES.items()}
+        for key, value in settings.items():
+            if key not in _SETTINGS:
+                raise TypeError(f"Instance() got an unexpected keyword argument '{key}'")
+            setattr(self, key, value)
+
+    def settings(self) -> dict[str, object]:
+        """Every keyword's value, defaults included."""
+        return {name: getattr(self, name) for name in _SETTINGS}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Instance and self.settings() == other.settings()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Instance(" + ", ".join(f"{k}={v!r}" for k, v in self.settings().items()) + ")"
+
+    def __reduce__(self):
+        # Fast pickling (no memo) for hivrrp.config.isolated: plain pairs, the
+        # layouts interned again on the other side.
+        core = tuple(getattr(self, name) for name in _CORE)
+        return (restore_instance, (core, tuple(self._rare_pairs())))
+
+    def _rare_pairs(self) -> list[tuple[str, object]]:
+        rare = self._rare
+        if isinstance(rare, dict):
+            return list(rare.items())
+        return [(name, rare[i]) for name, i in rare[0].items()]
+
+    def freeze(self, share: Sharing) -> None:
+        """The compact form: only what differs from the defaults, lists as
+        tuples, mappings read-only, every value shared with equal ones."""
+        pairs = []
+        for name, value in self._rare_pairs():
+            default = _RARE_DEFAULTS[name]
+            if name in _FACTORIES:
+                if not value:
+                    continue
+                value = tuple(value) if default is list else MappingProxyType(dict(value))
+            elif value is default or (type(value) is type(default) and value == default):
+                continue
+            pairs.append((name, share(value)))
+        self._rare = share(_frozen_rare(pairs))
 
     def as_dict(self) -> dict:
         return {
@@ -183,6 +344,40 @@ class Instance:
             "tracks": [t.as_dict() for t in self.tracks],
             "sync_group": self.sync_group,
         }
+
+
+def _rare_attribute(name: str, default: object) -> property:
+    if callable(default):
+        default = () if default is list else EMPTY      # loaded, and left empty
+
+    def get(self: Instance):
+        rare = self._rare
+        if rare.__class__ is dict:
+            return rare.get(name, default)
+        position = rare[0].get(name)
+        return default if position is None else rare[position]
+
+    def put(self: Instance, value) -> None:
+        rare = self._rare
+        if rare.__class__ is not dict:
+            rare = self._rare = dict(self._rare_pairs())
+        rare[name] = value
+
+    return property(get, put)
+
+
+for _name, _default in _RARE_DEFAULTS.items():
+    setattr(Instance, _name, _rare_attribute(_name, _default))
+_CORE = tuple(name for name in Instance.__slots__ if name != "_rare")
+_SETTINGS = (*_CORE, *_RARE_DEFAULTS)
+
+
+def restore_instance(core: tuple, pairs: tuple) -> Instance:
+    inst = Instance.__new__(Instance)
+    for name, value in zip(_CORE, core):
+        setattr(inst, name, value)
+    inst._rare = _frozen_rare(list(pairs))
+    return inst
 
 
 @dataclass(slots=True)
@@ -251,39 +446,75 @@ class Config:
         return {i.interface for i in self.instances if i.interface}
 
 
-# One shared empty mapping for every instance's unset garp/notify/options: a
-# daemon keeps 10,000 instances' configuration for as long as it runs.
-EMPTY: Mapping = MappingProxyType({})
+class Sharing:
+    """One object for each distinct value in a loaded configuration.
 
+    A file that expands one $INSTANCE macro 10,000 times says "BACKUP", "PASS",
+    a track_script and its VIP options 10,000 times, and the loader's child
+    process sends each back as an object of its own (it pickles without a
+    memo). Values are shared by type and content; containers once their
+    contents are shared, keyed by their contents' identities. Everything
+    shared is immutable by then: nothing changes a configuration once loaded.
+    """
 
-def _read_only(items: dict) -> Mapping:
-    return MappingProxyType(items) if items else EMPTY
+    def __init__(self) -> None:
+        self.table: dict = {}
 
-
-# A compacted configuration crosses a process boundary pickled
-# (hivrrp.config.isolated); empty mappings come back as the shared EMPTY.
-copyreg.pickle(MappingProxyType, lambda mapping: (_read_only, (dict(mapping),)))
-_LISTS = ("vips", "excluded_vips", "routes", "rules", "unicast_peers", "tracks")
-_DICTS = ("garp", "notify")
+    def __call__(self, value):
+        cls = value.__class__
+        if cls is tuple:
+            value = tuple(map(self, value))
+            key: tuple = (tuple, *map(id, value))
+        elif cls is MappingProxyType:
+            if not value:
+                return EMPTY
+            items = [(self(k), self(v)) for k, v in value.items()]
+            value = MappingProxyType(dict(items))
+            key = (MappingProxyType, *(id(x) for item in items for x in item))
+        elif cls is TrackRef:
+            value.kind, value.name = self(value.kind), self(value.name)
+            key = (TrackRef, id(value.kind), id(value.name), value.weight, value.reverse,
+                   id(value.where))
+        elif cls is Script:
+            value.command = self(value.command)
+            key = (Script, id(value.command), tuple(value.argv), value.user, value.group)
+        elif cls is _Layout:
+            return value       # interned already (_LAYOUTS)
+        else:
+            key = (cls, value)
+            try:
+                hash(key)
+            except TypeError:
+                return value   # a peer, a route: the instance's own
+        return self.table.setdefault(key, value)
 
 
 def compact(config: Config) -> None:
-    """Make the loaded instances read-only and small, once validation is done:
-    lists become tuples (the empty tuple is shared), empty dicts the shared
-    EMPTY, interface names one string per name, and VIPs share their
-    instance's file position. About 500 bytes less per instance; nothing
-    changes a configuration once loaded."""
-    interfaces: dict[str, str] = {}
+    """Make the loaded instances read-only and small, once validation is done
+    (see compact_instance). Idempotent."""
+    share = Sharing()
     for inst in config.instances:
-        for name in _LISTS:
-            setattr(inst, name, tuple(getattr(inst, name)))
-        for name in _DICTS:
-            if not getattr(inst, name):
-                setattr(inst, name, EMPTY)
-        if inst.interface is not None:
-            inst.interface = interfaces.setdefault(inst.interface, inst.interface)
-        for vip in (*inst.vips, *inst.excluded_vips):
-            if not vip.options:
-                vip.options = EMPTY
-            # Only validation, done by now, points at a VIP's own line.
-            vip.where = inst.where
+        compact_instance(inst, share)
+
+
+def compact_instance(inst: Instance, share: Sharing) -> Instance:
+    """Rare settings frozen (Instance.freeze), every value shared with equal
+    ones (Sharing), VIPs a tuple whose text is spelled again when asked for,
+    and one file position per instance (file and line: the include chain and
+    macro note serve the diagnostics, given by now), shared by its VIPs,
+    routes and tracks."""
+    where = inst.where
+    inst.where = share(Where(where.file, where.line) if where.chain or where.note else where)
+    for entry in (*inst.vips, *inst.excluded_vips, *inst.routes, *inst.rules, *inst.tracks):
+        entry.where = inst.where
+    inst.freeze(share)
+    inst.state, inst.interface = share(inst.state), share(inst.interface)
+    inst.advert_int = share(inst.advert_int)
+    for vip in (*inst.vips, *inst.excluded_vips):
+        vip.options = share(MappingProxyType(dict(vip.options)))
+        if vip._text == vip.address:
+            vip._text = vip.address
+        elif vip._text == f"{vip.address}/{vip.prefixlen}":
+            vip._text = None
+    inst.vips = tuple(inst.vips)
+    return inst
