@@ -44,10 +44,12 @@ class Plan:
     names: list[str]                                   # engine index -> name
     index: dict[str, int]                              # name -> engine index
     instances: dict[str, InstancePlan]
-    # VIP address -> the name of the instance that has it (a tuple of names for an
-    # address several instances have): keyed by the address string the
-    # instance's Change already holds, so 10,000 VIPs add no key objects.
-    vip_owners: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    # VIP address -> the name of the instance that has it on that instance's
+    # own interface (the usual case), else {ifindex: name} (a `dev`, or an
+    # address several instances have). Keyed by the address string the
+    # instance's Change already holds: 10,000 VIPs add no key objects, and a
+    # lookup stays one probe or two.
+    vip_owners: dict[str, str | dict[int, str]] = field(default_factory=dict)
     # Derived once by build(), off the loop (a reload must not walk 4,000 instances there).
     groups: set[tuple[int, bytes, int]] = field(default_factory=set)    # memberships()
     # (ifindex, family) -> names of the instances that have no source address there
@@ -69,13 +71,20 @@ class Plan:
     def vip_owner(self, ifindex: int, address: str) -> str | None:
         """The instance whose VIP `address` on `ifindex` is (the last one
         configured, if several are)."""
-        owners = self.vip_owners.get(address)
-        if owners is None:
-            return None
-        for name in reversed((owners,) if isinstance(owners, str) else owners):
-            if any(c.index == ifindex for c in self.instances[name].vips if c.address == address):
-                return name
-        return None
+        owner = self.vip_owners.get(address)
+        if isinstance(owner, str):
+            return owner if self.instances[owner].ifindex == ifindex else None
+        return None if owner is None else owner.get(ifindex)
+
+    def _own_vip(self, name: str, change: Change) -> None:
+        owner = self.vip_owners.get(change.address)
+        if owner is None and change.index == self.instances[name].ifindex:
+            self.vip_owners[change.address] = name
+            return
+        if not isinstance(owner, dict):
+            owner = {} if owner is None else {self.instances[owner].ifindex: owner}
+            self.vip_owners[change.address] = owner
+        owner[change.index] = name
 
     def states(self) -> dict[str, str]:
         """Every instance's state now, by name (one call into the engine)."""
@@ -251,10 +260,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
                                                  _routes(inst, links), faults)
         for change in vips:
-            owners = plan.vip_owners.setdefault(change.address, inst.name)
-            if owners is not inst.name:
-                plan.vip_owners[change.address] = (
-                    (owners,) if isinstance(owners, str) else owners) + (inst.name,)
+            plan._own_vip(inst.name, change)
     for inst in instances:
         for dev in _devices(inst):
             plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)

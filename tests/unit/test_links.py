@@ -141,3 +141,24 @@ def test_an_interface_named_only_by_a_vip_dev_asks_for_a_rebuild_when_it_appears
     assert plan.interfaces == {"eth0": 2, "eth2": 0}
     (decision,) = LinkTable(LINKS).handle([("link", 4, "eth2", MAC, True)], plan)
     assert isinstance(decision, Rebuild)
+
+
+def test_a_removed_vip_is_owned_by_exactly_the_instance_that_has_it_on_that_interface(tmp_path):
+    plan = plan_of(tmp_path,
+                   instance_text("VI_1", 51, ["192.0.2.26/24", "192.0.2.27/24 dev eth1"])
+                   + instance_text("VI_2", 52, ["198.51.100.26/24"], interface="eth1")
+                   # The same address as VI_1's on another interface, and again on eth0.
+                   + instance_text("VI_3", 53, ["192.0.2.26/24"], interface="eth1")
+                   + instance_text("VI_4", 54, ["192.0.2.26/24"]))
+    assert plan.vip_owner(3, "198.51.100.26") == "VI_2"
+    assert isinstance(plan.vip_owners["198.51.100.26"], str)   # the usual case: one probe
+    assert plan.vip_owner(2, "198.51.100.26") is None           # ours, but not on that link
+    assert plan.vip_owner(3, "192.0.2.27") == "VI_1"            # by dev, not VI_1's eth0
+    assert plan.vip_owner(2, "192.0.2.27") is None
+    assert plan.vip_owner(3, "192.0.2.26") == "VI_3"
+    assert plan.vip_owner(2, "192.0.2.26") == "VI_4"            # the last one configured
+    assert plan.vip_owner(2, "192.0.2.99") is None
+    table = LinkTable(LINKS)
+    assert table.handle([("deladdr", 3, 4, "192.0.2.26"), ("deladdr", 3, 4, "192.0.2.27")],
+                        plan) == [VipRemoved("VI_3", 3, "192.0.2.26"),
+                                  VipRemoved("VI_1", 3, "192.0.2.27")]
