@@ -248,7 +248,7 @@ def test_rare_settings_read_back_and_are_shared_by_equal_instances(tmp_path, how
     assert (c.nopreempt, c.auth_type, c.auth_pass, c.preempt_delay) == (False, None, None, 0.0)
     assert c.unicast_peers == () and c.garp is EMPTY and c.complete is True
     assert a._rare is b._rare                    # equal rare settings: one tuple for both
-    assert c.notify["master"].argv == ["/bin/true", "C"]   # a script: its own, still read
+    assert c.notify["master"].argv == ("/bin/true", "C")   # a script: its own, still read
     assert c._rare is not a._rare
     # Written text back as written: ADDR/LEN spelled again, bare ADDR, a non-normal form kept.
     assert [v.text for v in (*a.vips, *c.vips)] == ["192.0.2.1/24", "192.0.2.2", "fd00::0001/64"]
@@ -315,7 +315,7 @@ def test_what_a_macro_repeats_is_one_object_for_all_its_instances(tmp_path, how)
     a, b, c = result.config.instances
     assert [i.vrid for i in (a, b, c)] == [1, 2, 3]
     assert a.tracks is b.tracks is c.tracks and a.tracks[0].weight == -20
-    assert a.notify is b.notify and a.notify["master"].argv == ["/bin/true", "master"]
+    assert a.notify is b.notify and a.notify["master"].argv == ("/bin/true", "master")
     assert a._rare is b._rare is c._rare and a.auth_pass == "secret"
     assert a.vips[0].options is b.vips[0].options
     assert dict(a.vips[0].options) == {"dev": "lo", "label": "lo:vip"}
@@ -323,3 +323,25 @@ def test_what_a_macro_repeats_is_one_object_for_all_its_instances(tmp_path, how)
     # One position for all: the line the macro was expanded from, without its note.
     assert a.where is b.where and (a.where.file, a.where.line) == (str(path), 6)
     assert a.where.note is None and a.as_dict()["line"] == 6
+
+
+def test_equal_settings_in_another_order_share_one_tuple(tmp_path):
+    path = tmp_path / "order.conf"
+    path.write_text("vrrp_instance A {\n interface lo\n virtual_router_id 1\n nopreempt\n"
+                    " authentication {\n auth_type PASS\n auth_pass x\n }\n"
+                    " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
+                    "vrrp_instance B {\n interface lo\n virtual_router_id 2\n"
+                    " authentication {\n auth_type PASS\n auth_pass x\n }\n nopreempt\n"
+                    " virtual_ipaddress {\n 192.0.2.2/24\n }\n}\n")
+    for result in (load(str(path), check_host=False), load_isolated(str(path))):
+        a, b = result.config.instances
+        assert a._rare is b._rare and (b.nopreempt, b.auth_pass) == (True, "x")
+
+
+def test_an_unknown_keyword_in_a_restored_instance_leaves_no_layout_behind():
+    from hivrrp.config import model
+    before = set(model._LAYOUTS)
+    with pytest.raises(KeyError):
+        model.restore_instance(("A", Where("f", 1), None, "lo", 1, 100, 1.0, 2, 4, ()),
+                               (("nopreempt", True), ("no_such_keyword", 1)))
+    assert set(model._LAYOUTS) == before

@@ -376,11 +376,11 @@ def test_notify_scripts(tmp_path):
         notify_master_rx_lower_pri /z
     """)
     assert result.ok, result.errors
-    assert inst.notify["master"].argv == ["/etc/keepalived/notify.sh", "master"]
+    assert inst.notify["master"].argv == ("/etc/keepalived/notify.sh", "master")
     assert inst.notify["master"].user == "keepalived_script"
     assert (inst.notify["fault"].user, inst.notify["fault"].group) == ("user", "group")
     assert set(inst.notify) == {"master", "backup", "fault", "stop", "deleted", "any"}
-    assert inst.notify_master_rx_lower_pri.argv == ["/z"]
+    assert inst.notify_master_rx_lower_pri.argv == ("/z",)
     # The daemon runs them all: nothing to warn about.
     assert result.warnings == []
 

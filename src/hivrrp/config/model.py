@@ -20,7 +20,7 @@ class Script:
     """A command keepalived would run (notify, track script)."""
 
     command: str                  # as written, e.g. "/usr/local/bin/notify.sh master"
-    argv: list[str]
+    argv: Sequence[str]           # a tuple once loaded (shared by equal scripts)
     user: str | None = None
     group: str | None = None
 
@@ -197,6 +197,7 @@ _RARE_DEFAULTS: dict[str, object] = {
     "complete": True,                        # False when a required keyword had a bad value
 }
 _FACTORIES = {name: default for name, default in _RARE_DEFAULTS.items() if callable(default)}
+_RARE_ORDER = {name: i for i, name in enumerate(_RARE_DEFAULTS)}
 
 
 class _Layout(dict):
@@ -214,6 +215,9 @@ _LAYOUTS: dict[tuple[str, ...], _Layout] = {}
 
 
 def _frozen_rare(pairs: list[tuple[str, object]]) -> tuple:
+    # In one order whatever the file's: equal settings written in another
+    # order share a layout, and so a tuple.
+    pairs = sorted(pairs, key=lambda pair: _RARE_ORDER[pair[0]])
     names = tuple(name for name, _ in pairs)
     layout = _LAYOUTS.get(names)
     if layout is None:
@@ -453,8 +457,10 @@ class Sharing:
     a track_script and its VIP options 10,000 times, and the loader's child
     process sends each back as an object of its own (it pickles without a
     memo). Values are shared by type and content; containers once their
-    contents are shared, keyed by their contents' identities. Everything
-    shared is immutable by then: nothing changes a configuration once loaded.
+    contents are shared, keyed by their contents' identities. A shared value
+    must not change: tuples and read-only mappings cannot, a shared script's
+    argv becomes a tuple, and TrackRef's fields are set only by the parse and
+    validation, both over by then.
     """
 
     def __init__(self) -> None:
@@ -476,7 +482,7 @@ class Sharing:
             key = (TrackRef, id(value.kind), id(value.name), value.weight, value.reverse,
                    id(value.where))
         elif cls is Script:
-            value.command = self(value.command)
+            value.command, value.argv = self(value.command), tuple(map(self, value.argv))
             key = (Script, id(value.command), tuple(value.argv), value.user, value.group)
         elif cls is _Layout:
             return value       # interned already (_LAYOUTS)
