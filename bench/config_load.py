@@ -1,17 +1,29 @@
-"""Time to load a generated keepalived.conf of N instances (default 10,000).
+"""Time to load a generated keepalived.conf of N instances (default 10,000),
+and the memory the daemon keeps of it.
 
     python bench/config_load.py [--instances 10000] [--rounds 5]
 
 The config is what large sites write: one multi-line $INSTANCE definition
 expanded by ~SEQ over interfaces x VRIDs (250 per interface), with a tracker
 and two VIPs per instance. Prints the median load time and a JSON line.
+
+Then, in a fresh interpreter, the file is loaded the daemon's way (parsed in
+a child process, hivrrp.config.isolated) and the plan built on made-up links
+and addresses: the RSS that stays, after malloc_trim, per instance. This is
+the configuration's and plan's share of a daemon's memory (no engine
+started, no sockets): bench/footprint.py measures whole daemons, on the
+lab's plainer configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,11 +62,43 @@ vrrp_instance vi_${{IF}}_${{ID}} {{ \\
 """
 
 
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
+def kept_bytes(path: str, interfaces: int) -> None:
+    """Run in a fresh interpreter: print the RSS a daemon keeps per instance
+    of `path`, loaded and built as the daemon does."""
+    from hivrrp.config.isolated import load_isolated
+    from hivrrp.netlink import Address, Link
+    from hivrrp.plan import build
+
+    links = {f"bench{k}": Link(100 + k, f"bench{k}", bytes(6), True)
+             for k in range(1, interfaces + 1)}
+    addresses = [Address(100 + k, 4, f"10.{k}.0.250", 16, 0) for k in range(1, interfaces + 1)]
+    gc.collect()
+    before = rss_kib()
+    result = load_isolated(path, config_id="bench")
+    plan = build(result.config, links, addresses, 0)
+    del result
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)   # what the daemon does once start-up is over
+    count = len(plan.names)
+    print(json.dumps({"instances": count,
+                      "kept_bytes_per_instance": round((rss_kib() - before) * 1024 / count)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kept", nargs=2, metavar=("PATH", "INTERFACES"),
+                        help=argparse.SUPPRESS)   # the fresh interpreter's part
     args = parser.parse_args()
+    if args.kept:
+        kept_bytes(args.kept[0], int(args.kept[1]))
+        return
     per_interface = min(250, args.instances)
     interfaces = -(-args.instances // per_interface)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,16 +109,22 @@ def main() -> None:
             start = time.perf_counter()
             result = load(str(path), check_host=False)
             samples.append(time.perf_counter() - start)
+        kept = subprocess.run([sys.executable, __file__, "--kept", str(path), str(interfaces)],
+                              capture_output=True, text=True, check=True)
     assert result is not None and result.ok, result.errors[:3]
+    kept_per_instance = json.loads(kept.stdout.splitlines()[-1])["kept_bytes_per_instance"]
     loaded = len(result.config.instances)
     median = statistics.median(samples)
     print(f"{loaded} instances ({interfaces} interfaces x {per_interface} VRIDs): "
           f"median {median * 1000:.0f} ms over {args.rounds} loads "
           f"(min {min(samples) * 1000:.0f}, max {max(samples) * 1000:.0f}); "
           f"{median / loaded * 1e6:.1f} us per instance")
+    print(f"kept by a daemon (loaded in a child process, plan built, heap trimmed): "
+          f"{kept_per_instance} bytes of RSS per instance")
     print(json.dumps({"instances": loaded, "load_s_median": round(median, 4),
                       "load_s_min": round(min(samples), 4), "rounds": args.rounds,
-                      "us_per_instance": round(median / loaded * 1e6, 1)}))
+                      "us_per_instance": round(median / loaded * 1e6, 1),
+                      "kept_bytes_per_instance": kept_per_instance}))
 
 
 if __name__ == "__main__":

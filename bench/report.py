@@ -141,8 +141,11 @@ def micro(benchmarks: dict) -> list[str]:
                      f"receive {r['receive_ns_per_advert']})"])
     load = first(benchmarks, "config_load")
     if load:
+        kept = load.get("kept_bytes_per_instance")
         rows.append(["config load", f"{load['instances']:,} instances in {load['load_s_median']} s "
-                     f"(median of {load['rounds']}; {load['us_per_instance']} us per instance)"])
+                     f"(median of {load['rounds']}; {load['us_per_instance']} us per instance)"
+                     + (f"; kept by a daemon with its plan: {kept:,} bytes of RSS per instance"
+                        if kept is not None else "")])
     vips = first(benchmarks, "vips")
     if vips:
         rows.append(["VIP batches", f"{vips['vips']:,} VIPs: add {vips['hivrrp_add_s_median']} s, "

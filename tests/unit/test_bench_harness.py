@@ -106,3 +106,12 @@ def test_the_footprint_report_prints_every_part(capsys):
     assert "27 arenas of 1 MiB, 24.8 MB in live blocks" in out
     assert "17.6 MB in use" in out and "not every VIP up within 120 s" in out
     assert "400 B/inst" in out and "pyroute2" in out
+
+
+def test_the_config_load_row_says_what_a_daemon_keeps_when_measured():
+    load = {"instances": 10000, "load_s_median": 1.7, "rounds": 5, "us_per_instance": 170.0}
+    row = "\n".join(report.micro({"config_load": {"results": [
+        {**load, "kept_bytes_per_instance": 1416}]}}))
+    assert "10,000 instances in 1.7 s" in row and "1,416 bytes of RSS per instance" in row
+    older = "\n".join(report.micro({"config_load": {"results": [load]}}))  # an older results.json
+    assert "10,000 instances in 1.7 s" in older and "kept" not in older
