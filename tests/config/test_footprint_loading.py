@@ -198,34 +198,15 @@ def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
     assert out.stdout.strip() == "ok", out.stdout + out.stderr
 
 
-RARE = """\
-vrrp_instance A {
-    interface lo
-    virtual_router_id 1
-    state BACKUP
-    nopreempt
-    authentication {
-        auth_type PASS
-        auth_pass secret
-    }
-    virtual_ipaddress {
-        192.0.2.1/24
-        192.0.2.2
-    }
-}
-vrrp_instance B {
-    interface lo
-    virtual_router_id 2
-    state BACKUP
-    nopreempt
-    authentication {
-        auth_type PASS
-        auth_pass secret
-    }
-    virtual_ipaddress {
-        192.0.2.3/24
-    }
-}
+def backup_with_auth(name: str, vrid: int, vips: str) -> str:
+    """An instance whose rare settings (state, nopreempt, auth) are the same for every name."""
+    return (f"vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n state BACKUP\n"
+            f" nopreempt\n authentication {{\n auth_type PASS\n auth_pass secret\n }}\n"
+            f" virtual_ipaddress {{\n{vips} }}\n}}\n")
+
+
+RARE = backup_with_auth("A", 1, " 192.0.2.1/24\n 192.0.2.2\n") + backup_with_auth(
+    "B", 2, " 192.0.2.3/24\n") + """\
 vrrp_instance C {
     interface lo
     virtual_router_id 3
