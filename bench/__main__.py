@@ -193,6 +193,9 @@ def main() -> None:
         document["benchmarks"] = earlier["benchmarks"]
         document["command"] = f"{earlier['command']}, then {document['command']}"
         document["date"] = f"{earlier['date']}, then {document['date']}"
+        if isinstance(earlier.get("plots"), list):
+            # Still in DIR, and still of the e2e figures kept: unless drawn again below.
+            document["plots"] = [p for p in earlier["plots"] if (out_dir / p).exists()]
     started = time.monotonic()
     for number, bench in enumerate(chosen, 1):
         print(f"\n[{number}/{len(chosen)}] {bench.name}", file=sys.stderr, flush=True)
@@ -205,7 +208,6 @@ def main() -> None:
         # Written after every benchmark: an interrupted run keeps what it measured.
         (out_dir / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     document["seconds"] = round(time.monotonic() - started, 1)
-    plots: list[str] = []
     if not args.no_plots and "e2e" in document["benchmarks"]:
         try:
             import plots as plotting
@@ -216,9 +218,10 @@ def main() -> None:
             plots = plotting.draw(e2e_results[-1]["runs"] if e2e_results else [], out_dir)
             document["plots"] = plots
     (out_dir / "results.json").write_text(json.dumps(document, indent=1) + "\n")
-    (out_dir / "results.md").write_text(report.markdown(document, plots))
+    (out_dir / "results.md").write_text(report.markdown(document))
+    plots = document.get("plots")
     print(f"\nall done in {document['seconds']:.0f} s: {out_dir}/results.json, results.md"
-          + (f", {', '.join(plots)}" if plots else ""))
+          + (f", {', '.join(plots)}" if isinstance(plots, list) and plots else ""))
 
 
 if __name__ == "__main__":

@@ -174,7 +174,7 @@ def first(benchmarks: dict, name: str) -> dict | None:
     return found[-1] if found else None
 
 
-def markdown(document: dict, plots: list[str]) -> str:
+def markdown(document: dict) -> str:
     m = document["machine"]
     lines = ["# hivrrp benchmarks", "",
              f"`{document['command']}` on {document['date']}"
@@ -204,7 +204,8 @@ def markdown(document: dict, plots: list[str]) -> str:
                   "cut (the master's switch ports go down with it), SIGTERM a clean stop; the "
                   "ping gap is the longest silence seen by a client pinging the last instance's "
                   "VIP every 10 ms.", ""]
-    for plot in plots:
+    plots = document.get("plots")   # a list of files, or a note why none were drawn
+    for plot in plots if isinstance(plots, list) else []:
         lines += [f"![{plot}]({plot})", ""]
     fp = first(benchmarks, "footprint")
     if fp:

@@ -64,8 +64,9 @@ def test_the_report_puts_both_daemons_side_by_side_with_their_ratios():
             run("keepalived", 10000, 3, 0.1, note="skipped: could not keep up at N=4000")]
     document = {"command": "python -m bench", "date": "today", "quick": False,
                 "machine": {"cpu": "Test CPU", "cpus": 2},
-                "benchmarks": {"e2e": {"results": [{"runs": runs, "window_s": 10}]}}}
-    text = report.markdown(document, ["cpu.png"])
+                "benchmarks": {"e2e": {"results": [{"runs": runs, "window_s": 10}]}},
+                "plots": ["cpu.png"]}
+    text = report.markdown(document)
     lines = text.splitlines()
     hivrrp_row = next(line for line in lines if line.startswith("| 4,000 | v3 0.1 s | hivrrp"))
     assert "| 10.00 | 2.00 | 40.0 |" in hivrrp_row
@@ -83,7 +84,7 @@ def test_a_failed_benchmark_is_reported_not_dropped():
     document = {"command": "python -m bench --quick", "date": "today", "quick": True,
                 "machine": {}, "benchmarks": {"vips": {"error": "exit status 1, no figures",
                                                        "results": []}}}
-    assert "| vips | failed: exit status 1, no figures |" in report.markdown(document, [])
+    assert "| vips | failed: exit status 1, no figures |" in report.markdown(document)
 
 
 def test_the_footprint_report_prints_every_part(capsys):
