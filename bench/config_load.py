@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scale import rss_kib
 
 from hivrrp.config import load
 
@@ -61,11 +64,6 @@ vrrp_instance vi_${{IF}}_${{ID}} {{ \\
 """
 
 
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        return int(f.read().split("VmRSS:")[1].split()[0])
-
-
 def kept_bytes(path: str, interfaces: int) -> None:
     """Run in a fresh interpreter: print the RSS a daemon keeps per instance
     of `path`, loaded and built as `hivrrp run` does (the load here, through
@@ -81,7 +79,7 @@ def kept_bytes(path: str, interfaces: int) -> None:
              for k in range(1, interfaces + 1)}
     addresses = [Address(100 + k, 4, f"10.{k}.0.250", 16, 0) for k in range(1, interfaces + 1)]
     gc.collect()
-    before = rss_kib()
+    before = rss_kib([os.getpid()])
     result = load_isolated(path, config_id="bench")
     if not result.ok or not result.config.instances:
         sys.exit(f"--kept: {path} did not load: {[str(d) for d in result.errors[:3]]}")
@@ -91,8 +89,8 @@ def kept_bytes(path: str, interfaces: int) -> None:
     if not release_free_memory():      # what the daemon does once start-up is over
         sys.exit("--kept: no malloc_trim here (not glibc): the figure would be the peak")
     count = len(plan.names)
-    print(json.dumps({"instances": count,
-                      "kept_bytes_per_instance": round((rss_kib() - before) * 1024 / count)}))
+    kept = (rss_kib([os.getpid()]) - before) * 1024 / count
+    print(json.dumps({"instances": count, "kept_bytes_per_instance": round(kept)}))
 
 
 def main() -> None:
