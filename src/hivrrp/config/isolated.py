@@ -150,7 +150,8 @@ def main() -> None:
     result = load(request["path"], config_id=request["config_id"])
     pickler = pickle.Pickler(sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
     # No memo: the reader in the parent then keeps no temporary per object
-    # alive until the end (that would scatter the result again). The result
-    # has no shared parts worth keeping shared, and no cycles.
+    # alive until the end (that would scatter the result again), and the
+    # result has no cycles. What the memo would have kept shared, the parent
+    # shares again as each instance arrives (SharingUnpickler).
     pickler.fast = True
     pickler.dump(result)
