@@ -12,6 +12,9 @@ import errno
 import os
 import secrets
 
+# Not tempfile.mkstemp: it always creates 0600, and track_file's init_file
+# wants 0666 less the umask, which only the kernel applies without changing
+# the process umask (other threads would see that).
 NAME_TRIES = 8                  # O_EXCL clashes with a random name: a few tries
 
 
