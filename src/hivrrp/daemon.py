@@ -9,7 +9,6 @@ time, plan builds the engine off the loop. This module only connects them and ha
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 
@@ -19,7 +18,7 @@ from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
-from hivrrp.lifecycle import Lifecycle, read_config, run_each
+from hivrrp.lifecycle import Lifecycle, collect_before_freeze, plural, read_config, run_each
 from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
@@ -35,6 +34,7 @@ from hivrrp.vips import VipQueue, remove_leftovers
 log = logging.getLogger("hivrrp")
 
 SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
+RELOAD_EXIT_WAIT = 5.0         # seconds for an abandoned reload's worker step to end at exit
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
@@ -50,7 +50,8 @@ class Daemon:
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
         self.monitor = monitor   # None: the real one (tests pass a stand-in)
-        self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
+        self.lifecycle = Lifecycle(lambda abort: read_config(config_path, config_id, abort),
+                                   self.apply_config,
                                    lambda: self.plan.config)
         self.systemd = SystemdNotifier()
         self.control = ControlServer(self, control_path) if control_path else None
@@ -133,7 +134,9 @@ class Daemon:
                 log.error("no metrics: cannot listen on %s:%d: %s",
                           *self.metrics_address, exc)
                 self.metrics = None
-        gc.freeze()  # the configuration lives as long as we do: collections skip it
+        # The configuration lives as long as we do: collections skip it. The
+        # start-up's garbage (the netlink dumps' cycles) goes first.
+        collect_before_freeze()
         if stop is None or not stop.done():
             self.running = True
             self.start_instances(plan, plan.names)
@@ -233,7 +236,7 @@ class Daemon:
 
     # --------------------------------------------------------- lifecycle
 
-    async def apply_config(self, config: Config) -> None:
+    async def apply_config(self, config: Config) -> str:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
         self.lifecycle.check()
@@ -276,11 +279,13 @@ class Daemon:
         self.driver.after_engine_work()
         self.notifications.carried_faults = set()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
-        log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
-                 len(kept), started, len(old.names) - len(kept), vip_changes)
+        summary = (f"reloaded: {plural(len(kept), 'instance')} kept, {started} started, "
+                   f"{len(old.names) - len(kept)} removed, {plural(vip_changes, 'VIP change')}")
+        log.info("%s", summary)
         self.trimmer.arm()
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
+        return summary
 
     def write_dump(self, kind: str) -> None:
         """SIGUSR1 (data) / SIGUSR2 (stats): the rows are taken now, on the loop;
@@ -314,17 +319,25 @@ class Daemon:
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():
             log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
-            # From now on: no reload starts (SIGHUP, control socket), none says READY.
-            self.lifecycle.stopping = True
+            # From now on: no reload starts (SIGHUP, control socket), none says READY,
+            # and one in flight gives up (its parse child killed) without being waited for.
+            self.lifecycle.halt()
             self.systemd.stopping()
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
         if self.trimmer is not None:
             self.trimmer.close()
-        await run_each([self._close_control, self._close_metrics, self.lifecycle.stop,
+        # The masters are released first, whatever a reload in flight is doing
+        # (halted: it can no longer swap plans); it is waited for only before
+        # netlink closes under it.
+        await run_each([self.lifecycle.halt, self._close_control, self._close_metrics,
                         self._release, self.driver.close, self.garp.close, self.trackers.close,
-                        self.notifications.close, self.netlink.close, self.systemd.close])
+                        self.notifications.close, self._wait_for_reload, self.netlink.close,
+                        self.systemd.close])
+
+    async def _wait_for_reload(self) -> None:
+        await self.lifecycle.stop(RELOAD_EXIT_WAIT)
 
     async def _close_control(self) -> None:
         if self.control is not None:

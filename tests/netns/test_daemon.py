@@ -158,7 +158,7 @@ def test_reload_keeps_state_adds_and_removes_without_flapping(lan):
         assert lan.has("r1", VIP)
         time.sleep(0.02)
     assert lan.has("r1", "192.0.2.28")
-    assert "reloaded: 1 instances kept, 1 started, 0 removed, 1 VIP changes" in lan.log("r1")
+    assert "reloaded: 1 instance kept, 1 started, 0 removed, 1 VIP change" in lan.log("r1")
     # VI_2 is new: it waits its Master_Down_Interval like any start.
     assert wait_for(lambda: lan.has("r1", "192.0.2.27"), 5)
     log = lan.log("r1")
