@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
-from hivrrp import reactor
+from hivrrp import reactor, runpaths
 from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, collect_before_freeze, plural, read_config, run_each
-from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
@@ -47,6 +47,9 @@ class Daemon:
                  control_path: str | None = None,
                  metrics: tuple[str, int] | None = None) -> None:
         self.config = config
+        self.config_path = config_path
+        self.started_at: float | None = None     # wall clock, for `hivrrp status`
+        self.namespace = runpaths.namespace_name()
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
         self.monitor = monitor   # None: the real one (tests pass a stand-in)
@@ -96,6 +99,7 @@ class Daemon:
     async def start(self, stop: asyncio.Future | None = None) -> None:
         """Everything up to running instances, unless `stop` came meanwhile."""
         self.loop = loop = asyncio.get_running_loop()
+        self.started_at = time.time()
         self.driver = Driver(loop, self.on_engine_events)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
@@ -288,8 +292,8 @@ class Daemon:
         return summary
 
     def write_dump(self, kind: str) -> None:
-        """SIGUSR1 (data) / SIGUSR2 (stats): the rows are taken now, on the loop;
-        the text is formatted and written on a worker thread."""
+        """SIGUSR1 (data) / SIGUSR2 (stats): a snapshot is taken now, on the loop;
+        the rows and text are built and written on a worker thread."""
         if self.plan is None:
             log.info("%s file: not running yet", kind)
             return
@@ -297,17 +301,17 @@ class Daemon:
             return         # one is being written: it is as fresh as this one would be
         self.dumping.add(kind)
         from hivrrp import dumpfiles
-        from hivrrp.control import dump
+        from hivrrp.control import dump_of, snapshot
 
         g = self.plan.config.global_defs
         path = (g.stats_file or dumpfiles.stats_path() if kind == "stats"
                 else g.data_file or dumpfiles.data_path())
-        state = dump(self)
+        snap = snapshot(self)
 
         def work() -> None:
             try:
                 # 0600 as keepalived's: other users have no business reading it.
-                dumpfiles.write_file(path, dumpfiles.text_of(kind, state), mode=0o600)
+                dumpfiles.write_file(path, dumpfiles.text_of(kind, dump_of(snap)), mode=0o600)
                 log.info("%s file written: %s", kind, path)
             except OSError as exc:
                 log.error("cannot write the %s file %s: %s", kind, path, exc)
@@ -388,10 +392,9 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
 
 
 def run(config: Config, config_path: str, config_id: str | None,
-        pid_file: str | None = None, control_path: str | None = None,
-        metrics: tuple[str, int] | None = None) -> int:
+        control_path: str | None = None, metrics: tuple[str, int] | None = None) -> int:
+    """The caller holds the pid file's lock (hivrrp.pidfile) throughout."""
     import uvloop
 
-    with pid_file_kept(pid_file):
-        return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
-                                 metrics=metrics).main())
+    return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
+                             metrics=metrics).main())
