@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hivrrp.config.isolated import Abort
@@ -75,20 +74,6 @@ async def read_config(path: str, config_id: str | None,
     log.error("reload rejected (%s): the running configuration stays",
               plural(len(result.errors), "error"))
     return Rejected(tuple(str(d) for d in result.errors))
-
-
-@contextlib.contextmanager
-def pid_file(path: str | None) -> Iterator[None]:
-    """Our PID in `path` while running (for init systems and scripts), removed at exit."""
-    if path:
-        with open(path, "w") as f:
-            f.write(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        if path:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
 
 
 async def run_each(steps: list[Callable[[], object]]) -> None:
