@@ -28,6 +28,7 @@ from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
+from hivrrp.track.processes import ReadAhead
 from hivrrp.tasks import spawn
 from hivrrp.vips import VipQueue, remove_leftovers
 
@@ -118,10 +119,11 @@ class Daemon:
         addresses = await self.netlink.addresses()
         built_on = dict(self.links.table.links)
         plan, _ = await build_off_loop(self.config, built_on, addresses, now_us(loop))
+        ahead = await self.trackers.prepare(self.config)
         await remove_leftovers(self.netlink.apply, plan, addresses)
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
-        self.install(plan, built_on)
+        self.install(plan, built_on, ahead)
         # Neither is worth not running VRRP for: say so and go on without it.
         if self.control is not None:
             try:
@@ -151,7 +153,8 @@ class Daemon:
             # (the mass move to MASTER or BACKUP arms it again).
             self.trimmer.arm()
 
-    def install(self, plan: Plan, built_on: dict[str, Link]) -> None:
+    def install(self, plan: Plan, built_on: dict[str, Link],
+                ahead: ReadAhead | None = None) -> None:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
@@ -162,7 +165,7 @@ class Daemon:
         self.driver.set_memberships(plan.groups)
         self.sync = SyncGroups(plan.sync_groups, self.sync.states)
         self.apply_sync(self.sync.adopt(plan.names, plan.view))
-        self.trackers.configure(plan.config, self.links.table.links)
+        self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
 
@@ -249,6 +252,8 @@ class Daemon:
         new, kept = await build_off_loop(config, built_on, addresses,
                                          now_us(self.loop), old)
         self.lifecycle.check()
+        ahead = await self.trackers.prepare(config)
+        self.lifecycle.check()
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
@@ -265,7 +270,7 @@ class Daemon:
         # A kept FAULT instance restarts from INIT into FAULT again: not news.
         self.notifications.carried_faults = {
             name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}
-        self.install(new, built_on)
+        self.install(new, built_on, ahead)
         if config is old.config:
             # A rebuild (same configuration, new facts): set-priority still holds.
             for name, priority in self.runtime_priority.items():
