@@ -38,6 +38,7 @@ log = logging.getLogger("hivrrp")
 MAX_LINE = 65536
 CLIENT_TIMEOUT = 10.0          # seconds a client may take to send its request
 MAX_RELOAD_WAIT = 3600.0       # seconds a client may wait for a reload's outcome
+SMALL = 64                     # items a list may have and still be encoded in one call
 RUNTIME_PRIORITY = ("runtime only: the configured priority comes back at the next reload "
                     "or restart")
 
@@ -252,7 +253,27 @@ async def respond(daemon: Daemon, line: bytes) -> bytes:
 
 
 def encode(reply: dict) -> bytes:
-    return json.dumps(reply, default=str).encode() + b"\n"
+    """One JSON line. Long lists are encoded item by item: json.dumps is one C
+    call that holds the GIL throughout (50 ms for a 10,000-instance dump, on
+    a worker thread, was 50 ms the loop could not run); between items the
+    loop gets its turn."""
+    return "".join(_pieces(reply, 0)).encode() + b"\n"
+
+
+def _pieces(value, depth: int):
+    if depth < 3 and isinstance(value, dict) and value:
+        yield "{"
+        for k, (key, item) in enumerate(value.items()):
+            yield ("," if k else "") + json.dumps(str(key)) + ":"
+            yield from _pieces(item, depth + 1)
+        yield "}"
+    elif depth < 3 and isinstance(value, list) and len(value) > SMALL:
+        yield "["
+        for k, item in enumerate(value):
+            yield ("," if k else "") + json.dumps(item, default=str)
+        yield "]"
+    else:
+        yield json.dumps(value, default=str)
 
 
 def peer_uid(sock: socket.socket) -> int | None:

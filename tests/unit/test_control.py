@@ -133,3 +133,42 @@ def test_the_socket_is_root_only_and_survives_abuse(tmp_path, monkeypatch):
         run(scenario())
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_status_and_dump_are_built_off_the_loop(tmp_path, monkeypatch):
+    """The rows of 10,000 instances and their JSON took ~150 ms of the loop:
+    the server only snapshots there (bench/control.py measures the stall)."""
+    import threading
+
+    from hivrrp import control
+    built_on: list[str] = []
+    real_rows = control.rows_of
+
+    def recording_rows(snap):
+        built_on.append(threading.current_thread().name)
+        return real_rows(snap)
+
+    monkeypatch.setattr(control, "rows_of", recording_rows)
+
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        replies = [json.loads(await control.respond(d, json.dumps({"command": c}).encode()))
+                   for c in ("status", "dump")]
+        return threading.current_thread().name, replies
+
+    loop_thread, (status, dumped) = run(scenario())
+    assert len(built_on) == 2 and loop_thread not in built_on, built_on
+    assert [r["instance"] for r in status["result"]] == ["VI_1", "VI_2"]
+    assert status["daemon"]["pid"] == os.getpid() and status["daemon"]["config_file"]
+    assert [r["instance"] for r in dumped["result"]["instances"]] == ["VI_1", "VI_2"]
+
+
+def test_the_piecewise_encoding_is_the_same_json():
+    from hivrrp.control import SMALL, encode
+    value = {"ok": True, "result": {"instances": [{"n": k, "v": [k, str(k)], 7: None}
+                                                  for k in range(SMALL * 3)],
+                                    "empty": {}, "few": [1, 2], "text": 'a"b\n'},
+             "nested": {"deeper": {"deepest": {"list": list(range(SMALL + 1))}}}}
+    line = encode(value)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == json.loads(json.dumps(value))
