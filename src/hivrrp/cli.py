@@ -289,8 +289,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for line in lines:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    click.echo(f"{len(rows)} instances: " + ", ".join(f"{n} {s.lower()}"
-                                                      for s, n in counts.items() if n))
+    click.echo(f"{len(rows)} instance{'' if len(rows) == 1 else 's'}: "
+               + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
 
 
 def daemon_line(daemon: dict, socket_path: str, now: float) -> str:

@@ -176,7 +176,7 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
     r1, r2 = two_hivrrp(lan)
     (lan.workdir / "r1.conf").write_text(conf(300))
     r1.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "reload rejected (1 errors)" in lan.log("r1"), 5)
+    assert wait_for(lambda: "reload rejected (1 error)" in lan.log("r1"), 5)
     assert "priority: 300 is out of range" in lan.log("r1")
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and r1.poll() is None
