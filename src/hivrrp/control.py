@@ -346,9 +346,14 @@ class ControlServer:
                 await self._send(writer, await respond(self.daemon, line))
         except (ConnectionError, OSError, TimeoutError):
             pass                       # the client went away: nothing to tell it
+        except asyncio.CancelledError:
+            pass    # the daemon is stopping with this client connected
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
+            # Cancellation is swallowed here too: a handler that ends cancelled
+            # makes asyncio's stream callback (Python 3.11) log a traceback,
+            # and the task ends either way.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
     @staticmethod

@@ -91,8 +91,8 @@ class LinkTable:
         return _dedupe(decisions)
 
     def _link(self, event: tuple, plan: Plan) -> list[Decision]:
-        _, index, name, mac, up = event
-        link = Link(index, name, mac, up)
+        _, index, name, mac, up, *mtu = event     # an event without the MTU: the default
+        link = Link(index, name, mac, up, *mtu)
         old = self.links.get(name)
         self.links[name] = link
         self.generation += 1

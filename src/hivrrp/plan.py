@@ -16,6 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
+from hivrrp._wire import DEFAULT_MTU, advert_room
 from hivrrp.addrbatch import Change
 from hivrrp.config.model import Config, Instance
 from hivrrp.netlink import Address, Link
@@ -235,7 +236,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             priority=inst.priority, interval_cs=round(inst.advert_int * 100),
             preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
             group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
-            addresses=[v.address for v in inst.vips],
+            addresses=_advertised(inst, link),
             auth_type=1 if inst.auth_type == "PASS" else 0,
             auth_data=(inst.auth_pass or "").encode(),
             down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
@@ -276,6 +277,17 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     plan.refreshing = g.garp_master_refresh > 0 or any(
         i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
+
+
+def _advertised(inst: Instance, link: Link | None) -> list[str]:
+    """The VIPs the instance's adverts list: as many as fit, first ones first.
+    As keepalived, the rest are eVIPs: on the interface with the others, not in
+    adverts, so a peer with the same configuration and MTU lists the same ones."""
+    room = advert_room(inst.family, inst.version, link.mtu if link else DEFAULT_MTU)
+    if len(inst.vips) > room:
+        log.warning("(%s) Number of VIPs (%d) exceeds maximum/space available in packet "
+                    "(max %d addresses) - excess moved to eVIPs", inst.name, len(inst.vips), room)
+    return [v.address for v in inst.vips[:room]]
 
 
 def _devices(inst: Instance) -> list[str]:
