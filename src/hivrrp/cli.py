@@ -81,14 +81,19 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
               help="Config id for @id/@^id lines (default: the short host name).")
 @click.option("--pid-file", default=None, metavar="FILE", help="Write the daemon's PID here.")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="hivrrp's own lines from this level up; other libraries' from info up "
+                   "(see --debug-libraries).")
+@click.option("--debug-libraries", is_flag=True,
+              help="Also the libraries' debug lines: pyroute2's every netlink message, "
+                   "asyncio's internals (tens of KB for one instance's start).")
 @click.option("--control", "control_path", default=DEFAULT_SOCKET, show_default=True,
               metavar="PATH", help="The control socket (hivrrp status); 'none': no socket.")
 @click.option("--metrics", "metrics_address", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR alone: port "
                    "9736). Off unless given.")
 def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str,
-        control_path: str, metrics_address: str | None) -> None:
+        debug_libraries: bool, control_path: str, metrics_address: str | None) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid. SIGTERM/SIGINT release every
@@ -106,8 +111,9 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
             metrics = parse_address(metrics_address)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hivrrp import logsetup
+
+    logsetup.configure(log_level, debug_libraries)
     log = logging.getLogger("hivrrp")
     from hivrrp.config.isolated import load_isolated
     result = load_isolated(config_file, config_id=config_id)
