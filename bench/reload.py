@@ -27,8 +27,8 @@ from hivrrp.lab import Lab
 
 STALL = re.compile(r"longest loop stall during the reload: ([0-9.]+) ms")
 STEADY = re.compile(r"longest loop stall in as long after the reload: ([0-9.]+) ms")
-RELOADED = re.compile(r"reloaded: (\d+) instances kept, (\d+) started, (\d+) removed, "
-                      r"(\d+) VIP changes")
+RELOADED = re.compile(r"reloaded: (\d+) instances? kept, (\d+) started, (\d+) removed, "
+                      r"(\d+) VIP changes?")
 TRANSITION = re.compile(r"\) (INIT|BACKUP|MASTER|FAULT) -> (BACKUP|MASTER|FAULT|INIT) ")
 
 

@@ -112,6 +112,7 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
     from hivrrp import logsetup
+    from hivrrp.text import plural
 
     logsetup.configure(log_level, debug_libraries)
     log = logging.getLogger("hivrrp")
@@ -122,7 +123,8 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
     if not result.ok:
-        log.error("%s: %d configuration errors, not starting", config_file, len(result.errors))
+        log.error("%s: %s, not starting", config_file,
+                  plural(len(result.errors), "configuration error"))
         sys.exit(1)
     from hivrrp import daemon
 
@@ -231,6 +233,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     import json
     import time
 
+    from hivrrp.text import plural
+
     rows = ask(socket_path, {"command": "status"})
     wanted = {s.upper() for s in states}
     rows = [r for r in rows if (not wanted or r["state"] in wanted)
@@ -251,8 +255,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for line in lines:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    click.echo(f"{len(rows)} instances: " + ", ".join(f"{n} {s.lower()}"
-                                                      for s, n in counts.items() if n))
+    click.echo(f"{plural(len(rows), 'instance')}: " + ", ".join(f"{n} {s.lower()}"
+                                                                for s, n in counts.items() if n))
 
 
 def _ago(seconds: float) -> str:

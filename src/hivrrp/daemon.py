@@ -30,6 +30,7 @@ from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
@@ -83,7 +84,7 @@ class Daemon:
     def status(self) -> str:
         """One line for systemd's STATUS= (systemctl status)."""
         states = self.plan.engine.states() if self.plan else []
-        return (f"{len(states)} instances: {states.count('MASTER')} master, "
+        return (f"{plural(len(states), 'instance')}: {states.count('MASTER')} master, "
                 f"{states.count('BACKUP')} backup, {states.count('FAULT')} fault")
 
     def on_reloading(self, reloading: bool) -> None:
@@ -139,7 +140,7 @@ class Daemon:
             self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
-            log.info("running %d instances", len(plan.names))
+            log.info("running %s", plural(len(plan.names), "instance"))
             # The heap's free pages back once loading and building are over
             # (the mass move to MASTER or BACKUP arms it again).
             self.trimmer.arm()
@@ -265,8 +266,8 @@ class Daemon:
                 if name in new.index:
                     new.engine.set_base_priority(new.index[name], priority, now)
         elif self.runtime_priority:
-            log.info("reload: %d runtime priorities give way to the configuration",
-                     len(self.runtime_priority))
+            log.info("reload: the configured priority is back for %s set at runtime",
+                     plural(len(self.runtime_priority), "instance"))
             self.runtime_priority.clear()
         started = self.start_instances(new, new.names)
         if new.refreshing:
@@ -276,8 +277,9 @@ class Daemon:
         self.driver.after_engine_work()
         self.notifications.carried_faults = set()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
-        log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
-                 len(kept), started, len(old.names) - len(kept), vip_changes)
+        log.info("reloaded: %s kept, %d started, %d removed, %s",
+                 plural(len(kept), "instance"), started, len(old.names) - len(kept),
+                 plural(vip_changes, "VIP change"))
         self.trimmer.arm()
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
@@ -367,8 +369,8 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
         more = f" and {len(group) - LOG_NAMES_SHOWN} more" if len(group) > LOG_NAMES_SHOWN else ""
-        log.info("%d instances %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
-                 "lists them)", len(group), old, new, reason, shown, more)
+        log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
+                 "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
     if log.isEnabledFor(logging.DEBUG):
         for name, old, new, reason in moved:
             log.debug("(%s) %s -> %s (%s)", name, old, new, reason)

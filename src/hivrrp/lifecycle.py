@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from hivrrp.config.model import Config
 from hivrrp.stall import StallProbe
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
 
@@ -47,8 +48,8 @@ async def read_config(path: str, config_id: str | None) -> Config | None:
         return result.config
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
-    log.error("reload rejected (%d errors): the running configuration stays",
-              len(result.errors))
+    log.error("reload rejected (%s): the running configuration stays",
+              plural(len(result.errors), "error"))
     return None
 
 

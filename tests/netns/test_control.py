@@ -31,7 +31,7 @@ def test_status_and_set_priority_preempting_the_peer(lan):
         "VI_1", "BACKUP", 100, "192.0.2.1")
     text = cli("status", "--socket", r1).stdout
     assert "VI_1" in text and "MASTER" in text and "200/200" in text
-    assert "1 instances: 1 master" in text
+    assert "1 instance: 1 master" in text
     assert cli("status", "--socket", r1, "--state", "backup").stdout.startswith(
         "INSTANCE") and "VI_1" not in cli("status", "--socket", r1, "--state", "backup").stdout
     # r2 outranks r1 at runtime: it preempts r1, which steps down.

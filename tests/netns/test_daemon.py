@@ -158,7 +158,7 @@ def test_reload_keeps_state_adds_and_removes_without_flapping(lan):
         assert lan.has("r1", VIP)
         time.sleep(0.02)
     assert lan.has("r1", "192.0.2.28")
-    assert "reloaded: 1 instances kept, 1 started, 0 removed, 1 VIP changes" in lan.log("r1")
+    assert "reloaded: 1 instance kept, 1 started, 0 removed, 1 VIP change" in lan.log("r1")
     # VI_2 is new: it waits its Master_Down_Interval like any start.
     assert wait_for(lambda: lan.has("r1", "192.0.2.27"), 5)
     log = lan.log("r1")
@@ -176,7 +176,7 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
     r1, r2 = two_hivrrp(lan)
     (lan.workdir / "r1.conf").write_text(conf(300))
     r1.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "reload rejected (1 errors)" in lan.log("r1"), 5)
+    assert wait_for(lambda: "reload rejected (1 error)" in lan.log("r1"), 5)
     assert "priority: 300 is out of range" in lan.log("r1")
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and r1.poll() is None
