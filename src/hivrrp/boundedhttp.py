@@ -9,8 +9,9 @@ ones pile up) and closes any silent for idle_timeout. A connection with data
 gets a thread if one of max_serving is free, a 503 at once if not; once
 served it may stay silent idle_timeout at a time and lasts deadline in all.
 
-Every connection closed early is counted by reason (`refused`, a metric) and
-logged: the first at once, then a summary at most every log_every seconds.
+Every connection closed early is counted by reason (`refused`, exported as
+hivrrp_metrics_connections_closed_total) and logged: the first at once, then
+a summary at most every log_every seconds. None leaves a traceback.
 """
 
 from __future__ import annotations

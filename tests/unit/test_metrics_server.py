@@ -147,6 +147,33 @@ def test_a_dribbling_client_is_cut_at_the_deadline(endpoint):
     assert server.refused["deadline"] == 1 and server.refused["failed"] == 0
 
 
+def test_a_client_that_stops_reading_is_cut_without_a_traceback(endpoint, monkeypatch,
+                                                                  capfd):
+    metrics, port, connect = endpoint
+    monkeypatch.setattr(metrics, "render", lambda: [b"#" * (64 << 20)])   # no buffer holds it
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(100)                    # the answer starts; then nobody reads
+        assert wait(lambda: metrics.server.refused["stalled"] == 1, LIMITS.idle_timeout + 3)
+    finally:
+        sock.close()
+    assert wait(lambda: not metrics.server.serving, 2)         # its thread is free again
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 def test_a_connection_closed_without_a_request_costs_nothing(endpoint):
     metrics, port, connect = endpoint
     for _ in range(20):
