@@ -96,7 +96,12 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
               metavar="FILE", help="The daemon's PID, locked while it runs: a second daemon "
                                    "with the same pid file refuses to start.")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="hivrrp's own lines from this level up; other libraries' from info up "
+                   "(see --debug-libraries).")
+@click.option("--debug-libraries", is_flag=True,
+              help="Also the libraries' debug lines: pyroute2's every netlink message, "
+                   "asyncio's internals (tens of KB for one instance's start).")
 @click.option("--control", "control_path", default=default_socket,
               show_default=PER_NAMESPACE + "control.sock",
               metavar="PATH", help="The control socket (hivrrp status); 'none': no socket.")
@@ -104,7 +109,7 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR alone: port "
                    "9736). Off unless given.")
 def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
-        control_path: str, metrics_address: str | None) -> None:
+        debug_libraries: bool, control_path: str, metrics_address: str | None) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid and no other hivrrp runs with
@@ -123,8 +128,9 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
             metrics = parse_address(metrics_address)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hivrrp import logsetup
+
+    logsetup.configure(log_level, debug_libraries)
     log = logging.getLogger("hivrrp")
     # Before anything else: a second daemon must change nothing, not even
     # remove the "leftover" VIPs that are the running one's.
@@ -146,6 +152,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
                 metrics: tuple[str, int] | None, log) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
+    from hivrrp.text import plural
 
     result = load_isolated(config_file, config_id=config_id)
     for line in condense(result.warnings):
@@ -153,7 +160,8 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
     if not result.ok:
-        log.error("%s: %d configuration errors, not starting", config_file, len(result.errors))
+        log.error("%s: %s, not starting", config_file,
+                  plural(len(result.errors), "configuration error"))
         sys.exit(1)
     from hivrrp import daemon
 
@@ -267,6 +275,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     import json
     import time
 
+    from hivrrp.text import plural
+
     reply = ask(socket_path, {"command": "status"}, whole=True)
     rows = reply["result"]
     wanted = {s.upper() for s in states}
@@ -289,7 +299,7 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for line in lines:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    click.echo(f"{len(rows)} instance{'' if len(rows) == 1 else 's'}: "
+    click.echo(f"{plural(len(rows), 'instance')}: "
                + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
 
 

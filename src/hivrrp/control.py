@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -180,7 +181,10 @@ async def waited_outcome(outcome: asyncio.Future, timeout: float) -> dict:
 
 
 def parse(line: bytes) -> dict:
-    request = json.loads(line)
+    try:
+        request = json.loads(line)
+    except RecursionError:     # "[[[[...": a bad request, not a bug to log
+        raise RequestError("not JSON: nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
         raise RequestError('a request is a JSON object with a "command" string')
     return request
@@ -285,6 +289,14 @@ def peer_uid(sock: socket.socket) -> int | None:
     return uid
 
 
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
 def _answers(path: str) -> bool:
     """Is a daemon listening on this socket file (or is it a leftover)?"""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -304,22 +316,41 @@ class ControlServer:
         self.refused = 0
 
     async def start(self) -> None:
-        """Listen; raises OSError (FileExistsError: another daemon answers there)."""
+        """Listen; raises OSError (FileExistsError: another daemon answers there, or
+        something other than a socket is at the path: it is left alone)."""
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        if os.path.exists(self.path):
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise FileExistsError(f"{self.path} is {_kind(mode)}, not a socket: left alone "
+                                      "(remove it or choose another --control path)")
             if _answers(self.path):
                 raise FileExistsError(f"{self.path} belongs to another running hivrrp")
             os.unlink(self.path)      # left by a run that was killed
-        # Created 0600 from the start: no moment where another user may connect.
-        old = os.umask(0o177)
+        # Bound here, not by asyncio: given a path, it removes whatever socket a
+        # symlink there points to. bind() itself never replaces anything.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.server = await asyncio.start_unix_server(self.serve, self.path,
+            # Created 0600 from the start: no moment where another user may connect.
+            old = os.umask(0o177)
+            try:
+                sock.bind(self.path)
+            finally:
+                os.umask(old)
+            self.inode = os.stat(self.path).st_ino
+            self.server = await asyncio.start_unix_server(self.serve, sock=sock,
                                                           limit=MAX_LINE)
-        finally:
-            os.umask(old)
-        self.inode = os.stat(self.path).st_ino
+        except BaseException:
+            sock.close()
+            with contextlib.suppress(OSError):
+                if self.inode and os.lstat(self.path).st_ino == self.inode:   # bound above
+                    os.unlink(self.path)
+            raise
         log.info("control socket %s", self.path)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -19,7 +19,7 @@ from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
 from hivrrp.garp import AnnouncePolicy
-from hivrrp.lifecycle import Lifecycle, collect_before_freeze, plural, read_config, run_each
+from hivrrp.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
@@ -30,6 +30,7 @@ from hivrrp.syncgroups import SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
 from hivrrp.track.processes import ReadAhead
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
@@ -151,7 +152,7 @@ class Daemon:
             self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
-            log.info("running %d instances", len(plan.names))
+            log.info("running %s", plural(len(plan.names), "instance"))
             # The heap's free pages back once loading and building are over
             # (the mass move to MASTER or BACKUP arms it again).
             self.trimmer.arm()
@@ -280,8 +281,8 @@ class Daemon:
                 if name in new.index:
                     new.engine.set_base_priority(new.index[name], priority, now)
         elif self.runtime_priority:
-            log.info("reload: %d runtime priorities give way to the configuration",
-                     len(self.runtime_priority))
+            log.info("reload: the configured priority is back for %s set at runtime",
+                     plural(len(self.runtime_priority), "instance"))
             self.runtime_priority.clear()
         started = self.start_instances(new, new.names)
         if new.refreshing:
@@ -392,8 +393,8 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
         more = f" and {len(group) - LOG_NAMES_SHOWN} more" if len(group) > LOG_NAMES_SHOWN else ""
-        log.info("%d instances %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
-                 "lists them)", len(group), old, new, reason, shown, more)
+        log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
+                 "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
     if log.isEnabledFor(logging.DEBUG):
         for name, old, new, reason in moved:
             log.debug("(%s) %s -> %s (%s)", name, old, new, reason)

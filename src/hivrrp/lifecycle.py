@@ -23,6 +23,7 @@ from hivrrp.config.isolated import Abort
 from hivrrp.config.model import Config
 from hivrrp.stall import StallProbe
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
 
@@ -32,10 +33,6 @@ log = logging.getLogger("hivrrp")
 RELOAD_SWITCH_INTERVAL = 0.0005
 RETRY_FIRST = 1.0              # seconds before a failed rebuild is tried again, doubling
 RETRY_MAX = 60.0
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)

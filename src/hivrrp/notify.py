@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from hivrrp import scriptrun, scriptsec
 from hivrrp.config.model import Script
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
 
@@ -337,8 +338,8 @@ class Notifier:
         if workers:
             _, pending = await asyncio.wait(workers, timeout=timeout)
             if pending:
-                log.warning("%d notify queues still busy after %gs; killing their scripts",
-                            len(pending), timeout)
+                log.warning("%s still busy after %gs; killing their scripts",
+                            plural(len(pending), "notify queue"), timeout)
                 left = sum(len(run) for q in self._queues.values() for run in q)
                 self.runs["dropped"] += left
                 for task in pending:

@@ -3,9 +3,11 @@ root only, and the daemon carrying on through all of it."""
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -172,3 +174,82 @@ def test_the_piecewise_encoding_is_the_same_json():
     line = encode(value)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == json.loads(json.dumps(value))
+def test_start_removes_only_a_leftover_socket(tmp_path, monkeypatch):
+    """Whatever else sits at the control path (a file, a symlink, a directory)
+    is an error and stays as it was; a dead socket is replaced."""
+    path = tmp_path / "control.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "dead.sock"))        # bound, never listening: a leftover
+    stale.close()
+    (tmp_path / "target").write_text("keep me\n")
+
+    def regular():
+        path.write_text("keep me\n")
+
+    def symlink_to_file():
+        path.symlink_to(tmp_path / "target")
+
+    def symlink_to_dead_socket():
+        path.symlink_to(tmp_path / "dead.sock")
+
+    def dangling_symlink():
+        path.symlink_to(tmp_path / "nowhere")
+
+    def directory():
+        path.mkdir()
+        (path / "inside").write_text("keep me\n")
+
+    def snapshot():
+        st = os.lstat(path)
+        link = os.readlink(path) if os.path.islink(path) else None
+        content = (path / "inside").read_text() if path.is_dir() else None
+        if path.is_file() and link is None:
+            content = path.read_text()
+        return st.st_ino, st.st_mode, link, content
+
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        for make, kind in ((regular, "a regular file"), (symlink_to_file, "a symbolic link"),
+                           (symlink_to_dead_socket, "a symbolic link"),
+                           (dangling_symlink, "a symbolic link"), (directory, "a directory")):
+            make()
+            before = snapshot()
+            server = ControlServer(d, str(path))
+            try:
+                await server.start()
+            except OSError as exc:
+                assert f"is {kind}, not a socket" in str(exc), exc
+            else:
+                await server.close()
+                raise AssertionError(f"started over {kind}")
+            assert snapshot() == before, make.__name__
+            assert (tmp_path / "target").read_text() == "keep me\n"
+            assert os.path.exists(tmp_path / "dead.sock")
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        # A socket left by a killed run is replaced by a live one.
+        os.rename(tmp_path / "dead.sock", path)
+        server = ControlServer(d, str(path))
+        await server.start()
+        assert stat.S_ISSOCK(os.lstat(path).st_mode) and os.lstat(path).st_ino == server.inode
+        await server.close()
+        assert not os.path.lexists(path)
+    run(scenario())
+
+
+def test_a_deeply_nested_request_is_an_error_without_a_traceback(tmp_path, monkeypatch,
+                                                                  caplog):
+    async def scenario():
+        d = await started(tmp_path, TEXT, LINKS, ADDRESSES, monkeypatch)
+        with caplog.at_level(logging.DEBUG):
+            replies = [ask(d, line) for line in (b"[" * 100000, b"[" * 60000 + b"\n",
+                                                 b'{"a": ' * 30000)]
+            ok = ask(d, {"command": "status"})
+        return replies, ok
+
+    replies, ok = run(scenario())
+    assert all(r == {"ok": False, "error": "not JSON: nested too deeply"} for r in replies), replies
+    assert ok["ok"]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []

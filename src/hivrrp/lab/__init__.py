@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hivrrp.lab.nsaddr import ipv4_addresses, socket_in_netns
 from hivrrp.lab.topology import Topology
+from hivrrp.text import plural
 
 PER_SEGMENT = 250
 IFA_F_SECONDARY = 0x01
@@ -174,7 +175,7 @@ class Lab:
         n, out = self.instances, self.out
         mdi, mdi_r1 = master_down_interval(LOW), master_down_interval(HIGH)
         peer = "keepalived" if self.peer == "keepalived" else "hivrrp"
-        out(f"hivrrp lab: {n} VRRP instances on {len(self.segments)} segments "
+        out(f"hivrrp lab: {plural(n, 'VRRP instance')} on {plural(len(self.segments), 'segment')} "
             f"(250 VRIDs each), r1 hivrrp priority {HIGH}, r2 {peer} priority {LOW}")
         out(f"  namespaces {self.topology.prefix}-*, logs in {self.workdir}")
         r1 = self.start("r1")

@@ -18,6 +18,7 @@ from dataclasses import replace
 from hivrrp.config.model import Config, Script, VrrpScript
 from hivrrp.scriptsec import run_as
 from hivrrp.netlink import Link
+from hivrrp.text import plural
 from hivrrp.track.files import FileTrackers
 from hivrrp.track.processes import ProcessTrackers, ReadAhead
 from hivrrp.track.scripts import ScriptTrackers
@@ -106,8 +107,8 @@ class TrackerHub:
             return
         changed = self.policy.update(kind, name, status)
         if changed:
-            log.info("%s tracker %s is %s: %d instance(s) affected", kind, name,
-                     _describe(status), len(changed))
+            log.info("%s tracker %s is %s: %s affected", kind, name,
+                     _describe(status), plural(len(changed), "instance"))
             self.on_change(changed)
 
     def links_changed(self, links: dict[str, Link]) -> None:

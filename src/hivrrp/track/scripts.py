@@ -14,6 +14,7 @@ from collections.abc import Callable
 from hivrrp import scriptrun
 from hivrrp.config.model import Script, VrrpScript
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 from hivrrp.track.risefall import RiseFall
 
 log = logging.getLogger("hivrrp")
@@ -201,8 +202,8 @@ class ScriptTrackers:
             return
         _, pending = await asyncio.wait(set(self._dying), timeout=_CLOSE_LIMIT)
         if pending:
-            log.error("%d vrrp_script runs still not finished after %.0f s",
-                      len(pending), _CLOSE_LIMIT)
+            log.error("%s still not finished after %.0f s",
+                      plural(len(pending), "vrrp_script run"), _CLOSE_LIMIT)
 
     def _stop(self, script: _Script) -> None:
         task = script.stop()
