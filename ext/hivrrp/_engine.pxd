@@ -164,7 +164,12 @@ ctypedef struct event_t:
     uint8_t old_state
     uint8_t new_state
     uint8_t reason
+    # The cause, for the log: the master last heard at the event (the sender
+    # of the advert that made a master step down) and both priorities.
+    uint8_t master_priority
+    uint8_t our_priority
     int64_t time
+    uint8_t master_src[16]
 
 
 cdef class Engine:

@@ -460,6 +460,9 @@ cdef class Engine:
         self.evq[self.event_count].new_state = new_state
         self.evq[self.event_count].reason = reason
         self.evq[self.event_count].time = now
+        self.evq[self.event_count].master_priority = self.insts[i].master_priority
+        self.evq[self.event_count].our_priority = self.insts[i].effective_priority
+        memcpy(self.evq[self.event_count].master_src, self.insts[i].master_src, 16)
         self.event_count += 1
         if old_state != new_state:
             self.insts[i].last_transition = now
@@ -1220,17 +1223,31 @@ cdef class Engine:
 
     # ---------------------------------------------------- Python outputs
 
-    def take_events(self):
-        """Events since the last call: (instance, old, new, reason, time)."""
+    def take_events(self, bint causes=False):
+        """Events since the last call: (instance, old, new, reason, time), and
+        with `causes` a sixth item, (master, master priority, our priority):
+        the master last heard at the event (packed address, None if none; for
+        "higher_priority" the advert's sender) with its priority, and ours
+        then. Taken from the event, not read later: the log runs after a whole
+        batch, when another advert may have replaced the master heard."""
         cdef Py_ssize_t n
         cdef event_t *e
+        cdef uint16_t alen
         if self.event_count == 0:
             return ()  # the usual case, on every wake-up: no list to build
         out = []
         for n in range(self.event_count):
             e = &self.evq[n]
+            if not causes:
+                out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
+                            EVENT_REASONS[e.reason], e.time))
+                continue
+            alen = addr_len(self.insts[e.instance].family)
+            master = (None if memcmp(e.master_src, ZERO16, alen) == 0
+                      else PyBytes_FromStringAndSize(<char *>e.master_src, alen))
             out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
-                        EVENT_REASONS[e.reason], e.time))
+                        EVENT_REASONS[e.reason], e.time,
+                        (master, e.master_priority, e.our_priority)))
         self.event_count = 0
         return out
 

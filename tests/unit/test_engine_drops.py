@@ -1,5 +1,6 @@
 """Drop records: what the engine keeps of a dropped advert for the log (kind,
-sender, details), one record per kind with a count."""
+sender, details), one record per kind with a count, and the cause carried by
+transition events."""
 
 import ipaddress
 
@@ -174,3 +175,50 @@ def test_labels_of_record_reasons_are_stable():
         "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
         "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
         "not_group")
+
+
+# ---------------------------------------------------------------- causes
+
+def as_master(priority=254):
+    engine = engine_with(priority=priority)
+    engine.expire(10 * SECOND)
+    assert engine.state(0) == "MASTER"
+    engine.take_events()
+    return engine
+
+
+def test_a_master_stepping_down_names_the_advert_that_outranked_it():
+    engine = as_master()
+    feed(engine, v2(255))
+    [event] = engine.take_events(causes=True)
+    assert event[1:4] == ("MASTER", "BACKUP", "higher_priority")
+    assert event[5] == (packed(PEER), 255, 254)
+
+
+def test_the_cause_is_the_events_not_the_latest_advert():
+    # A second advert in the same batch replaces the master heard; the event
+    # keeps the one that made the master step down.
+    engine = as_master(100)
+    feed(engine, v2(255), v2(200, src="192.0.2.21"))
+    assert engine.master_address(0) == "192.0.2.21"
+    [event] = engine.take_events(causes=True)
+    assert event[5] == (packed(PEER), 255, 100)
+
+
+def test_a_takeover_names_the_master_that_went_silent_or_none():
+    engine = engine_with()
+    engine.expire(10 * SECOND)
+    [event] = engine.take_events(causes=True)
+    assert event[3] == "master_down" and event[5] == (None, 0, 100)
+    engine = engine_with()
+    feed(engine, v2(150))
+    engine.expire(10 * SECOND)
+    [event] = engine.take_events(causes=True)
+    assert event[3] == "master_down" and event[5] == (packed(PEER), 150, 100)
+
+
+def test_events_without_causes_keep_their_five_items():
+    engine = as_master()
+    feed(engine, v2(255))
+    [event] = engine.take_events()
+    assert len(event) == 5
