@@ -18,6 +18,7 @@ from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
+from hivrrp.droplog import DropLog
 from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
 from hivrrp.linkwatch import LinkWatch
@@ -43,6 +44,7 @@ LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
 class Daemon:
     trimmer: Trimmer | None = None      # made with the loop, in start()
+    droplog: DropLog | None = None      # likewise
 
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
@@ -106,6 +108,8 @@ class Daemon:
         self.loop = loop = asyncio.get_running_loop()
         self.started_at = time.time()
         self.driver = Driver(loop, self.on_engine_events)
+        self.droplog = DropLog(lambda: self.plan, lambda: self.links.table.by_index(),
+                               loop.time)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
@@ -152,6 +156,7 @@ class Daemon:
             self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
+            self.droplog.start(loop)
             log.info("running %s", plural(len(plan.names), "instance"))
             # The heap's free pages back once loading and building are over
             # (the mass move to MASTER or BACKUP arms it again).
@@ -261,6 +266,7 @@ class Daemon:
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
+        self.droplog.take(old, everything=True)   # while its indexes still name its instances
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
         # Queued before anything the new engine says (install may already fault
@@ -341,6 +347,8 @@ class Daemon:
     async def shutdown(self) -> None:
         if self.trimmer is not None:
             self.trimmer.close()
+        if self.droplog is not None:
+            self.droplog.close()
         # The masters are released first, whatever a reload in flight is doing
         # (halted: it can no longer swap plans); it is waited for only before
         # netlink closes under it.

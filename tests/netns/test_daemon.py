@@ -297,3 +297,17 @@ def test_a_sighup_after_sigterm_is_refused(lan):
     assert r1.wait(10) == 0, lan.log("r1")
     log = lan.log("r1")
     assert "reloaded:" not in log[log.index("releasing masters"):]
+
+
+def test_a_peer_with_another_auth_pass_is_logged_once_by_address(lan):
+    """The drop is logged at once, naming the sender, and not again per advert."""
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    lan.hivrrp("r1", lan.write("r1.conf", conf(255)))          # owner: advertises at once
+    config = lan.write("r2.conf", conf(100).replace("auth_pass 1234", "auth_pass 9999"))
+    lan.hivrrp("r2", config)
+    line = "(VI_1) received an invalid passwd from 192.0.2.1!"
+    assert wait_for(lambda: line in lan.log("r2"), 4), lan.log("r2")
+    time.sleep(3)                                               # three more adverts dropped
+    log = lan.log("r2")
+    assert log.count("received an invalid passwd") == 1, log
