@@ -9,6 +9,7 @@ time, plan builds the engine off the loop. This module only connects them and ha
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import time
@@ -233,7 +234,7 @@ class Daemon:
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()
-        for index, old, new, reason, _time in events:
+        for index, old, new, reason, *_time_cause in events:
             name = plan.names[index]
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
@@ -382,21 +383,44 @@ class Daemon:
         await self.vips.drain(SHUTDOWN_WAIT)
 
 
+def cause_of(reason: str, cause: tuple | None) -> str:
+    """What made a transition, for its log line: the sender and priority of
+    the advert that made a master step down, the master that went silent or
+    sent priority 0 (take_events(causes=True) gives them as of the event)."""
+    if cause is None:
+        return ""
+    master, priority, ours = cause
+    if reason == "higher_priority" and master is not None:
+        return f": advert from {ipaddress.ip_address(master)} with priority {priority}, ours {ours}"
+    if reason == "master_down":
+        if master is None:
+            return f": no master heard, ours {ours}"
+        return (f": master {ipaddress.ip_address(master)} (priority {priority}) went silent, "
+                f"ours {ours}")
+    if reason == "released" and master is not None:
+        return f": master {ipaddress.ip_address(master)} sent priority 0, ours {ours}"
+    if reason == "preempt":
+        return f": a lower-priority master was heard, ours {ours}"
+    return ""
+
+
 def log_transitions(names: list[str], events: list[tuple]) -> None:
     """One INFO line per transition, as keepalived logs them, unless a batch
     moves more than LOG_EACH_UP_TO instances: then one INFO line per kind of
     transition with its count and first names, and each at DEBUG. At 4,000
     instances the lines cost 70 ms of a 0.36 s failover (formatting, mostly),
     and a few mass failovers would run into journald's rate limit (10,000
-    lines per 30 s by default) and lose lines anyway."""
-    moved = [(names[index], old, new, reason)
-             for index, old, new, reason, _time in events if old != new]
+    lines per 30 s by default) and lose lines anyway. Events may carry their
+    cause (a sixth item): the line then says it."""
+    moved = [(names[event[0]], event[1], event[2], event[3],
+              event[5] if len(event) > 5 else None)
+             for event in events if event[1] != event[2]]
     if len(moved) <= LOG_EACH_UP_TO:
-        for name, old, new, reason in moved:
-            log.info("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.info("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
         return
     kinds: dict[tuple[str, str, str], list[str]] = {}
-    for name, old, new, reason in moved:
+    for name, old, new, reason, _cause in moved:
         kinds.setdefault((old, new, reason), []).append(name)
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
@@ -404,8 +428,8 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
         log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
                  "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
     if log.isEnabledFor(logging.DEBUG):
-        for name, old, new, reason in moved:
-            log.debug("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.debug("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
 
 
 def run(config: Config, config_path: str, config_id: str | None,

@@ -35,7 +35,9 @@ def test_election_and_sigkill_failover(lan):
     assert lan.wait_has(VIP, "r2", MDI_100 + 2)
     took = time.monotonic() - killed
     assert took <= MDI_100 + 0.5, took
-    assert "(VI_1) BACKUP -> MASTER (master_down)" in lan.log("r2")
+    # The line names the master that went silent.
+    assert ("(VI_1) BACKUP -> MASTER (master_down): master 192.0.2.1 (priority 200) went "
+            "silent, ours 100") in lan.log("r2")
     # The new master's gratuitous ARP moved the client's neighbour entry.
     assert wait_for(lambda: ping(lan, VIP), 3)
 
@@ -48,7 +50,8 @@ def test_sigterm_releases_with_priority_zero_and_exits(lan):
     assert not lan.has("r1", VIP)  # its VIP went with it
     assert lan.wait_owner(VIP, "r2", 2)
     assert time.monotonic() - sent <= SKEW_100 + 0.5
-    assert "(VI_1) BACKUP -> MASTER (released)" in lan.log("r2")
+    assert ("(VI_1) BACKUP -> MASTER (released): master 192.0.2.1 sent priority 0, ours 100"
+            in lan.log("r2"))
 
 
 def test_restart_cleans_leftovers_and_preempts(lan):
@@ -60,7 +63,9 @@ def test_restart_cleans_leftovers_and_preempts(lan):
     lan.hivrrp("r1", lan.workdir / "r1.conf")
     assert lan.wait_owner(VIP, "r1", 8)
     assert "left over from a previous run" in lan.log("r1")
-    assert "(VI_1) MASTER -> BACKUP (higher_priority)" in lan.log("r2")
+    # Named: the advert that made it step down, its priority and ours.
+    assert ("(VI_1) MASTER -> BACKUP (higher_priority): advert from 192.0.2.1 with priority 200, "
+            "ours 100") in lan.log("r2")
 
 
 def test_the_articles_two_node_config_as_written(lan):
