@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import time
 
@@ -71,6 +72,10 @@ class Daemon:
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
+        from hivrrp import __version__
+        log.info("hivrrp %s starting: configuration %s, pid %d%s", __version__,
+                 self.config_path or "(none)", os.getpid(),
+                 f", network namespace {self.namespace}" if self.namespace else "")
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
         # From the start: a signal during start-up must not kill us with the

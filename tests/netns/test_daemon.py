@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+import hivrrp
 from helpers.netns import wait_for
 from netns_conf import MDI_100, SKEW_100, VIP, conf
 
@@ -310,9 +311,12 @@ def test_a_peer_with_another_auth_pass_is_logged_once_by_address(lan):
     lan.node("r2", ipv4="192.0.2.2/24")
     lan.hivrrp("r1", lan.write("r1.conf", conf(255)))          # owner: advertises at once
     config = lan.write("r2.conf", conf(100).replace("auth_pass 1234", "auth_pass 9999"))
-    lan.hivrrp("r2", config)
+    r2 = lan.hivrrp("r2", config)
     line = "(VI_1) received an invalid passwd from 192.0.2.1!"
     assert wait_for(lambda: line in lan.log("r2"), 4), lan.log("r2")
     time.sleep(3)                                               # three more adverts dropped
     log = lan.log("r2")
     assert log.count("received an invalid passwd") == 1, log
+    namespace, _ = lan.nodes["r2"]
+    assert (f"hivrrp {hivrrp.__version__} starting: configuration {config}, pid {r2.pid}, "
+            f"network namespace {namespace}") in log
