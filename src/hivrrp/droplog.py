@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import NamedTuple
 
 from hivrrp.ratelimit import RateLimiter, Summary
 
@@ -26,13 +26,13 @@ SUMMARY_PERIOD = 60.0      # seconds: at most one summary per kind in this
 LOG_EACH_UP_TO = 32        # lines of one take logged one by one; more: one per reason
 LOG_NAMES_SHOWN = 8
 MAX_KINDS = 20_000         # kinds of drop followed at once (forged senders are many)
+UNRECORDED = ("unrecorded",)   # the limiter's key for drops the engine kept no record of
 # Drops that say nothing is wrong here: adverts of another VRRP group on a
 # shared LAN. Logged, but not as a warning.
 ROUTINE = frozenset({"unknown_vrid"})
 
 
-@dataclass(frozen=True)
-class Drop:
+class Drop(NamedTuple):
     """One kind of dropped advert, in names (the engine's indexes die with a reload)."""
     scope: str | int           # the instance's name, or the ifindex for drops of no instance
     reason: str                # a label of _engine.DROP_RECORD_REASONS
@@ -42,20 +42,11 @@ class Drop:
     version: int
     vrid: int
 
-    @property
-    def key(self) -> tuple:
-        return (self.scope, self.reason, self.sender)
 
-
-def drops_of(records: Iterable[tuple], names: list[str]) -> list[tuple[Drop, int]]:
-    """engine.take_drops()' records as (Drop, count)."""
-    out = []
-    for (instance, ifindex, reason, sender, count, detail0, detail1, address,
-         version, vrid) in records:
-        scope = names[instance] if instance >= 0 else ifindex
-        out.append((Drop(scope, reason, sender, (detail0, detail1), address, version, vrid),
-                    count))
-    return out
+def drop_of(scope: str | int, record: tuple) -> Drop:
+    """An engine.take_drops() record as a Drop of `scope`."""
+    _instance, _ifindex, reason, sender, _count, detail0, detail1, address, version, vrid = record
+    return Drop(scope, reason, sender, (detail0, detail1), address, version, vrid)
 
 
 def _address(packed: bytes | None) -> str:
@@ -124,35 +115,27 @@ def level_of(drop: Drop) -> int:
     return logging.INFO if drop.reason in ROUTINE else logging.WARNING
 
 
-def _many(items: list[tuple[Drop, str]]) -> list[tuple[int, str]]:
-    """(level, line) for the lines of one take: each, or for more than
-    LOG_EACH_UP_TO one per reason with the first line and the others' scopes
-    (a peer misconfigured for 4,000 instances is one line, not 4,000)."""
-    if len(items) <= LOG_EACH_UP_TO:
-        return [(level_of(drop), line) for drop, line in items]
-    by_reason: dict[str, list[tuple[Drop, str]]] = {}
-    for drop, line in items:
-        by_reason.setdefault(drop.reason, []).append((drop, line))
+def lines_of(drops: list[Drop], text: Callable[[Drop], str]) -> list[tuple[int, str]]:
+    """(level, line) for the drops of one take: a line each, or for more than
+    LOG_EACH_UP_TO one line per reason with the first drop's text and the
+    others' scopes (a peer misconfigured for 4,000 instances is one line,
+    not 4,000, and only that one line's text is built)."""
+    if len(drops) <= LOG_EACH_UP_TO:
+        return [(level_of(drop), text(drop)) for drop in drops]
+    by_reason: dict[str, list[Drop]] = {}
+    for drop in drops:
+        by_reason.setdefault(drop.reason, []).append(drop)
     out = []
     for reason, group in by_reason.items():
-        if len(group) == 1:
-            out.append((level_of(group[0][0]), group[0][1]))
-            continue
-        others = [str(drop.scope) for drop, _ in group[1:LOG_NAMES_SHOWN + 1]]
-        more = len(group) - 1 - len(others)
-        out.append((level_of(group[0][0]),
-                    f"{group[0][1]}; and {len(group) - 1} more of this kind ({reason}): "
-                    f"{', '.join(others)}{f' and {more} more' if more else ''} "
-                    "(each at debug level)"))
+        line = text(group[0])
+        if len(group) > 1:
+            others = [str(drop.scope) for drop in group[1:LOG_NAMES_SHOWN + 1]]
+            more = len(group) - 1 - len(others)
+            line += (f"; and {len(group) - 1} more of this kind ({reason}): "
+                     f"{', '.join(others)}{f' and {more} more' if more else ''} "
+                     "(each at debug level)")
+        out.append((level_of(group[0]), line))
     return out
-
-
-def summary_line(summary: Summary, ifname: Callable[[int], str]) -> tuple[Drop | None, str]:
-    drop = summary.item
-    said = f"{summary.repeats} more in the last {summary.seconds:.0f} s"
-    if drop is None:
-        return None, f"dropped adverts not itemised in the log: {said}"
-    return drop, f"{describe(drop, ifname)} ({said})"
 
 
 class DropLog:
@@ -199,36 +182,48 @@ class DropLog:
         if not records and not unrecorded:
             return
         now = self.clock()
+        names, note = plan.names, self.limiter.note
         fresh = []
-        for drop, count in drops_of(records, plan.names):
-            if self.limiter.note(drop.key, drop, now, count):
-                fresh.append(drop)
+        # Most records are of kinds already said (a peer wrong for 10,000
+        # instances gives 10,000 a take): no Drop for them, only for the text.
+        for record in records:
+            scope = names[record[0]] if record[0] >= 0 else record[1]
+            if note((scope, record[2], record[3]), (scope, record), now, record[4]):
+                fresh.append(drop_of(scope, record))
         self._names = None
-        lines = [(drop, describe(drop, self.ifname)) for drop in fresh]
-        self.emit(_many(lines), lines)
-        if unrecorded and self.limiter.note(("unrecorded",), None, now, unrecorded):
+        self.emit(fresh, self.describe)
+        if unrecorded and self.limiter.note(UNRECORDED, None, now, unrecorded):
             log.warning("%d dropped adverts not itemised in the log: more kinds of drop at once "
                         "than are kept (the counters count them all)", unrecorded)
         self.report_overflow(now)
 
     def summarise(self) -> None:
+        """Summaries of the kinds whose period is over (every TICK_POLLS polls)."""
         now = self.clock()
-        summaries = self.limiter.due(now)
+        by_drop: dict[Drop, Summary] = {}
+        for summary in self.limiter.due(now):
+            if summary.key == UNRECORDED:
+                log.warning("%d more dropped adverts not itemised in the log in the last %.0f s",
+                            summary.repeats, summary.seconds)
+            else:
+                by_drop[drop_of(*summary.item)] = summary
         self._names = None
-        lines = [summary_line(summary, self.ifname) for summary in summaries]
-        self.emit(_many([(drop, line) for drop, line in lines if drop is not None]),
-                  [(drop, line) for drop, line in lines if drop is not None])
-        for drop, line in lines:
-            if drop is None:
-                log.warning("%s", line)
+        self.emit(list(by_drop), lambda drop: self.summary_text(drop, by_drop[drop]))
         self.report_overflow(now)
 
-    def emit(self, condensed: list[tuple[int, str]], each: list[tuple[Drop, str]]) -> None:
-        for level, line in condensed:
+    def emit(self, drops: list[Drop], text: Callable[[Drop], str]) -> None:
+        for level, line in lines_of(drops, text):
             log.log(level, "%s", line)
-        if len(each) > LOG_EACH_UP_TO and log.isEnabledFor(logging.DEBUG):
-            for _drop, line in each:
-                log.debug("%s", line)
+        if len(drops) > LOG_EACH_UP_TO and log.isEnabledFor(logging.DEBUG):
+            for drop in drops:
+                log.debug("%s", text(drop))
+
+    def describe(self, drop: Drop) -> str:
+        return describe(drop, self.ifname)
+
+    def summary_text(self, drop: Drop, summary: Summary) -> str:
+        return (f"{describe(drop, self.ifname)} ({summary.repeats} more in the last "
+                f"{summary.seconds:.0f} s)")
 
     def report_overflow(self, now: float) -> None:
         self.refused += self.limiter.take_overflow()

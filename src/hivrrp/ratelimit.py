@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -21,8 +21,7 @@ class _Entry:
     item: Any            # the latest occurrence's details
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):       # a named tuple: thousands may be due at once
     key: Hashable
     repeats: int         # occurrences in the window after the line that opened it
     item: Any            # the latest of them
