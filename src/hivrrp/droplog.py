@@ -28,7 +28,8 @@ LOG_NAMES_SHOWN = 8
 MAX_KINDS = 20_000         # kinds of drop followed at once (forged senders are many)
 UNRECORDED = ("unrecorded",)   # the limiter's key for drops the engine kept no record of
 # Drops that say nothing is wrong here: adverts of another VRRP group on a
-# shared LAN. Logged, but not as a warning.
+# shared LAN. Logged, but not as a warning, and their summaries only at
+# debug level: they would say the same every minute for good.
 ROUTINE = frozenset({"unknown_vrid"})
 
 
@@ -111,17 +112,20 @@ def describe(drop: Drop, ifname: Callable[[int], str]) -> str:
     return f"{ifname(drop.scope)}: {line}"
 
 
-def level_of(drop: Drop) -> int:
-    return logging.INFO if drop.reason in ROUTINE else logging.WARNING
+def level_of(drop: Drop, summary: bool = False) -> int:
+    if drop.reason in ROUTINE:
+        return logging.DEBUG if summary else logging.INFO
+    return logging.WARNING
 
 
-def lines_of(drops: list[Drop], text: Callable[[Drop], str]) -> list[tuple[int, str]]:
+def lines_of(drops: list[Drop], text: Callable[[Drop], str],
+             summary: bool = False) -> list[tuple[int, str]]:
     """(level, line) for the drops of one take: a line each, or for more than
     LOG_EACH_UP_TO one line per reason with the first drop's text and the
     others' scopes (a peer misconfigured for 4,000 instances is one line,
     not 4,000, and only that one line's text is built)."""
     if len(drops) <= LOG_EACH_UP_TO:
-        return [(level_of(drop), text(drop)) for drop in drops]
+        return [(level_of(drop, summary), text(drop)) for drop in drops]
     by_reason: dict[str, list[Drop]] = {}
     for drop in drops:
         by_reason.setdefault(drop.reason, []).append(drop)
@@ -134,7 +138,7 @@ def lines_of(drops: list[Drop], text: Callable[[Drop], str]) -> list[tuple[int, 
             line += (f"; and {len(group) - 1} more of this kind ({reason}): "
                      f"{', '.join(others)}{f' and {more} more' if more else ''} "
                      "(each at debug level)")
-        out.append((level_of(group[0]), line))
+        out.append((level_of(group[0], summary), line))
     return out
 
 
@@ -208,11 +212,13 @@ class DropLog:
             else:
                 by_drop[drop_of(*summary.item)] = summary
         self._names = None
-        self.emit(list(by_drop), lambda drop: self.summary_text(drop, by_drop[drop]))
+        self.emit(list(by_drop), lambda drop: self.summary_text(drop, by_drop[drop]),
+                  summary=True)
         self.report_overflow(now)
 
-    def emit(self, drops: list[Drop], text: Callable[[Drop], str]) -> None:
-        for level, line in lines_of(drops, text):
+    def emit(self, drops: list[Drop], text: Callable[[Drop], str],
+             summary: bool = False) -> None:
+        for level, line in lines_of(drops, text, summary):
             log.log(level, "%s", line)
         if len(drops) > LOG_EACH_UP_TO and log.isEnabledFor(logging.DEBUG):
             for drop in drops:

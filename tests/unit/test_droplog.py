@@ -100,6 +100,23 @@ def test_a_drop_of_no_instance_names_the_interface(logged):
         ("INFO", "interface 9: advert from 192.0.2.20 for VRID 52, which no instance has here")]
 
 
+def test_unknown_vrids_repeat_only_at_debug_level(logged):
+    # Another VRRP group on the LAN is no fault of ours: said once at INFO,
+    # not every minute for as long as it runs.
+    plan, clock = plan_of(), Clock()
+    drops = droplog(plan, clock)
+    feed(plan, v2(vrid=52), ifindex=7)
+    drops.take(plan)
+    feed(plan, v2(vrid=52), ifindex=7)
+    drops.take(plan, everything=True)
+    clock.now += SUMMARY_PERIOD
+    drops.summarise()
+    assert logged(logging.DEBUG) == [
+        ("INFO", "eth7: advert from 192.0.2.20 for VRID 52, which no instance has here"),
+        ("DEBUG", "eth7: advert from 192.0.2.20 for VRID 52, which no instance has here "
+                  "(1 more in the last 60 s)")]
+
+
 def test_repeats_are_one_line_then_a_count_at_most_every_period(logged):
     plan, clock = plan_of(), Clock()
     drops = droplog(plan, clock)
