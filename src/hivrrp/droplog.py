@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from hivrrp.ratelimit import RateLimiter, Summary
+from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
 
@@ -196,9 +197,11 @@ class DropLog:
                 fresh.append(drop_of(scope, record))
         self._names = None
         self.emit(fresh, self.describe)
-        if unrecorded and self.limiter.note(UNRECORDED, None, now, unrecorded):
-            log.warning("%d dropped adverts not itemised in the log: more kinds of drop at once "
-                        "than are kept (the counters count them all)", unrecorded)
+        # The first line says how many; only the later ones are repeats.
+        if unrecorded and self.limiter.note(UNRECORDED, None, now,
+                                            unrecorded if UNRECORDED in self.limiter else 1):
+            log.warning("%s not itemised in the log: more kinds of drop at once than are kept "
+                        "(the counters count them all)", plural(unrecorded, "dropped advert"))
         self.report_overflow(now)
 
     def summarise(self) -> None:
@@ -207,8 +210,8 @@ class DropLog:
         by_drop: dict[Drop, Summary] = {}
         for summary in self.limiter.due(now):
             if summary.key == UNRECORDED:
-                log.warning("%d more dropped adverts not itemised in the log in the last %.0f s",
-                            summary.repeats, summary.seconds)
+                log.warning("%s not itemised in the log in the last %.0f s",
+                            plural(summary.repeats, "more dropped advert"), summary.seconds)
             else:
                 by_drop[drop_of(*summary.item)] = summary
         self._names = None
@@ -235,8 +238,9 @@ class DropLog:
         self.refused += self.limiter.take_overflow()
         if self.refused and (self.refused_said is None
                              or now - self.refused_said >= SUMMARY_PERIOD):
-            log.warning("%d dropped adverts not logged: %d kinds of drop followed already "
-                        "(the counters count them all)", self.refused, MAX_KINDS)
+            log.warning("%s not logged: %d kinds of drop followed already "
+                        "(the counters count them all)", plural(self.refused, "dropped advert"),
+                        MAX_KINDS)
             self.refused, self.refused_said = 0, now
 
     def ifname(self, ifindex: int) -> str:

@@ -54,6 +54,10 @@ class RateLimiter:
         self.entries[key] = _Entry(now, count - 1, item)
         return True
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether `key` is followed: a note() of it would not be logged."""
+        return key in self.entries
+
     def due(self, now: float) -> list[Summary]:
         """Summaries of the keys whose window is over and that recurred in it
         (each opens a new window); the keys that did not are forgotten."""

@@ -187,13 +187,21 @@ def test_a_reload_takes_the_records_by_name_and_does_not_repeat_them(logged):
 
 
 def test_drops_without_room_for_a_record_are_reported(logged):
-    plan = plan_of()       # room for 1 + 64 kinds
+    plan, clock = plan_of(), Clock()       # room for 1 + 64 kinds
+    drops = droplog(plan, clock)
     feed(plan, *[v2(src=f"10.0.0.{n}", auth=b"4321") for n in range(1, 101)])
-    droplog(plan).take(plan)
+    drops.take(plan)
     lines = [line for _, line in logged()]
     assert len(lines) == 2
     assert lines[0].startswith("(VI_1) received an invalid passwd from 10.0.0.1!; and 64 more")
     assert lines[1].startswith("35 dropped adverts not itemised in the log")
+    feed(plan, v2(src="10.0.0.100", auth=b"4321"))
+    drops.take(plan)
+    drops.take(plan, everything=True)
+    clock.now += SUMMARY_PERIOD
+    drops.summarise()
+    assert [line for _, line in logged()] == [
+        "1 more dropped advert not itemised in the log in the last 60 s"]
 
 
 def test_a_reload_logs_the_retired_engines_drops_under_their_names(tmp_path, monkeypatch,

@@ -36,6 +36,15 @@ def test_a_quiet_key_is_forgotten_and_its_next_occurrence_is_news_again():
     assert limiter.note("k", "x", 121.0) is True
 
 
+def test_a_followed_key_is_in_the_limiter_until_forgotten():
+    limiter = RateLimiter(PERIOD)
+    assert "k" not in limiter
+    limiter.note("k", "x", 0.0)
+    assert "k" in limiter
+    limiter.due(60.0)
+    assert "k" not in limiter
+
+
 def test_a_key_that_never_recurred_gets_no_summary():
     limiter = RateLimiter(PERIOD)
     limiter.note("k", "x", 0.0)
