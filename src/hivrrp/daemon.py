@@ -9,7 +9,9 @@ time, plan builds the engine off the loop. This module only connects them and ha
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import signal
 import time
 
@@ -18,6 +20,7 @@ from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
+from hivrrp.droplog import DropLog
 from hivrrp.garp import AnnouncePolicy
 from hivrrp.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
 from hivrrp.linkwatch import LinkWatch
@@ -43,6 +46,7 @@ LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
 class Daemon:
     trimmer: Trimmer | None = None      # made with the loop, in start()
+    droplog: DropLog | None = None      # likewise
 
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
@@ -68,6 +72,10 @@ class Daemon:
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
+        from hivrrp import __version__
+        log.info("hivrrp %s starting: configuration %s, pid %d%s", __version__,
+                 self.config_path or "(none)", os.getpid(),
+                 f", network namespace {self.namespace}" if self.namespace else "")
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
         # From the start: a signal during start-up must not kill us with the
@@ -106,6 +114,8 @@ class Daemon:
         self.loop = loop = asyncio.get_running_loop()
         self.started_at = time.time()
         self.driver = Driver(loop, self.on_engine_events)
+        self.droplog = DropLog(lambda: self.plan, lambda: self.links.table.by_index(),
+                               loop.time)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
@@ -152,6 +162,7 @@ class Daemon:
             self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
+            self.droplog.start(loop)
             log.info("running %s", plural(len(plan.names), "instance"))
             # The heap's free pages back once loading and building are over
             # (the mass move to MASTER or BACKUP arms it again).
@@ -228,7 +239,7 @@ class Daemon:
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()
-        for index, old, new, reason, _time in events:
+        for index, old, new, reason, *_time_cause in events:
             name = plan.names[index]
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
@@ -261,6 +272,7 @@ class Daemon:
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
+        self.droplog.take(old, everything=True)   # while its indexes still name its instances
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
         # Queued before anything the new engine says (install may already fault
@@ -341,6 +353,8 @@ class Daemon:
     async def shutdown(self) -> None:
         if self.trimmer is not None:
             self.trimmer.close()
+        if self.droplog is not None:
+            self.droplog.close()
         # The masters are released first, whatever a reload in flight is doing
         # (halted: it can no longer swap plans); it is waited for only before
         # netlink closes under it.
@@ -374,21 +388,44 @@ class Daemon:
         await self.vips.drain(SHUTDOWN_WAIT)
 
 
+def cause_of(reason: str, cause: tuple | None) -> str:
+    """What made a transition, for its log line: the sender and priority of
+    the advert that made a master step down, the master that went silent or
+    sent priority 0 (take_events(causes=True) gives them as of the event)."""
+    if cause is None:
+        return ""
+    master, priority, ours = cause
+    if reason == "higher_priority" and master is not None:
+        return f": advert from {ipaddress.ip_address(master)} with priority {priority}, ours {ours}"
+    if reason == "master_down":
+        if master is None:
+            return f": no master heard, ours {ours}"
+        return (f": master {ipaddress.ip_address(master)} (priority {priority}) went silent, "
+                f"ours {ours}")
+    if reason == "released" and master is not None:
+        return f": master {ipaddress.ip_address(master)} sent priority 0, ours {ours}"
+    if reason == "preempt":
+        return f": a lower-priority master was heard, ours {ours}"
+    return ""
+
+
 def log_transitions(names: list[str], events: list[tuple]) -> None:
     """One INFO line per transition, as keepalived logs them, unless a batch
     moves more than LOG_EACH_UP_TO instances: then one INFO line per kind of
     transition with its count and first names, and each at DEBUG. At 4,000
     instances the lines cost 70 ms of a 0.36 s failover (formatting, mostly),
     and a few mass failovers would run into journald's rate limit (10,000
-    lines per 30 s by default) and lose lines anyway."""
-    moved = [(names[index], old, new, reason)
-             for index, old, new, reason, _time in events if old != new]
+    lines per 30 s by default) and lose lines anyway. Events may carry their
+    cause (a sixth item): the line then says it."""
+    moved = [(names[event[0]], event[1], event[2], event[3],
+              event[5] if len(event) > 5 else None)
+             for event in events if event[1] != event[2]]
     if len(moved) <= LOG_EACH_UP_TO:
-        for name, old, new, reason in moved:
-            log.info("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.info("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
         return
     kinds: dict[tuple[str, str, str], list[str]] = {}
-    for name, old, new, reason in moved:
+    for name, old, new, reason, _cause in moved:
         kinds.setdefault((old, new, reason), []).append(name)
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
@@ -396,8 +433,8 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
         log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
                  "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
     if log.isEnabledFor(logging.DEBUG):
-        for name, old, new, reason in moved:
-            log.debug("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.debug("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
 
 
 def run(config: Config, config_path: str, config_id: str | None,
