@@ -16,8 +16,11 @@ import contextlib
 import gc
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from hivrrp.config.isolated import Abort
 from hivrrp.config.model import Config
@@ -26,6 +29,7 @@ from hivrrp.tasks import spawn
 from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
+T = TypeVar("T")
 
 # While a reload parses and builds on a worker thread, the loop thread waits
 # for the GIL after every wake-up for up to the switch interval (5 ms by
@@ -33,6 +37,36 @@ log = logging.getLogger("hivrrp")
 RELOAD_SWITCH_INTERVAL = 0.0005
 RETRY_FIRST = 1.0              # seconds before a failed rebuild is tried again, doubling
 RETRY_MAX = 60.0
+
+
+def in_daemon_thread(work: Callable[[], T], name: str) -> asyncio.Future[T]:
+    """work() on a thread of its own that the exit does not wait for.
+
+    asyncio.to_thread's executor threads are joined at exit, with no time
+    limit: a read stuck where Abort cannot reach it (a parse in this process
+    after the child failed, on an include of a FIFO) would keep the daemon,
+    and its pid lock, alive after it released its masters."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):     # the loop is gone: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 @dataclass(frozen=True)
@@ -61,7 +95,10 @@ async def read_config(path: str, config_id: str | None,
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
 
-    result = await asyncio.to_thread(load_isolated, path, config_id=config_id, abort=abort)
+    result = await in_daemon_thread(partial(load_isolated, path, config_id=config_id,
+                                            abort=abort), "config-read")
+    if abort is not None and abort.aborted:
+        return Rejected(())             # SIGTERM: nothing wrong with the file
     for line in condense(result.warnings):
         log.warning("%s", line)
     if result.ok:
@@ -121,8 +158,10 @@ class Lifecycle:
         # Told True when a reload (SIGHUP) starts and False when the runs are
         # over: systemd's RELOADING=1 / READY=1.
         self.on_reloading: Callable[[bool], None] | None = None
-        # Reload requests that want the outcome: the next read of the file serves them.
+        # Reload requests that want the outcome: the next read of the file serves
+        # them; `answering`: those the read in flight serves.
         self.waiting: list[asyncio.Future] = []
+        self.answering: list[asyncio.Future] = []
         self.abort = Abort()           # the read in flight: SIGTERM kills its parse child
 
     def start(self) -> None:
@@ -168,7 +207,9 @@ class Lifecycle:
         if self.retry is not None:
             self.retry.cancel()
         self._drop_baseline()
-        self._answer(self.waiting, Outcome("abandoned", "hivrrp is stopping"))
+        abandoned = Outcome("abandoned", "hivrrp is stopping")
+        self._answer(self.waiting, abandoned)
+        self._answer(self.answering, abandoned)
 
     async def stop(self, timeout: float | None = None) -> None:
         """halt(), then wait (at most `timeout` s) for the run in flight to end."""
@@ -254,9 +295,10 @@ class Lifecycle:
             log.info("longest loop stall during the %s: %.1f ms", what, self.last_stall * 1000)
             # The same measure over as long again after it: what the loop's own
             # work (a burst of adverts) costs anyway, to read the figure above against.
-            baseline = StallProbe(loop).start()
-            self.baseline = (baseline, loop.call_later(max(0.1, loop.time() - started),
-                                                       self._baseline, baseline, what))
+            if not self.stopping:
+                baseline = StallProbe(loop).start()
+                self.baseline = (baseline, loop.call_later(max(0.1, loop.time() - started),
+                                                           self._baseline, baseline, what))
 
     def _baseline(self, probe: StallProbe, what: str) -> None:
         self.baseline = None
@@ -269,9 +311,12 @@ class Lifecycle:
         config = None
         reload = self.want_reload
         self.want_reload = False
-        # These asked before the file is read: this read is their answer.
-        waiting, self.waiting = self.waiting, []
+        # These asked before the file is read: this read is their answer (halt()
+        # answers them too, should the run hang where it cannot be stopped).
+        waiting = self.answering = self.waiting
+        self.waiting = []
         outcome = Outcome("abandoned", "hivrrp is stopping")
+        read = None
         try:
             if reload:
                 self.abort = Abort()
@@ -293,7 +338,9 @@ class Lifecycle:
                 except Exception:
                     self.want_rebuild |= rebuild_served   # it did not happen: still wanted
                     raise
-                if reload:
+                # A rejected file with a rebuild owed applies the running
+                # configuration: that serves the rebuild, not the reload.
+                if reload and config is read:
                     self.reloads["ok"] += 1
                     outcome = Outcome("applied", summary or "reloaded")
         except Stopping:

@@ -385,3 +385,59 @@ def children_of(pid: int) -> list[int]:
     lines = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(pid)], capture_output=True,
                            text=True, check=False).stdout.splitlines()
     return [int(line.split()[0]) for line in lines if line.split()[1:] != ["ps"]]
+
+
+def test_a_rejected_file_stays_rejected_when_a_rebuild_rides_along():
+    """The rebuild applies the running configuration: hivrrp reload must not
+    report the rejected file as applied."""
+    async def scenario():
+        applied = []
+
+        async def read(abort=None):
+            lifecycle.request_rebuild("an interface came back")   # meanwhile
+            return Rejected(("a.conf:1: nonsense",))
+
+        async def apply(config):
+            applied.append(config)
+            return "reloaded: 1 instance kept"
+
+        lifecycle = Lifecycle(read, apply, lambda: RUNNING)
+        lifecycle.start()
+        outcome = await lifecycle.request_reload()
+        await until_idle(lifecycle)
+        return outcome, applied, dict(lifecycle.reloads)
+
+    try:
+        outcome, applied, counts = run(scenario())
+    finally:
+        gc.unfreeze()
+    assert applied == [RUNNING]                      # the rebuild did run
+    assert outcome.result == "rejected" and outcome.errors == ("a.conf:1: nonsense",)
+    assert counts == {"ok": 0, "rejected": 1, "failed": 0}
+
+
+def test_halt_answers_a_read_that_cannot_be_stopped():
+    async def scenario():
+        hung = asyncio.Event()
+
+        async def read(abort=None):
+            await hung.wait()                        # never set: stuck where abort cannot reach
+            return NEW
+
+        async def apply(config):
+            return None
+
+        lifecycle = Lifecycle(read, apply, lambda: RUNNING)
+        lifecycle.start()
+        outcome = lifecycle.request_reload()
+        await asyncio.sleep(0.01)
+        lifecycle.halt()
+        answer = await asyncio.wait_for(outcome, 1)
+        lifecycle.task.cancel()
+        return answer, lifecycle.baseline
+
+    try:
+        answer, baseline = run(scenario())
+    finally:
+        gc.unfreeze()
+    assert answer.result == "abandoned" and baseline is None

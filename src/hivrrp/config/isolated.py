@@ -40,6 +40,7 @@ log = logging.getLogger("hivrrp")
 
 CHILD_TIMEOUT = 300.0          # seconds: a 10,000-instance file takes about 1.5 s
 NOT_THE_SAME_HIVRRP = 3        # the child's exit status when its files differ from ours
+ABANDONED = "reading the configuration was abandoned: hivrrp is stopping"
 
 
 def fingerprint() -> list:
@@ -111,6 +112,8 @@ def load_isolated(path: str, *, config_id: str | None = None,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
     except (OSError, ValueError, TypeError) as exc:
+        if abort is not None and abort.aborted:
+            return failed(path, ABANDONED)
         log.warning("configuration loader process failed to start (%s): loading here", exc)
         return load_here(path, config_id)
     if abort is not None:
@@ -123,7 +126,7 @@ def load_isolated(path: str, *, config_id: str | None = None,
             process.communicate()
             return failed(path, f"reading the configuration took over {CHILD_TIMEOUT:.0f} s")
     if abort is not None and abort.aborted:
-        return failed(path, "reading the configuration was abandoned: hivrrp is stopping")
+        return failed(path, ABANDONED)
     child = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if child.returncode < 0:
         try:
