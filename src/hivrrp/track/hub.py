@@ -38,12 +38,15 @@ class TrackerHub:
         self.processes: ProcessTrackers | None = None
         self.loop = loop
         self.configuring = False
+        self.closed = False
 
     async def prepare(self, config: Config) -> ReadAhead | None:
         """What configure(config) would otherwise do on the loop thread: the
         /proc scan for new process trackers, on a worker thread."""
+        if self.closed:
+            return None
         processes = await asyncio.to_thread(_used_processes, config)
-        if not processes:
+        if not processes or self.closed:      # shut down meanwhile: start nothing
             return None
         self._ensure_processes()
         return await self.processes.read_ahead(processes)
@@ -121,6 +124,7 @@ class TrackerHub:
         return self.policy.uses.get(name, ())
 
     async def close(self) -> None:
+        self.closed = True
         self.files.close()
         if self.processes is not None:
             await self.processes.close()

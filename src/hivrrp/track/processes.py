@@ -589,11 +589,13 @@ class ReadAhead:
     """/proc as read on a worker thread for the next configure(), and the PIDs
     whose events came in since the read began (newer than the table)."""
 
-    def __init__(self, fresh: frozenset[str], limit: int | None) -> None:
+    def __init__(self, fresh: frozenset[str], limit: int | None, scans: int) -> None:
         self.fresh = fresh
         self.limit = limit
+        self.scans = scans              # scans applied when the read began
         self.table: dict[int, ProcInfo] | None = None
         self.dirty: set[int] = set()
+        self.lost = False               # events were lost meanwhile: dirty is incomplete
 
 
 class ProcessTrackers:
@@ -638,6 +640,7 @@ class ProcessTrackers:
         self._rescan_task: asyncio.Task | None = None
         self._dirty: set[int] | None = None
         self._read_ahead: weakref.WeakSet[ReadAhead] = weakref.WeakSet()
+        self._scans = 0                 # tables applied in scan mode, to tell an older one
 
     # -- API
 
@@ -651,7 +654,7 @@ class ProcessTrackers:
             return None
         if not self._started and not self._closed:
             self._start()           # subscribe before the read: nothing falls in between
-        ahead = ReadAhead(fresh, self._limit(specs))
+        ahead = ReadAhead(fresh, self._limit(specs), self._scans)
         self._read_ahead.add(ahead)
         try:
             ahead.table = await asyncio.to_thread(self.proc.read_processes, ahead.limit)
@@ -690,8 +693,16 @@ class ProcessTrackers:
         table = self._table_for(set(fresh), ahead)
         for name in fresh:
             self.counter.replace(name, specs[name], self._matching(specs[name], table))
+        if ahead is not None and ahead.lost and self.mode == "connector":
+            self._want_rescan()         # the table missed what the lost events said
         if self.mode == "scan":
-            self._apply_scan(table)
+            if ahead is not None and ahead.scans != self._scans:
+                # The scan loop applied a newer table meanwhile: diffing back
+                # to this older one would undo what it saw (a process that
+                # started would count as gone). The next scan counts afresh.
+                self._cache = None
+            else:
+                self._apply_scan(table)
 
     def _table_for(self, fresh: set[str], ahead: ReadAhead | None) -> dict[int, ProcInfo]:
         if (ahead is not None and ahead.table is not None and fresh <= ahead.fresh
@@ -854,6 +865,11 @@ class ProcessTrackers:
             log.warning("process tracking: process events were lost (receive buffer now "
                         "%d B); counting again from /proc", self._connector.rcvbuf
                         if self._connector else 0)
+        for ahead in self._read_ahead:
+            ahead.lost = True
+        self._want_rescan()
+
+    def _want_rescan(self) -> None:
         self._rescan_wanted = True
         if self._rescan_task is None or self._rescan_task.done():
             self._rescan_task = self._spawn(self._rescan(), "process rescan")
@@ -905,6 +921,7 @@ class ProcessTrackers:
             await asyncio.sleep(self.scan_interval)
 
     def _apply_scan(self, table: dict[int, ProcInfo]) -> None:
+        self._scans += 1
         counts, old = self.counter, self._cache
         self._cache = table
         if old is None:
