@@ -119,7 +119,8 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     """
     import logging
 
-    from hivrrp.pidfile import AlreadyRunning, PidFileError, PidLock
+    from hivrrp import runpaths
+    from hivrrp.pidfile import AlreadyRunning, DaemonLocks, PidFileError
 
     metrics = None
     if metrics_address is not None:
@@ -135,7 +136,7 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     # Before anything else: a second daemon must change nothing, not even
     # remove the "leftover" VIPs that are the running one's.
     try:
-        lock = PidLock(pid_file).acquire()
+        lock = DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
     except AlreadyRunning as exc:
         log.error("%s", exc)
         sys.exit(1)

@@ -28,8 +28,12 @@ class PidFileError(Exception):
 
 
 class PidLock:
-    def __init__(self, path: str) -> None:
+    """`names`: the pid file a namespace lock stands for, written after the
+    pid, so a refusal can name the running daemon's pid file."""
+
+    def __init__(self, path: str, names: str | None = None) -> None:
         self.path = path
+        self.names = names
         self.fd: int | None = None
 
     def acquire(self) -> PidLock:
@@ -40,6 +44,8 @@ class PidLock:
                 # Again each time: the last daemon of a namespace removes its directory.
                 try:
                     os.makedirs(directory, mode=0o755, exist_ok=True)
+                except FileExistsError:
+                    continue        # removed by its last daemon between mkdir and the check
                 except OSError as exc:
                     raise PidFileError(f"cannot make {directory}: {exc.strerror or exc}"
                                        ) from None
@@ -49,14 +55,15 @@ class PidLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid = _read_pid(fd)
+                pid, names = _read_holder(fd)
                 os.close(fd)
-                raise AlreadyRunning(self.path, pid) from None
+                raise AlreadyRunning(names or self.path, pid) from None
             # The holder we waited on may have removed the file meanwhile: a
             # lock on an unlinked inode would let a third daemon lock a new one.
             if _same_file(fd, self.path):
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                text = f"{os.getpid()}\n" + (f"{self.names}\n" if self.names else "")
+                os.pwrite(fd, text.encode(), 0)
                 self.fd = fd
                 return self
             os.close(fd)
@@ -110,9 +117,39 @@ def _same_file(fd: int, path: str) -> bool:
     return (mine.st_dev, mine.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
-def _read_pid(fd: int) -> int | None:
+def _read_holder(fd: int) -> tuple[int | None, str | None]:
+    """The holder's pid and, for a namespace lock, its pid file."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        lines = os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines()
     except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        return None, None
+    pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+    return pid, (lines[1] if len(lines) > 1 and lines[1] else None)
+
+
+class DaemonLocks:
+    """The pid file and the network namespace's own lock, taken together.
+
+    The pid file's path follows the namespace's name, and a namespace can
+    have two names, or get one after a daemon started in it, or a second
+    daemon can be given another --pid-file: the namespace lock, named after
+    the namespace itself (its inode), refuses a second daemon all the same."""
+
+    def __init__(self, pid_file: str, namespace_lock: str | None) -> None:
+        self.locks = ([PidLock(namespace_lock, names=pid_file)] if namespace_lock else [])
+        self.locks.append(PidLock(pid_file))
+
+    def acquire(self) -> DaemonLocks:
+        taken: list[PidLock] = []
+        try:
+            for lock in self.locks:
+                taken.append(lock.acquire())
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()

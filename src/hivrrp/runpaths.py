@@ -47,3 +47,13 @@ def pid_file() -> str:
 
 def control_socket() -> str:
     return os.path.join(run_dir(namespace_name()), "control.sock")
+
+
+def namespace_lock() -> str | None:
+    """A lock file named after our network namespace itself (not its names,
+    which can change and can be two): one daemon per namespace, whatever pid
+    file each is given. None where /proc does not tell."""
+    mine = _ns_id("/proc/self/ns/net")
+    if mine is None:
+        return None
+    return os.path.join(RUN_DIR, "locks", f"netns-{mine[0]}-{mine[1]}.lock")

@@ -77,3 +77,39 @@ def test_hivrrp_run_refuses_before_reading_or_touching_anything(tmp_path):
     assert run.returncode == 1
     assert f"already running in this network namespace (pid {os.getpid()}" in run.stderr
     assert "missing.conf" not in run.stderr          # refused before the configuration
+
+
+def test_the_namespace_lock_refuses_a_daemon_with_another_pid_file(tmp_path):
+    """A namespace may have two names (two pid file paths), or a daemon may be
+    given another --pid-file: the lock named after the namespace itself holds."""
+    from hivrrp.pidfile import DaemonLocks
+    first = DaemonLocks(str(tmp_path / "a" / "hivrrp.pid"), str(tmp_path / "ns.lock")).acquire()
+    try:
+        with pytest.raises(AlreadyRunning) as refused:
+            DaemonLocks(str(tmp_path / "b" / "hivrrp.pid"), str(tmp_path / "ns.lock")).acquire()
+        # It names the running daemon's pid file, and took nothing of its own.
+        assert refused.value.path == str(tmp_path / "a" / "hivrrp.pid")
+        assert refused.value.pid == os.getpid()
+        assert not (tmp_path / "b" / "hivrrp.pid").exists()
+    finally:
+        first.release()
+    assert not (tmp_path / "ns.lock").exists() and not (tmp_path / "a" / "hivrrp.pid").exists()
+
+
+def test_a_directory_removed_by_the_last_daemon_meanwhile_is_made_again(tmp_path, monkeypatch):
+    """makedirs saw the directory, then its last daemon removed it before
+    makedirs' own check: FileExistsError, and a start refused for nothing."""
+    import hivrrp.pidfile as pidfile
+    real, calls = os.makedirs, []
+
+    def racing(path, mode=0o777, exist_ok=False):
+        calls.append(path)
+        if len(calls) == 1:
+            raise FileExistsError(17, "File exists", path)
+        return real(path, mode, exist_ok)
+
+    monkeypatch.setattr(pidfile.os, "makedirs", racing)
+    path = str(tmp_path / "netns" / "X" / "hivrrp.pid")
+    with PidLock(path):
+        assert calls.count(os.path.dirname(path)) == 2
+        assert open(path).read().startswith(str(os.getpid()))
