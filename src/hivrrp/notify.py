@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hivrrp import scriptrun, scriptsec
+from hivrrp import scriptrun
 from hivrrp.config.model import Script
 from hivrrp.tasks import spawn
 
@@ -37,8 +37,9 @@ _FIFO_SCRIPT_GRACE = 1.0
 @dataclass(frozen=True)
 class _Run:
     argv: list[str]
-    user: str | None
+    user: str | None              # as configured: resolved when it runs
     group: str | None
+    identities: scriptrun.Identities   # of the configuration the event came under
     what: str                     # for logs, e.g. "notify_master of INSTANCE VI_1"
 
 
@@ -144,14 +145,12 @@ class Notifier:
         self._timeout = timeout
         self._secure = secure
         self._backlog = max(1, backlog)
-        self._script_user = script_user
-        self._script_group = script_group
+        self._identities = scriptrun.Identities(script_user, script_group)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._queues: dict[tuple[str, str], collections.deque[list[_Run]]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._overflowing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
-        self._identities: dict[tuple, tuple[str | None, str | None]] = {}
         self._closed = False
         self.runs: collections.Counter[str] = collections.Counter()
         self.fifo_dropped = 0
@@ -176,9 +175,9 @@ class Notifier:
 
     def set_script_identity(self, script_user: str | None, script_group: str | None) -> None:
         """global_defs script_user after a reload: scripts without their own
-        user run as this one from now on (and are judged as it)."""
-        self._script_user, self._script_group = script_user, script_group
-        self._identities.clear()
+        user run as this one from now on (and are judged as it).  Every user
+        is looked up again, once, for the events from now on."""
+        self._identities = scriptrun.Identities(script_user, script_group)
         self._refused.clear()
 
     # -- events ---------------------------------------------------------------
@@ -246,7 +245,8 @@ class Notifier:
                 self.fifo_dropped += 1
 
     async def _fifo_script(self, run: _Run) -> None:
-        outcome = await scriptrun.run(run.argv, None, user=run.user, group=run.group)
+        identity = await run.identities.get(run.user, run.group)
+        outcome = await scriptrun.run(run.argv, None, identity=identity)
         # keepalived does not restart it either, it only notes the exit.
         level = logging.INFO if self._closed else logging.WARNING
         log.log(level, "%s terminated: %s", run.what, outcome.describe())
@@ -261,13 +261,9 @@ class Notifier:
                 self._refused.add(path)
                 log.error("%s: %s is disabled by script security; not running it", what, path)
             return None
-        key = (script.command, script.user, script.group)
-        ident = self._identities.get(key)
-        if ident is None:
-            # Cached: the user database can be slow (NSS) and this runs in the loop.
-            ident = self._identities[key] = scriptsec.run_as(
-                script, self._script_user, self._script_group)
-        return _Run(list(script.argv) + extra, ident[0], ident[1], what)
+        # The user is looked up when the script runs, on a worker thread: the
+        # user database can be slow (NSS) and this runs on the loop.
+        return _Run(list(script.argv) + extra, script.user, script.group, self._identities, what)
 
     def _enqueue(self, key: tuple[str, str], event: list[_Run]) -> None:
         if not event:
@@ -305,8 +301,8 @@ class Notifier:
     async def _run(self, run: _Run) -> None:
         try:
             async with self._slots:
-                outcome = await scriptrun.run(run.argv, self._timeout,
-                                              user=run.user, group=run.group)
+                identity = await run.identities.get(run.user, run.group)
+                outcome = await scriptrun.run(run.argv, self._timeout, identity=identity)
         except asyncio.CancelledError:
             self.runs["killed"] += 1      # by close(); scriptrun killed its group
             raise
