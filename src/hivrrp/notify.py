@@ -8,7 +8,9 @@ scripts, so two events of one instance can run their scripts out of order.
 
 Here scripts of one instance run in event order and the number of processes
 is bounded, so a mass failover queues work instead of forking thousands of
-processes; nothing in this module blocks the event loop.
+processes; nothing in this module blocks the event loop.  As in keepalived a
+script may run as long as it likes unless a timeout is configured; one still
+running after `warn_after` seconds is logged once.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import asyncio
 import collections
 import logging
 import os
+import shlex
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp import scriptrun
-from hivrrp.config.model import Script
+from hivrrp.config.model import NOTIFY_SCRIPT_CONCURRENCY, Script
 from hivrrp.tasks import spawn
 
 log = logging.getLogger("hivrrp")
@@ -33,6 +36,9 @@ STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
 # it this long to exit by itself before it is killed.
 _FIFO_SCRIPT_GRACE = 1.0
 
+CONCURRENCY = NOTIFY_SCRIPT_CONCURRENCY   # default bound on processes at once, daemon-wide
+WARN_AFTER = 30.0     # a script still running this long is logged (once)
+
 
 @dataclass(frozen=True)
 class _Run:
@@ -41,6 +47,45 @@ class _Run:
     group: str | None
     identities: scriptrun.Identities   # of the configuration the event came under
     what: str                     # for logs, e.g. "notify_master of INSTANCE VI_1"
+
+
+class _Slots:
+    """A semaphore whose size can change while runs wait (a reload), handing
+    slots to waiters in the order they asked."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()        # handed a slot, but cancelled before using it
+            raise
+
+    def release(self) -> None:
+        self.used -= 1
+        self._wake()
+
+    def resize(self, limit: int) -> None:
+        # Shrinking takes effect as runs end: running scripts are not killed.
+        self.limit = limit
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.used < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():     # a cancelled waiter is skipped, never handed a slot
+                self.used += 1
+                waiter.set_result(None)
 
 
 class _Fifo:
@@ -118,10 +163,13 @@ class Notifier:
     fifo_script: the notify_fifo_script for a single FIFO; fifo_scripts maps
         each FIFO path to its own script (keepalived has one per FIFO).  Each
         is started once with its FIFO path appended and runs until close.
-    concurrency: most script processes running at once, over all instances.
+    concurrency: most script processes running at once, over all instances
+        (keepalived has no bound).
     timeout: seconds a notify script may run before its process group is
-        killed; needed because a hung script would hold up its instance's
-        later events (keepalived puts no limit on notify scripts).
+        killed; None (the default) never kills one, as keepalived.  A hung
+        script then holds up its instance's later events, never the others'.
+    warn_after: seconds after which a script still running is logged, once
+        per run, with its pid (None: never).
     secure: predicate from scriptsec.SecurityReport.allows; a script it
         rejects is never run (logged once per script path).
     backlog: most pending events per instance or group; older ones are
@@ -133,20 +181,24 @@ class Notifier:
     (could not start), dropped (never started: backlog overflow or close),
     refused (script security), killed (still running at close).
     `fifo_dropped` counts FIFO lines that were not written (pipe full).
+    `running` and `queued` count script runs holding a slot and runs waiting
+    for one or behind an earlier event of their instance.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  fifo_paths: Sequence[str] = (), fifo_script: Script | None = None,
                  fifo_scripts: dict[str, Script] | None = None,
-                 concurrency: int = 16, timeout: float = 10.0,
+                 concurrency: int = CONCURRENCY, timeout: float | None = None,
+                 warn_after: float | None = WARN_AFTER,
                  secure: Callable[[Script], bool] | None = None,
                  backlog: int = 32,
                  script_user: str | None = None, script_group: str | None = None):
         self._timeout = timeout
+        self._warn_after = warn_after
         self._secure = secure
         self._backlog = max(1, backlog)
         self._identities = scriptrun.Identities(script_user, script_group)
-        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._slots = _Slots(max(1, concurrency))
         self._queues: dict[tuple[str, str], collections.deque[list[_Run]]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._overflowing: set[tuple[str, str]] = set()
@@ -154,6 +206,8 @@ class Notifier:
         self._closed = False
         self.runs: collections.Counter[str] = collections.Counter()
         self.fifo_dropped = 0
+        self.running = 0
+        self.queued = 0
 
         scripts = dict(fifo_scripts or {})
         if fifo_script is not None:
@@ -179,6 +233,12 @@ class Notifier:
         is looked up again, once, for the events from now on."""
         self._identities = scriptrun.Identities(script_user, script_group)
         self._refused.clear()
+
+    def set_limits(self, concurrency: int, timeout: float | None) -> None:
+        """The bound and timeout after a reload; scripts already running keep
+        the timeout they started with."""
+        self._slots.resize(max(1, concurrency))
+        self._timeout = timeout
 
     # -- events ---------------------------------------------------------------
 
@@ -270,12 +330,14 @@ class Notifier:
             return
         queue = self._queues.setdefault(key, collections.deque())
         queue.append(event)
+        self.queued += len(event)
         # An instance flapping faster than its scripts finish would grow its
         # queue without bound; the oldest pending events are the least
         # relevant to the current state, so they go first, counted.
         while len(queue) > self._backlog:
             dropped = queue.popleft()
             self.runs["dropped"] += len(dropped)
+            self.queued -= len(dropped)
             if key not in self._overflowing:
                 self._overflowing.add(key)
                 log.warning("%s %s: notify backlog over %d events, dropping the oldest",
@@ -300,9 +362,23 @@ class Notifier:
 
     async def _run(self, run: _Run) -> None:
         try:
-            async with self._slots:
-                identity = await run.identities.get(run.user, run.group)
-                outcome = await scriptrun.run(run.argv, self._timeout, identity=identity)
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self.queued -= 1
+            self.runs["dropped"] += 1     # by close() before it started
+            raise
+        self.queued -= 1
+        self.running += 1
+        timeout = self._timeout
+        warning: list[asyncio.TimerHandle] = []
+
+        def started(pid: int) -> None:
+            if self._warn_after is not None and (timeout is None or timeout > self._warn_after):
+                warning.append(asyncio.get_running_loop().call_later(
+                    self._warn_after, self._still_running, run, pid, timeout))
+        try:
+            identity = await run.identities.get(run.user, run.group)
+            outcome = await scriptrun.run(run.argv, timeout, identity=identity, started=started)
         except asyncio.CancelledError:
             self.runs["killed"] += 1      # by close(); scriptrun killed its group
             raise
@@ -310,17 +386,29 @@ class Notifier:
             log.exception("%s: running %s", run.what, run.argv[0])
             self.runs["error"] += 1
             return
+        finally:
+            for handle in warning:
+                handle.cancel()
+            self.running -= 1
+            self._slots.release()
         if outcome.error is not None:
             self.runs["error"] += 1
             log.error("%s: %s", run.what, outcome.describe())
         elif outcome.timed_out:
             self.runs["timed_out"] += 1
-            log.warning("%s: %s timed out after %gs; killed", run.what, run.argv[0], self._timeout)
+            log.warning("%s: %s timed out after %gs; killed", run.what, run.argv[0], timeout)
         elif not outcome.ok:
             self.runs["failed"] += 1
             log.warning("%s: %s failed: %s", run.what, run.argv[0], outcome.describe())
         else:
             self.runs["ok"] += 1
+
+    def _still_running(self, run: _Run, pid: int, timeout: float | None) -> None:
+        # Said once: a script that never ends is one line, not one a minute.
+        log.warning("%s: %s (pid %d) still running after %gs; %s", run.what,
+                    shlex.join(run.argv), pid, self._warn_after,
+                    "no timeout is set, so it is not killed (its instance's later notifies wait)"
+                    if timeout is None else f"it is killed at {timeout:g}s")
 
     # -- shutdown -------------------------------------------------------------
 
@@ -337,6 +425,7 @@ class Notifier:
                             len(pending), timeout)
                 left = sum(len(run) for q in self._queues.values() for run in q)
                 self.runs["dropped"] += left
+                self.queued -= left
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
