@@ -274,6 +274,39 @@ def test_shrinking_the_bound_waits_for_running_scripts_then_holds(monkeypatch):
     assert max(fake.at_start[6:]) == 2
 
 
+def test_scripts_start_one_per_loop_turn_so_forks_do_not_add_up_to_one_stall(monkeypatch):
+    fake = FakeRuns()
+    turns = []
+    turn = [0]
+
+    def tick():
+        turn[0] += 1
+        asyncio.get_running_loop().call_soon(tick)
+
+    async def recording(argv, timeout, **kw):
+        turns.append(turn[0])
+        return await fake(argv, timeout, **kw)
+    monkeypatch.setattr(notify.scriptrun, "run", recording)
+
+    async def scenario():
+        tick()
+        n = Notifier(concurrency=50)
+        fake.gate.clear()
+        for inst in range(50):
+            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
+        for _ in range(500):
+            if fake.running == 50:
+                break
+            await asyncio.sleep(0.001)
+        fake.gate.set()
+        await n.close(5)
+        return n.runs
+
+    assert asyncio.run(scenario()) == {"ok": 50}
+    assert fake.most == 50                      # all 50 ran at once: the bound allowed it
+    assert len(set(turns)) == 50                # but no two started in the same loop turn
+
+
 def scrape_gauge(metrics) -> dict[str, float]:
     body = b"".join(metrics.app({"PATH_INFO": "/metrics"}, lambda status, headers: None))
     return {s.labels["state"]: s.value
