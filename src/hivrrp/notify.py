@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import logging
 import os
 import shlex
@@ -35,6 +36,12 @@ STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
 # A notify_fifo_script reading the FIFO gets EOF once we close our end; give
 # it this long to exit by itself before it is killed.
 _FIFO_SCRIPT_GRACE = 1.0
+
+# A pipe holds 64 KiB by default: about 2,200 lines, fewer than the lines of a
+# mass failover, which come in one burst (bench/notify_throughput.py lost some
+# of 4,000 with a reader on the other core). 1 MiB (Linux's default
+# pipe-max-size) holds about 35,000.
+FIFO_BUFFER = 1 << 20
 
 CONCURRENCY = NOTIFY_SCRIPT_CONCURRENCY   # default bound on processes at once, daemon-wide
 WARN_AFTER = 30.0     # a script still running this long is logged (once)
@@ -118,6 +125,11 @@ class _Fifo:
             log.error("cannot open notify fifo %s: %s", self.path, exc.strerror)
             self._unlink()
             return False
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, FIFO_BUFFER)
+        except OSError as exc:    # a lowered pipe-max-size, or the user's pipe quota
+            log.info("notify fifo %s keeps the kernel's buffer (%s); a burst of lines may "
+                     "overflow it", self.path, exc.strerror)
         return True
 
     def write(self, data: bytes) -> bool:

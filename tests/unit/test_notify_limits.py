@@ -4,6 +4,7 @@ for a long run, a configurable bound and timeout, the running/queued gauge."""
 import asyncio
 import collections
 import logging
+import os
 import selectors
 import time
 
@@ -367,3 +368,29 @@ def test_the_gauge_drops_to_zero_when_close_gives_up(tmp_path, monkeypatch):
     assert after == (0, 0)
     assert runs == {"dropped": 12 + 6, "killed": 2}
 
+
+# --- the FIFO ---------------------------------------------------------------------------
+
+
+def test_a_mass_failover_fits_in_the_fifo_with_no_reader_yet(tmp_path):
+    fifo = tmp_path / "fifo"
+
+    async def scenario():
+        n = Notifier(fifo_paths=[str(fifo)])
+        for i in range(10000):          # 10,000 instances' lines, 30-32 bytes each
+            n.instance(f"VI_{i}", "MASTER", 100, {})
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            data = b""
+            while chunk := os.read(reader, 1 << 16):
+                data += chunk
+                if data.count(b"\n") == 10000:
+                    break
+        finally:
+            os.close(reader)
+        await n.close(1)
+        return data.decode().splitlines(), n.fifo_dropped
+
+    lines, dropped = asyncio.run(scenario())
+    assert dropped == 0
+    assert lines[0] == 'INSTANCE "VI_0" MASTER 100' and lines[-1] == 'INSTANCE "VI_9999" MASTER 100'
