@@ -213,7 +213,15 @@ class Notifier:
         self._slots = _Slots(max(1, concurrency))
         self._spawning = asyncio.Lock()
         self._queues: dict[tuple[str, str], collections.deque[list[_Run]]] = {}
-        self._workers: dict[tuple[str, str], asyncio.Task] = {}
+        # Instances with an event running (one at a time each: their order),
+        # and those with events waiting for their turn, oldest first.
+        self._active: dict[tuple[str, str], asyncio.Task] = {}
+        self._ready: collections.deque[tuple[str, str]] = collections.deque()
+        self._waiting: set[tuple[str, str]] = set()
+        self._admitting = False
+        self._aborted = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._overflowing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
         self._closed = False
@@ -252,6 +260,7 @@ class Notifier:
         the timeout they started with."""
         self._slots.resize(max(1, concurrency))
         self._timeout = timeout
+        self._admit_soon()
 
     # -- events ---------------------------------------------------------------
 
@@ -355,23 +364,47 @@ class Notifier:
                 self._overflowing.add(key)
                 log.warning("%s %s: notify backlog over %d events, dropping the oldest",
                             key[0], key[1], self._backlog)
-        if key not in self._workers:
-            self._workers[key] = spawn(self._drain(key), f"notify {key[0]} {key[1]}")
+        if key not in self._active and key not in self._waiting:
+            self._ready.append(key)
+            self._waiting.add(key)
+            self._idle.clear()
+            self._admit_soon()
 
-    async def _drain(self, key: tuple[str, str]) -> None:
-        queue = self._queues[key]
+    def _admit_soon(self) -> None:
+        # Once per loop turn, after the turn's events are queued (a burst of
+        # them is trimmed to the backlog before any starts).
+        if not self._admitting:
+            self._admitting = True
+            asyncio.get_running_loop().call_soon(self._admit)
+
+    def _admit(self) -> None:
+        """Start the next instances' events, as many as the bound: tasks exist
+        only for those, not for each of the 4,000 instances of a failover,
+        whose first steps in one turn held the loop for tens of ms."""
+        self._admitting = False
+        while self._ready and len(self._active) < self._slots.limit and not self._aborted:
+            key = self._ready.popleft()
+            self._waiting.discard(key)
+            event = self._queues[key].popleft()
+            self._active[key] = spawn(self._run_event(key, event), f"notify {key[0]} {key[1]}")
+
+    async def _run_event(self, key: tuple[str, str], event: list[_Run]) -> None:
         try:
-            # Ends when the queue is empty; each turn takes one event, and the
-            # queue holds at most `backlog` of them.
-            while queue:
-                event = queue.popleft()
-                # An event's scripts start together, as keepalived forks them.
-                await asyncio.gather(*(self._run(run) for run in event))
+            # An event's scripts start together, as keepalived forks them.
+            await asyncio.gather(*(self._run(run) for run in event))
         finally:
-            self._workers.pop(key, None)
-            self._overflowing.discard(key)
-            if not queue:
+            del self._active[key]
+            if self._queues.get(key):
+                # Its next event queues behind the other instances' waiting ones.
+                self._ready.append(key)
+                self._waiting.add(key)
+            else:
                 self._queues.pop(key, None)
+                self._overflowing.discard(key)
+            if self._active or self._ready:
+                self._admit_soon()
+            else:
+                self._idle.set()
 
     async def _run(self, run: _Run) -> None:
         try:
@@ -436,19 +469,22 @@ class Notifier:
         (the STOP notifications among them), kill what is left, close the
         FIFOs and stop the FIFO scripts."""
         self._closed = True
-        workers = list(self._workers.values())
-        if workers:
-            _, pending = await asyncio.wait(workers, timeout=timeout)
-            if pending:
-                log.warning("%d notify queues still busy after %gs; killing their scripts",
-                            len(pending), timeout)
-                left = sum(len(run) for q in self._queues.values() for run in q)
-                self.runs["dropped"] += left
-                self.queued -= left
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("%d notify queues still busy after %gs; killing their scripts",
+                        len(self._active) + len(self._ready), timeout)
+            self._aborted = True
+            left = sum(len(run) for q in self._queues.values() for run in q)
+            self.runs["dropped"] += left
+            self.queued -= left
+            active = list(self._active.values())
+            for task in active:
+                task.cancel()
+            await asyncio.gather(*active, return_exceptions=True)
         self._queues.clear()
+        self._ready.clear()
+        self._waiting.clear()
         for fifo in self._fifos:
             fifo.close()
         self._fifos.clear()

@@ -308,6 +308,32 @@ def test_scripts_start_one_per_loop_turn_so_forks_do_not_add_up_to_one_stall(mon
     assert len(set(turns)) == 50                # but no two started in the same loop turn
 
 
+def test_a_mass_failover_makes_tasks_for_the_bound_not_for_every_instance(monkeypatch):
+    fake = FakeRuns()
+    monkeypatch.setattr(notify.scriptrun, "run", fake)
+
+    async def scenario():
+        n = Notifier(concurrency=8)
+        fake.gate.clear()
+        before = len(asyncio.all_tasks())
+        for inst in range(2000):
+            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
+        for _ in range(500):
+            if fake.running == 8:
+                break
+            await asyncio.sleep(0.001)
+        tasks = len(asyncio.all_tasks()) - before
+        counts = (n.running, n.queued)
+        fake.gate.set()
+        await n.close(30)
+        return tasks, counts, n.runs
+
+    tasks, counts, runs = asyncio.run(scenario())
+    assert counts == (8, 1992)
+    assert tasks <= 8 * 2          # each running event: its own task and its script's
+    assert runs == {"ok": 2000}
+
+
 def scrape_gauge(metrics) -> dict[str, float]:
     body = b"".join(metrics.app({"PATH_INFO": "/metrics"}, lambda status, headers: None))
     return {s.labels["state"]: s.value
