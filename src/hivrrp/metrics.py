@@ -196,6 +196,13 @@ class DaemonCollector:
         for result in sorted(set(NOTIFY_RESULTS) | set(counted)):
             runs.add_metric([result], counted.get(result, 0))
         yield runs
+        notifier = d.notifications.notifier
+        scripts = GaugeMetricFamily("hivrrp_notify_scripts",
+                                    "Notify scripts running, and queued for a slot or behind "
+                                    "their instance's earlier events.", labels=["state"])
+        scripts.add_metric(["running"], notifier.running)
+        scripts.add_metric(["queued"], notifier.queued)
+        yield scripts
         vips = CounterMetricFamily("hivrrp_vip_changes", "VIPs added and removed.",
                                    labels=["action"])
         for action in ("add", "remove"):

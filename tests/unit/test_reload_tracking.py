@@ -3,6 +3,7 @@ reports while trackers reconfigure, FAULT not notified again by a reload,
 nothing started after release, script_user changed by a reload."""
 
 import asyncio
+import pwd
 
 from helpers.conf import load_text
 from helpers.fakedaemon import reload, settle, started
@@ -165,8 +166,8 @@ def user_conf(user, cmd):
 def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
     ran = []
 
-    async def fake_run(argv, timeout, *, user=None, group=None, env=None):
-        ran.append((argv[0], user))
+    async def fake_run(argv, timeout, *, identity=None, env=None, started=None):
+        ran.append((argv[0], identity.uid if identity else None))
         return scriptrun.Outcome(ok=True, returncode=0)
 
     monkeypatch.setattr(notify.scriptrun, "run", fake_run)
@@ -181,7 +182,7 @@ def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
         n.event("VI_1", "BACKUP", "MASTER", "master_down", 100)
         await n.notifier.close(1)
         # Allowed because it runs as nobody now; it must then run as nobody.
-        assert ran == [(cmd, "nobody")], ran
+        assert ran == [(cmd, pwd.getpwnam("nobody").pw_uid)], ran
     asyncio.run(scenario())
 
 
