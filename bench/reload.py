@@ -30,10 +30,14 @@ STEADY = re.compile(r"longest loop stall in as long after the reload: ([0-9.]+) 
 RELOADED = re.compile(r"reloaded: (\d+) instances? kept, (\d+) started, (\d+) removed, "
                       r"(\d+) VIP changes?")
 TRANSITION = re.compile(r"\) (INIT|BACKUP|MASTER|FAULT) -> (BACKUP|MASTER|FAULT|INIT) ")
+# More than 32 at once are one line per kind: "4000 instances BACKUP -> MASTER (...)".
+MASS_TRANSITION = re.compile(r"(\d+) instances? (INIT|BACKUP|MASTER|FAULT) -> "
+                             r"(BACKUP|MASTER|FAULT|INIT) ")
 
 
 def transitions(log: str) -> int:
-    return len(TRANSITION.findall(log))
+    return (len(TRANSITION.findall(log))
+            + sum(int(count) for count, _, _ in MASS_TRANSITION.findall(log)))
 
 
 NOTIFY_KEYWORDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop",

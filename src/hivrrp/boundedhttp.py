@@ -124,7 +124,8 @@ class BoundedWSGIServer(WSGIServer):
                         self._accept(selector)
                     elif key.fileobj is self._waker:
                         self._waker.recv(64)
-                    else:
+                    # An accept earlier in this round may have evicted it (a crowd).
+                    elif key.fileobj in self.waiting:
                         selector.unregister(key.fileobj)
                         self._arrived(key.fileobj, key.data)
                 self._expire(selector)

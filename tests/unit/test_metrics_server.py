@@ -203,3 +203,23 @@ def test_refusals_are_logged_once_then_summarised(caplog):
         "metrics: closed 30 more connections early in the last 60 s (busy 20, idle 10), "
         "the last from 192.0.2.29",
         "metrics: closed a connection from 192.0.2.7: sent no request"]
+
+
+def test_a_crowd_sending_requests_never_kills_the_server(endpoint):
+    """An accept that evicted the oldest waiting connection for a newcomer, in
+    the same select() round as that connection's own request, unregistered it
+    twice: the server's only thread died and the endpoint hung for good."""
+    metrics, port, connect = endpoint
+    for round_ in range(3):
+        crowd = []
+        for k in range(LIMITS.max_waiting + 40):
+            sock = connect()
+            # Some send a partial request, so they wait with data ready to read.
+            if k % 2:
+                sock.sendall(b"GET /met")
+            crowd.append(sock)
+        assert wait(lambda: metrics.thread.is_alive() is False or scrape(port)[0] == 200, 5)
+        assert metrics.thread.is_alive(), f"round {round_}: the server thread died"
+        for sock in crowd:
+            sock.close()
+    assert scrape(port)[0] == 200
