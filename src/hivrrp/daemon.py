@@ -355,7 +355,10 @@ class Daemon:
         if self.trimmer is not None:
             self.trimmer.close()
         if self.droplog is not None:
-            self.droplog.close()
+            try:
+                self.droplog.close(self.plan)
+            except Exception:
+                log.exception("the last drop log lines failed")
         # The masters are released first, whatever a reload in flight is doing
         # (halted: it can no longer swap plans); it is waited for only before
         # netlink closes under it.

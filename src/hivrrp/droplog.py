@@ -165,10 +165,16 @@ class DropLog:
         self.loop = loop
         self.handle = loop.call_later(POLL_PERIOD, self.poll)
 
-    def close(self) -> None:
+    def close(self, plan=None) -> None:
+        """Stop polling; with the running `plan`, log what its engine still
+        holds and every pending summary first: the last drops before a
+        SIGTERM would be lost otherwise."""
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        if plan is not None:
+            self.take(plan, everything=True)
+            self.summarise(everything=True)
 
     def poll(self) -> None:
         self.handle = self.loop.call_later(POLL_PERIOD, self.poll)
@@ -204,11 +210,12 @@ class DropLog:
                         "(the counters count them all)", plural(unrecorded, "dropped advert"))
         self.report_overflow(now)
 
-    def summarise(self) -> None:
-        """Summaries of the kinds whose period is over (every TICK_POLLS polls)."""
+    def summarise(self, everything: bool = False) -> None:
+        """Summaries of the kinds whose period is over (every TICK_POLLS polls;
+        all of them with `everything`)."""
         now = self.clock()
         by_drop: dict[Drop, Summary] = {}
-        for summary in self.limiter.due(now):
+        for summary in self.limiter.due(now, everything):
             if summary.key == UNRECORDED:
                 log.warning("%s not itemised in the log in the last %.0f s",
                             plural(summary.repeats, "more dropped advert"), summary.seconds)

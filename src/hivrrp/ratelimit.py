@@ -58,12 +58,13 @@ class RateLimiter:
         """Whether `key` is followed: a note() of it would not be logged."""
         return key in self.entries
 
-    def due(self, now: float) -> list[Summary]:
-        """Summaries of the keys whose window is over and that recurred in it
-        (each opens a new window); the keys that did not are forgotten."""
+    def due(self, now: float, everything: bool = False) -> list[Summary]:
+        """Summaries of the keys whose window is over (every key's, with
+        `everything`: the last word at exit) and that recurred in it (each
+        opens a new window); the keys that did not are forgotten."""
         out = []
         for key, entry in list(self.entries.items()):
-            if now - entry.since < self.period:
+            if now - entry.since < self.period and not everything:
                 continue
             if entry.repeats:
                 out.append(Summary(key, entry.repeats, entry.item, now - entry.since))

@@ -233,3 +233,20 @@ def test_a_reload_logs_the_retired_engines_drops_under_their_names(tmp_path, mon
         await d.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_the_drops_of_the_last_moments_are_logged_at_close(logged):
+    """A new kind just before SIGTERM, and repeats not summarised yet, were
+    lost with the timer."""
+    plan, clock = plan_of(), Clock()
+    drops = droplog(plan, clock)
+    feed(plan, v2(auth=b"4321"))
+    drops.take(plan)
+    logged()
+    clock.now += 3
+    feed(plan, v2(auth=b"4321"), v2(auth=b"4321"), v2(ttl=64))     # after the last poll
+    drops.close(plan)
+    assert logged() == [
+        ("WARNING", "(VI_1) invalid TTL/HL from 192.0.2.20. Received 64 and expect 255"),
+        ("WARNING", "(VI_1) received an invalid passwd from 192.0.2.20! "
+                    "(2 more in the last 3 s)")]
