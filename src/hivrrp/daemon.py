@@ -24,7 +24,7 @@ from hivrrp.lifecycle import pid_file as pid_file_kept
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
-from hivrrp.notifications import Notifications
+from hivrrp.notifications import Notifications, security_off_loop
 from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import SyncGroups, carry_out
@@ -102,8 +102,10 @@ class Daemon:
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None
                                and not self.garp.announcer.queue)
-        self.notifications = Notifications(loop, self.config)
-        self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows)
+        self.notifications = Notifications(loop, self.config,
+                                           await security_off_loop(self.config))
+        self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows,
+                                   self.notifications.run_as)
         self.links.on_links = self.on_links
         self.sync = SyncGroups({})
         self.running = False    # instances started and not stopping: trackers may start held ones
@@ -236,8 +238,11 @@ class Daemon:
     async def apply_config(self, config: Config) -> None:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
-        self.lifecycle.check()
         old = self.plan
+        # A rebuild keeps the verdicts of its load, as keepalived checks at load.
+        security = (self.notifications.security if config is old.config
+                    else await security_off_loop(config))
+        self.lifecycle.check()
         built_on = dict(self.links.table.links)
         new, kept = await build_off_loop(config, built_on, addresses,
                                          now_us(self.loop), old)
@@ -254,7 +259,7 @@ class Daemon:
         # now has that name.
         self.dispatch(actions)
         self.notifications.removed(old, kept, old_states)
-        self.notifications.configure(config)
+        self.notifications.configure(config, security)
         # A kept FAULT instance restarts from INIT into FAULT again: not news.
         self.notifications.carried_faults = {
             name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}
