@@ -224,7 +224,9 @@ def test_check_summarises_trackers_per_instance(tmp_path):
     path = write(tmp_path, "k.conf", TRACKED)
     result = hivrrp("check", "-f", str(path))
     assert result.returncode == 0, result.stderr
-    assert "4 trackers (scripts 2, processes 1, files 1)" in result.stdout.splitlines()[2]
+    # Interfaces count as trackers too (eth1 and eth3 of instances, eth2 of the group).
+    assert ("7 trackers (scripts 2, processes 1, files 1, interfaces 3)"
+            in result.stdout.splitlines()[2])
     assert tracker_lines(result.stdout) == [
         # Clamped to 1..254: the file alone can add -253..253.
         ("  VI_1 (priority 244): process nginx weight -10, file health weight -1, "
