@@ -43,6 +43,8 @@ async def read_config(path: str, config_id: str | None) -> Config | None:
     result = await asyncio.to_thread(load_isolated, path, config_id=config_id)
     for line in condense(result.warnings):
         log.warning("%s", line)
+    for diagnostic in result.infos:
+        log.info("%s", diagnostic)
     if result.ok:
         return result.config
     for diagnostic in result.errors:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hivrrp.config.diagnostics import Diagnostic, Diagnostics
 from hivrrp.config.model import Config, compact
@@ -15,6 +15,7 @@ class LoadResult:
     config: Config
     errors: list[Diagnostic]
     warnings: list[Diagnostic]
+    infos: list[Diagnostic] = field(default_factory=list)   # accepted, no effect on VRRP
 
     @property
     def ok(self) -> bool:
@@ -53,4 +54,4 @@ def _load(path: str, config_id: str | None, check_host: bool) -> LoadResult:
     config = Builder(diag).build(tree)
     validate(config, diag, check_host=check_host)
     compact(config)
-    return LoadResult(config, diag.errors, diag.warnings)
+    return LoadResult(config, diag.errors, diag.warnings, diag.infos)

@@ -42,7 +42,7 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "info" (accepted, no effect on VRRP)
     where: Where
     message: str
     key: str | None = None  # the keyword, for warnings that repeat once per occurrence
@@ -70,6 +70,9 @@ class Diagnostics:
     def warning(self, where: Where, message: str, key: str | None = None) -> None:
         self.items.append(Diagnostic("warning", where, message, key))
 
+    def info(self, where: Where, message: str) -> None:
+        self.items.append(Diagnostic("info", where, message))
+
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity == "error"]
@@ -77,6 +80,32 @@ class Diagnostics:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity == "warning"]
+
+    @property
+    def infos(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "info"]
+
+
+class NoEffect:
+    """Keywords that change nothing VRRP does (keepalived's e-mail alerts and
+    the router_id that names the sender), gathered into one info line.
+
+    The article's own global_defs has five of them: five warnings on every
+    start and reload teach operators to skip warnings. The line stands where
+    the first one is written and names them all, in order.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Where] = {}
+
+    def add(self, keyword: str, where: Where) -> None:
+        self.seen.setdefault(keyword, where)
+
+    def report(self, diag: Diagnostics) -> None:
+        if self.seen:
+            first = min(self.seen.values(), key=lambda w: (w.file, w.line))
+            diag.info(first, f"{', '.join(self.seen)}: no effect on VRRP; hivrrp sends no "
+                             "e-mail alerts, so these are accepted and ignored")
 
 
 REPEATS_SHOWN = 5
