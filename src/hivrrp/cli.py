@@ -53,7 +53,7 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.summary import summary, tracking_report
 
-    result = load(config_file, config_id=config_id)
+    result = load(config_file, config_id=config_id, check_scripts=True)
     if as_json:
         # "tracking": the instance's trackers with its sync group's, and the
         # priorities they can produce (null when it tracks nothing).

@@ -1,6 +1,7 @@
 """`hivrrp check` (and keepalived's spelling `hivrrp -t -f FILE`)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,25 @@ def test_the_article_configs_are_all_there():
                                          "notify"}
 
 
+# The article's scripts, which this host does not have: keepalived -t fails track-script.conf
+# for it (exit 5, "Disabling track script keepalived_check since not found/accessible"), and
+# hivrrp check fails both (the daemon would never run them).
+ARTICLE_SCRIPTS = {
+    "notify": (16, "notify: /usr/local/bin/keepalived_notify.sh not found; it would never run"),
+    "track-script": (3, "vrrp_script keepalived_check: /usr/local/bin/keepalived_check.sh not "
+                        "found; it would be disabled and the instances tracking it would "
+                        "ignore it"),
+}
+
+
 @pytest.mark.parametrize("path", ARTICLE, ids=lambda p: p.stem)
 def test_article_configs_load_as_written(path):
     code, report = check_json(path)
-    assert code == 0 and report["errors"] == []
+    script = ARTICLE_SCRIPTS.get(path.stem)
+    if script is not None and not os.path.exists(script[1].split(" not found")[0].split()[-1]):
+        assert code == 1 and [(e["line"], e["message"]) for e in report["errors"]] == [script]
+    else:
+        assert code == 0 and report["errors"] == []
     [instance] = report["instances"]
     assert (instance["name"], instance["vrid"], instance["family"], instance["version"]) == (
         "VI_1", 51, "ipv4", 2)
@@ -155,7 +171,7 @@ TRACKED = """\
         }
     }
     vrrp_instance VI_1 {
-        interface lo
+        interface eth0
         virtual_router_id 1
         priority 244
         virtual_ipaddress {
@@ -175,7 +191,7 @@ TRACKED = """\
         }
     }
     vrrp_instance VI_2 {
-        interface lo
+        interface eth0
         virtual_router_id 2
         virtual_ipaddress {
             192.0.2.2
@@ -188,14 +204,14 @@ TRACKED = """\
         }
     }
     vrrp_instance VI_3 {
-        interface lo
+        interface eth0
         virtual_router_id 3
         virtual_ipaddress {
             192.0.2.3
         }
     }
     vrrp_instance VI_4 {
-        interface lo
+        interface eth0
         virtual_router_id 4
         priority 150
         virtual_ipaddress {
@@ -203,7 +219,7 @@ TRACKED = """\
         }
     }
     vrrp_instance VI_5 {
-        interface lo
+        interface eth0
         virtual_router_id 5
         priority 150
         virtual_ipaddress {
@@ -294,7 +310,7 @@ def test_check_owner_trackers_cannot_change_its_priority(tmp_path):
         }
         vrrp_instance VI_1 {
             state MASTER
-            interface lo
+            interface eth0
             virtual_router_id 1
             virtual_ipaddress {
                 192.0.2.1
@@ -329,7 +345,7 @@ def test_check_groups_thousands_of_instances_with_the_same_trackers(tmp_path):
         }
         $VI= \\
         vrrp_instance vlan${IF}_vrid${ID} { \\
-            interface lo \\
+            interface eth0 \\
             virtual_router_id ${ID} \\
             @lb1 priority 100 \\
             @^lb1 priority 90 \\
@@ -343,7 +359,7 @@ def test_check_groups_thousands_of_instances_with_the_same_trackers(tmp_path):
         }
         ~SEQ(IF, 1, 16) ~SEQ(ID, 1, 250) $VI
         vrrp_instance untracked {
-            interface lo
+            interface eth0
             virtual_router_id 251
             virtual_ipaddress {
                 192.0.2.1
@@ -374,7 +390,7 @@ def test_check_caps_the_tracker_lines_and_says_how_many_are_left(tmp_path):
         }
         $VI= \\
         vrrp_instance vi_${N} { \\
-            interface lo \\
+            interface eth0 \\
             virtual_router_id ${N} \\
             priority ${N} \\
             virtual_ipaddress { \\
@@ -397,3 +413,30 @@ def test_check_caps_the_tracker_lines_and_says_how_many_are_left(tmp_path):
     _, report = check_json(path)
     assert [i["tracking"]["priority_range"] for i in report["instances"]] == [
         [n, n + 10] for n in range(1, 31)]
+
+
+def test_check_condenses_a_missing_script_repeated_by_thousands_of_instances(tmp_path):
+    # One macro line, 300 instances: 300 errors counted, REPEATS_SHOWN printed, then one line.
+    path = write(tmp_path, "k.conf", """\
+        $VI= \\
+        vrrp_instance vi_${N} { \\
+            interface eth0 \\
+            virtual_router_id ${N} \\
+            virtual_ipaddress { \\
+                10.0.${N}.1 \\
+            } \\
+            notify_master "/nonexistent/hivrrp-notify.sh ${N}" \\
+        }
+        ~SEQ(N, 1, 250) $VI
+        """)
+    result = hivrrp("check", "-f", str(path))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    message = "notify_master: /nonexistent/hivrrp-notify.sh not found; it would never run"
+    # Line 8 of the macro, each with its expansion ("N=1; $VI expanded at k.conf:10").
+    assert [e.split(" (N=")[0] for e in errors[:5]] == [f"{path}:8: error: {message}"] * 5
+    assert errors[5:] == [f"{path}:8: error: ... and 245 more notify_master errors like these "
+                          "(hivrrp check --json lists every one)"]
+    assert "FAILED: 250 errors" in result.stdout
+    _, report = check_json(path)
+    assert len(report["errors"]) == 250

@@ -118,7 +118,9 @@ class Builder:
         user = node.args[1] if len(node.args) > 1 else None
         group = node.args[2].lstrip(":") if len(node.args) > 2 else None
         self.no_more(node, 3)
-        return Script(command, argv, user, group)
+        script = Script(command, argv, user, group)
+        self.diag.written(id(script), node.where, node.keyword)
+        return script
 
     def block(self, node: Node) -> list[Node]:
         if node.children is None:

@@ -63,9 +63,16 @@ class Diagnostic:
 @dataclass
 class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
+    # Where a setting the model keeps no position for was written, for checks
+    # made after the build (validate.scripts): a Script by its id(), a
+    # global_defs keyword by its name. (where, keyword as written)
+    places: dict[object, tuple[Where, str]] = field(default_factory=dict)
 
-    def error(self, where: Where, message: str) -> None:
-        self.items.append(Diagnostic("error", where, message))
+    def written(self, key: object, where: Where, keyword: str) -> None:
+        self.places[key] = (where, keyword)
+
+    def error(self, where: Where, message: str, key: str | None = None) -> None:
+        self.items.append(Diagnostic("error", where, message, key))
 
     def warning(self, where: Where, message: str, key: str | None = None) -> None:
         self.items.append(Diagnostic("warning", where, message, key))
@@ -112,7 +119,7 @@ REPEATS_SHOWN = 5
 
 
 def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[str]:
-    """The lines to print: all of them, but a keyed warning only `shown` times.
+    """The lines to print: all of them, but a keyed one only `shown` times.
 
     A generated config can track a script in each of 4,000 instances; 4,000
     identical lines would bury everything else. The rest become one line at
@@ -121,6 +128,7 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
     seen: dict[str, int] = {}
     lines: list[str] = []
     summary_at: dict[str, int] = {}
+    severity: dict[str, str] = {}
     for diagnostic in diagnostics:
         key = diagnostic.key
         if key is None:
@@ -131,9 +139,10 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
             lines.append(str(diagnostic))
         elif key not in summary_at:
             summary_at[key] = len(lines)
+            severity[key] = diagnostic.severity
             lines.append(f"{diagnostic.where}: {diagnostic.severity}: ")
     for key, index in summary_at.items():
         more = seen[key] - shown
-        lines[index] += (f"... and {more} more {key} warning{'s' if more > 1 else ''} like "
-                         "these (hivrrp check --json lists every one)")
+        lines[index] += (f"... and {more} more {key} {severity[key]}{'s' if more > 1 else ''} "
+                         "like these (hivrrp check --json lists every one)")
     return lines
