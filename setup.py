@@ -5,7 +5,7 @@ from setuptools import Extension, setup
 
 EXTENSIONS = [
     Extension(f"hivrrp.{name}", [f"ext/hivrrp/{name}.pyx"], extra_compile_args=["-O2"])
-    for name in ("_wire", "_wheel", "_engine", "_simnet", "_io")
+    for name in ("_wire", "_wheel", "_engine", "_simnet", "_io", "_snapshot")
 ]
 
 setup(

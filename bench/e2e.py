@@ -52,6 +52,7 @@ from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
 
 from hivrrp.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
 from hivrrp.lab.topology import in_netns  # noqa: E402
+from hivrrp.text import plural  # noqa: E402
 
 SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP, VIP adds) over
 PING_INTERVAL = 0.01
@@ -294,7 +295,8 @@ def measure_all(sizes: list[int], modes: list[tuple[int, float]],
         workdir = Path(tempfile.mkdtemp(prefix="hivrrp-e2e-"))
         lab = Run(n, workdir)
         try:
-            progress(f"N={n}: building the topology ({-(-n // 250)} segments)")
+            progress(f"N={n}: building the topology ({plural(-(-n // 250), 'segment')}) in "
+                     f"namespaces {lab.topology.prefix}-*")
             lab.build()
             for _, version, interval in (r for r in runs if r[0] == n):
                 for daemon in daemons:

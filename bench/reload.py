@@ -27,13 +27,34 @@ from hivrrp.lab import Lab
 
 STALL = re.compile(r"longest loop stall during the reload: ([0-9.]+) ms")
 STEADY = re.compile(r"longest loop stall in as long after the reload: ([0-9.]+) ms")
-RELOADED = re.compile(r"reloaded: (\d+) instances kept, (\d+) started, (\d+) removed, "
-                      r"(\d+) VIP changes")
+RELOADED = re.compile(r"reloaded: (\d+) instances? kept, (\d+) started, (\d+) removed, "
+                      r"(\d+) VIP changes?")
 TRANSITION = re.compile(r"\) (INIT|BACKUP|MASTER|FAULT) -> (BACKUP|MASTER|FAULT|INIT) ")
+# More than 32 at once are one line per kind: "4000 instances BACKUP -> MASTER (...)".
+MASS_TRANSITION = re.compile(r"(\d+) instances? (INIT|BACKUP|MASTER|FAULT) -> "
+                             r"(BACKUP|MASTER|FAULT|INIT) ")
 
 
 def transitions(log: str) -> int:
-    return len(TRANSITION.findall(log))
+    return (len(TRANSITION.findall(log))
+            + sum(int(count) for count, _, _ in MASS_TRANSITION.findall(log)))
+
+
+NOTIFY_KEYWORDS = ("notify_master", "notify_backup", "notify_fault", "notify_stop",
+                   "notify_deleted", "notify")
+
+
+def notify_lines(workdir: Path, count: int):
+    """`count` notify lines per instance, each a distinct command line (the
+    instance's name is an argument), all running one do-nothing script."""
+    script = workdir / "notify.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+
+    def lines(name: str) -> list[str]:
+        return [f'    {keyword} "{script} {keyword} {name}"'
+                for keyword in NOTIFY_KEYWORDS[:count]]
+    return lines
 
 
 def reload_once(lab: Lab, procs: dict, target: str, timeout: float) -> dict:
@@ -78,14 +99,20 @@ def main() -> None:
     parser.add_argument("--version", type=int, default=3, choices=(2, 3))
     parser.add_argument("--advert-int", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--notify-lines", type=int, default=0, choices=range(0, 7),
+                        help="distinct notify command lines per instance (notify_master, "
+                             "_backup, _fault, _stop, _deleted, notify): each is checked "
+                             "by the script security at every reload")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hivrrp-reload-"))
+    extra = notify_lines(workdir, args.notify_lines) if args.notify_lines else None
     lab = Lab(args.instances, "hivrrp", workdir, out=lambda *_: None)
     rows = []
     try:
         lab.build()
         procs = {name: lab.start(name, "hivrrp", version=args.version,
-                                 advert_int=args.advert_int) for name in ("r1", "r2")}
+                                 advert_int=args.advert_int, instance_extra=extra)
+                 for name in ("r1", "r2")}
         if lab.wait_for_vips("r1", 120) is None:
             raise SystemExit("r1 never held every VIP")
         time.sleep(3)   # past the start-up GARP bursts
@@ -96,7 +123,8 @@ def main() -> None:
     finally:
         lab.close()
     print(f"SIGHUP with {args.instances} instances, VRRPv{args.version} at {args.advert_int} s "
-          f"(peer on the same segments)")
+          f"(peer on the same segments)"
+          + (f", {args.notify_lines} distinct notify lines each" if args.notify_lines else ""))
     print(f"{'router':>6} {'stall ms':>9} {'steady ms':>10} {'reload s':>9} {'kept':>6} "
           f"{'VIP chg':>8} {'trans r1':>9} {'trans r2':>9} {'min VIPs r1':>12}")
     for r in rows:

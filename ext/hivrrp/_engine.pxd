@@ -3,7 +3,7 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from hivrrp._wheel cimport TimerWheel
-from hivrrp._wire cimport AdvertTable, RxBatch, vrrp_adv_t
+from hivrrp._wire cimport AdvertTable, RxBatch, rx_slot_t, vrrp_adv_t
 
 # keepalived's numbering (its JSON/stats dumps), so tools can compare.
 cdef enum:
@@ -50,6 +50,40 @@ cdef enum:
     IF_UNKNOWN_VRID = 16
     IF_VERSION_MISMATCH = 17
     IF_DROP_COLUMNS = 18
+
+# Why a drop record was made (see drop_t): 1 .. R_NREASONS - 1 are the wire's
+# reasons (_wire.pxd), then the engine's own checks. Labels in _engine.pyx
+# DROP_RECORD_REASONS (append only).
+cdef enum:
+    D_UNKNOWN_VRID = 16         # no instance has its VRID on that interface
+    D_VERSION_MISMATCH          # v2 advert for a v3 instance, or the reverse
+    D_AUTH_INVALID_TYPE
+    D_AUTH_TYPE_MISMATCH
+    D_AUTH_FAILURE              # wrong auth_pass
+    D_INTERVAL_MISMATCH         # v2 advert interval differs from ours
+    D_ADDRESS_COUNT             # not as many VIPs as ours
+    D_ADDRESS_LIST              # as many, but one of ours is missing
+    D_NOT_PEER                  # unicast instance: the sender is not a peer
+    D_NOT_GROUP                 # multicast instance: sent elsewhere than our group
+    D_NREASONS
+
+# One kind of dropped advert, for the log: the first drop of a kind (instance
+# or interface, reason, sender) makes a record, later ones only count on it.
+# Records live from one take_drops(everything=True) to the next.
+ctypedef struct drop_t:
+    int32_t instance            # -1: not tied to an instance
+    int32_t ifindex
+    uint8_t reason              # D_* or the wire's R_*
+    uint8_t family
+    uint8_t have                # the wire's HAVE_* bits: what the fields below hold
+    uint8_t version             # the advert's
+    uint8_t vrid
+    uint8_t unused[3]
+    uint32_t count              # drops of this kind since the record was made
+    uint32_t taken              # of them, how many take_drops() has handed out
+    int32_t detail[2]           # by reason: received / expected value
+    uint8_t sender[16]
+    uint8_t addr[16]            # by reason: our VIP missing from the advert, its destination
 
 cdef enum:
     F_PREEMPT = 1
@@ -130,7 +164,12 @@ ctypedef struct event_t:
     uint8_t old_state
     uint8_t new_state
     uint8_t reason
+    # The cause, for the log: the master last heard at the event (the sender
+    # of the advert that made a master step down) and both priorities.
+    uint8_t master_priority
+    uint8_t our_priority
     int64_t time
+    uint8_t master_src[16]
 
 
 cdef class Engine:
@@ -171,11 +210,27 @@ cdef class Engine:
     # for an interface no instance uses; columns: the wire's drop reasons,
     # then IF_UNKNOWN_VRID and IF_VERSION_MISMATCH. Touched only on a drop.
     cdef uint64_t *if_drops
+    # Drop records (drop_t), with an open-addressing index on their key: only
+    # a drop touches them.
+    cdef drop_t *drop_records
+    cdef int32_t *drop_slots       # record index, or -1 for an empty slot
+    cdef uint32_t drop_mask        # slots - 1
+    cdef Py_ssize_t drop_count
+    cdef Py_ssize_t drop_cap
+    cdef Py_ssize_t drop_taken     # records before this one were handed out
+    cdef Py_ssize_t drop_limit     # records at most between two resets
+    cdef uint64_t drops_unrecorded # drops that found no room for a record
 
     cdef Py_ssize_t receive_c(self, RxBatch batch, int64_t now) noexcept nogil
     cdef Py_ssize_t expire_c(self, int64_t now) noexcept nogil
-    cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil
+    cdef void rx_one(self, const vrrp_adv_t *r, const rx_slot_t *slot, int64_t now) noexcept nogil
     cdef void count_if_drop(self, int32_t ifindex, int column) noexcept nogil
+    cdef void wire_drop(self, int32_t i, const vrrp_adv_t *r, const rx_slot_t *slot) noexcept nogil
+    cdef void address_drop(self, int32_t i, const vrrp_adv_t *r,
+                           const uint8_t *data) noexcept nogil
+    cdef void record_drop(self, int32_t i, const vrrp_adv_t *r, uint8_t reason, int32_t detail0,
+                          int32_t detail1, const uint8_t *addr) noexcept nogil
+    cdef bint drop_room(self) noexcept nogil
     cdef int32_t lookup(self, const vrrp_adv_t *r) noexcept nogil
     cdef int32_t interface_number(self, int32_t ifindex) noexcept nogil
     cdef int32_t add_interface(self, int32_t ifindex) except -1

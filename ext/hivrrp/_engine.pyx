@@ -18,8 +18,9 @@ from libc.string cimport memcmp, memcpy, memset
 
 from hivrrp._wheel cimport TimerWheel
 from hivrrp._wire cimport (
-    CK_OK_NO_PSEUDO, CK_OK_PSEUDO, HAVE_HEADER, R_INTERVAL, R_LENGTH, R_OK, R_TTL, R_TYPE,
-    VRRP_HDR_LEN, AdvertTable, RxBatch, addr_len, advert_refresh, vrrp_adv_t,
+    CK_OK_NO_PSEUDO, CK_OK_PSEUDO, HAVE_HEADER, HAVE_IP, IPV4_HDR_LEN, R_CHECKSUM, R_INTERVAL,
+    R_LENGTH, R_NREASONS, R_OK, R_TTL, R_TYPE, R_VERSION, VRRP_AUTH_LEN, VRRP_HDR_LEN,
+    VRRP_TYPE_ADVERT, AdvertTable, RxBatch, addr_len, advert_refresh, rx_slot_t, vrrp_adv_t,
 )
 
 from hivrrp._wire import REASONS as DROP_REASONS
@@ -61,6 +62,17 @@ def fault_reasons(unsigned int flags):
     """The labels of the FAULT bits set in `flags`, lowest bit first."""
     return [label for bit, label in FAULT_REASONS.items() if flags & bit]
 
+# Labels of drop records' reasons, by code (_engine.pxd D_*; "" for unused codes).
+DROP_RECORD_REASONS = DROP_REASONS + ("",) * (D_UNKNOWN_VRID - R_NREASONS) + (
+    "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
+    "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
+    "not_group",
+)
+assert len(DROP_RECORD_REASONS) == D_NREASONS
+# Drop records an engine keeps allocated across windows; a burst beyond this
+# is handed back when its window ends.
+cdef Py_ssize_t DROP_RECORDS_KEPT = 64
+
 cdef uint8_t ZERO16[16]
 memset(ZERO16, 0, 16)
 cdef int64_t SECOND = 1000000
@@ -76,6 +88,26 @@ cdef inline void forget_master(inst_t *inst) noexcept nogil:
     inst.master_adver_int_us = inst.adver_int_us
     memset(inst.master_src, 0, 16)
     inst.master_priority = 0
+
+
+cdef inline uint32_t drop_hash(const drop_t *d) noexcept nogil:
+    # The record's key: instance, interface (for drops of no instance),
+    # reason, family, sender.
+    cdef uint32_t h = <uint32_t>d.instance * 2654435761U
+    cdef uint32_t word
+    cdef int k
+    h = (h ^ <uint32_t>(d.ifindex if d.instance < 0 else 0)) * 16777619U
+    h = (h ^ (<uint32_t>d.reason << 8 | d.family)) * 16777619U
+    for k in range(0, 16, 4):
+        memcpy(&word, d.sender + k, 4)
+        h = (h ^ word) * 16777619U
+    return h ^ (h >> 15)
+
+
+cdef inline bint drop_same(const drop_t *a, const drop_t *b) noexcept nogil:
+    return (a.instance == b.instance and a.reason == b.reason and a.family == b.family
+            and (a.instance >= 0 or a.ifindex == b.ifindex)
+            and memcmp(a.sender, b.sender, 16) == 0)
 
 
 cdef bytes packed(object addr, int family, str what):
@@ -171,8 +203,19 @@ cdef class Engine:
         self.if_drops = <uint64_t *>calloc(IF_DROP_COLUMNS, sizeof(uint64_t))
         if self.if_drops == NULL:
             raise MemoryError()
+        # Made at the first drop: an engine that drops nothing holds none.
+        self.drop_records = NULL
+        self.drop_slots = NULL
+        self.drop_count = self.drop_cap = self.drop_taken = 0
+        # Enough for every instance to have one kind of drop in a window, so
+        # that a mass misconfiguration names every instance, not only the
+        # first few hundred to drop an advert.
+        self.drop_limit = capacity + DROP_RECORDS_KEPT
+        self.drops_unrecorded = 0
 
     def __dealloc__(self):
+        free(self.drop_records)
+        free(self.drop_slots)
         free(self.if_drops)
         free(self.insts)
         free(self.if_keys)
@@ -417,6 +460,9 @@ cdef class Engine:
         self.evq[self.event_count].new_state = new_state
         self.evq[self.event_count].reason = reason
         self.evq[self.event_count].time = now
+        self.evq[self.event_count].master_priority = self.insts[i].master_priority
+        self.evq[self.event_count].our_priority = self.insts[i].effective_priority
+        memcpy(self.evq[self.event_count].master_src, self.insts[i].master_src, 16)
         self.event_count += 1
         if old_state != new_state:
             self.insts[i].last_transition = now
@@ -556,19 +602,22 @@ cdef class Engine:
     cdef void count_if_drop(self, int32_t ifindex, int column) noexcept nogil:
         self.if_drops[(self.interface_number(ifindex) + 1) * IF_DROP_COLUMNS + column] += 1
 
-    cdef void rx_one(self, const vrrp_adv_t *r, const uint8_t *data, int64_t now) noexcept nogil:
+    cdef void rx_one(self, const vrrp_adv_t *r, const rx_slot_t *slot, int64_t now) noexcept nogil:
         cdef int32_t i = -1
         cdef inst_t *inst
         cdef const uint8_t *auth
+        cdef const uint8_t *data = slot.data
         if r.reason != R_OK:
             self.drops[r.reason] += 1
             self.count_if_drop(r.ifindex, r.reason)
             if not (r.have & HAVE_HEADER):
+                self.wire_drop(-1, r, slot)
                 return
             i = self.lookup(r)
             if i < -1:
                 i = -2 - i
             if i < 0:
+                self.wire_drop(-1, r, slot)
                 return
             inst = &self.insts[i]
             if r.reason == R_LENGTH:
@@ -579,16 +628,21 @@ cdef class Engine:
                 inst.counters[C_INVALID_TYPE] += 1
             elif r.reason == R_INTERVAL:
                 inst.counters[C_INTERVAL_ERRORS] += 1
+            self.wire_drop(i, r, slot)
             return
         i = self.lookup(r)
         if i == -1:
             self.unknown_vrid += 1
             self.count_if_drop(r.ifindex, IF_UNKNOWN_VRID)
+            self.record_drop(-1, r, D_UNKNOWN_VRID, 0, 0, NULL)
             return
         if i < -1:
             # Right VRID, wrong sender or unicast/multicast: keepalived counts
             # it as an address list error.
-            self.insts[-2 - i].counters[C_ADDRESS_LIST_ERRORS] += 1
+            i = -2 - i
+            self.insts[i].counters[C_ADDRESS_LIST_ERRORS] += 1
+            self.record_drop(i, r, D_NOT_PEER if self.insts[i].flags & F_UNICAST else D_NOT_GROUP,
+                             0, 0, r.dst)
             return
         inst = &self.insts[i]
         if inst.state != ST_BACKUP and inst.state != ST_MASTER:
@@ -599,26 +653,33 @@ cdef class Engine:
         if r.version != inst.version:
             self.version_mismatch += 1
             self.count_if_drop(r.ifindex, IF_VERSION_MISMATCH)
+            self.record_drop(i, r, D_VERSION_MISMATCH, r.version, inst.version, NULL)
             return
         if inst.version == 2:
             if r.auth_type > 2:
                 inst.counters[C_AUTH_INVALID_TYPE] += 1
+                self.record_drop(i, r, D_AUTH_INVALID_TYPE, r.auth_type, 0, NULL)
                 return
             if r.auth_type != inst.auth_type:
                 inst.counters[C_AUTH_TYPE_MISMATCH] += 1
+                self.record_drop(i, r, D_AUTH_TYPE_MISMATCH, r.auth_type, inst.auth_type, NULL)
                 return
             if inst.auth_type == 1:
                 auth = data + r.msg_off + VRRP_HDR_LEN + 4 * r.count
                 if memcmp(auth, inst.auth_data, 8) != 0:
                     inst.counters[C_AUTH_FAILURE] += 1
+                    self.record_drop(i, r, D_AUTH_FAILURE, 0, 0, NULL)
                     return
             # v2 requires equal intervals (RFC 3768 7.1); keepalived never
             # counted this, we do.
             if r.interval * SECOND != inst.adver_int_us:
                 inst.counters[C_INTERVAL_ERRORS] += 1
+                self.record_drop(i, r, D_INTERVAL_MISMATCH, r.interval,
+                                 <int32_t>(inst.adver_int_us // SECOND), NULL)
                 return
         if not self.addresses_match(inst, r, data):
             inst.counters[C_ADDRESS_LIST_ERRORS] += 1
+            self.address_drop(i, r, data)
             return
         inst.counters[C_ADVERTS_RX] += 1
         if r.checksum == CK_OK_PSEUDO:
@@ -631,6 +692,147 @@ cdef class Engine:
             self.backup_rx(i, r, now)
         else:
             self.master_rx(i, r, now)
+
+    # ------------------------------------------------------ drop records
+    # Off the valid-advert path: only a dropped advert comes here.
+
+    cdef void wire_drop(self, int32_t i, const vrrp_adv_t *r, const rx_slot_t *slot) noexcept nogil:
+        """A record for a datagram the codec rejected, with what the log needs
+        to say why: received and expected length or TTL, the type, the version."""
+        cdef int32_t got = 0, want = 0
+        cdef uint32_t total
+        if r.reason == R_LENGTH:
+            if r.have & HAVE_HEADER and (r.version == 2 or r.version == 3):
+                got = r.msg_len
+                want = VRRP_HDR_LEN + addr_len(r.family) * r.count
+                if r.version == 2:
+                    want += VRRP_AUTH_LEN
+            else:
+                got = slot.len
+                if r.family == 4 and slot.len >= IPV4_HDR_LEN:
+                    total = (<uint32_t>slot.data[2] << 8) | slot.data[3]
+                    want = total      # the IP header's length, more than arrived
+        elif r.reason == R_TTL:
+            got, want = r.ttl, slot.min_ttl
+        elif r.reason == R_TYPE:
+            got, want = r.type, VRRP_TYPE_ADVERT
+        elif r.reason == R_VERSION:
+            got = r.version
+            want = self.insts[i].version if i >= 0 else 0
+        elif r.reason == R_CHECKSUM:
+            got = r.version
+        self.record_drop(i, r, r.reason, got, want, NULL)
+
+    cdef void address_drop(self, int32_t i, const vrrp_adv_t *r,
+                           const uint8_t *data) noexcept nogil:
+        """The advert's VIPs differ from ours: by count, or the first of ours
+        it lacks (as keepalived names it)."""
+        cdef inst_t *inst = &self.insts[i]
+        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg + VRRP_HDR_LEN
+        cdef const uint8_t *theirs = data + r.msg_off + VRRP_HDR_LEN
+        cdef uint8_t mine_count = self.adverts.adverts[inst.advert_first].msg[3]
+        cdef uint16_t alen = addr_len(inst.family)
+        cdef uint8_t missing[16]
+        cdef int a, b
+        if r.count != mine_count:
+            self.record_drop(i, r, D_ADDRESS_COUNT, r.count, mine_count, NULL)
+            return
+        memset(missing, 0, 16)
+        for b in range(mine_count):
+            for a in range(r.count):
+                if memcmp(theirs + a * alen, mine + b * alen, alen) == 0:
+                    break
+            else:
+                memcpy(missing, mine + b * alen, alen)
+                break
+        self.record_drop(i, r, D_ADDRESS_LIST, 0, 0, missing)
+
+    cdef bint drop_room(self) noexcept nogil:
+        """Room for one more record: grow (records x2, index kept at most half
+        full) up to drop_limit. False at the limit or out of memory."""
+        cdef Py_ssize_t cap, k
+        cdef uint32_t slots, slot, h
+        cdef void *p
+        cdef int32_t *index
+        if self.drop_count < self.drop_cap:
+            return True
+        if self.drop_cap >= self.drop_limit:
+            return False
+        cap = min(max(2 * self.drop_cap, 64), self.drop_limit)
+        slots = 128
+        while slots < 2 * cap:
+            slots *= 2
+        p = realloc(self.drop_records, cap * sizeof(drop_t))
+        if p == NULL:
+            return False
+        self.drop_records = <drop_t *>p
+        index = <int32_t *>malloc(slots * sizeof(int32_t))
+        if index == NULL:
+            return False
+        free(self.drop_slots)
+        self.drop_slots = index
+        self.drop_mask = slots - 1
+        self.drop_cap = cap
+        memset(index, 0xff, slots * sizeof(int32_t))
+        for k in range(self.drop_count):
+            slot = drop_hash(&self.drop_records[k]) & self.drop_mask
+            while index[slot] != -1:
+                slot = (slot + 1) & self.drop_mask
+            index[slot] = <int32_t>k
+        return True
+
+    cdef void record_drop(self, int32_t i, const vrrp_adv_t *r, uint8_t reason, int32_t detail0,
+                          int32_t detail1, const uint8_t *addr) noexcept nogil:
+        """Count a drop on its record, making the record on the kind's first
+        drop; the details are the latest drop's."""
+        cdef drop_t key
+        cdef drop_t *d
+        cdef uint32_t slot
+        cdef int32_t k
+        key.instance = i
+        # An instance's drops all come in on its interface; the others are
+        # told apart by the interface (drop_same, drop_hash).
+        key.ifindex = r.ifindex
+        key.reason = reason
+        key.family = r.family
+        if r.have & HAVE_IP:
+            memcpy(key.sender, r.src, 16)
+        else:
+            memset(key.sender, 0, 16)
+        if self.drop_slots != NULL:
+            slot = drop_hash(&key) & self.drop_mask
+            k = self.drop_slots[slot]
+            while k != -1:
+                d = &self.drop_records[k]
+                if drop_same(d, &key):
+                    d.count += 1
+                    d.detail[0], d.detail[1] = detail0, detail1
+                    if addr != NULL:
+                        memcpy(d.addr, addr, 16)
+                    return
+                slot = (slot + 1) & self.drop_mask
+                k = self.drop_slots[slot]
+        if not self.drop_room():
+            self.drops_unrecorded += 1
+            return
+        slot = drop_hash(&key) & self.drop_mask   # the index may have grown
+        while self.drop_slots[slot] != -1:
+            slot = (slot + 1) & self.drop_mask
+        k = <int32_t>self.drop_count
+        self.drop_slots[slot] = k
+        self.drop_count += 1
+        d = &self.drop_records[k]
+        d[0] = key
+        d.have = r.have
+        d.version = r.version if r.have & HAVE_HEADER else 0
+        d.vrid = r.vrid if r.have & HAVE_HEADER else 0
+        d.count = 1
+        d.taken = 0
+        d.detail[0], d.detail[1] = detail0, detail1
+        if addr != NULL:
+            memcpy(d.addr, addr, 16)
+        else:
+            memset(d.addr, 0, 16)
 
     cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil:
         cdef inst_t *inst = &self.insts[i]
@@ -687,7 +889,7 @@ cdef class Engine:
         cdef Py_ssize_t n, accepted = 0
         batch.decode_all()
         for n in range(batch.count):
-            self.rx_one(&batch.results[n], batch.slots[n].data, now)
+            self.rx_one(&batch.results[n], &batch.slots[n], now)
             if batch.results[n].reason == R_OK:
                 accepted += 1
         return accepted
@@ -1021,19 +1223,83 @@ cdef class Engine:
 
     # ---------------------------------------------------- Python outputs
 
-    def take_events(self):
-        """Events since the last call: (instance, old, new, reason, time)."""
+    def take_events(self, bint causes=False):
+        """Events since the last call: (instance, old, new, reason, time), and
+        with `causes` a sixth item, (master, master priority, our priority):
+        the master last heard at the event (packed address, None if none; for
+        "higher_priority" the advert's sender) with its priority, and ours
+        then. Taken from the event, not read later: the log runs after a whole
+        batch, when another advert may have replaced the master heard."""
         cdef Py_ssize_t n
         cdef event_t *e
+        cdef uint16_t alen
         if self.event_count == 0:
             return ()  # the usual case, on every wake-up: no list to build
         out = []
         for n in range(self.event_count):
             e = &self.evq[n]
+            if not causes:
+                out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
+                            EVENT_REASONS[e.reason], e.time))
+                continue
+            alen = addr_len(self.insts[e.instance].family)
+            master = (None if memcmp(e.master_src, ZERO16, alen) == 0
+                      else PyBytes_FromStringAndSize(<char *>e.master_src, alen))
             out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
-                        EVENT_REASONS[e.reason], e.time))
+                        EVENT_REASONS[e.reason], e.time,
+                        (master, e.master_priority, e.our_priority)))
         self.event_count = 0
         return out
+
+    def take_drops(self, bint everything=False):
+        """Dropped adverts since the last call, as (records, unrecorded).
+
+        A record is one kind of drop: (instance or -1, ifindex, reason label,
+        sender (packed, None if unknown), count, detail0, detail1, address
+        (packed, None if the reason has none), VRRP version, VRID); count is
+        how many drops of the kind the record gained since it was last
+        handed out. Details by reason: length: received, expected bytes; ttl:
+        received, least accepted; type, version, version_mismatch,
+        auth_invalid_type, auth_type_mismatch, interval_mismatch,
+        address_count: received, ours; checksum: version. Address:
+        address_list: our VIP the advert lacked; not_group: its destination.
+
+        Without `everything`, only records made since the last call (the
+        first drop of a kind: what a log says at once). With it, every record
+        that counted more, and the records are then cleared: the next drop
+        of a kind makes a new record. `unrecorded` counts drops that found
+        no room for a record (counted by the counters all the same).
+        Indexes are this engine's: turn them into names before a reload.
+        """
+        cdef Py_ssize_t k, first = 0 if everything else self.drop_taken
+        cdef drop_t *d
+        cdef uint16_t alen
+        cdef uint32_t count
+        out = []
+        for k in range(first, self.drop_count):
+            d = &self.drop_records[k]
+            count = d.count - d.taken
+            if count == 0:
+                continue
+            d.taken = d.count
+            alen = addr_len(d.family)
+            sender = (PyBytes_FromStringAndSize(<char *>d.sender, alen)
+                      if d.have & HAVE_IP else None)
+            addr = (PyBytes_FromStringAndSize(<char *>d.addr, alen)
+                    if d.reason == D_ADDRESS_LIST or d.reason == D_NOT_GROUP else None)
+            out.append((d.instance, d.ifindex, DROP_RECORD_REASONS[d.reason], sender, count,
+                        d.detail[0], d.detail[1], addr, d.version, d.vrid))
+        self.drop_taken = self.drop_count
+        if everything:
+            self.drop_count = self.drop_taken = 0
+            if self.drop_cap > DROP_RECORDS_KEPT:
+                free(self.drop_records)
+                free(self.drop_slots)
+                self.drop_records, self.drop_slots, self.drop_cap = NULL, NULL, 0
+            elif self.drop_slots != NULL:
+                memset(self.drop_slots, 0xff, (self.drop_mask + 1) * sizeof(int32_t))
+        unrecorded, self.drops_unrecorded = self.drops_unrecorded, 0
+        return out, unrecorded
 
     def tx_packets(self):
         """Adverts to send: (instance, ifindex, family, src, dst, message)."""

@@ -13,6 +13,7 @@ cdef enum:
     # v3/IPv6 with 255 addresses; v2 with 255 IPv4 addresses and auth is smaller
     VRRP_MAX_MSG = 8 + 255 * 16
     IPV4_HDR_LEN = 20
+    IPV6_HDR_LEN = 40
 
 # Why a packet was dropped. Order and labels are part of the metrics API
 # (they become `reason` label values): append, never renumber.

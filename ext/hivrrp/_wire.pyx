@@ -33,6 +33,34 @@ class WireError(ValueError):
     """
 
 
+# ---------------------------------------------------------------- advert size
+
+DEFAULT_MTU = 1500      # what keepalived assumes for an instance with no interface
+MAX_ADDRESSES = VRRP_MAX_ADDRS      # the count field is one byte
+ETHER_HDR_LEN = 14
+
+
+def advert_room(int family, int version, int mtu=DEFAULT_MTU):
+    """How many of an instance's VIPs its adverts list on a link of `mtu`
+    bytes (the rest are keepalived's eVIPs: on the interface, not in adverts).
+
+    keepalived's rule (vrrp_complete_instance), to the byte: it also counts an
+    Ethernet header the MTU does not include, so at 1500 an IPv6 advert lists
+    89 addresses, not the 90 that would fit. A peer listing one address more
+    would fail keepalived's address count check, and ours, in both directions.
+    """
+    cdef int header = ETHER_HDR_LEN + VRRP_HDR_LEN
+    if family not in (4, 6):
+        raise WireError(f"family must be 4 or 6, not {family!r}")
+    if mtu <= 0:
+        mtu = DEFAULT_MTU       # a link that reports none
+    if family == 4:
+        header += IPV4_HDR_LEN + (VRRP_AUTH_LEN if version == 2 else 0)
+    else:
+        header += IPV6_HDR_LEN
+    return max(0, min(VRRP_MAX_ADDRS, (mtu - header) // addr_len(family)))
+
+
 # ---------------------------------------------------------------- checksums
 
 cdef inline uint16_t load16(const uint8_t *p) noexcept nogil:

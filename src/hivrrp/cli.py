@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
-DEFAULT_SOCKET = "/run/hivrrp/control.sock"    # as hivrrp.control.DEFAULT_SOCKET
+# One daemon per network namespace: its pid file and socket are in
+# /run/hivrrp/, or /run/hivrrp/netns/NAME/ inside `ip netns exec NAME`.
+PER_NAMESPACE = "/run/hivrrp/[netns/NAME/]"
+
+
+def default_socket() -> str:
+    from hivrrp import runpaths
+    return runpaths.control_socket()
+
+
+def default_pid_file() -> str:
+    from hivrrp import runpaths
+    return runpaths.pid_file()
 
 
 def print_version(ctx: click.Context) -> None:
@@ -81,25 +94,35 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
               metavar="FILE", help="The keepalived.conf to run.")
 @click.option("-i", "--config-id", default=None,
               help="Config id for @id/@^id lines (default: the short host name).")
-@click.option("--pid-file", default=None, metavar="FILE", help="Write the daemon's PID here.")
+@click.option("--pid-file", default=default_pid_file, show_default=PER_NAMESPACE + "hivrrp.pid",
+              metavar="FILE", help="The daemon's PID, locked while it runs: a second daemon "
+                                   "with the same pid file refuses to start.")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--control", "control_path", default=DEFAULT_SOCKET, show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="hivrrp's own lines from this level up; other libraries' from info up "
+                   "(see --debug-libraries).")
+@click.option("--debug-libraries", is_flag=True,
+              help="Also the libraries' debug lines: pyroute2's every netlink message, "
+                   "asyncio's internals (tens of KB for one instance's start).")
+@click.option("--control", "control_path", default=default_socket,
+              show_default=PER_NAMESPACE + "control.sock",
               metavar="PATH", help="The control socket (hivrrp status); 'none': no socket.")
 @click.option("--metrics", "metrics_address", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR alone: port "
                    "9736). Off unless given.")
-def run(config_file: str, config_id: str | None, pid_file: str | None, log_level: str,
-        control_path: str, metrics_address: str | None) -> None:
+def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
+        debug_libraries: bool, control_path: str, metrics_address: str | None) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
-    Starts only if the configuration is valid. SIGTERM/SIGINT release every
-    master with priority 0, remove the VIPs and exit 0.
+    Starts only if the configuration is valid and no other hivrrp runs with
+    the same pid file (one per network namespace by default). SIGTERM/SIGINT
+    release every master with priority 0, remove the VIPs and exit 0.
+    Exit status: 1 invalid configuration or already running, 2 not root.
     """
     import logging
 
-    from hivrrp.config import load
-    from hivrrp.config.diagnostics import condense
+    from hivrrp import runpaths
+    from hivrrp.pidfile import AlreadyRunning, DaemonLocks, PidFileError
 
     metrics = None
     if metrics_address is not None:
@@ -108,10 +131,32 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
             metrics = parse_address(metrics_address)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hivrrp import logsetup
+
+    logsetup.configure(log_level, debug_libraries)
     log = logging.getLogger("hivrrp")
+    # Before anything else: a second daemon must change nothing, not even
+    # remove the "leftover" VIPs that are the running one's.
+    try:
+        lock = DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+    except PidFileError as exc:
+        log.error("%s", exc)
+        sys.exit(2 if os.geteuid() != 0 else 1)
+    try:
+        _run_locked(config_file, config_id, control_path, metrics, log)
+    finally:
+        lock.release()
+
+
+def _run_locked(config_file: str, config_id: str | None, control_path: str,
+                metrics: tuple[str, int] | None, log) -> None:
+    from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
+    from hivrrp.text import plural
+
     result = load_isolated(config_file, config_id=config_id)
     for line in condense(result.warnings):
         log.warning("%s", line)
@@ -120,12 +165,13 @@ def run(config_file: str, config_id: str | None, pid_file: str | None, log_level
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
     if not result.ok:
-        log.error("%s: %d configuration errors, not starting", config_file, len(result.errors))
+        log.error("%s: %s, not starting", config_file,
+                  plural(len(result.errors), "configuration error"))
         sys.exit(1)
     from hivrrp import daemon
 
     try:
-        code = daemon.run(result.config, config_file, config_id, pid_file,
+        code = daemon.run(result.config, config_file, config_id,
                           None if control_path == "none" else control_path, metrics)
     except PermissionError as exc:
         log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
@@ -193,25 +239,30 @@ def decode(capture: str, as_json: bool) -> None:
 
 # ------------------------------------------------------------ control socket
 
-socket_option = click.option("--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True,
-                             metavar="PATH", help="The running daemon's control socket.")
+socket_option = click.option("--socket", "socket_path", default=default_socket,
+                             show_default=PER_NAMESPACE + "control.sock", metavar="PATH",
+                             help="The running daemon's control socket (by default the one "
+                                  "of this network namespace's daemon).")
 
 
-def ask(socket_path: str, command: dict):
-    """One request to the running daemon; a clear message and exit 1 on failure."""
+def ask(socket_path: str, command: dict, timeout: float = 10.0, whole: bool = False):
+    """One request to the running daemon; a clear message and exit 1 on failure.
+    The result, or with `whole` the reply itself."""
     from hivrrp.control import request
 
     try:
-        reply = request(socket_path, command)
+        reply = request(socket_path, command, timeout)
     except FileNotFoundError:
         raise click.ClickException(f"no control socket at {socket_path}: is hivrrp running?")
     except PermissionError:
         raise click.ClickException(f"{socket_path}: permission denied (root only)")
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"{socket_path}: {exc}")
+    if not isinstance(reply, dict):
+        raise click.ClickException(f"{socket_path}: not an answer: {reply!r:.200}")
     if not reply.get("ok"):
         raise click.ClickException(reply.get("error", "the daemon refused the request"))
-    return reply["result"]
+    return reply if whole else reply["result"]
 
 
 STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
@@ -229,16 +280,20 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     import json
     import time
 
-    rows = ask(socket_path, {"command": "status"})
+    from hivrrp.text import plural
+
+    reply = ask(socket_path, {"command": "status"}, whole=True)
+    rows = reply["result"]
     wanted = {s.upper() for s in states}
     rows = [r for r in rows if (not wanted or r["state"] in wanted)
             and (not interfaces or r["interface"] in interfaces)]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
+    now = time.time()
+    click.echo(daemon_line(reply.get("daemon") or {}, socket_path, now))
     header = ("INSTANCE", "INTERFACE", "VRID", "STATE", "PRIO", "MASTER", "VIPS", "SINCE")
     lines = [header]
-    now = time.time()
     for r in rows:
         since = "-" if r["last_transition"] is None else _ago(now - r["last_transition"])
         vips = ",".join(r["vips"][:3]) + (f",+{len(r['vips']) - 3}" if len(r["vips"]) > 3 else "")
@@ -249,8 +304,19 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for line in lines:
         click.echo("  ".join(f"{v:<{w}}" for v, w in zip(line, widths)).rstrip())
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    click.echo(f"{len(rows)} instances: " + ", ".join(f"{n} {s.lower()}"
-                                                      for s, n in counts.items() if n))
+    click.echo(f"{plural(len(rows), 'instance')}: "
+               + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
+
+
+def daemon_line(daemon: dict, socket_path: str, now: float) -> str:
+    """Which daemon answered: with one per network namespace, the wrong one is easy to ask."""
+    parts = [f"hivrrp {daemon.get('version', '?')}", f"pid {daemon.get('pid', '?')}",
+             f"config {daemon.get('config_file') or '?'}"]
+    if daemon.get("started"):
+        parts.append(f"up {_ago(now - daemon['started']).removesuffix(' ago')}")
+    parts.append(f"namespace {daemon.get('namespace') or '(host)'}")
+    parts.append(f"socket {socket_path}")
+    return ", ".join(parts)
 
 
 def _ago(seconds: float) -> str:
@@ -278,9 +344,37 @@ def set_priority(socket_path: str, instance: str, priority: int) -> None:
 
 @main.command()
 @socket_option
-def reload(socket_path: str) -> None:
-    """Ask the running daemon to reload its configuration (as SIGHUP)."""
-    click.echo(ask(socket_path, {"command": "reload"}))
+@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds to wait for the outcome.")
+@click.option("--no-wait", is_flag=True, help="Only ask (as SIGHUP); do not wait for the outcome.")
+def reload(socket_path: str, timeout: float, no_wait: bool) -> None:
+    """Reload the running daemon's configuration and say what happened.
+
+    Exit status 0 when the new configuration runs; 1 when it was rejected
+    (its errors are printed; the running configuration stays), failed, was
+    abandoned, or no outcome came within --timeout.
+    """
+    if no_wait:
+        click.echo(ask(socket_path, {"command": "reload"}))
+        return
+    from hivrrp.control import request
+
+    command = {"command": "reload", "wait": timeout}
+    try:
+        reply = request(socket_path, command, timeout + 5)
+    except FileNotFoundError:
+        raise click.ClickException(f"no control socket at {socket_path}: is hivrrp running?")
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{socket_path}: {exc}")
+    outcome = reply.get("result") if isinstance(reply, dict) else None
+    if isinstance(outcome, dict):
+        for error in outcome.get("errors") or ():
+            click.echo(error, err=True)
+    if isinstance(reply, dict) and reply.get("ok"):
+        click.echo(outcome.get("detail") or "reloaded")
+        return
+    raise click.ClickException(reply.get("error", "the reload was not applied")
+                               if isinstance(reply, dict) else "no answer")
 
 
 @main.command()

@@ -9,18 +9,20 @@ time, plan builds the engine off the loop. This module only connects them and ha
 from __future__ import annotations
 
 import asyncio
-import gc
+import ipaddress
 import logging
+import os
 import signal
+import time
 
-from hivrrp import reactor
+from hivrrp import reactor, runpaths
 from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
 from hivrrp.control import ControlServer
 from hivrrp.driver import Driver, now_us
+from hivrrp.droplog import DropLog
 from hivrrp.garp import AnnouncePolicy
-from hivrrp.lifecycle import Lifecycle, read_config, run_each
-from hivrrp.lifecycle import pid_file as pid_file_kept
+from hivrrp.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
@@ -29,28 +31,36 @@ from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import SyncGroups, carry_out
 from hivrrp.track.hub import TrackerHub
+from hivrrp.track.processes import ReadAhead
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 from hivrrp.vips import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
 
 SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
+RELOAD_EXIT_WAIT = 5.0         # seconds for an abandoned reload's worker step to end at exit
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
 
 class Daemon:
     trimmer: Trimmer | None = None      # made with the loop, in start()
+    droplog: DropLog | None = None      # likewise
 
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
                  control_path: str | None = None,
                  metrics: tuple[str, int] | None = None) -> None:
         self.config = config
+        self.config_path = config_path
+        self.started_at: float | None = None     # wall clock, for `hivrrp status`
+        self.namespace = runpaths.namespace_name()
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
         self.monitor = monitor   # None: the real one (tests pass a stand-in)
-        self.lifecycle = Lifecycle(lambda: read_config(config_path, config_id), self.apply_config,
+        self.lifecycle = Lifecycle(lambda abort: read_config(config_path, config_id, abort),
+                                   self.apply_config,
                                    lambda: self.plan.config)
         self.systemd = SystemdNotifier()
         self.control = ControlServer(self, control_path) if control_path else None
@@ -62,6 +72,10 @@ class Daemon:
         self.lifecycle.on_reloading = self.on_reloading
 
     async def main(self) -> int:
+        from hivrrp import __version__
+        log.info("hivrrp %s starting: configuration %s, pid %d%s", __version__,
+                 self.config_path or "(none)", os.getpid(),
+                 f", network namespace {self.namespace}" if self.namespace else "")
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
         # From the start: a signal during start-up must not kill us with the
@@ -82,9 +96,12 @@ class Daemon:
 
     def status(self) -> str:
         """One line for systemd's STATUS= (systemctl status)."""
-        states = self.plan.engine.states() if self.plan else []
-        return (f"{len(states)} instances: {states.count('MASTER')} master, "
-                f"{states.count('BACKUP')} backup, {states.count('FAULT')} fault")
+        if self.plan is None:
+            return "0 instances"
+        engine = self.plan.engine        # counted in C: no list of 10,000 names on the loop
+        return (f"{plural(engine.count, 'instance')}: {engine.count_in_state('MASTER')} master, "
+                f"{engine.count_in_state('BACKUP')} backup, "
+                f"{engine.count_in_state('FAULT')} fault")
 
     def on_reloading(self, reloading: bool) -> None:
         if reloading:
@@ -95,7 +112,10 @@ class Daemon:
     async def start(self, stop: asyncio.Future | None = None) -> None:
         """Everything up to running instances, unless `stop` came meanwhile."""
         self.loop = loop = asyncio.get_running_loop()
+        self.started_at = time.time()
         self.driver = Driver(loop, self.on_engine_events)
+        self.droplog = DropLog(lambda: self.plan, lambda: self.links.table.by_index(),
+                               loop.time)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
@@ -115,10 +135,11 @@ class Daemon:
         addresses = await self.netlink.addresses()
         built_on = dict(self.links.table.links)
         plan, _ = await build_off_loop(self.config, built_on, addresses, now_us(loop))
+        ahead = await self.trackers.prepare(self.config)
         await remove_leftovers(self.netlink.apply, plan, addresses)
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
-        self.install(plan, built_on)
+        self.install(plan, built_on, ahead)
         # Neither is worth not running VRRP for: say so and go on without it.
         if self.control is not None:
             try:
@@ -135,18 +156,22 @@ class Daemon:
                 log.error("no metrics: cannot listen on %s:%d: %s",
                           *self.metrics_address, exc)
                 self.metrics = None
-        gc.freeze()  # the configuration lives as long as we do: collections skip it
+        # The configuration lives as long as we do: collections skip it. The
+        # start-up's garbage (the netlink dumps' cycles) goes first.
+        collect_before_freeze()
         if stop is None or not stop.done():
             self.running = True
             self.start_instances(plan, plan.names)
             self.driver.after_engine_work()
             self.lifecycle.start()
-            log.info("running %d instances", len(plan.names))
+            self.droplog.start(loop)
+            log.info("running %s", plural(len(plan.names), "instance"))
             # The heap's free pages back once loading and building are over
             # (the mass move to MASTER or BACKUP arms it again).
             self.trimmer.arm()
 
-    def install(self, plan: Plan, built_on: dict[str, Link]) -> None:
+    def install(self, plan: Plan, built_on: dict[str, Link],
+                ahead: ReadAhead | None = None) -> None:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
@@ -157,7 +182,7 @@ class Daemon:
         self.driver.set_memberships(plan.groups)
         self.sync = SyncGroups(plan.sync_groups, self.sync.states)
         self.apply_sync(self.sync.adopt(plan.names, plan.view))
-        self.trackers.configure(plan.config, self.links.table.links)
+        self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
 
@@ -216,7 +241,7 @@ class Daemon:
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()
-        for index, old, new, reason, _time in events:
+        for index, old, new, reason, *_time_cause in events:
             name = plan.names[index]
             self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
@@ -235,7 +260,7 @@ class Daemon:
 
     # --------------------------------------------------------- lifecycle
 
-    async def apply_config(self, config: Config) -> None:
+    async def apply_config(self, config: Config) -> str:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
         old = self.plan
@@ -247,9 +272,12 @@ class Daemon:
         new, kept = await build_off_loop(config, built_on, addresses,
                                          now_us(self.loop), old)
         self.lifecycle.check()
+        ahead = await self.trackers.prepare(config)
+        self.lifecycle.check()
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
+        self.droplog.take(old, everything=True)   # while its indexes still name its instances
         self.driver.flush(old.engine)
         actions = reactor.reloaded(old, new, kept, old_states)
         # Queued before anything the new engine says (install may already fault
@@ -260,18 +288,19 @@ class Daemon:
         self.dispatch(actions)
         self.notifications.removed(old, kept, old_states)
         self.notifications.configure(config, security)
+        self.notifications.script_limits(config)
         # A kept FAULT instance restarts from INIT into FAULT again: not news.
         self.notifications.carried_faults = {
             name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}
-        self.install(new, built_on)
+        self.install(new, built_on, ahead)
         if config is old.config:
             # A rebuild (same configuration, new facts): set-priority still holds.
             for name, priority in self.runtime_priority.items():
                 if name in new.index:
                     new.engine.set_base_priority(new.index[name], priority, now)
         elif self.runtime_priority:
-            log.info("reload: %d runtime priorities give way to the configuration",
-                     len(self.runtime_priority))
+            log.info("reload: the configured priority is back for %s set at runtime",
+                     plural(len(self.runtime_priority), "instance"))
             self.runtime_priority.clear()
         started = self.start_instances(new, new.names)
         if new.refreshing:
@@ -281,15 +310,17 @@ class Daemon:
         self.driver.after_engine_work()
         self.notifications.carried_faults = set()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
-        log.info("reloaded: %d instances kept, %d started, %d removed, %d VIP changes",
-                 len(kept), started, len(old.names) - len(kept), vip_changes)
+        summary = (f"reloaded: {plural(len(kept), 'instance')} kept, {started} started, "
+                   f"{len(old.names) - len(kept)} removed, {plural(vip_changes, 'VIP change')}")
+        log.info("%s", summary)
         self.trimmer.arm()
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
+        return summary
 
     def write_dump(self, kind: str) -> None:
-        """SIGUSR1 (data) / SIGUSR2 (stats): the rows are taken now, on the loop;
-        the text is formatted and written on a worker thread."""
+        """SIGUSR1 (data) / SIGUSR2 (stats): a snapshot is taken now, on the loop;
+        the rows and text are built and written on a worker thread."""
         if self.plan is None:
             log.info("%s file: not running yet", kind)
             return
@@ -297,17 +328,17 @@ class Daemon:
             return         # one is being written: it is as fresh as this one would be
         self.dumping.add(kind)
         from hivrrp import dumpfiles
-        from hivrrp.control import dump
+        from hivrrp.control import dump_of, snapshot
 
         g = self.plan.config.global_defs
         path = (g.stats_file or dumpfiles.stats_path() if kind == "stats"
                 else g.data_file or dumpfiles.data_path())
-        state = dump(self)
+        snap = snapshot(self)
 
         def work() -> None:
             try:
                 # 0600 as keepalived's: other users have no business reading it.
-                dumpfiles.write_file(path, dumpfiles.text_of(kind, state), mode=0o600)
+                dumpfiles.write_file(path, dumpfiles.text_of(kind, dump_of(snap)), mode=0o600)
                 log.info("%s file written: %s", kind, path)
             except OSError as exc:
                 log.error("cannot write the %s file %s: %s", kind, path, exc)
@@ -319,17 +350,30 @@ class Daemon:
     def request_stop(self, stop: asyncio.Future, signum: int) -> None:
         if not stop.done():
             log.info("%s: releasing masters and stopping", signal.Signals(signum).name)
-            # From now on: no reload starts (SIGHUP, control socket), none says READY.
-            self.lifecycle.stopping = True
+            # From now on: no reload starts (SIGHUP, control socket), none says READY,
+            # and one in flight gives up (its parse child killed) without being waited for.
+            self.lifecycle.halt()
             self.systemd.stopping()
             stop.set_result(signum)
 
     async def shutdown(self) -> None:
         if self.trimmer is not None:
             self.trimmer.close()
-        await run_each([self._close_control, self._close_metrics, self.lifecycle.stop,
+        if self.droplog is not None:
+            try:
+                self.droplog.close(self.plan)
+            except Exception:
+                log.exception("the last drop log lines failed")
+        # The masters are released first, whatever a reload in flight is doing
+        # (halted: it can no longer swap plans); it is waited for only before
+        # netlink closes under it.
+        await run_each([self.lifecycle.halt, self._close_control, self._close_metrics,
                         self._release, self.driver.close, self.garp.close, self.trackers.close,
-                        self.notifications.close, self.netlink.close, self.systemd.close])
+                        self.notifications.close, self._wait_for_reload, self.netlink.close,
+                        self.systemd.close])
+
+    async def _wait_for_reload(self) -> None:
+        await self.lifecycle.stop(RELOAD_EXIT_WAIT)
 
     async def _close_control(self) -> None:
         if self.control is not None:
@@ -353,37 +397,59 @@ class Daemon:
         await self.vips.drain(SHUTDOWN_WAIT)
 
 
+def cause_of(reason: str, cause: tuple | None) -> str:
+    """What made a transition, for its log line: the sender and priority of
+    the advert that made a master step down, the master that went silent or
+    sent priority 0 (take_events(causes=True) gives them as of the event)."""
+    if cause is None:
+        return ""
+    master, priority, ours = cause
+    if reason == "higher_priority" and master is not None:
+        return f": advert from {ipaddress.ip_address(master)} with priority {priority}, ours {ours}"
+    if reason == "master_down":
+        if master is None:
+            return f": no master heard, ours {ours}"
+        return (f": master {ipaddress.ip_address(master)} (priority {priority}) went silent, "
+                f"ours {ours}")
+    if reason == "released" and master is not None:
+        return f": master {ipaddress.ip_address(master)} sent priority 0, ours {ours}"
+    if reason == "preempt":
+        return f": a lower-priority master was heard, ours {ours}"
+    return ""
+
+
 def log_transitions(names: list[str], events: list[tuple]) -> None:
     """One INFO line per transition, as keepalived logs them, unless a batch
     moves more than LOG_EACH_UP_TO instances: then one INFO line per kind of
     transition with its count and first names, and each at DEBUG. At 4,000
     instances the lines cost 70 ms of a 0.36 s failover (formatting, mostly),
     and a few mass failovers would run into journald's rate limit (10,000
-    lines per 30 s by default) and lose lines anyway."""
-    moved = [(names[index], old, new, reason)
-             for index, old, new, reason, _time in events if old != new]
+    lines per 30 s by default) and lose lines anyway. Events may carry their
+    cause (a sixth item): the line then says it."""
+    moved = [(names[event[0]], event[1], event[2], event[3],
+              event[5] if len(event) > 5 else None)
+             for event in events if event[1] != event[2]]
     if len(moved) <= LOG_EACH_UP_TO:
-        for name, old, new, reason in moved:
-            log.info("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.info("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
         return
     kinds: dict[tuple[str, str, str], list[str]] = {}
-    for name, old, new, reason in moved:
+    for name, old, new, reason, _cause in moved:
         kinds.setdefault((old, new, reason), []).append(name)
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
         more = f" and {len(group) - LOG_NAMES_SHOWN} more" if len(group) > LOG_NAMES_SHOWN else ""
-        log.info("%d instances %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
-                 "lists them)", len(group), old, new, reason, shown, more)
+        log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
+                 "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
     if log.isEnabledFor(logging.DEBUG):
-        for name, old, new, reason in moved:
-            log.debug("(%s) %s -> %s (%s)", name, old, new, reason)
+        for name, old, new, reason, cause in moved:
+            log.debug("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
 
 
 def run(config: Config, config_path: str, config_id: str | None,
-        pid_file: str | None = None, control_path: str | None = None,
-        metrics: tuple[str, int] | None = None) -> int:
+        control_path: str | None = None, metrics: tuple[str, int] | None = None) -> int:
+    """The caller holds the pid file's lock (hivrrp.pidfile) throughout."""
     import uvloop
 
-    with pid_file_kept(pid_file):
-        return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
-                                 metrics=metrics).main())
+    return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
+                             metrics=metrics).main())

@@ -2,8 +2,8 @@
 
 Raw sockets are read in batches (recvmmsg) straight into the engine, one
 timer is armed at the engine's next deadline, and whatever the engine queued
-goes out in one sendmmsg per family. The engine's events go to `on_events`;
-nothing here decides what they mean.
+goes out in one sendmmsg per family. The engine's events, with their causes,
+go to `on_events`; nothing here decides what they mean.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class Driver:
         # send and report until quiet; a few rounds suffice, the bound guards.
         for _ in range(EVENT_ROUNDS):
             self.send(engine)
-            events = engine.take_events()
+            events = engine.take_events(causes=True)
             if not events:
                 break
             self.on_events(events)

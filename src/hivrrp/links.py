@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from hivrrp._wire import advert_room
 from hivrrp.netlink import Link
 from hivrrp.plan import Plan
 
@@ -91,8 +92,8 @@ class LinkTable:
         return _dedupe(decisions)
 
     def _link(self, event: tuple, plan: Plan) -> list[Decision]:
-        _, index, name, mac, up = event
-        link = Link(index, name, mac, up)
+        _, index, name, mac, up, *mtu = event     # an event without the MTU: the default
+        link = Link(index, name, mac, up, *mtu)
         old = self.links.get(name)
         self.links[name] = link
         self.generation += 1
@@ -127,10 +128,31 @@ def _judge(link: Link, before: Link | None, plan: Plan) -> list[Decision]:
         # An interface the plan uses appeared (or came back with a new index).
         log.info("interface %s appeared (index %d): picking it up", link.name, link.index)
         return [Rebuild(f"interface {link.name} appeared")]
+    if before is not None and before.mtu != link.mtu:
+        _mtu_changed(link, before, plan)
     if before is None or before.up != link.up:
         log.info("interface %s is %s", link.name, "up" if link.up else "down")
         return [InterfaceState(link.index, link.up)]
     return []
+
+
+def _mtu_changed(link: Link, before: Link, plan: Plan) -> None:
+    """The running adverts keep their address lists (the kernel fragments what
+    no longer fits); the next reload or rebuild sizes them for the new MTU,
+    and a peer that did not must list the same first VIPs, or each drops the
+    other's adverts (two masters). Said now, not when it bites."""
+    log.info("interface %s: MTU %d -> %d", link.name, before.mtu, link.mtu)
+    for name, inst in plan.instances.items():
+        c = inst.config
+        if c.interface != link.name:
+            continue
+        was, now = (min(len(c.vips), advert_room(c.family, c.version, mtu))
+                    for mtu in (before.mtu, link.mtu))
+        if was != now:
+            log.warning("(%s) interface %s's MTU went %d -> %d: from the next reload its "
+                        "adverts list %d of its %d VIPs, not %d; its peers' must list the "
+                        "same, or each drops the other's adverts", name, link.name,
+                        before.mtu, link.mtu, now, len(c.vips), was)
 
 
 def _dedupe(decisions: list[Decision]) -> list[Decision]:

@@ -1,8 +1,8 @@
 """Prometheus metrics: `hivrrp run --metrics ADDR:PORT` (off unless asked; port 9736).
 
-prometheus-client serves the endpoint (its WSGI server, on a thread of its
-own) and renders what it is good at: the process metrics and the daemon's
-few health families, from a custom collector. The per-instance families
+A bounded WSGI server (hivrrp.boundedhttp, on threads of its own) serves
+the endpoint; prometheus-client renders what it is good at: the process
+metrics and the daemon's few health families, from a custom collector. The per-instance families
 (a dozen series for each of 10,000 instances) take another path: the plain
 collector measured 1.26 s of CPU for 10,000 instances, nearly all of it in
 formatting one sample object at a time. Here each instance's label string is
@@ -10,7 +10,7 @@ built once per plan, the engine's bulk arrays (counters_array, states_array,
 priorities_array) are read in one C call each -- a consistent snapshot --
 and the lines are joined from those. Nothing is counted per packet.
 
-Scrapes run on the server's thread, never on the event loop; they hold the
+Scrapes run on the server's threads, never on the event loop; they hold the
 GIL while formatting, so the loop waits at most a switch interval at a time.
 """
 
@@ -21,14 +21,15 @@ import socket
 import threading
 import time
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from hivrrp import __version__
 from hivrrp._engine import COUNTERS
+from hivrrp.boundedhttp import BoundedWSGIServer, QuietHandler
 
 if TYPE_CHECKING:
     from hivrrp.daemon import Daemon
@@ -195,6 +196,13 @@ class DaemonCollector:
         for result in sorted(set(NOTIFY_RESULTS) | set(counted)):
             runs.add_metric([result], counted.get(result, 0))
         yield runs
+        notifier = d.notifications.notifier
+        scripts = GaugeMetricFamily("hivrrp_notify_scripts",
+                                    "Notify scripts running, and queued for a slot or behind "
+                                    "their instance's earlier events.", labels=["state"])
+        scripts.add_metric(["running"], notifier.running)
+        scripts.add_metric(["queued"], notifier.queued)
+        yield scripts
         vips = CounterMetricFamily("hivrrp_vip_changes", "VIPs added and removed.",
                                    labels=["action"])
         for action in ("add", "remove"):
@@ -232,6 +240,15 @@ class DaemonCollector:
                                   -use.weight if use.reverse else use.weight)
         yield up
         yield weight
+        server = getattr(d.metrics, "server", None)
+        if server is not None:
+            closed = CounterMetricFamily(
+                "hivrrp_metrics_connections_closed",
+                "Connections to this endpoint closed before an answer, by reason.",
+                labels=["reason"])
+            for reason, count in dict(server.refused).items():
+                closed.add_metric([reason], count)
+            yield closed
 
 
 class Metrics:
@@ -277,20 +294,18 @@ class Metrics:
         return chunks
 
 
-
 class MetricsServer(Metrics):
-    """Metrics served over HTTP by prometheus-client's threading WSGI server."""
+    """Metrics served over HTTP, on a thread of their own (hivrrp.boundedhttp)."""
 
     def __init__(self, daemon: Daemon, address: str, port: int) -> None:
         super().__init__(daemon)
-        server_class = ThreadingWSGIServer
+        server_class = BoundedWSGIServer
         if ":" in address:
-            server_class = type("ThreadingWSGIServer6", (ThreadingWSGIServer,),
+            server_class = type("BoundedWSGIServer6", (BoundedWSGIServer,),
                                 {"address_family": socket.AF_INET6})
         self.server = make_server(address, port, self.app, server_class,
-                                  handler_class=_QuietHandler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="metrics",
-                                       daemon=True)
+                                  handler_class=QuietHandler)
+        self.thread = threading.Thread(target=self.server.serve, name="metrics", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -298,12 +313,7 @@ class MetricsServer(Metrics):
         log.info("metrics on http://%s:%d/metrics", host, port)
 
     def close(self) -> None:
-        self.server.shutdown()
+        self.server.stop()
+        if self.thread.is_alive():
+            self.thread.join()
         self.server.server_close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args) -> None:   # noqa: A002 (the base's name)
-        pass   # a scrape every few seconds is not news
-
-

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from hivrrp._wire import DEFAULT_MTU
 from hivrrp.addrbatch import AddressBatcher, Change
 from hivrrp.pyroute2_lean import install as lean_pyroute2
 from hivrrp.pyroute2_lean import iproute_class
@@ -46,6 +47,7 @@ class Link:
     name: str
     mac: bytes
     up: bool                       # administratively up and carrier present
+    mtu: int = DEFAULT_MTU         # how many VIPs fit in an advert depends on it
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class Netlink:
             mac = msg.get("address") or "00:00:00:00:00:00"
             flags = msg.get("flags") or 0
             out[name] = Link(msg.get("index"), name, bytes.fromhex(mac.replace(":", "")),
-                             bool(flags & IFF_UP) and bool(flags & IFF_RUNNING))
+                             bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
+                             msg.get("mtu") or DEFAULT_MTU)
         return out
 
     async def addresses(self) -> list[Address]:
@@ -136,7 +139,7 @@ class Monitor:
     A second IPRoute bound to the multicast groups, on a thread of its own
     (its get() blocks). Each batch of messages becomes one callback on the
     loop with compact tuples:
-        ("link", index, name, mac, up), ("deladdr", index, family, address),
+        ("link", index, name, mac, up, mtu), ("deladdr", index, family, address),
         ("newaddr", index, family, address) only while want_new_addresses(True),
         ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything.
     """
@@ -268,7 +271,7 @@ def _event(msg) -> tuple | None:
         mac = msg.get("address") or "00:00:00:00:00:00"
         up = kind == "RTM_NEWLINK" and bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
         return ("link", msg.get("index"), msg.get("ifname"), bytes.fromhex(mac.replace(":", "")),
-                up)
+                up, msg.get("mtu") or DEFAULT_MTU)
     if kind in ("RTM_DELADDR", "RTM_NEWADDR"):
         family = 4 if msg.get("family") == socket.AF_INET else 6
         return ("deladdr" if kind == "RTM_DELADDR" else "newaddr", msg.get("index"), family,

@@ -17,7 +17,6 @@ from hivrrp.scriptsec import SecurityReport, Verdict, check_scripts
 
 log = logging.getLogger("hivrrp")
 
-CONCURRENCY = 16      # notify processes at once; a mass failover queues the rest
 CLOSE_WAIT = 10.0     # seconds for notify_stop scripts at shutdown
 
 
@@ -67,8 +66,14 @@ class Notifications:
         self.carried_faults: set[str] = set()   # see Daemon.apply_config
         self.configure(config, security)
         self.notifier = Notifier(loop, fifo_paths=fifos, fifo_scripts=fifo_scripts,
-                                 concurrency=CONCURRENCY, secure=self.allows,
+                                 concurrency=g.notify_script_concurrency,
+                                 timeout=g.notify_script_timeout, secure=self.allows,
                                  script_user=g.script_user, script_group=g.script_group)
+
+    def script_limits(self, config: Config) -> None:
+        """A reload's hivrrp_notify_script_concurrency and _timeout."""
+        g = config.global_defs
+        self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
 
     def configure(self, config: Config, security: SecurityReport) -> None:
         """`security`: security_of(config), made off the loop."""

@@ -16,6 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
+from hivrrp._wire import DEFAULT_MTU, advert_room
 from hivrrp.addrbatch import Change
 from hivrrp.config.model import Config, Instance
 from hivrrp.netlink import Address, Link
@@ -23,6 +24,7 @@ from hivrrp.routing import Routing, route_spec, rule_spec
 from hivrrp.syncgroups import EngineView, groups_of
 
 log = logging.getLogger("hivrrp")
+EVIP_LINES = 8                 # keepalived's eVIP line per instance, for this many a build
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     plan = Plan(config, engine, [], {}, {})
     sources = SourceIndex(addresses)
     not_sources = frozenset(v.address for i in instances for v in [*i.vips, *i.excluded_vips])
+    excess: list[str] = []            # instances with eVIPs, for one line past EVIP_LINES
     for inst in instances:
         link = links.get(inst.interface) if inst.interface else None
         ifindex = link.index if link else 0
@@ -235,7 +238,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             priority=inst.priority, interval_cs=round(inst.advert_int * 100),
             preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
             group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
-            addresses=[v.address for v in inst.vips],
+            addresses=_advertised(inst, link, excess),
             auth_type=1 if inst.auth_type == "PASS" else 0,
             auth_data=(inst.auth_pass or "").encode(),
             down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
@@ -276,6 +279,24 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     plan.refreshing = g.garp_master_refresh > 0 or any(
         i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
+
+
+def _advertised(inst: Instance, link: Link | None, excess: list[str]) -> list[str]:
+    """The VIPs the instance's adverts list: as many as fit, first ones first.
+    As keepalived, the rest are eVIPs: on the interface with the others, not in
+    adverts, so a peer with the same configuration and MTU lists the same ones.
+    keepalived's line for each of the first EVIP_LINES instances (every build),
+    the others at debug level: 4,000 such instances made 4,000 lines a reload."""
+    room = advert_room(inst.family, inst.version, link.mtu if link else DEFAULT_MTU)
+    if len(inst.vips) > room:
+        excess.append(inst.name)
+        level = logging.WARNING if len(excess) <= EVIP_LINES else logging.DEBUG
+        log.log(level, "(%s) Number of VIPs (%d) exceeds maximum/space available in packet "
+                "(max %d addresses) - excess moved to eVIPs", inst.name, len(inst.vips), room)
+        if len(excess) == EVIP_LINES + 1:
+            log.warning("more instances have more VIPs than an advert holds: each at debug "
+                        "level (`hivrrp check` lists them)")
+    return [v.address for v in inst.vips[:room]]
 
 
 def _devices(inst: Instance) -> list[str]:

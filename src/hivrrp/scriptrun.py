@@ -18,8 +18,10 @@ import os
 import pwd
 import signal as _signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from hivrrp.scriptsec import DEFAULT_SCRIPT_USER
 from hivrrp.tasks import spawn
 
 log = logging.getLogger("hivrrp")
@@ -52,26 +54,30 @@ class Outcome:
         return f"exit status {self.returncode}"
 
 
-class _Identity:
-    """The uid/gid a script should run as, resolved before forking so that an
-    unknown name is a clear error instead of a failure inside the child."""
+@dataclass(frozen=True)
+class Identity:
+    """Whom a script runs as, resolved from names once per configuration
+    (resolve, Identities): a run only switches to these numbers, so a slow
+    user database (sssd, LDAP) never delays a run, let alone the loop."""
 
-    def __init__(self, uid: int, gid: int):
-        self.uid = uid
-        self.gid = gid
+    uid: int
+    gid: int
+    groups: tuple[int, ...]       # supplementary groups: keepalived keeps just the primary
 
     def __call__(self) -> None:
         # Runs in the child between fork and exec.  Order matters: groups must
         # be dropped while we are still root.  Supplementary groups are reset
-        # to just the primary one, as keepalived's set_privileges does, so the
-        # script does not inherit root's groups.
+        # (keepalived's set_privileges), so the script does not inherit root's.
         os.setgid(self.gid)
-        os.setgroups([self.gid])
+        os.setgroups(list(self.groups))
         os.setuid(self.uid)
 
 
-def _resolve_identity(user: str | None, group: str | None) -> _Identity | str | None:
-    """None: run as ourselves; str: an error message; else whom to become."""
+def resolve(user: str | None, group: str | None) -> Identity | str | None:
+    """None: run as ourselves; str: an error message; else whom to become.
+
+    Blocking (getpwnam/getgrnam go through NSS): call it off the event
+    loop, as Identities does."""
     if user is None and group is None:
         return None
     try:
@@ -92,7 +98,47 @@ def _resolve_identity(user: str | None, group: str | None) -> _Identity | str | 
         return None
     if os.geteuid() != 0:
         return f"cannot run as {user or ''}:{group or ''} without root"
-    return _Identity(uid, gid)
+    return Identity(uid, gid, (gid,))
+
+
+class Identities:
+    """The identities of one configuration's scripts, each resolved once, on
+    a worker thread, the first time a run needs it.
+
+    script_user/script_group: global_defs script_user, for scripts without
+    their own; with neither, keepalived's default applies (keepalived_script
+    if that user exists, else ourselves).  Make a new one when the
+    configuration changes: users may have changed too.
+    """
+
+    def __init__(self, script_user: str | None = None, script_group: str | None = None):
+        self.script_user = script_user
+        self.script_group = script_group
+        # Futures, so that the 4,000 runs of a mass failover wait for one lookup.
+        self._resolved: dict[tuple, asyncio.Future] = {}
+
+    async def get(self, user: str | None, group: str | None) -> Identity | str | None:
+        """The identity for a script configured with `user`/`group` (names or
+        None); as resolve() returns it."""
+        key = (user, group)
+        future = self._resolved.get(key)
+        if future is None:
+            future = self._resolved[key] = asyncio.ensure_future(
+                asyncio.to_thread(self._lookup, user, group))
+        # Shielded: one waiter being cancelled must not cancel the others' lookup.
+        return await asyncio.shield(future)
+
+    def _lookup(self, user: str | None, group: str | None) -> Identity | str | None:
+        try:
+            if user is not None:
+                return resolve(user, group)
+            if self.script_user is not None:
+                return resolve(self.script_user, self.script_group)
+            found = resolve(DEFAULT_SCRIPT_USER, None)
+            # keepalived_script only if it exists (scriptsec.run_as).
+            return None if isinstance(found, str) else found
+        except Exception as exc:  # noqa: BLE001 - NSS can fail oddly; an error outcome, not a crash
+            return f"looking up {user or self.script_user or DEFAULT_SCRIPT_USER}: {exc}"
 
 
 def _start_error(argv: list[str], exc: BaseException) -> str:
@@ -149,13 +195,16 @@ def _kill_spawned(spawning: asyncio.Future) -> None:
     spawn(_reap(proc), f"reap cancelled script {proc.pid}")
 
 
-async def run(argv: list[str], timeout: float | None, *, user: str | None = None,
-              group: str | None = None, env: dict | None = None) -> Outcome:
+async def run(argv: list[str], timeout: float | None, *,
+              identity: Identity | str | None = None, env: dict | None = None,
+              started: Callable[[int], object] | None = None) -> Outcome:
     """Run argv and return how it ended; never raises except CancelledError.
 
     timeout: seconds before the process group is terminated (None: no limit).
-    user/group: names to run as (needs root); unknown names are an error
-    Outcome.  env: the child's whole environment (None: inherit ours).
+    identity: whom to run as (needs root), from Identities.get or resolve; a
+    string there (a lookup that failed) is returned as an error Outcome.
+    env: the child's whole environment (None: inherit ours).  started: told
+    the child's pid once it runs.
     If the awaiting task is cancelled the process group is SIGKILLed (the
     caller has given up on it, so nobody would wait out a grace period) and
     CancelledError propagates.
@@ -165,9 +214,8 @@ async def run(argv: list[str], timeout: float | None, *, user: str | None = None
     if any("\0" in arg for arg in argv):
         # uvloop would silently cut the argument at the NUL and run that.
         return Outcome(ok=False, error=f"{argv[0]!r}: NUL byte in the command line")
-    ident = _resolve_identity(user, group)
-    if isinstance(ident, str):
-        return Outcome(ok=False, error=ident)
+    if isinstance(identity, str):
+        return Outcome(ok=False, error=identity)
     spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -177,7 +225,7 @@ async def run(argv: list[str], timeout: float | None, *, user: str | None = None
         env=env,
         # uvloop refuses user=/group=/extra_groups=, so switch identity
         # in the child ourselves; it works on both loops.
-        preexec_fn=ident,
+        preexec_fn=identity,
     ))
     try:
         # Shielded: cancelled mid-spawn, uvloop (unlike asyncio) leaves the
@@ -197,6 +245,11 @@ async def run(argv: list[str], timeout: float | None, *, user: str | None = None
     # SubprocessError: the identity switch failed in the child.
     except (OSError, subprocess.SubprocessError, ValueError, TypeError) as exc:
         return Outcome(ok=False, error=_start_error(argv, exc))
+    if started is not None:
+        try:
+            started(proc.pid)
+        except Exception:
+            log.exception("script %d: start callback failed", proc.pid)
 
     try:
         try:

@@ -21,6 +21,7 @@ from hivrrp.plan import Plan
 from hivrrp.reactor import Action, Announce, SetRoutes, SetVips
 from hivrrp.routing import Routing
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 
 log = logging.getLogger("hivrrp")
 
@@ -34,7 +35,7 @@ async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Ad
     stale = [c.removal() for inst in plan.instances.values() for c in inst.vips
              if (c.index, c.address) in present]
     if stale:
-        log.info("removing %d VIPs left over from a previous run", len(stale))
+        log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
         for change, error in await apply_vips(stale):
             log.warning("cannot remove %s: %s", change.address, error)
 
@@ -105,8 +106,9 @@ class VipQueue:
                     await self._apply(batch)
                 except Exception:
                     # A bug or a dead netlink thread: say so, keep serving later batches.
-                    log.exception("applying %d VIP and %d route changes failed",
-                                  len(batch.vips), len(batch.routes))
+                    log.exception("applying %s and %s failed",
+                                  plural(len(batch.vips), "VIP change"),
+                                  plural(len(batch.routes), "route change"))
                 for announce in batch.announce:
                     self.announce(announce)
         finally:
@@ -126,7 +128,7 @@ class VipQueue:
                 log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
                           change.address, change.prefixlen, error)
             if len(changes) >= 100:
-                log.info("%d VIP changes applied in %.3f s", len(changes),
+                log.info("%s applied in %.3f s", plural(len(changes), "VIP change"),
                          time.monotonic() - started)
         await self._routes(True, batch.route_changes(True))
 

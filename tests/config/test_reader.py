@@ -236,7 +236,7 @@ def test_generator_with_multiline_definition_and_variables_do_not_leak(tmp_path)
     ("~SEQ(1N, 3) x", "bad variable name"),
     ("~SEQ(N, a) x", "integers"),
     ("~SEQ(N, 3 x", "no closing ')'"),
-    ("~LST({A,B},{1}) x", "2 variable(s) but 1 value(s)"),
+    ("~LST({A,B},{1}) x", "2 variables but 1 value"),
     ("~LST(A) x", "expected (var, value, ...)"),
     ("~SEQ(N, 0, 9999999) x", "would generate"),
 ])

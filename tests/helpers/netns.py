@@ -8,6 +8,7 @@ close() removes everything even when the test failed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -48,6 +49,22 @@ class Lab(Topology):
     def run(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(in_netns(ns, *cmd), check=check,
                               capture_output=True, text=True, timeout=30)
+
+
+def namespaces(prefix: str) -> set[str]:
+    """The network namespaces named `prefix`-*: one run's own. Never compare all
+    of the host's: other tests and programs add and delete theirs meanwhile."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    names = (line.split()[0] for line in out.splitlines() if line.strip())
+    return {name for name in names if name.startswith(f"{prefix}-")}
+
+
+def announced_prefix(output: str) -> str:
+    """The prefix a lab or bench run says its namespaces have ("namespaces hvl1a2b-*")."""
+    match = re.search(r"namespaces (\S+)-\*", output)
+    assert match, f"the run did not say which namespaces are its own:\n{output[-3000:]}"
+    return match.group(1)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

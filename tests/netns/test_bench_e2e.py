@@ -9,20 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from helpers.netns import announced_prefix, namespaces
+
 pytestmark = pytest.mark.netns
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def namespaces():
-    return set(subprocess.run(["ip", "netns", "list"], capture_output=True,
-                              text=True).stdout.split())
-
-
 @pytest.mark.usefixtures("namespaces_allowed")
 def test_e2e_measures_both_daemons_and_cleans_up():
     assert shutil.which("keepalived"), "CI installs keepalived"
-    before = namespaces()
     # CPU is read in clock ticks (10 ms): 20 instances cost hivrrp's master about 0.5 % of a
     # core, one tick in a 2 s window, often none. 8 s gives about four.
     out = subprocess.run([sys.executable, str(BENCH / "e2e.py"), "--sizes", "20", "--modes",
@@ -40,4 +36,4 @@ def test_e2e_measures_both_daemons_and_cleans_up():
         assert 0 < r["term_failover_s"] <= mdi, r          # priority 0: Skew_Time, not MDI
         assert r["kill_ping_gap_ms"] is not None and r["kill_ping_gap_ms"] < 2000, r
         assert r["master_cpu_percent"] > 0 and r["master_rss_mib"] > 1, r
-    assert namespaces() == before
+    assert namespaces(announced_prefix(out.stderr)) == set()     # everything it made is gone

@@ -31,9 +31,10 @@ def test_status_and_set_priority_preempting_the_peer(lan):
         "VI_1", "BACKUP", 100, "192.0.2.1")
     text = cli("status", "--socket", r1).stdout
     assert "VI_1" in text and "MASTER" in text and "200/200" in text
-    assert "1 instances: 1 master" in text
-    assert cli("status", "--socket", r1, "--state", "backup").stdout.startswith(
-        "INSTANCE") and "VI_1" not in cli("status", "--socket", r1, "--state", "backup").stdout
+    assert "1 instance: 1 master" in text
+    backups = cli("status", "--socket", r1, "--state", "backup").stdout.splitlines()
+    assert backups[0].startswith("hivrrp ") and backups[1].startswith("INSTANCE")
+    assert "VI_1" not in "\n".join(backups)
     # r2 outranks r1 at runtime: it preempts r1, which steps down.
     done = cli("set-priority", "--socket", r2, "VI_1", "250")
     assert done.returncode == 0 and "100 -> 250" in done.stdout, done

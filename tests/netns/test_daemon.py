@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+import hivrrp
 from helpers.netns import wait_for
 from netns_conf import MDI_100, SKEW_100, VIP, conf
 
@@ -35,7 +36,9 @@ def test_election_and_sigkill_failover(lan):
     assert lan.wait_has(VIP, "r2", MDI_100 + 2)
     took = time.monotonic() - killed
     assert took <= MDI_100 + 0.5, took
-    assert "(VI_1) BACKUP -> MASTER (master_down)" in lan.log("r2")
+    # The line names the master that went silent.
+    assert ("(VI_1) BACKUP -> MASTER (master_down): master 192.0.2.1 (priority 200) went "
+            "silent, ours 100") in lan.log("r2")
     # The new master's gratuitous ARP moved the client's neighbour entry.
     assert wait_for(lambda: ping(lan, VIP), 3)
 
@@ -48,7 +51,8 @@ def test_sigterm_releases_with_priority_zero_and_exits(lan):
     assert not lan.has("r1", VIP)  # its VIP went with it
     assert lan.wait_owner(VIP, "r2", 2)
     assert time.monotonic() - sent <= SKEW_100 + 0.5
-    assert "(VI_1) BACKUP -> MASTER (released)" in lan.log("r2")
+    assert ("(VI_1) BACKUP -> MASTER (released): master 192.0.2.1 sent priority 0, ours 100"
+            in lan.log("r2"))
 
 
 def test_restart_cleans_leftovers_and_preempts(lan):
@@ -60,7 +64,9 @@ def test_restart_cleans_leftovers_and_preempts(lan):
     lan.hivrrp("r1", lan.workdir / "r1.conf")
     assert lan.wait_owner(VIP, "r1", 8)
     assert "left over from a previous run" in lan.log("r1")
-    assert "(VI_1) MASTER -> BACKUP (higher_priority)" in lan.log("r2")
+    # Named: the advert that made it step down, its priority and ours.
+    assert ("(VI_1) MASTER -> BACKUP (higher_priority): advert from 192.0.2.1 with priority 200, "
+            "ours 100") in lan.log("r2")
 
 
 def test_the_articles_two_node_config_as_written(lan):
@@ -158,7 +164,7 @@ def test_reload_keeps_state_adds_and_removes_without_flapping(lan):
         assert lan.has("r1", VIP)
         time.sleep(0.02)
     assert lan.has("r1", "192.0.2.28")
-    assert "reloaded: 1 instances kept, 1 started, 0 removed, 1 VIP changes" in lan.log("r1")
+    assert "reloaded: 1 instance kept, 1 started, 0 removed, 1 VIP change" in lan.log("r1")
     # VI_2 is new: it waits its Master_Down_Interval like any start.
     assert wait_for(lambda: lan.has("r1", "192.0.2.27"), 5)
     log = lan.log("r1")
@@ -176,7 +182,7 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
     r1, r2 = two_hivrrp(lan)
     (lan.workdir / "r1.conf").write_text(conf(300))
     r1.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "reload rejected (1 errors)" in lan.log("r1"), 5)
+    assert wait_for(lambda: "reload rejected (1 error)" in lan.log("r1"), 5)
     assert "priority: 300 is out of range" in lan.log("r1")
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and r1.poll() is None
@@ -297,3 +303,20 @@ def test_a_sighup_after_sigterm_is_refused(lan):
     assert r1.wait(10) == 0, lan.log("r1")
     log = lan.log("r1")
     assert "reloaded:" not in log[log.index("releasing masters"):]
+
+
+def test_a_peer_with_another_auth_pass_is_logged_once_by_address(lan):
+    """The drop is logged at once, naming the sender, and not again per advert."""
+    lan.node("r1", ipv4="192.0.2.1/24")
+    lan.node("r2", ipv4="192.0.2.2/24")
+    lan.hivrrp("r1", lan.write("r1.conf", conf(255)))          # owner: advertises at once
+    config = lan.write("r2.conf", conf(100).replace("auth_pass 1234", "auth_pass 9999"))
+    r2 = lan.hivrrp("r2", config)
+    line = "(VI_1) received an invalid passwd from 192.0.2.1!"
+    assert wait_for(lambda: line in lan.log("r2"), 4), lan.log("r2")
+    time.sleep(3)                                               # three more adverts dropped
+    log = lan.log("r2")
+    assert log.count("received an invalid passwd") == 1, log
+    namespace, _ = lan.nodes["r2"]
+    assert (f"hivrrp {hivrrp.__version__} starting: configuration {config}, pid {r2.pid}, "
+            f"network namespace {namespace}") in log

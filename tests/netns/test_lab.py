@@ -6,18 +6,13 @@ import time
 
 import pytest
 
+from helpers.netns import announced_prefix, namespaces
 
 pytestmark = pytest.mark.netns
 
 
-def namespaces():
-    return set(subprocess.run(["ip", "netns", "list"], capture_output=True,
-                              text=True).stdout.split())
-
-
 @pytest.mark.usefixtures("namespaces_allowed")
 def test_lab_elects_fails_over_returns_and_cleans_up():
-    before = namespaces()
     result = subprocess.run([sys.executable, "-m", "hivrrp", "lab", "-n", "260"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -28,7 +23,7 @@ def test_lab_elects_fails_over_returns_and_cleans_up():
     failover = float(out.split("failover: every VIP answers from r2")[1].split()[0])
     assert failover <= 3 + 156 / 256 + 0.5
     assert "verdict                               OK" in out
-    assert namespaces() == before  # everything it made is gone
+    assert namespaces(announced_prefix(out)) == set()  # everything it made is gone
 
 
 def test_lab_refuses_bad_arguments():

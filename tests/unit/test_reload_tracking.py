@@ -3,6 +3,7 @@ reports while trackers reconfigure, FAULT not notified again by a reload,
 nothing started after release, script_user changed by a reload."""
 
 import asyncio
+import pwd
 
 from helpers.conf import load_text
 from helpers.fakedaemon import reload, settle, started
@@ -165,8 +166,8 @@ def user_conf(user, cmd):
 def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
     ran = []
 
-    async def fake_run(argv, timeout, *, user=None, group=None, env=None):
-        ran.append((argv[0], user))
+    async def fake_run(argv, timeout, *, identity=None, env=None, started=None):
+        ran.append((argv[0], identity.uid if identity else None))
         return scriptrun.Outcome(ok=True, returncode=0)
 
     monkeypatch.setattr(notify.scriptrun, "run", fake_run)
@@ -181,7 +182,7 @@ def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
         n.event("VI_1", "BACKUP", "MASTER", "master_down", 100)
         await n.notifier.close(1)
         # Allowed because it runs as nobody now; it must then run as nobody.
-        assert ran == [(cmd, "nobody")], ran
+        assert ran == [(cmd, pwd.getpwnam("nobody").pw_uid)], ran
     asyncio.run(scenario())
 
 
@@ -224,3 +225,60 @@ def weighted(weight):
 
 def test_tracker_weight_change_reload_does_not_renotify_fault(tmp_path, monkeypatch):
     reload_in_fault(tmp_path, monkeypatch, weighted(10), weighted(20))
+
+
+def test_process_trackers_read_proc_off_the_loop_at_start_and_reload(tmp_path, monkeypatch):
+    """The full /proc scan for new process trackers (~25 us a process) runs on
+    a worker thread; events that came meanwhile still win over the table."""
+    import functools
+    import threading
+
+    import hivrrp.track.hub as hub
+    from hivrrp.track.processes import PROC_EVENT_EXIT, ProcInfo, ProcessTrackers
+
+    scans: list[str] = []
+
+    class FakeProc:
+        table = {100: ProcInfo(1, 1, b"worker", None), 101: ProcInfo(1, 1, b"worker", None)}
+
+        def read_process(self, pid, limit):
+            return self.table.get(pid)
+
+        def read_processes(self, limit):
+            scans.append(threading.current_thread().name)
+            return dict(self.table)
+
+    fake = FakeProc()
+    monkeypatch.setattr(hub, "ProcessTrackers", functools.partial(
+        ProcessTrackers, connector=False, proc=fake, scan_interval=3600))
+
+    def pconf(name, quorum):
+        track = f"    track_process {{\n        {name} weight 0\n    }}\n"
+        return (f"vrrp_track_process {name} {{\n    process worker\n    quorum {quorum}\n}}\n"
+                + instance_text("VI_1", 51, ["192.0.2.51/24"], priority=255, extra=track))
+
+    async def scenario():
+        loop_thread = threading.current_thread().name
+        d = await started(tmp_path, pconf("P", 2), LINKS, ADDRESSES, monkeypatch)
+        await settle(d)
+        assert d.plan.states() == {"VI_1": "MASTER"}
+        # A new tracker Q: its table is read ahead; 101 exits while it is read.
+        processes = d.trackers.processes
+        real_ahead = processes.read_ahead
+
+        async def ahead_with_an_exit(trackers):
+            ahead = await real_ahead(trackers)
+            del fake.table[101]
+            processes.mode = "connector"           # as if the connector told it
+            processes._on_event((PROC_EVENT_EXIT, 101))
+            processes.mode = "scan"
+            return ahead
+        processes.read_ahead = ahead_with_an_exit
+        await reload(d, pconf("Q", 2))
+        assert d.trackers.processes.counts() == {"Q": 1}
+        assert d.plan.states() == {"VI_1": "FAULT"}
+        await d.trackers.close()
+        return loop_thread
+
+    loop_thread = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert len(scans) == 2 and loop_thread not in scans, scans

@@ -116,16 +116,17 @@ def test_cancelling_the_caller_kills_the_group_and_propagates(tmp_path, run_loop
     assert not alive(shell) and not alive(child)
 
 
-@pytest.mark.parametrize("argv, kwargs, needle", [
-    (["/nonexistent/notify.sh"], {}, "/nonexistent/notify.sh: no such file"),
-    (["no-such-command-hivrrp"], {}, "no-such-command-hivrrp: no such file"),
-    (["true"], {"user": "no-such-user-hivrrp"}, "unknown user 'no-such-user-hivrrp'"),
-    (["true"], {"user": "root", "group": "no-such-group-hivrrp"}, "unknown group"),
-    ([], {}, "empty command"),
-    (["tr\0ue"], {}, "NUL byte"),    # uvloop alone would run "tr"
+@pytest.mark.parametrize("argv, names, needle", [
+    (["/nonexistent/notify.sh"], None, "/nonexistent/notify.sh: no such file"),
+    (["no-such-command-hivrrp"], None, "no-such-command-hivrrp: no such file"),
+    (["true"], ("no-such-user-hivrrp", None), "unknown user 'no-such-user-hivrrp'"),
+    (["true"], ("root", "no-such-group-hivrrp"), "unknown group"),
+    ([], None, "empty command"),
+    (["tr\0ue"], None, "NUL byte"),    # uvloop alone would run "tr"
 ])
-def test_a_command_that_cannot_start_is_an_error_outcome(argv, kwargs, needle, run_loop):
-    outcome = run_loop(scriptrun.run(argv, 1, **kwargs))
+def test_a_command_that_cannot_start_is_an_error_outcome(argv, names, needle, run_loop):
+    identity = scriptrun.resolve(*names) if names else None
+    outcome = run_loop(scriptrun.run(argv, 1, identity=identity))
     assert outcome.ok is False and outcome.returncode is None and not outcome.timed_out
     assert needle in outcome.error
 
@@ -150,9 +151,11 @@ def test_runs_as_the_user_with_supplementary_groups_reset(run_loop):
     nobody = pwd.getpwnam("nobody")
     check = (f'test "$(id -u)" = {nobody.pw_uid} && test "$(id -g)" = {nobody.pw_gid} '
              f'&& test "$(id -G)" = {nobody.pw_gid}')
-    assert run_loop(scriptrun.run(["/bin/sh", "-c", check], 2, user="nobody")).ok
+    as_nobody = scriptrun.resolve("nobody", None)
+    assert as_nobody == scriptrun.Identity(nobody.pw_uid, nobody.pw_gid, (nobody.pw_gid,))
+    assert run_loop(scriptrun.run(["/bin/sh", "-c", check], 2, identity=as_nobody)).ok
     # The same check fails as root, so the assertion above can fail.
     assert not run_loop(scriptrun.run(["/bin/sh", "-c", check], 2)).ok
     as_root_group = f'test "$(id -u)" = {nobody.pw_uid} && test "$(id -G)" = 0'
     assert run_loop(scriptrun.run(["/bin/sh", "-c", as_root_group], 2,
-                                  user="nobody", group="root")).ok
+                                  identity=scriptrun.resolve("nobody", "root"))).ok

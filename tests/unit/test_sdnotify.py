@@ -123,7 +123,7 @@ def test_the_daemon_says_ready_reloading_ready_stopping(tmp_path, monkeypatch):
         return [g.decode().split("\n")[0:2] for g in got]
 
     got = asyncio.run(asyncio.wait_for(scenario(), 20))
-    assert got[0] == ["READY=1", "STATUS=1 instances: 0 master, 1 backup, 0 fault"]
+    assert got[0] == ["READY=1", "STATUS=1 instance: 0 master, 1 backup, 0 fault"]
     assert got[1][0] == "RELOADING=1"
     assert got[2][0] == "READY=1"
     assert got[3] == ["STOPPING=1", "STATUS=stopping"]

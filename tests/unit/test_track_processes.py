@@ -640,3 +640,78 @@ def test_where_the_connector_cannot_serve_it_falls_back_to_scanning(unshare, rea
     assert "mode scan" in out.stdout
     assert ("process tracking: /proc scan every 1 s (process connector unavailable: "
             f"{reason})") in out.stdout
+
+
+def read_ahead_now(trackers, specs):
+    """read_ahead() needs a running loop only for its worker thread."""
+    async def go():
+        return await trackers.read_ahead(specs)
+    return asyncio.run(go())
+
+
+def test_scan_mode_never_diffs_back_to_an_older_read_ahead():
+    """The scan loop applied a newer table while the read ahead was being
+    read: applying the older one after it counted a process that had just
+    started as gone (an unchanged tracker flapped)."""
+    fake, reports, clock = FakeProc(), Reports(), FakeClock()
+    trackers = offline(fake, reports, clock, mode="scan")
+    fake.table = {10: proc(b"web")}
+    trackers.configure({"A": tp("A", process="web")})
+    assert reports == [("A", True)]
+    fake.table = {}                          # the read ahead sees no web process yet
+    ahead = read_ahead_now(trackers, {"A": tp("A", process="web"),
+                                      "B": tp("B", process="db")})
+    fake.table = {10: proc(b"web"), 11: proc(b"web", start=2)}
+    trackers._apply_scan(dict(fake.table))   # the scan loop's newer table
+    trackers.configure({"A": tp("A", process="web"), "B": tp("B", process="db")}, ahead)
+    assert ("A", False) not in reports, reports
+    assert trackers.counts()["A"] == 2
+
+
+def test_events_lost_during_a_read_ahead_bring_a_rescan(monkeypatch):
+    monkeypatch.setattr(processes, "RESCAN_SETTLE", 0)
+    reports = Reports()
+
+    async def scenario():
+        fake = FakeProc()
+        fake.table = {1: proc(b"nginx")}
+        trackers = ProcessTrackers(asyncio.get_running_loop(), reports, proc=fake)
+        trackers._started = True
+        ahead = await trackers.read_ahead({"web": tp("web")})
+        del fake.table[1]                   # its exit event is lost to an overrun
+        trackers._on_overrun()
+        # The rescan it starts is over before configure() (the daemon still
+        # awaited something): it knew nothing of the new tracker.
+        await asyncio.wait_for(trackers._rescan_task, 5)
+        trackers.configure({"web": tp("web")}, ahead)
+        for _ in range(100):
+            if trackers.counts() == {"web": 0}:
+                break
+            await asyncio.sleep(0.01)
+        counts = trackers.counts()
+        await trackers.close()
+        return counts
+
+    assert asyncio.run(scenario()) == {"web": 0}
+    assert reports[-1] == ("web", False)
+
+
+def test_a_hub_closed_meanwhile_starts_no_process_tracker(tmp_path):
+    from helpers.conf import load_text
+    from hivrrp.track.hub import TrackerHub
+
+    result = load_text(tmp_path, "vrrp_track_process P {\n    process worker\n}\n"
+                       "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n"
+                       "    priority 100\n    virtual_ipaddress {\n        192.0.2.1/24\n    }\n"
+                       "    track_process {\n        P\n    }\n}\n")
+    assert result.ok, result.errors
+
+    async def scenario():
+        hub = TrackerHub(asyncio.get_running_loop(), lambda names: None)
+        preparing = asyncio.ensure_future(hub.prepare(result.config))
+        await asyncio.sleep(0)               # in its worker thread
+        await hub.close()                    # SIGTERM's shutdown meanwhile
+        return await preparing, hub.processes
+
+    ahead, processes = asyncio.run(scenario())
+    assert ahead is None and processes is None

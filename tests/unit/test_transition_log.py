@@ -1,5 +1,6 @@
 """How transitions reach the log: one line each, or a summary for a mass move."""
 
+import ipaddress
 import logging
 
 from hivrrp.daemon import LOG_EACH_UP_TO, log_transitions
@@ -33,3 +34,31 @@ def test_a_mass_move_is_one_info_line_per_kind_and_each_at_debug(caplog):
         log_transitions(names, batch)
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert len(debug) == n and debug[-1] == "(vi3999) MASTER -> FAULT (interface)"
+
+
+def test_a_transition_names_its_cause(caplog):
+    def packed(address):
+        return ipaddress.ip_address(address).packed
+
+    names = ["VI_1", "VI_2", "VI_3", "VI_4", "VI_5", "VI_6"]
+    batch = [
+        (0, "MASTER", "BACKUP", "higher_priority", 0, (packed("192.0.2.2"), 255, 254)),
+        (1, "BACKUP", "MASTER", "master_down", 0, (packed("fe80::2"), 200, 100)),
+        (2, "BACKUP", "MASTER", "master_down", 0, (None, 0, 100)),
+        (3, "BACKUP", "MASTER", "released", 0, (packed("192.0.2.2"), 200, 100)),
+        (4, "BACKUP", "MASTER", "preempt", 0, (packed("192.0.2.2"), 200, 250)),
+        (5, "MASTER", "FAULT", "fault", 0, (packed("192.0.2.2"), 200, 100)),
+        (5, "FAULT", "BACKUP", "fault_cleared", 0),         # no cause given: none said
+    ]
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        log_transitions(names, batch)
+    assert [r.getMessage() for r in caplog.records] == [
+        "(VI_1) MASTER -> BACKUP (higher_priority): advert from 192.0.2.2 with priority 255, "
+        "ours 254",
+        "(VI_2) BACKUP -> MASTER (master_down): master fe80::2 (priority 200) went silent, "
+        "ours 100",
+        "(VI_3) BACKUP -> MASTER (master_down): no master heard, ours 100",
+        "(VI_4) BACKUP -> MASTER (released): master 192.0.2.2 sent priority 0, ours 100",
+        "(VI_5) BACKUP -> MASTER (preempt): a lower-priority master was heard, ours 250",
+        "(VI_6) MASTER -> FAULT (fault)",
+        "(VI_6) FAULT -> BACKUP (fault_cleared)"]

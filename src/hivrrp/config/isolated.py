@@ -20,6 +20,7 @@ failed load, not a reason to parse again here.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
@@ -29,6 +30,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 
 from hivrrp.config import LoadResult, load
 from hivrrp.config import diagnostics, model
@@ -38,6 +40,7 @@ log = logging.getLogger("hivrrp")
 
 CHILD_TIMEOUT = 300.0          # seconds: a 10,000-instance file takes about 1.5 s
 NOT_THE_SAME_HIVRRP = 3        # the child's exit status when its files differ from ours
+ABANDONED = "reading the configuration was abandoned: hivrrp is stopping"
 
 
 def fingerprint() -> list:
@@ -72,20 +75,59 @@ def load_here(path: str, config_id: str | None) -> LoadResult:
         return failed(path, f"cannot load the configuration: {exc}")
 
 
-def load_isolated(path: str, *, config_id: str | None = None) -> LoadResult:
+class Abort:
+    """Lets the event loop end a load that a worker thread waits for: a parse
+    can hang on an `include` of a FIFO or a dead NFS mount, and a SIGTERM must
+    not wait for CHILD_TIMEOUT to release the masters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen | None = None
+        self.aborted = False
+
+    def attach(self, child: subprocess.Popen) -> None:
+        with self._lock:
+            self._child = child
+            if self.aborted:
+                child.kill()
+
+    def abort(self) -> None:
+        """Kill the child, now or as soon as it starts; callable from any thread."""
+        with self._lock:
+            self.aborted = True
+            if self._child is not None and self._child.returncode is None:
+                with contextlib.suppress(OSError):
+                    self._child.kill()
+
+
+def load_isolated(path: str, *, config_id: str | None = None,
+                  abort: Abort | None = None) -> LoadResult:
     if not sys.executable or getattr(sys, "frozen", False):
         return load_here(path, config_id)      # no interpreter of ours to run a child with
     request = json.dumps({"path": path, "config_id": config_id, "fingerprint": IMPORTED})
     # Our own path, "" (the working directory) spelled out: the child finds what we found.
     code = CHILD.format(path=[p or os.getcwd() for p in sys.path])
     try:
-        child = subprocess.run([sys.executable, "-I", "-c", code, request], capture_output=True,
-                               timeout=CHILD_TIMEOUT, check=False, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        return failed(path, f"reading the configuration took over {CHILD_TIMEOUT:.0f} s")
+        process = subprocess.Popen([sys.executable, "-I", "-c", code, request],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True)
     except (OSError, ValueError, TypeError) as exc:
+        if abort is not None and abort.aborted:
+            return failed(path, ABANDONED)
         log.warning("configuration loader process failed to start (%s): loading here", exc)
         return load_here(path, config_id)
+    if abort is not None:
+        abort.attach(process)
+    with process:
+        try:
+            stdout, stderr = process.communicate(timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return failed(path, f"reading the configuration took over {CHILD_TIMEOUT:.0f} s")
+    if abort is not None and abort.aborted:
+        return failed(path, ABANDONED)
+    child = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if child.returncode < 0:
         try:
             name = signal.Signals(-child.returncode).name

@@ -57,6 +57,17 @@ IGNORED_INSTANCE = frozenset({
 
 IGNORED_SYNC_GROUP = frozenset({"global_tracking", "track_bfd"})
 
+# hivrrp's own keywords, for settings keepalived does not have. Each starts
+# with "hivrrp_" so that a reader of the file sees it is not keepalived's, and
+# no future keepalived keyword can take its name. keepalived 2.2.7 reports
+# them ("Unknown keyword", `keepalived -t` exits 5): a file shared with
+# keepalived keeps them behind an `@ID` line that only hivrrp's config id
+# (-i) selects, or in a file only hivrrp includes.
+HIVRRP_GLOBAL = frozenset({
+    "hivrrp_notify_script_timeout",       # seconds, 0: none (the default, as keepalived)
+    "hivrrp_notify_script_concurrency",   # notify processes at once, daemon-wide
+})
+
 # Keywords hivrrp parses into the model but the daemon does not act on yet,
 # with what happens instead. One entry per keyword, consulted wherever a
 # keyword is dispatched, so that a config relying on one never passes

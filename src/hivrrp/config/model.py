@@ -105,6 +105,10 @@ class TrackRef:
                 "reverse": self.reverse}
 
 
+# Notify processes at once by default (hivrrp_notify_script_concurrency).
+NOTIFY_SCRIPT_CONCURRENCY = 16
+
+
 @dataclass(slots=True)
 class GlobalDefs:
     router_id: str | None = None
@@ -147,6 +151,9 @@ class GlobalDefs:
     notify_priority_changes: bool = False
     dynamic_interfaces: bool = False
     log_unknown_vrids: bool = False
+    # hivrrp's own (keywords.HIVRRP_GLOBAL): keepalived has neither setting.
+    notify_script_timeout: float | None = None    # None: never killed, as keepalived
+    notify_script_concurrency: int = NOTIFY_SCRIPT_CONCURRENCY
 
 
 # One shared empty mapping for every instance's unset garp/notify/options: a

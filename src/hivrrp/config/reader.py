@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from hivrrp.config.diagnostics import Diagnostics, Where
+from hivrrp.text import plural
 
 MAX_LINE = 65536            # longer lines are refused (keepalived's own limit is far lower)
 MAX_SUBSTITUTIONS = 64      # a definition that refers to itself stops here
@@ -368,7 +369,8 @@ def _parse_list(spec: str) -> tuple[list[str], list[tuple[str, ...]]]:
             raise ValueError(f"bad variable name {name!r}")
     for values in rows:
         if len(values) != len(names):
-            raise ValueError(f"{len(names)} variable(s) but {len(values)} value(s) in "
+            raise ValueError(f"{plural(len(names), 'variable')} but "
+                             f"{plural(len(values), 'value')} in "
                              f"{{{', '.join(values)}}}")
     return names, [tuple(values) for values in rows]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from hivrrp.text import plural as _plural
 from hivrrp.tracking import Tracking, Use, uses_of
 
 OWNER = 255
@@ -17,12 +18,6 @@ _FAULT_WHEN = {
     "process": ("not running", "running"),
     "file": ("non-zero", "zero"),
 }
-
-
-def _plural(count: int, word: str) -> str:
-    if count == 1:
-        return f"{count} {word}"
-    return f"{count} {word}{'es' if word.endswith('s') else 's'}"
 
 
 def summary(path: str, result) -> str:

@@ -8,6 +8,7 @@ import os
 from collections import defaultdict
 
 from hivrrp import scriptsec
+from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef
 
@@ -30,6 +31,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
         if _instance(config, inst, diag, check_host):
             valid.append(inst)
     config.instances = valid
+    _advert_room(config, diag, check_host)
     _unique_vrids(config, diag)
     _sync_groups(config, names, diag)
     _trackers(config, diag)
@@ -146,6 +148,36 @@ def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:
             diag.warning(inst.where, f"{label}: VRRPv3 advert_int is in centiseconds; "
                                      f"{value:g} is used as {centiseconds / 100:g}")
         inst.advert_int = centiseconds / 100
+
+
+def _advert_room(config: Config, diag: Diagnostics, check_host: bool) -> None:
+    """VIPs beyond what an advert has room for (255, fewer by the MTU) are
+    keepalived's eVIPs. The daemon decides with the MTU the link has when it
+    builds; here, the interface's MTU if it exists on this host, else 1500."""
+    for inst in config.instances:
+        mtu = _interface_mtu(inst.interface) if check_host and inst.interface else None
+        room = advert_room(inst.family, inst.version, mtu or DEFAULT_MTU)
+        excess = len(inst.vips) - room
+        if excess <= 0:
+            continue
+        if room == MAX_ADDRESSES:
+            why = f"an advert lists at most {room} addresses"
+        elif mtu:
+            why = f"at the MTU of {inst.interface}, {mtu}"
+        else:
+            why = f"at the usual MTU of {DEFAULT_MTU}; the daemon uses the interface's"
+        diag.warning(inst.where, f"vrrp_instance {inst.name}: {len(inst.vips)} VIPs, but only "
+                                 f"the first {room} fit in its adverts ({why}): the other "
+                                 f"{excess} are added and removed like the rest, not advertised "
+                                 "(keepalived's eVIPs)", key="virtual_ipaddress")
+
+
+def _interface_mtu(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _unique_vrids(config: Config, diag: Diagnostics) -> None:

@@ -18,11 +18,13 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hivrrp.lab.nsaddr import ipv4_addresses, socket_in_netns
 from hivrrp.lab.topology import Topology
+from hivrrp.text import plural
 
 PER_SEGMENT = 250
 IFA_F_SECONDARY = 0x01
@@ -49,8 +51,10 @@ class Segment:
 
 
 def keepalived_conf(segments: list[Segment], instances: int, priority: int, *,
-                    version: int = 2, advert_int: float = 1.0) -> str:
-    """Plain keepalived syntax (no macros), readable by keepalived and hivrrp alike."""
+                    version: int = 2, advert_int: float = 1.0,
+                    instance_extra: Callable[[str], list[str]] | None = None) -> str:
+    """Plain keepalived syntax (no macros), readable by keepalived and hivrrp alike.
+    instance_extra(name): more lines for that instance (benchmarks' notify lines)."""
     lines = ["global_defs {", "    router_id lab", f"    vrrp_version {version}",
              "    vrrp_garp_master_delay 0", "}"]
     for n in range(instances):
@@ -62,7 +66,10 @@ def keepalived_conf(segments: list[Segment], instances: int, priority: int, *,
                   f"    advert_int {advert_int:g}",
                   "    virtual_ipaddress {",
                   f"        {segment.vip(vrid)}/16",
-                  "    }", "}"]
+                  "    }"]
+        if instance_extra is not None:
+            lines += instance_extra(f"seg{segment.index}_vr{vrid}")
+        lines.append("}")
     return "\n".join(lines) + "\n"
 
 
@@ -101,14 +108,16 @@ class Lab:
                 .split("link/ether ")[1].split()[0] for k in range(count)]
 
     def start(self, name: str, daemon: str | None = None, *, version: int = 2,
-              advert_int: float = 1.0):
+              advert_int: float = 1.0,
+              instance_extra: Callable[[str], list[str]] | None = None):
         """Write `name`'s config (r1 priority 200, r2 100) and start its daemon."""
         priority = HIGH if name == "r1" else LOW
         if daemon is None:
             daemon = "keepalived" if name == "r2" and self.peer == "keepalived" else "hivrrp"
         conf = self.workdir / f"{name}.conf"
         conf.write_text(keepalived_conf(self.segments, self.instances, priority,
-                                        version=version, advert_int=advert_int))
+                                        version=version, advert_int=advert_int,
+                                        instance_extra=instance_extra))
         log = str(self.workdir / f"{name}-{daemon}.log")
         if daemon == "keepalived":
             run = self.workdir / f"ka-{name}"
@@ -174,7 +183,7 @@ class Lab:
         n, out = self.instances, self.out
         mdi, mdi_r1 = master_down_interval(LOW), master_down_interval(HIGH)
         peer = "keepalived" if self.peer == "keepalived" else "hivrrp"
-        out(f"hivrrp lab: {n} VRRP instances on {len(self.segments)} segments "
+        out(f"hivrrp lab: {plural(n, 'VRRP instance')} on {plural(len(self.segments), 'segment')} "
             f"(250 VRIDs each), r1 hivrrp priority {HIGH}, r2 {peer} priority {LOW}")
         out(f"  namespaces {self.topology.prefix}-*, logs in {self.workdir}")
         r1 = self.start("r1")

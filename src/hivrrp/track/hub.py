@@ -18,8 +18,9 @@ from dataclasses import replace
 from hivrrp.config.model import Config, Script, VrrpScript
 from hivrrp.scriptsec import run_as
 from hivrrp.netlink import Link
+from hivrrp.text import plural
 from hivrrp.track.files import FileTrackers
-from hivrrp.track.processes import ProcessTrackers
+from hivrrp.track.processes import ProcessTrackers, ReadAhead
 from hivrrp.track.scripts import ScriptTrackers
 from hivrrp.tracking import Tracking, Use, uses_of
 
@@ -42,20 +43,41 @@ class TrackerHub:
         self.processes: ProcessTrackers | None = None
         self.loop = loop
         self.configuring = False
+        self.closed = False
 
-    def configure(self, config: Config, links: dict[str, Link]) -> Tracking:
+    async def prepare(self, config: Config) -> ReadAhead | None:
+        """What configure(config) would otherwise do on the loop thread: the
+        /proc scan for new process trackers, on a worker thread."""
+        if self.closed:
+            return None
+        processes = await asyncio.to_thread(_used_processes, config)
+        if not processes or self.closed:      # shut down meanwhile: start nothing
+            return None
+        self._ensure_processes()
+        return await self.processes.read_ahead(processes)
+
+    def _ensure_processes(self) -> None:
+        if self.processes is None:
+            # Only when used: it forks a probe and may open the connector.
+            self.processes = ProcessTrackers(
+                self.loop, lambda name, up: self.report("process", name, up))
+
+    def configure(self, config: Config, links: dict[str, Link],
+                  ahead: ReadAhead | None = None) -> Tracking:
         """Trackers for `config`; what unchanged trackers know carries over.
-        The caller applies every instance's outcome afterwards."""
+        The caller applies every instance's outcome afterwards. `ahead`:
+        prepare(config)'s /proc read."""
         # Executors may report while they reconfigure (a kept file whose value
         # changed): the old policy and the new plan do not go together, and
         # every status is read afresh below anyway.
         self.configuring = True
         try:
-            return self._configure(config, links)
+            return self._configure(config, links, ahead)
         finally:
             self.configuring = False
 
-    def _configure(self, config: Config, links: dict[str, Link]) -> Tracking:
+    def _configure(self, config: Config, links: dict[str, Link],
+                   ahead: ReadAhead | None) -> Tracking:
         uses = uses_of(config)
         used = {(u.kind, u.tracker) for us in uses.values() for u in us}
         g = config.global_defs
@@ -65,12 +87,10 @@ class TrackerHub:
         self.files.configure({n: f for n, f in config.track_files.items()
                               if ("file", n) in used})
         processes = {n: p for n, p in config.track_processes.items() if ("process", n) in used}
-        if processes and self.processes is None:
-            # Only when used: it forks a probe and may open the connector.
-            self.processes = ProcessTrackers(
-                self.loop, lambda name, up: self.report("process", name, up))
+        if processes:
+            self._ensure_processes()
         if self.processes is not None:
-            self.processes.configure(processes)
+            self.processes.configure(processes, ahead)
         # keepalived drops a tracker it cannot run from every instance using it.
         gone = ({("script", n) for n in self.scripts.disabled}
                 | {("file", n) for n in self.files.dropped})
@@ -96,8 +116,8 @@ class TrackerHub:
             return
         changed = self.policy.update(kind, name, status)
         if changed:
-            log.info("%s tracker %s is %s: %d instance(s) affected", kind, name,
-                     _describe(status), len(changed))
+            log.info("%s tracker %s is %s: %s affected", kind, name,
+                     _describe(status), plural(len(changed), "instance"))
             self.on_change(changed)
 
     def links_changed(self, links: dict[str, Link]) -> None:
@@ -110,10 +130,16 @@ class TrackerHub:
         return self.policy.uses.get(name, ())
 
     async def close(self) -> None:
+        self.closed = True
         self.files.close()
         if self.processes is not None:
             await self.processes.close()
         await self.scripts.close()
+
+
+def _used_processes(config: Config) -> dict:
+    used = {u.tracker for us in uses_of(config).values() for u in us if u.kind == "process"}
+    return {n: p for n, p in config.track_processes.items() if n in used}
 
 
 def _with_user(vs: VrrpScript,

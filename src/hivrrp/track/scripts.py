@@ -14,6 +14,7 @@ from collections.abc import Callable
 from hivrrp import scriptrun
 from hivrrp.config.model import Script, VrrpScript
 from hivrrp.tasks import spawn
+from hivrrp.text import plural
 from hivrrp.track.risefall import RiseFall
 
 log = logging.getLogger("hivrrp")
@@ -95,8 +96,8 @@ class _Script:
 
     async def _run(self) -> None:
         try:
-            outcome = await scriptrun.run(self.script.argv, self.timeout,
-                                          user=self.script.user, group=self.script.group)
+            identity = await self.owner.identities.get(self.script.user, self.script.group)
+            outcome = await scriptrun.run(self.script.argv, self.timeout, identity=identity)
         except Exception as exc:  # noqa: BLE001 - scriptrun promises not to; count it anyway
             log.error("vrrp_script %s: run failed: %r", self.name, exc)
             outcome = scriptrun.Outcome(ok=False, error=repr(exc))
@@ -140,10 +141,13 @@ class ScriptTrackers:
         self._scripts: dict[str, _Script] = {}
         self._disabled: dict[str, str] = {}          # name -> why
         self._dying: set[asyncio.Task] = set()       # runs of stopped scripts, being killed
+        self.identities = scriptrun.Identities()
 
     def configure(self, scripts: dict[str, VrrpScript]) -> None:
         """Start new scripts, restart changed ones from scratch, stop removed
         ones; unchanged ones keep running with their counters."""
+        # Users are looked up again once for the new configuration, off the loop.
+        self.identities = scriptrun.Identities()
         wanted: dict[str, VrrpScript] = {}
         disabled: dict[str, str] = {}
         for name, vs in scripts.items():
@@ -201,8 +205,8 @@ class ScriptTrackers:
             return
         _, pending = await asyncio.wait(set(self._dying), timeout=_CLOSE_LIMIT)
         if pending:
-            log.error("%d vrrp_script runs still not finished after %.0f s",
-                      len(pending), _CLOSE_LIMIT)
+            log.error("%s still not finished after %.0f s",
+                      plural(len(pending), "vrrp_script run"), _CLOSE_LIMIT)
 
     def _stop(self, script: _Script) -> None:
         task = script.stop()

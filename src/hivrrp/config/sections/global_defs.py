@@ -48,6 +48,13 @@ def _enable_script_security(b: Builder, node: Node, target: GlobalDefs) -> None:
     b.diag.written("enable_script_security", node.where, node.keyword)
 
 
+def _notify_script_timeout(b: Builder, node: Node, target: GlobalDefs) -> None:
+    seconds = b.timer(node, 0, 86400)
+    b.no_more(node, 1)
+    if seconds is not None:
+        target.notify_script_timeout = seconds or None   # 0: no timeout, as keepalived
+
+
 def _notification_email(b: Builder, node: Node, target: GlobalDefs) -> None:
     for child in b.block(node):
         target.notification_email.extend([child.keyword, *child.args])
@@ -107,4 +114,7 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "vrrp_notify_priority_changes": setter("notify_priority_changes", "bool"),
     "dynamic_interfaces": setter("dynamic_interfaces", "bool"),
     "log_unknown_vrids": setter("log_unknown_vrids", "bool"),
+    # hivrrp's own (keywords.HIVRRP_GLOBAL)
+    "hivrrp_notify_script_timeout": _notify_script_timeout,
+    "hivrrp_notify_script_concurrency": setter("notify_script_concurrency", "int", 1, 65535),
 }

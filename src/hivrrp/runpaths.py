@@ -1,0 +1,59 @@
+"""Where a daemon keeps its pid file and control socket: one daemon per network
+namespace, as keepalived (which suffixes its pid files with the namespace's
+name). `ip netns exec X hivrrp status` must reach X's daemon, so the paths
+are derived from the namespace the command runs in, found the way
+`ip netns identify` finds it.
+"""
+
+from __future__ import annotations
+
+import os
+
+RUN_DIR = "/run/hivrrp"
+NETNS_DIR = "/run/netns"       # where `ip netns add` binds its namespaces
+
+
+def _ns_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def namespace_name() -> str | None:
+    """None in the host's (init's) network namespace; else the name `ip netns`
+    gave ours, or `netns-INODE` for one it did not name."""
+    mine = _ns_id("/proc/self/ns/net")
+    if mine is None or mine == _ns_id("/proc/1/ns/net"):
+        return None
+    try:
+        names = sorted(os.listdir(NETNS_DIR))
+    except OSError:
+        names = []
+    for name in names:
+        if _ns_id(os.path.join(NETNS_DIR, name)) == mine:
+            return name
+    return f"netns-{mine[1]}"
+
+
+def run_dir(namespace: str | None = None) -> str:
+    return RUN_DIR if namespace is None else os.path.join(RUN_DIR, "netns", namespace)
+
+
+def pid_file() -> str:
+    return os.path.join(run_dir(namespace_name()), "hivrrp.pid")
+
+
+def control_socket() -> str:
+    return os.path.join(run_dir(namespace_name()), "control.sock")
+
+
+def namespace_lock() -> str | None:
+    """A lock file named after our network namespace itself (not its names,
+    which can change and can be two): one daemon per namespace, whatever pid
+    file each is given. None where /proc does not tell."""
+    mine = _ns_id("/proc/self/ns/net")
+    if mine is None:
+        return None
+    return os.path.join(RUN_DIR, "locks", f"netns-{mine[0]}-{mine[1]}.lock")
