@@ -66,7 +66,7 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.summary import summary, tracking_report
 
-    result = load(config_file, config_id=config_id)
+    result = load(config_file, config_id=config_id, check_scripts=True)
     if as_json:
         # "tracking": the instance's trackers with its sync group's, and the
         # priorities they can produce (null when it tracks nothing).
@@ -77,10 +77,12 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
                           for i in result.config.instances],
             "errors": [d.as_dict() for d in result.errors],
             "warnings": [d.as_dict() for d in result.warnings],
+            "info": [d.as_dict() for d in result.infos],
         }, indent=None))
     else:
-        for line in condense(sorted(result.errors + result.warnings,
-                                    key=lambda d: (d.severity != "error", d.where.file,
+        order = {"error": 0, "warning": 1, "info": 2}
+        for line in condense(sorted(result.errors + result.warnings + result.infos,
+                                    key=lambda d: (order[d.severity], d.where.file,
                                                    d.where.line))):
             click.echo(line, err=True)
         click.echo(summary(config_file, result))
@@ -158,6 +160,8 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
     result = load_isolated(config_file, config_id=config_id)
     for line in condense(result.warnings):
         log.warning("%s", line)
+    for diagnostic in result.infos:
+        log.info("%s", diagnostic)
     for diagnostic in result.errors:
         log.error("%s", diagnostic)
     if not result.ok:

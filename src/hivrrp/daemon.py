@@ -26,7 +26,7 @@ from hivrrp.lifecycle import Lifecycle, collect_before_freeze, read_config, run_
 from hivrrp.linkwatch import LinkWatch
 from hivrrp.memory import Trimmer
 from hivrrp.netlink import Link, Netlink
-from hivrrp.notifications import Notifications
+from hivrrp.notifications import Notifications, security_off_loop
 from hivrrp.plan import Plan, build_off_loop, carry_over
 from hivrrp.sdnotify import Notifier as SystemdNotifier
 from hivrrp.syncgroups import SyncGroups, carry_out
@@ -122,8 +122,10 @@ class Daemon:
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None
                                and not self.garp.announcer.queue)
-        self.notifications = Notifications(loop, self.config)
-        self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows)
+        self.notifications = Notifications(loop, self.config,
+                                           await security_off_loop(self.config))
+        self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows,
+                                   self.notifications.run_as)
         self.links.on_links = self.on_links
         self.sync = SyncGroups({})
         self.running = False    # instances started and not stopping: trackers may start held ones
@@ -261,8 +263,11 @@ class Daemon:
     async def apply_config(self, config: Config) -> str:
         """Swap in a new configuration without disturbing what did not change."""
         addresses = await self.netlink.addresses()
-        self.lifecycle.check()
         old = self.plan
+        # A rebuild keeps the verdicts of its load, as keepalived checks at load.
+        security = (self.notifications.security if config is old.config
+                    else await security_off_loop(config))
+        self.lifecycle.check()
         built_on = dict(self.links.table.links)
         new, kept = await build_off_loop(config, built_on, addresses,
                                          now_us(self.loop), old)
@@ -282,7 +287,7 @@ class Daemon:
         # now has that name.
         self.dispatch(actions)
         self.notifications.removed(old, kept, old_states)
-        self.notifications.configure(config)
+        self.notifications.configure(config, security)
         self.notifications.script_limits(config)
         # A kept FAULT instance restarts from INIT into FAULT again: not news.
         self.notifications.carried_faults = {

@@ -101,6 +101,8 @@ async def read_config(path: str, config_id: str | None,
         return Rejected(())             # SIGTERM: nothing wrong with the file
     for line in condense(result.warnings):
         log.warning("%s", line)
+    for diagnostic in result.infos:
+        log.info("%s", diagnostic)
     if result.ok:
         return result.config
     for diagnostic in result.errors:

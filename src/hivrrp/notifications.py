@@ -13,7 +13,7 @@ import logging
 from hivrrp import reactor
 from hivrrp.config.model import Config, Script
 from hivrrp.notify import Notifier
-from hivrrp.scriptsec import SecurityReport, check_scripts
+from hivrrp.scriptsec import SecurityReport, Verdict, check_scripts
 
 log = logging.getLogger("hivrrp")
 
@@ -32,6 +32,8 @@ def all_scripts(config: Config) -> list[Script | None]:
 
 
 def security_of(config: Config) -> SecurityReport:
+    """Every script of `config` judged, its problems logged. It stats paths
+    and looks users up: call it off the event loop (security_off_loop)."""
     g = config.global_defs
     report = check_scripts(all_scripts(config), g.enable_script_security, g.script_user,
                            g.script_group)
@@ -40,13 +42,21 @@ def security_of(config: Config) -> SecurityReport:
     return report
 
 
+async def security_off_loop(config: Config) -> SecurityReport:
+    """security_of on a worker thread: on the loop, 1,000 instances with six
+    notify lines each held it 1.0-1.3 s (user lookups through NSS), long
+    enough for a peer to take over. The loop then only looks verdicts up."""
+    return await asyncio.to_thread(security_of, config)
+
+
 def _fifo_settings(config: Config) -> tuple:
     g = config.global_defs
     return (g.notify_fifo, g.vrrp_notify_fifo, g.notify_fifo_script, g.vrrp_notify_fifo_script)
 
 
 class Notifications:
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config,
+                 security: SecurityReport) -> None:
         g = config.global_defs
         fifos = [p for p in (g.notify_fifo, g.vrrp_notify_fifo) if p]
         fifo_scripts = {p: s for p, s in ((g.notify_fifo, g.notify_fifo_script),
@@ -54,7 +64,7 @@ class Notifications:
                         if p and s}
         self.fifos = _fifo_settings(config)
         self.carried_faults: set[str] = set()   # see Daemon.apply_config
-        self.configure(config)
+        self.configure(config, security)
         self.notifier = Notifier(loop, fifo_paths=fifos, fifo_scripts=fifo_scripts,
                                  concurrency=g.notify_script_concurrency,
                                  timeout=g.notify_script_timeout, secure=self.allows,
@@ -65,9 +75,10 @@ class Notifications:
         g = config.global_defs
         self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
 
-    def configure(self, config: Config) -> None:
+    def configure(self, config: Config, security: SecurityReport) -> None:
+        """`security`: security_of(config), made off the loop."""
         g = config.global_defs
-        self.security = security_of(config)
+        self.security = security
         if hasattr(self, "notifier"):    # a reload
             self.notifier.set_script_identity(g.script_user, g.script_group)
             if _fifo_settings(config) != self.fifos:
@@ -77,8 +88,11 @@ class Notifications:
         self.groups = {group.name: group for group in config.sync_groups}
         self.priority_changes = config.global_defs.notify_priority_changes
 
-    def allows(self, script: Script) -> bool:
+    def allows(self, script: Script) -> Verdict:
         return self.security.allows(script)
+
+    def run_as(self, script: Script) -> tuple[str | None, str | None]:
+        return self.security.run_as(script)
 
     def event(self, name: str, old: str, new: str, reason: str, priority: int) -> None:
         inst = self.instances.get(name)

@@ -28,10 +28,12 @@ def described(result) -> dict:
             "processes": repr(result.config.track_processes),
             "files": repr(result.config.track_files),
             "errors": [d.as_dict() for d in result.errors],
-            "warnings": [d.as_dict() for d in result.warnings]}
+            "warnings": [d.as_dict() for d in result.warnings],
+            "infos": [d.as_dict() for d in result.infos]}
 
 
-@pytest.mark.parametrize("path", CONFIGS[:3] + CONFIGS[-1:], ids=lambda p: p.name)
+# two-node-master.conf: its e-mail settings make an info line, which crosses the pipe too.
+@pytest.mark.parametrize("path", CONFIGS[:3] + CONFIGS[-2:], ids=lambda p: p.name)
 def test_child_process_load_gives_the_same_configuration(path):
     here, there = load(str(path)), load_isolated(str(path))
     assert described(there) == described(here)
@@ -93,9 +95,9 @@ import textwrap  # noqa: E402
 
 import hivrrp.config.isolated as isolated  # noqa: E402
 
-TWO = ("vrrp_instance A {\n interface lo\n virtual_router_id 7\n priority 150\n"
+TWO = ("vrrp_instance A {\n interface eth0\n virtual_router_id 7\n priority 150\n"
        " virtual_ipaddress {\n 192.0.2.7/24\n }\n}\n"
-       "vrrp_instance B {\n interface lo\n virtual_router_id 8\n"
+       "vrrp_instance B {\n interface eth0\n virtual_router_id 8\n"
        " virtual_ipaddress {\n 192.0.2.8/24\n }\n}\n")
 
 
@@ -167,7 +169,7 @@ def test_a_child_killed_by_a_signal_is_a_failed_load_not_a_parse_here(
 
 def test_interface_names_stay_shared_after_the_trip(two):
     a, b = load_isolated(two).config.instances
-    assert a.interface == b.interface == "lo" and a.interface is b.interface
+    assert a.interface == b.interface == "eth0" and a.interface is b.interface
 
 
 def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
@@ -200,7 +202,7 @@ def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
 
 def backup_with_auth(name: str, vrid: int, vips: str) -> str:
     """An instance whose rare settings (state, nopreempt, auth) are the same for every name."""
-    return (f"vrrp_instance {name} {{\n interface lo\n virtual_router_id {vrid}\n state BACKUP\n"
+    return (f"vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n state BACKUP\n"
             f" nopreempt\n authentication {{\n auth_type PASS\n auth_pass secret\n }}\n"
             f" virtual_ipaddress {{\n{vips} }}\n}}\n")
 
@@ -208,7 +210,7 @@ def backup_with_auth(name: str, vrid: int, vips: str) -> str:
 RARE = backup_with_auth("A", 1, " 192.0.2.1/24\n 192.0.2.2\n") + backup_with_auth(
     "B", 2, " 192.0.2.3/24\n") + """\
 vrrp_instance C {
-    interface lo
+    interface eth0
     virtual_router_id 3
     state BACKUP
     notify_master "/bin/true C"
@@ -269,7 +271,7 @@ vrrp_script chk {
 $INSTANCE= \\
 vrrp_instance vi_${ID} { \\
     state BACKUP \\
-    interface lo \\
+    interface eth0 \\
     virtual_router_id ${ID} \\
     authentication { \\
         auth_type PASS \\
@@ -308,10 +310,10 @@ def test_what_a_macro_repeats_is_one_object_for_all_its_instances(tmp_path, how)
 
 def test_equal_settings_in_another_order_share_one_tuple(tmp_path):
     path = tmp_path / "order.conf"
-    path.write_text("vrrp_instance A {\n interface lo\n virtual_router_id 1\n nopreempt\n"
+    path.write_text("vrrp_instance A {\n interface eth0\n virtual_router_id 1\n nopreempt\n"
                     " authentication {\n auth_type PASS\n auth_pass x\n }\n"
                     " virtual_ipaddress {\n 192.0.2.1/24\n }\n}\n"
-                    "vrrp_instance B {\n interface lo\n virtual_router_id 2\n"
+                    "vrrp_instance B {\n interface eth0\n virtual_router_id 2\n"
                     " authentication {\n auth_type PASS\n auth_pass x\n }\n nopreempt\n"
                     " virtual_ipaddress {\n 192.0.2.2/24\n }\n}\n")
     for result in (load(str(path), check_host=False), load_isolated(str(path))):

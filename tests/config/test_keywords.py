@@ -207,9 +207,10 @@ def test_garp_and_protocol_options(tmp_path):
         5, True, True, False, True, True)
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
-    assert not_acted_on(result) == [
-        "skip_check_adv_addr", "accept", "smtp_alert", "check_unicast_src"]
-    assert len(result.warnings) == 4
+    assert not_acted_on(result) == ["skip_check_adv_addr", "accept", "check_unicast_src"]
+    assert len(result.warnings) == 3
+    # smtp_alert has no effect on VRRP: the info line, not a warning.
+    assert [d.message.split(":")[0] for d in result.infos] == ["smtp_alert"]
 
 
 def test_trackers_weights_and_defaults(tmp_path):
@@ -455,11 +456,14 @@ def test_global_defs(tmp_path):
     # Scripts, script security, FIFOs and priority notifications are acted on; e-mail
     # and the advert-checking switches are not.
     assert not_acted_on(result) == [
-        "router_id", "notification_email", "notification_email_from", "smtp_server",
-        "smtp_connect_timeout", "smtp_helo_name", "smtp_alert", "smtp_alert_vrrp",
         "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src", "vrrp_owner_ignore_adverts",
         "vrrp_startup_delay", "dynamic_interfaces", "log_unknown_vrids"]
-    assert len(result.warnings) == 14
+    assert len(result.warnings) == 6
+    # E-mail and router_id: one info line naming them all, in the order written.
+    [info] = result.infos
+    assert info.message.split(": no effect on VRRP")[0] == (
+        "router_id, notification_email, notification_email_from, smtp_server, "
+        "smtp_connect_timeout, smtp_helo_name, smtp_alert, smtp_alert_vrrp")
 
 
 def test_sync_group(tmp_path):

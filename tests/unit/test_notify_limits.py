@@ -17,11 +17,16 @@ from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp import notify, scriptrun
 from hivrrp.config.model import Script
 from hivrrp.metrics import Metrics
-from hivrrp.notifications import Notifications
+from hivrrp.notifications import Notifications, security_of
 from hivrrp.notify import Notifier
 
 # The fake clock: loop time runs this much faster than real time.
 SPEED = 100.0
+
+
+def notifications(loop, cfg) -> Notifications:
+    # The daemon judges the scripts off the loop first (security_off_loop).
+    return Notifications(loop, cfg, security_of(cfg))
 
 
 class _FastSelector(selectors.DefaultSelector):
@@ -83,7 +88,7 @@ def test_the_default_is_no_timeout_a_script_past_the_old_10s_runs_to_its_end(tmp
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        n = Notifications(loop, config(tmp_path)).notifier
+        n = notifications(loop, config(tmp_path)).notifier
         begun = loop.time()
         n.instance("VI_1", "MASTER", 100, {"master": slow})
         n.instance("VI_2", "MASTER", 100, {"master": quick})
@@ -124,7 +129,7 @@ def test_a_configured_timeout_kills_the_script_and_its_instance_moves_on(tmp_pat
     async def scenario():
         cfg = config(tmp_path, "    hivrrp_notify_script_timeout 0.3\n")
         assert cfg.global_defs.notify_script_timeout == 0.3
-        n = Notifications(asyncio.get_running_loop(), cfg).notifier
+        n = notifications(asyncio.get_running_loop(), cfg).notifier
         n.instance("VI_1", "MASTER", 100, {"master": hung})
         n.instance("VI_1", "BACKUP", 100, {"backup": after})
         await n.close(5)
@@ -208,7 +213,7 @@ def test_the_configured_bound_is_honoured_and_each_instance_keeps_its_order(tmp_
 
     async def scenario():
         cfg = config(tmp_path, "    hivrrp_notify_script_concurrency 5\n")
-        n = Notifications(asyncio.get_running_loop(), cfg).notifier
+        n = notifications(asyncio.get_running_loop(), cfg).notifier
         for priority in range(1, 9):
             for inst in range(40):
                 n.instance(f"VI_{inst}", "MASTER", priority, {"any": GENERIC})
@@ -233,7 +238,7 @@ def test_a_reload_resizes_the_bound_and_changes_the_timeout(tmp_path, monkeypatc
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        wiring = Notifications(loop, config(tmp_path, "    hivrrp_notify_script_concurrency 4\n"))
+        wiring = notifications(loop, config(tmp_path, "    hivrrp_notify_script_concurrency 4\n"))
         n = wiring.notifier
         fake.gate.clear()
         for inst in range(20):

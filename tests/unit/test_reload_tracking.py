@@ -10,7 +10,7 @@ from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp import notify, scriptrun
 from hivrrp.netlink import Link
-from hivrrp.notifications import Notifications
+from hivrrp.notifications import Notifications, security_of
 
 
 def conf(path, vi1_tracks):
@@ -177,8 +177,8 @@ def test_notify_runs_as_the_reloaded_script_user(tmp_path, monkeypatch):
         first = load_text(tmp_path, user_conf("root", cmd))
         second = load_text(tmp_path, user_conf("nobody", cmd))
         assert first.ok and second.ok, (first.errors, second.errors)
-        n = Notifications(asyncio.get_running_loop(), first.config)
-        n.configure(second.config)                  # what Daemon.apply_config does
+        n = Notifications(asyncio.get_running_loop(), first.config, security_of(first.config))
+        n.configure(second.config, security_of(second.config))  # what Daemon.apply_config does
         n.event("VI_1", "BACKUP", "MASTER", "master_down", 100)
         await n.notifier.close(1)
         # Allowed because it runs as nobody now; it must then run as nobody.

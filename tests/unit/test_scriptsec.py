@@ -70,7 +70,7 @@ def test_a_script_owned_by_another_user_is_unsafe(bindir):
 
 
 def test_missing_script_and_non_file(bindir):
-    assert insecure_reason(str(bindir / "nope.sh")) == f"{bindir / 'nope.sh'} does not exist"
+    assert insecure_reason(str(bindir / "nope.sh")) == f"{bindir / 'nope.sh'} not found"
     assert insecure_reason(str(bindir)) == f"{bindir} is not a regular file"
 
 
@@ -80,7 +80,7 @@ def test_a_bare_name_is_looked_up_in_path(bindir, monkeypatch):
     assert insecure_reason("hivrrp-notify") == f"{path} is writable by non-root users (mode 0777)"
     path.chmod(0o755)
     assert insecure_reason("hivrrp-notify") is None
-    assert insecure_reason("hivrrp-missing").startswith("hivrrp-missing does not exist in PATH")
+    assert insecure_reason("hivrrp-missing").startswith("hivrrp-missing not found in PATH")
 
 
 def test_a_symlink_is_judged_by_its_target(tmp_path, bindir):
@@ -129,7 +129,7 @@ def test_not_executable_or_missing_is_never_runnable(bindir):
     verdict = check_script(script(path), enabled=False, script_user="root")
     assert not verdict.runnable and "not executable" in verdict.message
     missing = check_script(script(bindir / "gone.sh"), enabled=False, script_user="root")
-    assert missing == scriptsec.Verdict(False, f"{bindir / 'gone.sh'} does not exist")
+    assert missing == scriptsec.Verdict(False, f"{bindir / 'gone.sh'} not found", missing=True)
 
 
 def test_unknown_users(bindir):
@@ -175,3 +175,38 @@ def test_a_verdict_belongs_to_the_user_a_script_runs_as(tmp_path):
     assert not both.allows(as_root)
     # A script the report never saw is judged on the spot, not waved through.
     assert not check_scripts([], enabled=True).allows(as_root)
+
+
+def test_each_user_and_path_is_resolved_once_per_load(bindir, monkeypatch):
+    # 1,000 instances x 6 notify lines: one script with per-instance arguments
+    # is one user lookup and one walk of its path, not 2-3 lookups per line.
+    monkeypatch.setattr(scriptsec, "DEFAULT_SCRIPT_USER", "no-such-user-hivrrp")
+    path = make(bindir)
+    users, walks = [], []
+    real_user, real_check = scriptsec.pwd.getpwnam, scriptsec._check_path
+    monkeypatch.setattr(scriptsec.pwd, "getpwnam", lambda name: users.append(name) or
+                        real_user(name))
+    monkeypatch.setattr(scriptsec, "_check_path", lambda *a: walks.append(a[0]) or
+                        real_check(*a))
+    lines = [Script(f"{path} master vi{i}", [str(path), "master", f"vi{i}"]) for i in range(600)]
+    report = check_scripts(lines + [script(bindir / "gone.sh")], enabled=False)
+    assert users == ["no-such-user-hivrrp"]
+    assert walks == [str(path), str(bindir / "gone.sh")]
+    assert all(report.allows(line) for line in lines)
+    assert users == ["no-such-user-hivrrp"]        # lookups after the load: none
+    # One message per problem, not one per command line.
+    many = check_scripts([script(bindir / "gone.sh"), Script(f"{bindir}/gone.sh x",
+                                                             [f"{bindir}/gone.sh", "x"])],
+                         enabled=True, script_user="root")
+    assert many.messages == [f"script '{bindir}/gone.sh' disabled: {bindir}/gone.sh not found "
+                             "(and 1 more command line like it)"]
+
+
+def test_a_verdict_is_true_when_runnable_and_says_why_not(bindir):
+    good = check_script(script(make(bindir)), enabled=True, script_user="root")
+    assert good and good.refusal is None
+    missing = check_script(script(bindir / "gone.sh"), enabled=True, script_user="root")
+    assert not missing and missing.refusal == f"{bindir / 'gone.sh'} not found"
+    unsafe = check_script(script(make(bindir, "bad.sh", 0o777)), enabled=True, script_user="root")
+    assert not unsafe and unsafe.refusal == (f"refused by script security: {bindir / 'bad.sh'} "
+                                             "is writable by non-root users (mode 0777)")

@@ -8,6 +8,7 @@ import shlex
 import pytest
 import uvloop
 
+from hivrrp import scriptsec
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import Script, VrrpScript
 from hivrrp.track.scripts import ScriptTrackers, _Script
@@ -230,6 +231,53 @@ def test_insecure_script_never_runs(run, tmp_path, caplog):
     msgs = [r.getMessage() for r in caplog.records]
     assert msgs.count("Disabling track script chk: refused by script security; "
                       "instances tracking it ignore it") == 1
+
+
+def test_a_missing_script_is_disabled_as_not_found_not_as_refused(run, tmp_path, caplog):
+    # Issue 18 point 9: keepalived says "Disabling track script chk since not
+    # found/accessible"; "refused by script security" sent operators looking
+    # at permissions for a script that is not there.
+    missing = str(tmp_path / "missing.sh")
+    vs = VrrpScript("chk", HERE, Script(missing, [missing]))
+    report = scriptsec.check_scripts([vs.script], enabled=False, script_user="root")
+    assert report.messages == [f"script {missing!r} disabled: {missing} not found"]
+
+    async def scenario():
+        trackers = ScriptTrackers(asyncio.get_running_loop(), lambda *r: None,
+                                  secure=report.allows)
+        trackers.configure({"chk": vs})
+        assert trackers.disabled == {"chk"}
+        await trackers.close()
+
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        run(scenario())
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [f"Disabling track script chk: {missing} not found; "
+                    "instances tracking it ignore it"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership checks need root")
+def test_an_insecure_script_is_said_to_be_refused_by_script_security(run, tmp_path, caplog):
+    unsafe = tmp_path / "unsafe"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    path = unsafe / "chk.sh"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    vs = VrrpScript("chk", HERE, Script(str(path), [str(path)], "root"))
+    report = scriptsec.check_scripts([vs.script], enabled=True)
+
+    async def scenario():
+        trackers = ScriptTrackers(asyncio.get_running_loop(), lambda *r: None,
+                                  secure=report.allows)
+        trackers.configure({"chk": vs})
+        await trackers.close()
+
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Disabling track script chk: refused by script security: directory {unsafe} is "
+        "writable by non-root users (mode 0777); instances tracking it ignore it"]
 
 
 def test_failing_security_check_fails_closed(run):

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable
 
 from hivrrp.config import keywords
-from hivrrp.config.diagnostics import Diagnostics
+from hivrrp.config.diagnostics import Diagnostics, NoEffect
 from hivrrp.config.model import Config, Script
 from hivrrp.config.sections.global_defs import global_defs
 from hivrrp.config.sections.instance import instance
@@ -34,6 +34,7 @@ class Builder:
     def __init__(self, diag: Diagnostics) -> None:
         self.diag = diag
         self.config = Config()
+        self.no_effect = NoEffect()
 
     # ------------------------------------------------------------ values
 
@@ -117,7 +118,9 @@ class Builder:
         user = node.args[1] if len(node.args) > 1 else None
         group = node.args[2].lstrip(":") if len(node.args) > 2 else None
         self.no_more(node, 3)
-        return Script(command, argv, user, group)
+        script = Script(command, argv, user, group)
+        self.diag.written(id(script), node.where, node.keyword)
+        return script
 
     def block(self, node: Node) -> list[Node]:
         if node.children is None:
@@ -153,6 +156,9 @@ class Builder:
 
     def not_acted_on(self, keyword: str, node: Node) -> None:
         """Warn when the daemon would silently ignore what the keyword asks for."""
+        if keyword in keywords.NO_VRRP_EFFECT:
+            self.no_effect.add(keyword, node.where)
+            return
         consequence = keywords.NOT_ACTED_ON.get(keyword)
         if consequence is not None:
             self.diag.warning(node.where, f"{keyword} is not acted on yet: {consequence}",
@@ -171,6 +177,7 @@ class Builder:
                                               "not implemented); the section is ignored")
             else:
                 self.diag.error(node.where, f"unknown keyword '{node.keyword}'")
+        self.no_effect.report(self.diag)
         return self.config
 
     def named(self, node: Node, what: str) -> str | None:

@@ -42,7 +42,7 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "info" (accepted, no effect on VRRP)
     where: Where
     message: str
     key: str | None = None  # the keyword, for warnings that repeat once per occurrence
@@ -63,12 +63,22 @@ class Diagnostic:
 @dataclass
 class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
+    # Where a setting the model keeps no position for was written, for checks
+    # made after the build (validate.scripts): a Script by its id(), a
+    # global_defs keyword by its name. (where, keyword as written)
+    places: dict[object, tuple[Where, str]] = field(default_factory=dict)
 
-    def error(self, where: Where, message: str) -> None:
-        self.items.append(Diagnostic("error", where, message))
+    def written(self, key: object, where: Where, keyword: str) -> None:
+        self.places[key] = (where, keyword)
+
+    def error(self, where: Where, message: str, key: str | None = None) -> None:
+        self.items.append(Diagnostic("error", where, message, key))
 
     def warning(self, where: Where, message: str, key: str | None = None) -> None:
         self.items.append(Diagnostic("warning", where, message, key))
+
+    def info(self, where: Where, message: str) -> None:
+        self.items.append(Diagnostic("info", where, message))
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -78,12 +88,38 @@ class Diagnostics:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.items if d.severity == "warning"]
 
+    @property
+    def infos(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.severity == "info"]
+
+
+class NoEffect:
+    """Keywords that change nothing VRRP does (keepalived's e-mail alerts and
+    the router_id that names the sender), gathered into one info line.
+
+    The article's own global_defs has five of them: five warnings on every
+    start and reload teach operators to skip warnings. The line stands where
+    the first one is written and names them all, in order.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Where] = {}
+
+    def add(self, keyword: str, where: Where) -> None:
+        self.seen.setdefault(keyword, where)
+
+    def report(self, diag: Diagnostics) -> None:
+        if self.seen:
+            first = min(self.seen.values(), key=lambda w: (w.file, w.line))
+            diag.info(first, f"{', '.join(self.seen)}: no effect on VRRP; hivrrp sends no "
+                             "e-mail alerts, so these are accepted and ignored")
+
 
 REPEATS_SHOWN = 5
 
 
 def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[str]:
-    """The lines to print: all of them, but a keyed warning only `shown` times.
+    """The lines to print: all of them, but a keyed one only `shown` times.
 
     A generated config can track a script in each of 4,000 instances; 4,000
     identical lines would bury everything else. The rest become one line at
@@ -92,6 +128,7 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
     seen: dict[str, int] = {}
     lines: list[str] = []
     summary_at: dict[str, int] = {}
+    severity: dict[str, str] = {}
     for diagnostic in diagnostics:
         key = diagnostic.key
         if key is None:
@@ -102,9 +139,10 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
             lines.append(str(diagnostic))
         elif key not in summary_at:
             summary_at[key] = len(lines)
+            severity[key] = diagnostic.severity
             lines.append(f"{diagnostic.where}: {diagnostic.severity}: ")
     for key, index in summary_at.items():
         more = seen[key] - shown
-        lines[index] += (f"... and {more} more {key} warning{'s' if more > 1 else ''} like "
-                         "these (hivrrp check --json lists every one)")
+        lines[index] += (f"... and {more} more {key} {severity[key]}{'s' if more > 1 else ''} "
+                         "like these (hivrrp check --json lists every one)")
     return lines

@@ -73,27 +73,26 @@ HIVRRP_GLOBAL = frozenset({
 # keyword is dispatched, so that a config relying on one never passes
 # `hivrrp check` silently. The change that implements a keyword removes its
 # entry (and its sample in tests/config/test_not_acted_on.py).
-_EMAIL = "not supported: hivrrp sends no e-mail alerts"
 _UNICAST_SRC = ("unicast adverts are always accepted only from the unicast_peer addresses, "
                 "whatever this says")
 _ADV_ADDR = ("the address list of every advert is checked and a mismatch drops the advert, "
              "whatever this says")
 _TTL = "adverts are accepted only with TTL (hop limit) 255, whatever this says"
 
+# Keywords that affect nothing VRRP does: keepalived's e-mail alerts, and the
+# router_id that only names the sender of those. One info line for all of them
+# (diagnostics.NoEffect), not a warning each.
+NO_VRRP_EFFECT = frozenset({
+    "router_id", "notification_email", "notification_email_from", "smtp_server",
+    "smtp_connect_timeout", "smtp_helo_name", "smtp_alert", "smtp_alert_vrrp",
+})
+
 NOT_ACTED_ON: dict[str, str] = {
     # global_defs
-    "router_id": "it only names this router in e-mail alerts, which hivrrp does not send",
     "vrrp_check_unicast_src": _UNICAST_SRC,
     "vrrp_skip_check_adv_addr": _ADV_ADDR,
     "vrrp_owner_ignore_adverts": "an address owner (priority 255) still processes adverts",
     "vrrp_startup_delay": "instances start at once, without the delay",
-    "notification_email": _EMAIL,
-    "notification_email_from": _EMAIL,
-    "smtp_server": _EMAIL,
-    "smtp_connect_timeout": _EMAIL,
-    "smtp_helo_name": _EMAIL,
-    "smtp_alert": _EMAIL,
-    "smtp_alert_vrrp": _EMAIL,
     "dynamic_interfaces": ("interfaces that appear or come back later are always picked up, "
                            "whatever this says"),
     "log_unknown_vrids": "adverts for unknown VRIDs are counted, not logged",

@@ -26,7 +26,12 @@ def summary(path: str, result) -> str:
     families = Counter(i.family for i in instances)
     versions = Counter(i.version for i in instances)
     vips = sum(len(i.vips) + len(i.excluded_vips) for i in instances)
-    trackers = len(config.scripts) + len(config.track_processes) + len(config.track_files)
+    # track_interface has no definition of its own: each interface tracked
+    # (by any instance or sync group) is one tracker, as the daemon runs them.
+    interfaces = {t.name for owner in (*instances, *config.sync_groups)
+                  for t in owner.tracks if t.kind == "interface"}
+    trackers = (len(config.scripts) + len(config.track_processes) + len(config.track_files)
+                + len(interfaces))
     verdict = "OK" if result.ok else f"FAILED: {_plural(len(result.errors), 'error')}"
     lines = [
         f"{path}: {verdict}, {_plural(len(result.warnings), 'warning')}",
@@ -35,7 +40,8 @@ def summary(path: str, result) -> str:
         f" VRRPv2 {versions.get(2, 0)}, VRRPv3 {versions.get(3, 0)})",
         f"  {_plural(vips, 'virtual address')}, {_plural(len(config.sync_groups), 'sync group')},"
         f" {_plural(trackers, 'tracker')} (scripts {len(config.scripts)}, processes "
-        f"{len(config.track_processes)}, files {len(config.track_files)})",
+        f"{len(config.track_processes)}, files {len(config.track_files)}, interfaces "
+        f"{len(interfaces)})",
         *tracker_lines(config),
     ]
     return "\n".join(lines)

@@ -7,15 +7,19 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
+from hivrrp import scriptsec
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
-from hivrrp.config.diagnostics import Diagnostics
-from hivrrp.config.model import Config, Instance, TrackRef
+from hivrrp.config.diagnostics import Diagnostics, Where
+from hivrrp.config.model import Config, Instance, Script, TrackRef
 
 TRACKER_TABLES = {"script": "scripts", "process": "track_processes", "file": "track_files"}
 TRACKER_KEYWORDS = {"script": "vrrp_script", "process": "vrrp_track_process", "file": "track_file"}
 
 
-def validate(config: Config, diag: Diagnostics, *, check_host: bool = True) -> None:
+def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
+             check_scripts: bool = False) -> None:
+    """check_host: compare with this host's interfaces; check_scripts: every
+    script the daemon would not run is an error (hivrrp check, see scripts())."""
     names: dict[str, Instance] = {}
     valid: list[Instance] = []
     for inst in config.instances:
@@ -24,7 +28,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True) -> N
                                    f"{names[inst.name].where}")
             continue
         names[inst.name] = inst
-        if _instance(config, inst, diag):
+        if _instance(config, inst, diag, check_host):
             valid.append(inst)
     config.instances = valid
     _advert_room(config, diag, check_host)
@@ -33,9 +37,28 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True) -> N
     _trackers(config, diag)
     if check_host:
         _host_interfaces(config, diag)
+    if check_scripts:
+        scripts(config, diag)
 
 
-def _instance(config: Config, inst: Instance, diag: Diagnostics) -> bool:
+ARPHRD_LOOPBACK = 772
+
+
+def _loopback(name: str, check_host: bool) -> bool:
+    """keepalived refuses an interface of hardware type loopback; "lo" is
+    the loopback in every namespace, another name only this host can tell."""
+    if name == "lo":
+        return True
+    if not check_host:
+        return False
+    try:
+        with open(f"/sys/class/net/{name}/type") as f:
+            return int(f.read()) == ARPHRD_LOOPBACK
+    except (OSError, ValueError):
+        return False
+
+
+def _instance(config: Config, inst: Instance, diag: Diagnostics, check_host: bool) -> bool:
     """keepalived's vrrp_complete_instance; False drops the instance."""
     g = config.global_defs
     label = f"vrrp_instance {inst.name}"
@@ -43,6 +66,12 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics) -> bool:
         return False  # its bad virtual_router_id was reported where it is written
     if inst.vrid is None:
         diag.error(inst.where, f"{label}: virtual_router_id is not set")
+        return False
+    if inst.interface is not None and _loopback(inst.interface, check_host):
+        # keepalived -t exits 5: "(VI_1) cannot use a loopback interface (lo)
+        # for vrrp - ignoring", then "(VI_1) Unknown interface!".
+        diag.error(inst.where, f"{label}: interface {inst.interface} is a loopback interface: "
+                               "VRRP cannot run on it")
         return False
     # Family: from the VIPs, else the unicast addresses, else IPv4.
     if inst.vips:
@@ -285,3 +314,86 @@ def _host_interfaces(config: Config, diag: Diagnostics) -> None:
                 diag.warning(where, f"interface {name} does not exist on this host (yet)")
 
 
+# ------------------------------------------------------------------ scripts
+
+def _scripts_written(config: Config, diag: Diagnostics) -> list[tuple[Script, str, Where]]:
+    """Every script of the configuration with what to call it and where it
+    is written: keepalived's order (vrrp_scripts, instances, sync groups,
+    the FIFO scripts)."""
+    found: list[tuple[Script, str, Where]] = []
+
+    def add(script: Script | None, label: str | None, fallback: Where) -> None:
+        if script is not None:
+            where, keyword = diag.places.get(id(script), (fallback, "script"))
+            found.append((script, label or keyword, where))
+
+    for name, vs in config.scripts.items():
+        add(vs.script, f"vrrp_script {name}", vs.where)
+    for owner in (*config.instances, *config.sync_groups):
+        for script in owner.notify.values():
+            add(script, None, owner.where)
+    for inst in config.instances:
+        add(inst.notify_master_rx_lower_pri, None, inst.where)
+    g = config.global_defs
+    for script in (g.notify_fifo_script, g.vrrp_notify_fifo_script):
+        add(script, None, Where("global_defs", 0))
+    return found
+
+
+def scripts(config: Config, diag: Diagnostics) -> None:
+    """`hivrrp check` fails where keepalived -t does and where the daemon
+    would not run a script (it logs those and runs without them).
+
+    keepalived 2.2.7 -t exits 5 for a vrrp_script whose script is missing
+    (also denied in PATH) or unsafe under enable_script_security, for a
+    script_user that does not exist, and for enable_script_security with
+    scripts but no user to run them as (neither script_user nor a
+    keepalived_script user); it exits 6 (SECURITY VIOLATION) when scripts
+    exist without enable_script_security, here a warning. We also fail
+    what keepalived -t lets through but never runs: a notify script that is
+    missing, not executable, unsafe under enable_script_security or with a
+    user that does not exist, and a non-executable vrrp_script.
+    """
+    g = config.global_defs
+    lookups = scriptsec.Lookups()
+    global_problems: set[str] = set()
+    if g.script_user is not None:
+        where = diag.places.get("script_user", (Where("global_defs", 0), ""))[0]
+        if lookups.user(g.script_user) is None:
+            problem = f"script user {g.script_user!r} does not exist"
+            diag.error(where, f"script_user: {problem}; scripts without a user of their own "
+                              "would not run")
+            global_problems.add(problem)
+        if g.script_group is not None and lookups.group(g.script_group) is None:
+            problem = f"script group {g.script_group!r} does not exist"
+            diag.error(where, f"script_user: {problem}; scripts without a user of their own "
+                              "would not run")
+            global_problems.add(problem)
+    written = _scripts_written(config, diag)
+    if (g.enable_script_security and g.script_user is None
+            and any(script.user is None for script, _, _ in written)
+            and lookups.user(scriptsec.DEFAULT_SCRIPT_USER) is None):
+        where = diag.places.get("enable_script_security", (Where("global_defs", 0), ""))[0]
+        diag.error(where, f"enable_script_security: {scriptsec.NO_SCRIPT_USER}: scripts without "
+                          "a user of their own would not run (set script_user)")
+        global_problems.add(scriptsec.NO_SCRIPT_USER)
+    first_found = None               # keepalived's SECURITY VIOLATION counts found scripts
+    for script, label, where in written:
+        verdict = scriptsec.check_script(script, g.enable_script_security, g.script_user,
+                                         g.script_group, lookups)
+        if not verdict.missing and first_found is None:
+            first_found = where
+        if verdict.message in global_problems:
+            continue
+        if not verdict:
+            consequence = ("it would be disabled and the instances tracking it would ignore it"
+                           if label.startswith("vrrp_script ") else "it would never run")
+            diag.error(where, f"{label}: {verdict.refusal}; {consequence}",
+                       key=label.split(" ")[0])
+        elif verdict.insecure:
+            diag.warning(where, f"{label}: unsafe to run as root, {verdict.message} "
+                                "(enable_script_security would refuse it)",
+                         key=label.split(" ")[0])
+    if first_found is not None and not g.enable_script_security:
+        diag.warning(first_found, "scripts are configured without enable_script_security "
+                            "(keepalived -t: SECURITY VIOLATION)")

@@ -29,8 +29,13 @@ log = logging.getLogger("hivrrp")
 
 class TrackerHub:
     def __init__(self, loop: asyncio.AbstractEventLoop, on_change: Callable[[list[str]], None],
-                 secure: Callable[[Script], bool] | None = None) -> None:
+                 secure: Callable[[Script], bool] | None = None,
+                 run_as: Callable[[Script], tuple[str | None, str | None]] | None = None) -> None:
+        """run_as: who a script without its own user runs as; the daemon's
+        answers from the users resolved at load (SecurityReport.run_as), not
+        a user lookup on the loop at each reload."""
         self.on_change = on_change
+        self.run_as = run_as
         self.policy = Tracking({})
         self.scripts = ScriptTrackers(loop, lambda name, up: self.report("script", name, up),
                                       secure=secure)
@@ -76,7 +81,8 @@ class TrackerHub:
         uses = uses_of(config)
         used = {(u.kind, u.tracker) for us in uses.values() for u in us}
         g = config.global_defs
-        self.scripts.configure({n: _with_user(s, g.script_user, g.script_group)
+        identity = self.run_as or (lambda script: run_as(script, g.script_user, g.script_group))
+        self.scripts.configure({n: _with_user(s, identity)
                                 for n, s in config.scripts.items() if ("script", n) in used})
         self.files.configure({n: f for n, f in config.track_files.items()
                               if ("file", n) in used})
@@ -136,13 +142,13 @@ def _used_processes(config: Config) -> dict:
     return {n: p for n, p in config.track_processes.items() if n in used}
 
 
-def _with_user(vs: VrrpScript, script_user: str | None,
-               script_group: str | None) -> VrrpScript:
+def _with_user(vs: VrrpScript,
+               identity: Callable[[Script], tuple[str | None, str | None]]) -> VrrpScript:
     """keepalived's default identity for a script without `user`: script_user,
     else keepalived_script if that user exists, else ourselves."""
     if vs.script is None or vs.script.user is not None:
         return vs
-    user, group = run_as(vs.script, script_user, script_group)
+    user, group = identity(vs.script)
     if user is None:
         return vs
     return replace(vs, script=replace(vs.script, user=user, group=group))

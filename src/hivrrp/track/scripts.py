@@ -221,10 +221,11 @@ class ScriptTrackers:
         if self._secure is None:
             return None
         try:
-            if self._secure(vs.script):
-                return None
+            verdict = self._secure(vs.script)
         except Exception as exc:  # noqa: BLE001 - fail closed: an unchecked script is not run
             return f"script security check failed ({exc!r})"
-        # keepalived says "due to insecure" or "since not found/accessible";
-        # the checker has already logged which.
-        return "refused by script security"
+        if verdict:
+            return None
+        # A scriptsec.Verdict says why, as keepalived does ("since not
+        # found/accessible", "due to insecure"); a plain False cannot.
+        return getattr(verdict, "refusal", None) or "refused by script security"

@@ -37,6 +37,15 @@ def _script_user(b: Builder, node: Node, target: GlobalDefs) -> None:
     if len(node.args) > 1:
         target.script_group = node.args[1].lstrip(":")
     b.no_more(node, 2)
+    b.diag.written("script_user", node.where, node.keyword)   # for validate.scripts
+
+
+_security = setter("enable_script_security", "bool")
+
+
+def _enable_script_security(b: Builder, node: Node, target: GlobalDefs) -> None:
+    _security(b, node, target)
+    b.diag.written("enable_script_security", node.where, node.keyword)
 
 
 def _notify_script_timeout(b: Builder, node: Node, target: GlobalDefs) -> None:
@@ -87,7 +96,7 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "vrrp_owner_ignore_adverts": setter("owner_ignore_adverts", "bool"),
     "vrrp_startup_delay": setter("startup_delay", "timer", 0, 3600),
     "script_user": _script_user,
-    "enable_script_security": setter("enable_script_security", "bool"),
+    "enable_script_security": _enable_script_security,
     "notification_email": _notification_email,
     "notification_email_from": setter("notification_email_from", "text"),
     "smtp_server": _smtp_server,
