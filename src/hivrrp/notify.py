@@ -337,12 +337,15 @@ class Notifier:
     # -- scripts --------------------------------------------------------------
 
     def _prepare(self, script: Script, extra: list[str], what: str) -> _Run | None:
-        if self._secure is not None and not self._secure(script):
+        if self._secure is not None and not (verdict := self._secure(script)):
             self.runs["refused"] += 1
             path = script.argv[0] if script.argv else script.command
             if path not in self._refused:
                 self._refused.add(path)
-                log.error("%s: %s is disabled by script security; not running it", what, path)
+                # The verdict's own words: a missing script is "not found", not
+                # a refusal by script security.
+                why = getattr(verdict, "refusal", None) or "disabled by script security"
+                log.error("%s: %s: %s; not running it", what, path, why)
             return None
         # The user is looked up when the script runs, on a worker thread: the
         # user database can be slow (NSS) and this runs on the loop.

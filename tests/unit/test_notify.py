@@ -209,7 +209,22 @@ def test_an_insecure_script_is_never_run_and_logged_once(tmp_path, caplog):
     assert asyncio.run(scenario()) == {"refused": 2, "ok": 2}
     assert not (tmp_path / "ran").exists()
     assert lines(tmp_path, "good") == ["INSTANCE VI_1 MASTER 100", "INSTANCE VI_1 MASTER 99"]
-    assert caplog.text.count(f"{bad.argv[0]} is disabled by script security") == 1
+    assert caplog.text.count(f"{bad.argv[0]}: refused by script security: ") == 1
+
+
+def test_a_missing_notify_script_is_said_to_be_not_found(tmp_path, caplog):
+    missing = Script(command=f"{tmp_path}/gone.sh", argv=[f"{tmp_path}/gone.sh"])
+    report = scriptsec.check_scripts([missing], enabled=True, script_user="root")
+
+    async def scenario():
+        n = Notifier(secure=report.allows)
+        n.instance("VI_1", "MASTER", 100, {"master": missing})
+        await n.close(5)
+        return n.runs
+
+    assert asyncio.run(scenario()) == {"refused": 1}
+    assert f"{tmp_path}/gone.sh not found" in caplog.text
+    assert "script security" not in caplog.text
 
 
 def test_close_kills_what_is_still_running_and_drops_the_rest(tmp_path):
