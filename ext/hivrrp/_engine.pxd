@@ -150,6 +150,19 @@ ctypedef struct inst_t:
     int64_t last_transition
     uint64_t counters[C_NCOUNTERS]
 
+
+cdef inline const uint8_t *current_master(const inst_t *inst) noexcept nogil:
+    # The master's address: ours in MASTER, the last accepted advert's source
+    # in BACKUP; NULL when not known (no advert heard yet, INIT, FAULT).
+    cdef int k
+    if inst.state == ST_MASTER:
+        return inst.src
+    if inst.state == ST_BACKUP:
+        for k in range(16 if inst.family == 6 else 4):
+            if inst.master_src[k] != 0:
+                return inst.master_src
+    return NULL
+
 ctypedef struct tx_t:
     int32_t ifindex
     int32_t instance

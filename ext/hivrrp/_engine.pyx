@@ -1358,19 +1358,13 @@ cdef class Engine:
         """The current master as a str: our primary address in MASTER, the
         source of the last accepted advert in BACKUP; None when not known yet
         (a backup that heard no one since it came up) and in INIT and FAULT."""
-        cdef inst_t *inst
         cdef const uint8_t *addr
-        cdef uint16_t alen
         self.check_index(i)
-        inst = &self.insts[i]
-        alen = addr_len(inst.family)
-        if inst.state == ST_MASTER:
-            addr = inst.src
-        elif inst.state == ST_BACKUP and memcmp(inst.master_src, ZERO16, alen) != 0:
-            addr = inst.master_src
-        else:
+        addr = current_master(&self.insts[i])
+        if addr == NULL:
             return None
-        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<const char *>addr, alen)))
+        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(
+            <const char *>addr, addr_len(self.insts[i].family))))
 
     def timer(self, Py_ssize_t i):
         """The pending deadline (advert or master-down), or None."""

@@ -8,16 +8,14 @@ instances took ~150 ms when they were built on it)."""
 import ipaddress
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint16_t
+from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
-from hivrrp._engine cimport ST_BACKUP, ST_MASTER, Engine, inst_t
+from hivrrp._engine cimport Engine, current_master, inst_t
 from hivrrp._wire cimport addr_len
 
 from hivrrp._engine import COUNTERS, STATES
-
-cdef uint8_t ZERO16[16]
 
 
 cdef class EngineSnapshot:
@@ -65,12 +63,8 @@ cdef class EngineSnapshot:
         """As Engine.master_address: ours in MASTER, the last accepted advert's
         source in BACKUP, None when not known."""
         cdef inst_t *inst = self.at(i)
-        cdef uint16_t alen = addr_len(inst.family)
-        cdef const uint8_t *addr
-        if inst.state == ST_MASTER:
-            addr = inst.src
-        elif inst.state == ST_BACKUP and memcmp(inst.master_src, ZERO16, alen) != 0:
-            addr = inst.master_src
-        else:
+        cdef const uint8_t *addr = current_master(inst)
+        if addr == NULL:
             return None
-        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<const char *>addr, alen)))
+        return str(ipaddress.ip_address(PyBytes_FromStringAndSize(
+            <const char *>addr, addr_len(inst.family))))
