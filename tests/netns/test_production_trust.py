@@ -90,6 +90,8 @@ def test_sigterm_during_a_hung_reload_releases_the_masters_at_once(lan):
     os.kill(r1.pid, signal.SIGHUP)
     time.sleep(1.0)                         # the parse child is stuck opening the FIFO
     sent = lan.kill(r1, signal.SIGTERM)
+    # Released within 1 s: its VIP gone (priority 0 went out before it).
+    assert wait_for(lambda: not lan.has("r1", VIP), 1.0, interval=0.02), lan.log("r1")
     assert lan.wait_owner(VIP, "r2", 3), lan.log("r1")
     took = time.monotonic() - sent
     assert r1.wait(5) == 0
@@ -176,4 +178,22 @@ def test_reloads_and_rebuilds_leak_nothing_with_thousands_of_host_addresses(lan)
     after_rebuilds = settled_rss(r1.pid)
     assert after_reloads - before <= GROWTH_KIB, (before, after_reloads, seen)
     assert after_rebuilds - after_reloads <= GROWTH_KIB, (after_reloads, after_rebuilds, seen)
+    assert r1.poll() is None
+
+
+def test_a_missing_script_fails_check_and_the_daemon_says_not_found(lan):
+    """keepalived -t exits 5 for a track script that is not there; the daemon
+    runs without it and says why in those words, not "script security"."""
+    lan.node("r1", ipv4="192.0.2.1/24")
+    missing = lan.workdir / "no-such-check.sh"
+    text = (f'vrrp_script chk {{\n    script "{missing}"\n    interval 1\n    weight -20\n}}\n'
+            + conf(200, extra="    track_script {\n        chk\n    }\n"))
+    path = lan.write("r1.conf", text)
+    check = hivrrp_cli(lan, "r1", "check", "-f", str(path))
+    assert check.returncode == 1, (check.stdout, check.stderr)
+    assert f"{missing} not found" in check.stderr
+    r1 = daemon(lan, "r1", path)
+    assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
+    log = lan.log("r1")
+    assert f"{missing} not found" in log and "script security" not in log, log
     assert r1.poll() is None
