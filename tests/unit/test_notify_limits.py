@@ -143,8 +143,8 @@ def test_a_configured_timeout_kills_the_script_and_its_instance_moves_on(tmp_pat
 
 
 @pytest.mark.parametrize("lines, timeout, bound", [
-    ("", None, 16),
-    ("    hivrrp_notify_script_timeout 0\n", None, 16),      # 0: none, explicitly
+    ("", None, 64),
+    ("    hivrrp_notify_script_timeout 0\n", None, 64),      # 0: none, explicitly
     ("    hivrrp_notify_script_timeout 2.5\n    hivrrp_notify_script_concurrency 256\n",
      2.5, 256),
 ])
