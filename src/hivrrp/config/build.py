@@ -1,7 +1,8 @@
 """The keyword tree -> the model, checked keyword by keyword as keepalived does.
 
-Semantics and defaults follow keepalived (../shared/reference/keepalived-semantics.md
-section 1). Unknown keywords are errors: a typo must not pass silently.
+Semantics and defaults follow keepalived 2.2.7's parser and vrrp_parser.c, checked
+against keepalived -t in tests/config. Unknown keywords are errors: a typo must not pass
+silently.
 Keywords keepalived has but hivrrp does not act on are warnings naming them.
 """
 
