@@ -134,8 +134,10 @@ def lines_of(drops: list[Drop], text: Callable[[Drop], str],
     for reason, group in by_reason.items():
         line = text(group[0])
         if len(group) > 1:
-            others = [str(drop.scope) for drop in group[1:LOG_NAMES_SHOWN + 1]]
-            more = len(group) - 1 - len(others)
+            # Each scope once: one instance with many senders is one name.
+            scopes = list(dict.fromkeys(str(drop.scope) for drop in group[1:]))
+            others = scopes[:LOG_NAMES_SHOWN]
+            more = len(scopes) - len(others)
             line += (f"; and {len(group) - 1} more of this kind ({reason}): "
                      f"{', '.join(others)}{f' and {more} more' if more else ''} "
                      "(each at debug level)")

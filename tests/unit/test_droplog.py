@@ -250,3 +250,13 @@ def test_the_drops_of_the_last_moments_are_logged_at_close(logged):
         ("WARNING", "(VI_1) invalid TTL/HL from 192.0.2.20. Received 64 and expect 255"),
         ("WARNING", "(VI_1) received an invalid passwd from 192.0.2.20! "
                     "(2 more in the last 3 s)")]
+
+
+def test_one_instance_with_many_senders_is_named_once(logged):
+    plan = plan_of(1)
+    drops = droplog(plan)
+    feed(plan, *[v2(auth=b"4321", src=f"192.0.2.{100 + k}") for k in range(LOG_EACH_UP_TO + 5)])
+    drops.take(plan)
+    [(level, line)] = [(lv, ln) for lv, ln in logged(logging.DEBUG) if lv != "DEBUG"]
+    assert line.endswith(f"; and {LOG_EACH_UP_TO + 4} more of this kind (auth_failure): VI_1 "
+                         "(each at debug level)"), line
