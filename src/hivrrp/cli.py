@@ -245,9 +245,9 @@ socket_option = click.option("--socket", "socket_path", default=default_socket,
                                   "of this network namespace's daemon).")
 
 
-def ask(socket_path: str, command: dict, timeout: float = 10.0, whole: bool = False):
-    """One request to the running daemon; a clear message and exit 1 on failure.
-    The result, or with `whole` the reply itself."""
+def exchange(socket_path: str, command: dict, timeout: float = 10.0) -> dict:
+    """One request to the running daemon and its reply, whatever it says; a
+    clear message and exit 1 when there is no reply."""
     from hivrrp.control import request
 
     try:
@@ -260,6 +260,13 @@ def ask(socket_path: str, command: dict, timeout: float = 10.0, whole: bool = Fa
         raise click.ClickException(f"{socket_path}: {exc}")
     if not isinstance(reply, dict):
         raise click.ClickException(f"{socket_path}: not an answer: {reply!r:.200}")
+    return reply
+
+
+def ask(socket_path: str, command: dict, timeout: float = 10.0, whole: bool = False):
+    """exchange(), and exit 1 with the daemon's error when it refused.
+    The result, or with `whole` the reply itself."""
+    reply = exchange(socket_path, command, timeout)
     if not reply.get("ok"):
         raise click.ClickException(reply.get("error", "the daemon refused the request"))
     return reply if whole else reply["result"]
@@ -357,24 +364,16 @@ def reload(socket_path: str, timeout: float, no_wait: bool) -> None:
     if no_wait:
         click.echo(ask(socket_path, {"command": "reload"}))
         return
-    from hivrrp.control import request
-
-    command = {"command": "reload", "wait": timeout}
-    try:
-        reply = request(socket_path, command, timeout + 5)
-    except FileNotFoundError:
-        raise click.ClickException(f"no control socket at {socket_path}: is hivrrp running?")
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{socket_path}: {exc}")
-    outcome = reply.get("result") if isinstance(reply, dict) else None
+    # The reply itself: a rejected file's errors come with the refusal.
+    reply = exchange(socket_path, {"command": "reload", "wait": timeout}, timeout + 5)
+    outcome = reply.get("result")
     if isinstance(outcome, dict):
         for error in outcome.get("errors") or ():
             click.echo(error, err=True)
-    if isinstance(reply, dict) and reply.get("ok"):
+    if reply.get("ok") and isinstance(outcome, dict):
         click.echo(outcome.get("detail") or "reloaded")
         return
-    raise click.ClickException(reply.get("error", "the reload was not applied")
-                               if isinstance(reply, dict) else "no answer")
+    raise click.ClickException(reply.get("error", "the reload was not applied"))
 
 
 @main.command()
