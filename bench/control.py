@@ -14,7 +14,6 @@ their ratio; the target is a stall under 20 ms at 10,000 instances.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -26,7 +25,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from metrics import plan_of
+from metrics import instances_and_rounds, plan_of
 
 from hivrrp import control
 from hivrrp.stall import StallProbe
@@ -105,12 +104,7 @@ async def measure(plan, rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=10000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    if not 1 <= args.instances <= 100000 or not 1 <= args.rounds <= 50:
-        raise SystemExit("--instances 1..100000, --rounds 1..50")
+    args = instances_and_rounds(__doc__.splitlines()[0])
     plan = plan_of(args.instances)
     gc.collect()
     gc.freeze()               # as the daemon does once its plan is built

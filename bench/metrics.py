@@ -108,13 +108,19 @@ def cpu_of(fn) -> tuple[float, int]:
     return time.thread_time() - started, size
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def instances_and_rounds(description: str) -> argparse.Namespace:
+    """--instances and --rounds, checked: this bench's and bench/control.py's."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--instances", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not 1 <= args.instances <= 100000 or not 1 <= args.rounds <= 50:
         raise SystemExit("--instances 1..100000, --rounds 1..50")
+    return args
+
+
+def main() -> None:
+    args = instances_and_rounds(__doc__.splitlines()[0])
     plan = plan_of(args.instances)
 
     async def measure():
