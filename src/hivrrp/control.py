@@ -134,10 +134,6 @@ def instance_rows(daemon: Daemon) -> list[dict]:
     return rows_of(snapshot(daemon))
 
 
-def dump(daemon: Daemon) -> dict:
-    return dump_of(snapshot(daemon))
-
-
 def set_priority(daemon: Daemon, instance, priority) -> dict:
     if not isinstance(instance, str):
         raise RequestError("instance must be a string")

@@ -3,7 +3,7 @@
 Existing tooling (keepalived exporters, monitoring plugins, scripts) sends
 keepalived SIGUSR1/SIGUSR2 and reads /tmp/keepalived.data and
 /tmp/keepalived.stats. This module writes the same text from hivrrp's
-instance rows (hivrrp.control.dump()["instances"]); it does no IO besides
+instance rows (hivrrp.control.dump_of()["instances"]); it does no IO besides
 write_file().
 
 keepalived 2.2.7, which this follows:
@@ -255,7 +255,7 @@ def data_text(rows: Sequence[Mapping], sync_groups: Mapping[str, str] | None = N
 
 
 def text_of(kind: str, state: Mapping) -> str:
-    """The "stats" (SIGUSR2) or "data" (SIGUSR1) file for a hivrrp.control.dump()."""
+    """The "stats" (SIGUSR2) or "data" (SIGUSR1) file for a hivrrp.control.dump_of()."""
     if kind == "stats":
         return stats_text(state["instances"])
     return data_text(state["instances"], state["sync_groups"], state["trackers"])
