@@ -71,9 +71,9 @@ def kept_bytes(path: str, interfaces: int) -> None:
     import asyncio
 
     from hivrrp.config.isolated import load_isolated
-    from hivrrp.memory import release_free_memory
-    from hivrrp.netlink import Address, Link
-    from hivrrp.plan import build_off_loop
+    from hivrrp.daemon.memory import release_free_memory
+    from hivrrp.kernel.netlink import Address, Link
+    from hivrrp.daemon.plan import build_off_loop
 
     links = {f"bench{k}": Link(100 + k, f"bench{k}", bytes(6), True)
              for k in range(1, interfaces + 1)}

@@ -27,9 +27,9 @@ from types import SimpleNamespace
 
 from metrics import instances_and_rounds, plan_of
 
-from hivrrp import control
-from hivrrp.stall import StallProbe
-from hivrrp.tracking import Tracking
+from hivrrp.ops import control
+from hivrrp.daemon.stall import StallProbe
+from hivrrp.tracking.policy import Tracking
 
 
 def fake_daemon(plan, loop):

@@ -4,7 +4,7 @@
                         [--extra 10000:3:1] [--daemons hivrrp,keepalived]
                         [--window 10] [--json]
 
-For every size N one topology (hivrrp.lab: routers r1 and r2, a client, one
+For every size N one topology (hivrrp.tools.lab: routers r1 and r2, a client, one
 bridged segment per 250 instances, a switch namespace) serves every mode
 (version:advert_int) and daemon in turn. Each run, with r1 at priority 200
 and r2 at 100 on the identical generated configuration:
@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cleanup import ignoring_signals  # noqa: E402
 from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
 
-from hivrrp.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
-from hivrrp.lab.topology import in_netns  # noqa: E402
-from hivrrp.text import plural  # noqa: E402
+from hivrrp.tools.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
+from hivrrp.tools.lab.topology import in_netns  # noqa: E402
+from hivrrp.util.text import plural  # noqa: E402
 
 SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP, VIP adds) over
 PING_INTERVAL = 0.01

@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from hivrrp.sim import MILLISECOND, SECOND, Simulation
+from hivrrp.tools.sim import MILLISECOND, SECOND, Simulation
 
 VRIDS_PER_INTERFACE = 250
 

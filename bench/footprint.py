@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cleanup import ignoring_signals  # noqa: E402
 
-from hivrrp.lab import Lab
+from hivrrp.tools.lab import Lab
 
 HERE = Path(__file__).resolve().parent
 SETTLE = 8.0             # seconds after the last VIP: start-up bursts over, the heap trimmed
@@ -48,7 +48,7 @@ def one_master(instances: int, traced: bool, progress=lambda _: None,
         progress(f"footprint: {instances} instances{' (traced)' if traced else ''}: topology")
         lab.build()
         conf = workdir / "r1.conf"
-        from hivrrp.lab import HIGH, keepalived_conf
+        from hivrrp.tools.lab import HIGH, keepalived_conf
         conf.write_text(keepalived_conf(lab.segments, instances, HIGH))
         args = ["run", "-f", str(conf), "--log-level", "warning", "--control",
                 str(workdir / "r1.sock")]

@@ -19,9 +19,9 @@ import time
 
 import uvloop
 
-import hivrrp.driver as driver_module
+import hivrrp.daemon.driver as driver_module
 from hivrrp._engine import Engine
-from hivrrp.driver import Driver
+from hivrrp.daemon.driver import Driver
 
 ARMING = {
     "before": (lambda deadline: deadline / 1_000_000,

@@ -4,7 +4,7 @@
 
 Builds a plan of N instances (40 interfaces x 250 VRIDs, no network: the
 engine and the config only), then per round renders the scrape the way the
-daemon does (hivrrp.metrics.Metrics.render, on a thread) and the way a plain
+daemon does (hivrrp.ops.metrics.Metrics.render, on a thread) and the way a plain
 prometheus-client custom collector would (one sample object per series,
 rendered by generate_latest), and prints the CPU seconds of each (thread
 time, medians), their ratio measured in the same run, the size of the text,
@@ -28,11 +28,11 @@ from prometheus_client.exposition import generate_latest
 from hivrrp._engine import COUNTERS
 from hivrrp.config.model import Config, GlobalDefs, Instance, Vip
 from hivrrp.config.diagnostics import Where
-from hivrrp.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS, Metrics
-from hivrrp.netlink import Address, Link
-from hivrrp.plan import build
-from hivrrp.stall import StallProbe
-from hivrrp.tracking import Tracking
+from hivrrp.ops.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS, Metrics
+from hivrrp.kernel.netlink import Address, Link
+from hivrrp.daemon.plan import build
+from hivrrp.daemon.stall import StallProbe
+from hivrrp.tracking.policy import Tracking
 
 PER_INTERFACE = 250
 

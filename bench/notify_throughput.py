@@ -5,7 +5,7 @@ under several bounds on processes at once, and the notify FIFO for comparison.
                                       [--bounds 16,64,256] [--unpaced 64] [--rounds 3]
                                       [--json]
 
-Not a whole daemon: it drives hivrrp.notify.Notifier, the daemon's notify
+Not a whole daemon: it drives hivrrp.notify.notifier.Notifier, the daemon's notify
 executor, on uvloop (the daemon's loop), with one burst of synthetic
 BACKUP -> MASTER transitions, one per instance, as the reactor hands them over
 when the peer of every instance dies at once. With scripts, each instance has
@@ -38,8 +38,8 @@ from pathlib import Path
 import uvloop
 
 from hivrrp.config.model import Script
-from hivrrp.notify import Notifier
-from hivrrp.stall import StallProbe
+from hivrrp.notify.notifier import Notifier
+from hivrrp.daemon.stall import StallProbe
 
 # A FIFO reader's run ends when it has read every line or this many seconds
 # passed; a script run ends after every script or this long.
@@ -181,7 +181,7 @@ def main() -> None:
     print(f"{args.instances} instances fail over at once, each notified once; "
           f"notify_master = /bin/sh running sleep {args.script_seconds:g}; "
           f"medians of {args.rounds} rounds.")
-    print("Drives hivrrp.notify.Notifier directly (synthetic transitions, no daemon, no "
+    print("Drives hivrrp.notify.notifier.Notifier directly (synthetic transitions, no daemon, no "
           f"VRRP) on uvloop; {os.cpu_count()} CPUs; parent RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB.")
     print(f"{'mode':>18} {'last done':>10} {'ideal':>8} {'loop stall':>11} {'peak':>5} "

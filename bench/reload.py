@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hivrrp.lab import Lab
+from hivrrp.tools.lab import Lab
 
 STALL = re.compile(r"longest loop stall during the reload: ([0-9.]+) ms")
 STEADY = re.compile(r"longest loop stall in as long after the reload: ([0-9.]+) ms")

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hivrrp.lab import LOW, Lab, master_down_interval
+from hivrrp.tools.lab import LOW, Lab, master_down_interval
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # keepalived took from 2 s to over 60 s to bring up 1,000 v3 VIPs at 0.1 s here.

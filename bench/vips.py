@@ -4,7 +4,7 @@
 
 Runs itself inside a throwaway network namespace (root needed): N /16
 addresses spread over veth interfaces, added then removed, by
-hivrrp.addrbatch.AddressBatcher and by pyroute2's nlm_request_batch in
+hivrrp.kernel.addrbatch.AddressBatcher and by pyroute2's nlm_request_batch in
 batches of 128 (what the daemon used before), alternating; prints the median
 seconds of each and their ratio.
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from hivrrp.addrbatch import AddressBatcher, Change
+from hivrrp.kernel.addrbatch import AddressBatcher, Change
 
 
 def pyroute2_apply(ipr, changes: list[Change]) -> None:

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Batched raw-socket IO: recvmmsg into an RxBatch, sendmmsg from the engine's TX.
 
-Sockets are created and configured in Python (hivrrp.sockets); this module
+Sockets are created and configured in Python (hivrrp.kernel.sockets); this module
 only moves datagrams, one system call per batch, with the interface, IPv6
 addresses and hop limit taken from ancillary data.
 """

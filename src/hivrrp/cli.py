@@ -15,12 +15,12 @@ PER_NAMESPACE = "/run/hivrrp/[netns/NAME/]"
 
 
 def default_socket() -> str:
-    from hivrrp import runpaths
+    from hivrrp.ops import runpaths
     return runpaths.control_socket()
 
 
 def default_pid_file() -> str:
-    from hivrrp import runpaths
+    from hivrrp.ops import runpaths
     return runpaths.pid_file()
 
 
@@ -121,17 +121,17 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     """
     import logging
 
-    from hivrrp import runpaths
-    from hivrrp.pidfile import AlreadyRunning, DaemonLocks, PidFileError
+    from hivrrp.ops import runpaths
+    from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
 
     metrics = None
     if metrics_address is not None:
-        from hivrrp.metrics import parse_address
+        from hivrrp.ops.metrics import parse_address
         try:
             metrics = parse_address(metrics_address)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
-    from hivrrp import logsetup
+    from hivrrp.ops import logsetup
 
     logsetup.configure(log_level, debug_libraries)
     log = logging.getLogger("hivrrp")
@@ -155,7 +155,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
                 metrics: tuple[str, int] | None, log) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
-    from hivrrp.text import plural
+    from hivrrp.util.text import plural
 
     result = load_isolated(config_file, config_id=config_id)
     for line in condense(result.warnings):
@@ -168,7 +168,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
         log.error("%s: %s, not starting", config_file,
                   plural(len(result.errors), "configuration error"))
         sys.exit(1)
-    from hivrrp import daemon
+    from hivrrp.daemon import wiring as daemon
 
     try:
         code = daemon.run(result.config, config_file, config_id,
@@ -202,7 +202,7 @@ def lab(instances: int, peer: str, keep_logs: bool) -> None:
     if peer == "keepalived" and shutil.which("keepalived") is None:
         click.echo("hivrrp lab: --peer keepalived needs keepalived installed", err=True)
         sys.exit(2)
-    from hivrrp.lab import run_lab
+    from hivrrp.tools.lab import run_lab
 
     sys.exit(run_lab(instances, peer, keep_logs))
 
@@ -216,9 +216,9 @@ def decode(capture: str, as_json: bool) -> None:
     Prints one line per VRRP packet with its verdict: `ok` or why a VRRP
     router would drop it. Other traffic in the capture is skipped.
     """
-    from hivrrp import decode_report
+    from hivrrp.tools.decode import report as decode_report
     from hivrrp._wire import decode_ipv4, decode_ipv6
-    from hivrrp.capture import CaptureError, read_vrrp
+    from hivrrp.tools.decode.capture import CaptureError, read_vrrp
 
     render = decode_report.as_json if as_json else decode_report.as_text
     try:
@@ -248,7 +248,7 @@ socket_option = click.option("--socket", "socket_path", default=default_socket,
 def exchange(socket_path: str, command: dict, timeout: float = 10.0) -> dict:
     """One request to the running daemon and its reply, whatever it says; a
     clear message and exit 1 when there is no reply."""
-    from hivrrp.control import request
+    from hivrrp.ops.control import request
 
     try:
         reply = request(socket_path, command, timeout)
@@ -287,7 +287,7 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     import json
     import time
 
-    from hivrrp.text import plural
+    from hivrrp.util.text import plural
 
     reply = ask(socket_path, {"command": "status"}, whole=True)
     rows = reply["result"]

@@ -77,7 +77,7 @@ def test_compacted_instances_are_read_only_and_share_their_empties():
 
 
 def test_the_daemon_imports_pyroute2_without_its_package_init():
-    code = ("import sys, hivrrp.netlink as n; I = n.iproute_class();"
+    code = ("import sys, hivrrp.kernel.netlink as n; I = n.iproute_class();"
             "assert 'pyroute2.ndb' not in sys.modules and 'sqlite3' not in sys.modules, 'heavy';"
             "from pyroute2 import IPRoute, NDB;"      # someone else's full import still works
             "assert IPRoute is I and NDB.__name__ == 'NDB'; print('ok')")
@@ -175,7 +175,7 @@ def test_interface_names_stay_shared_after_the_trip(two):
 def test_pyroute2_full_init_from_another_thread_is_whole_for_everyone():
     code = textwrap.dedent("""
         import threading
-        from hivrrp.pyroute2_lean import install
+        from hivrrp.kernel.pyroute2_lean import install
         install()
         import pyroute2
         errors = []

@@ -3,7 +3,7 @@
 import pytest
 
 from helpers.conf import load_text, messages, one_instance
-from hivrrp.tracking import Tracking, uses_of
+from hivrrp.tracking.policy import Tracking, uses_of
 
 
 def not_acted_on(result) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from helpers.conf import write
 from hivrrp.config import load
-from hivrrp.daemon import Daemon
-from hivrrp.driver import Driver
+from hivrrp.daemon.wiring import Daemon
+from hivrrp.daemon.driver import Driver
 
 
 class FakeSocket:

@@ -1,6 +1,6 @@
 """One reader for keepalived's SIGUSR2 stats file and SIGUSR1 data file.
 
-Tests read the files the real keepalived writes and the ones hivrrp.dumpfiles
+Tests read the files the real keepalived writes and the ones hivrrp.ops.dumpfiles
 writes with these same functions, so "ours parses like theirs" means one
 thing. The readers are strict about layout (indentation, "Label: N", a
 heading followed by its lines, a final newline) and raise ValueError on

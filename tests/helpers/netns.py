@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 
-from hivrrp.lab.topology import Topology, in_netns
+from hivrrp.tools.lab.topology import Topology, in_netns
 
 
 def netns_available() -> str | None:

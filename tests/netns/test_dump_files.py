@@ -18,7 +18,7 @@ from netns_conf import VIP, conf
 from helpers.keepalived_files import parse_data, parse_stats
 from helpers.netns import wait_for
 from helpers.topology import KEEPALIVED_ARGS
-from hivrrp.dumpfiles import data_text, stats_text
+from hivrrp.ops.dumpfiles import data_text, stats_text
 
 pytestmark = pytest.mark.netns
 

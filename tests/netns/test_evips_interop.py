@@ -15,7 +15,7 @@ import time
 import pytest
 
 from helpers.netns import wait_for
-from hivrrp.control import request
+from hivrrp.ops.control import request
 
 pytestmark = pytest.mark.netns
 

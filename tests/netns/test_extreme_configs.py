@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from helpers.netns import Lab, wait_for
-from hivrrp.control import request
+from hivrrp.ops.control import request
 
 pytestmark = pytest.mark.netns
 

@@ -37,8 +37,8 @@ def test_more_interfaces_than_one_socket_may_join(tmp_path, monkeypatch):
     # 25 segments of one instance each: 25 memberships on 224.0.0.18, beyond
     # igmp_max_memberships (20), so the daemons need a second IPv4 socket
     # (filtered to multicast) and must still hear every master.
-    import hivrrp.lab as lab_module
-    from hivrrp.sockets import igmp_max_memberships
+    import hivrrp.tools.lab as lab_module
+    from hivrrp.kernel.sockets import igmp_max_memberships
 
     segments = igmp_max_memberships() + 5
     monkeypatch.setattr(lab_module, "PER_SEGMENT", 1)

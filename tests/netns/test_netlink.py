@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from helpers.netns import Lab
-from hivrrp.netlink import MONITOR_BUFFER
+from hivrrp.kernel.netlink import MONITOR_BUFFER
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("namespaces_allowed")]
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("namespaces_allowed")]
 # burst, then takes the link down, and reports what the monitor delivered.
 PROBE = """
 import asyncio, json, subprocess, sys
-from hivrrp.netlink import Monitor
+from hivrrp.kernel.netlink import Monitor
 
 async def main(buffer_bytes):
     loop = asyncio.get_running_loop()
@@ -73,7 +73,7 @@ def monitor_under_burst(buffer_bytes: int) -> dict:
 
 BATCHER = """
 import json, socket, subprocess
-from hivrrp.addrbatch import AddressBatcher, Change
+from hivrrp.kernel.addrbatch import AddressBatcher, Change
 
 subprocess.run(["ip", "link", "add", "m0", "type", "veth", "peer", "name", "m1"], check=True)
 subprocess.run(["ip", "link", "set", "m0", "up"], check=True)
@@ -127,7 +127,7 @@ def test_the_default_buffer_holds_a_burst_of_2000_removals():
 
 NEW_ADDRESSES = """
 import asyncio, json, subprocess
-from hivrrp.netlink import Monitor
+from hivrrp.kernel.netlink import Monitor
 
 async def main():
     loop = asyncio.get_running_loop()

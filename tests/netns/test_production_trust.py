@@ -123,7 +123,7 @@ def test_reload_says_what_happened(lan):
 
 
 def settled_rss(pid: int) -> int:
-    """RSS once the daemon has handed its free heap pages back (hivrrp.memory
+    """RSS once the daemon has handed its free heap pages back (hivrrp.daemon.memory
     trims a second after a reload's work is over)."""
     time.sleep(2.5)
     return rss_kib(pid)

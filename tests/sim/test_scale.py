@@ -1,6 +1,6 @@
 """10,000 instances on 40 interfaces x 250 VRIDs: converge once, then stay put."""
 
-from hivrrp.sim import MILLISECOND, SECOND, Simulation
+from hivrrp.tools.sim import MILLISECOND, SECOND, Simulation
 
 INTERFACES, VRIDS = 40, 250
 

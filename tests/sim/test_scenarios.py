@@ -2,7 +2,7 @@
 
 import pytest
 
-from hivrrp.sim import MILLISECOND, SECOND, Simulation
+from hivrrp.tools.sim import MILLISECOND, SECOND, Simulation
 
 VIP = ["192.0.2.26"]
 

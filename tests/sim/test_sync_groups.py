@@ -2,7 +2,7 @@
 syncgroups.py, as keepalived's vrrp_sync.c moves members together."""
 
 from hivrrp._engine import FAULT_INTERFACE
-from hivrrp.sim import SECOND, Simulation
+from hivrrp.tools.sim import SECOND, Simulation
 
 
 def two_vlans(*, group_on=("r1", "r2")):

@@ -9,7 +9,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
-from hivrrp.addrbatch import SCOPES, Change, encode, errors
+from hivrrp.kernel.addrbatch import SCOPES, Change, encode, errors
 
 
 def pyroute2_bytes(change: Change, seq: int, ack: bool) -> bytes:

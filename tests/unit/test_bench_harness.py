@@ -99,7 +99,7 @@ def test_the_footprint_report_prints_every_part(capsys):
                              "heap_bytes": 23_800_000, "mmapped_bytes": 800_000}},
               "traced": {"instances": 4000, "rss_kib": 80000, "traced_bytes": 20_700_000,
                          "owners": {"imports": {"bytes": 14_500_000, "blocks": 100_000},
-                                    "hivrrp/plan.py": {"bytes": 1_600_000, "blocks": 16_000}},
+                                    "hivrrp/daemon/plan.py": {"bytes": 1_600_000, "blocks": 16_000}},
                          "imports": {"pyroute2": {"bytes": 3_100_000, "blocks": 22_000}}}}
     footprint.print_report(result)
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from hivrrp import _wire
-from hivrrp.capture import read_vrrp
+from hivrrp.tools.decode.capture import read_vrrp
 
 V4 = IP(src="192.0.2.1", dst="224.0.0.18", ttl=255) / VRRP(vrid=1, addrlist=["192.0.2.9"])
 V6 = IPv6(src="fe80::1", dst="ff02::12", hlim=255) / VRRPv3(vrid=2, addrlist=["fd00::9"])

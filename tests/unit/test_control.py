@@ -14,7 +14,7 @@ import tempfile
 
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.control import MAX_LINE, ControlServer, answer
+from hivrrp.ops.control import MAX_LINE, ControlServer, answer
 
 TEXT = (instance_text("VI_1", 51, ["192.0.2.51/24"], priority=150)
         + instance_text("VI_2", 52, ["198.51.100.52/24"], interface="eth1", priority=255))
@@ -142,7 +142,7 @@ def test_status_and_dump_are_built_off_the_loop(tmp_path, monkeypatch):
     the server only snapshots there (bench/control.py measures the stall)."""
     import threading
 
-    from hivrrp import control
+    from hivrrp.ops import control
     built_on: list[str] = []
     real_rows = control.rows_of
 
@@ -166,7 +166,7 @@ def test_status_and_dump_are_built_off_the_loop(tmp_path, monkeypatch):
 
 
 def test_the_piecewise_encoding_is_the_same_json():
-    from hivrrp.control import SMALL, encode
+    from hivrrp.ops.control import SMALL, encode
     value = {"ok": True, "result": {"instances": [{"n": k, "v": [k, str(k)], 7: None}
                                                   for k in range(SMALL * 3)],
                                     "empty": {}, "few": [1, 2], "text": 'a"b\n'},

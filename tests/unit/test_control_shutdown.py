@@ -11,7 +11,7 @@ import logging
 
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.control import ControlServer
+from hivrrp.ops.control import ControlServer
 
 
 def test_a_client_connected_at_shutdown_leaves_no_traceback(tmp_path, monkeypatch, caplog):

@@ -5,8 +5,8 @@ import asyncio
 
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp import reactor
-from hivrrp.netlink import Link
+from hivrrp.daemon import reactor
+from hivrrp.kernel.netlink import Link
 
 MAC = bytes(6)
 

@@ -3,10 +3,10 @@ is an interleaving a review found (the events arrive while a reload builds)."""
 
 import asyncio
 
-import hivrrp.daemon as daemon_module
+import hivrrp.daemon.wiring as daemon_module
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.netlink import Address, Link
+from hivrrp.kernel.netlink import Address, Link
 
 MAC = bytes(6)
 ETH1_DOWN = dict(LINKS, eth1=Link(3, "eth1", MAC, False))
@@ -122,7 +122,7 @@ def test_plans_are_built_off_the_loop_thread(tmp_path, monkeypatch):
     """A 4,000-instance build on the loop took longer than a v3 Master_Down_Interval."""
     import threading
 
-    import hivrrp.plan as plan_module
+    import hivrrp.daemon.plan as plan_module
     threads = []
     real_build = plan_module.build
 

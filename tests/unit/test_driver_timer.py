@@ -5,7 +5,7 @@ import asyncio
 import uvloop
 
 from hivrrp._engine import Engine
-from hivrrp.driver import Driver, now_us, timer_when
+from hivrrp.daemon.driver import Driver, now_us, timer_when
 
 MASTERS = 200
 

@@ -9,7 +9,7 @@ from scapy.layers.vrrp import VRRP
 
 from hivrrp._engine import Engine
 from hivrrp._wire import RxBatch, encode, ipv4_packet
-from hivrrp.droplog import LOG_EACH_UP_TO, SUMMARY_PERIOD, DropLog
+from hivrrp.daemon.droplog import LOG_EACH_UP_TO, SUMMARY_PERIOD, DropLog
 
 SECOND = 1_000_000
 VIPS = ["192.0.2.26", "192.0.2.27"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from helpers.keepalived_files import data_sections, parse_data, parse_stats
-from hivrrp import dumpfiles
-from hivrrp.dumpfiles import data_path, data_text, stats_path, stats_text, tmp_dir, write_file
+from hivrrp.ops import dumpfiles
+from hivrrp.ops.dumpfiles import data_path, data_text, stats_path, stats_text, tmp_dir, write_file
 
 COUNTERS = {
     "adverts_received": 11, "checksum_pseudo_header_received": 7,

@@ -10,7 +10,7 @@ from hivrrp._engine import (
     FAULT_REASONS, FAULT_SYNC_GROUP, FAULT_TRACKER, STATES, Engine, fault_reasons,
 )
 from hivrrp._wire import RxBatch, encode, ipv4_packet
-from hivrrp.sim import SECOND, Simulation
+from hivrrp.tools.sim import SECOND, Simulation
 
 VIPS = ["192.0.2.26"]
 OWN, PEER = "192.0.2.10", "192.0.2.20"

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.plans import LINKS, instance_text, plan_of
 from hivrrp._wire import Reason, RxBatch, advert_room, decode_ipv4, decode_ipv6, ipv4_packet
-from hivrrp.netlink import Address, Link
+from hivrrp.kernel.netlink import Address, Link
 
 SECOND = 1_000_000
 EVIP_LINE = ("(VI_1) Number of VIPs (1000) exceeds maximum/space available in packet "

@@ -3,10 +3,10 @@
 import asyncio
 
 from helpers.plans import LINKS, owner_plan
-from hivrrp.announce import Announcer
+from hivrrp.kernel.announce import Announcer
 from hivrrp.config.model import GlobalDefs, Instance
 from hivrrp.config.diagnostics import Where
-from hivrrp.garp import AnnouncePolicy, settings
+from hivrrp.kernel.announce_policy import AnnouncePolicy, settings
 
 FAST = """
 global_defs {

@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from hivrrp.lifecycle import Lifecycle, Outcome, Rejected, read_config
+from hivrrp.daemon.lifecycle import Lifecycle, Outcome, Rejected, read_config
 
 RUNNING, NEW = object(), object()
 
@@ -196,7 +196,7 @@ def test_a_request_that_came_during_a_failed_apply_still_runs():
 
 
 def test_an_owed_rebuild_is_tried_again_later(monkeypatch):
-    import hivrrp.lifecycle as lifecycle_module
+    import hivrrp.daemon.lifecycle as lifecycle_module
     monkeypatch.setattr(lifecycle_module, "RETRY_FIRST", 0.02)
 
     async def scenario():

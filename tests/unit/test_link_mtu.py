@@ -2,8 +2,8 @@
 VIPs an advert may list depends on it (keepalived's eVIPs)."""
 
 from helpers.plans import LINKS, instance_text, plan_of
-from hivrrp.links import LinkTable
-from hivrrp.netlink import Link, Netlink, _event
+from hivrrp.kernel.linkpolicy import LinkTable
+from hivrrp.kernel.netlink import Link, Netlink, _event
 
 MAC = bytes(6)
 
@@ -55,7 +55,7 @@ def test_an_mtu_change_that_changes_an_advert_is_said_at_once(tmp_path, caplog):
 
 
 def test_the_evip_line_is_kept_to_a_few_instances_a_build(tmp_path, caplog):
-    from hivrrp.plan import EVIP_LINES
+    from hivrrp.daemon.plan import EVIP_LINES
     text = "".join(instance_text(f"VI_{k}", k, [f"10.{k}.{a // 250}.{a % 250}/32"
                                                   for a in range(300)])
                    for k in range(1, 21))

@@ -2,9 +2,9 @@
 
 from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE
-from hivrrp.links import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
-from hivrrp.netlink import Address, Link
-from hivrrp.plan import source_appeared
+from hivrrp.kernel.linkpolicy import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
+from hivrrp.kernel.netlink import Address, Link
+from hivrrp.daemon.plan import source_appeared
 
 MAC = bytes(6)
 
@@ -19,7 +19,7 @@ def test_events_before_the_first_plan_are_held_and_replayed(tmp_path):
 
 
 def test_an_overflowing_backlog_becomes_a_resync(tmp_path, monkeypatch):
-    monkeypatch.setattr("hivrrp.links.HELD_EVENTS_MAX", 3)
+    monkeypatch.setattr("hivrrp.kernel.linkpolicy.HELD_EVENTS_MAX", 3)
     plan = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"]))
     table = LinkTable(LINKS)
     table.handle([("deladdr", 9, 4, "10.0.0.1")] * 4, None)

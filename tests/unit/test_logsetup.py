@@ -8,7 +8,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from hivrrp import cli, logsetup
+from hivrrp import cli
+from hivrrp.ops import logsetup
 
 LIBRARIES = ("pyroute2", "pyroute2.netlink.core", "asyncio")
 
@@ -24,12 +25,12 @@ def restore_levels():
 
 def levels() -> dict:
     return {name: logging.getLogger(name).getEffectiveLevel()
-            for name in ("hivrrp", "hivrrp.netlink", *LIBRARIES)}
+            for name in ("hivrrp", "hivrrp.kernel.netlink", *LIBRARIES)}
 
 
 def test_debug_is_hivrrps_own_unless_libraries_are_asked_for():
     logsetup.configure("debug")
-    assert levels() == {"hivrrp": logging.DEBUG, "hivrrp.netlink": logging.DEBUG,
+    assert levels() == {"hivrrp": logging.DEBUG, "hivrrp.kernel.netlink": logging.DEBUG,
                         "pyroute2": logging.INFO, "pyroute2.netlink.core": logging.INFO,
                         "asyncio": logging.INFO}
     logsetup.configure("debug", debug_libraries=True)
@@ -56,7 +57,7 @@ except SystemExit:
     pass                      # no such configuration: run stops there
 logging.getLogger("pyroute2.netlink.core").debug("LIBRARY: a netlink message")
 logging.getLogger("asyncio").debug("LIBRARY: asyncio internals")
-logging.getLogger("hivrrp.netlink").debug("OURS: a hivrrp debug line")
+logging.getLogger("hivrrp.kernel.netlink").debug("OURS: a hivrrp debug line")
 """
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from hivrrp import memory
+from hivrrp.daemon import memory
 
 
 def test_release_free_memory_finds_malloc_trim_here():

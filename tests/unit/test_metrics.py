@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers.fakedaemon import settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp._wire import RxBatch, encode, ipv4_packet
-from hivrrp.control import instance_rows
-from hivrrp.metrics import Metrics, parse_address
+from hivrrp.ops.control import instance_rows
+from hivrrp.ops.metrics import Metrics, parse_address
 
 TEXT = (instance_text("VI_1", 51, ["192.0.2.51/24", "192.0.2.61/24"], priority=150)
         + instance_text("VI_2", 52, ["198.51.100.52/24"], interface="eth1", priority=255))

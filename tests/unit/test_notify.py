@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from hivrrp import scriptsec
+from hivrrp.notify import scriptsec
 from hivrrp.config.model import Script
-from hivrrp.notify import Notifier
+from hivrrp.notify.notifier import Notifier
 
 uvloop = pytest.importorskip("uvloop")
 

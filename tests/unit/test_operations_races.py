@@ -15,9 +15,9 @@ from helpers.fakedaemon import settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp._engine import Engine
 from hivrrp._wire import RxBatch, encode, ipv4_packet
-from hivrrp.control import ControlServer, answer
-from hivrrp.metrics import Metrics
-from hivrrp.sdnotify import Notifier
+from hivrrp.ops.control import ControlServer, answer
+from hivrrp.ops.metrics import Metrics
+from hivrrp.ops.sdnotify import Notifier
 
 
 # ---- from a race review (control_two_daemons): what went wrong before the fix.

@@ -1,4 +1,4 @@
-"""The pid file as a lock (hivrrp.pidfile): one daemon per pid file, and a
+"""The pid file as a lock (hivrrp.ops.pidfile): one daemon per pid file, and a
 refusal that names the holder and touches nothing."""
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hivrrp.pidfile import AlreadyRunning, PidFileError, PidLock
+from hivrrp.ops.pidfile import AlreadyRunning, PidFileError, PidLock
 
 
 def test_the_holder_writes_its_pid_and_a_second_one_is_refused_naming_it(tmp_path):
@@ -31,7 +31,7 @@ def test_a_leftover_of_a_killed_daemon_is_taken_over(tmp_path):
 def test_another_process_holding_it_is_named(tmp_path):
     path = str(tmp_path / "hivrrp.pid")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from hivrrp.pidfile import PidLock; "
+        [sys.executable, "-c", "import sys, time; from hivrrp.ops.pidfile import PidLock; "
                                "PidLock(sys.argv[1]).acquire(); print('held', flush=True); "
                                "time.sleep(30)", path], stdout=subprocess.PIPE, text=True)
     try:
@@ -82,7 +82,7 @@ def test_hivrrp_run_refuses_before_reading_or_touching_anything(tmp_path):
 def test_the_namespace_lock_refuses_a_daemon_with_another_pid_file(tmp_path):
     """A namespace may have two names (two pid file paths), or a daemon may be
     given another --pid-file: the lock named after the namespace itself holds."""
-    from hivrrp.pidfile import DaemonLocks
+    from hivrrp.ops.pidfile import DaemonLocks
     first = DaemonLocks(str(tmp_path / "a" / "hivrrp.pid"), str(tmp_path / "ns.lock")).acquire()
     try:
         with pytest.raises(AlreadyRunning) as refused:
@@ -99,7 +99,7 @@ def test_the_namespace_lock_refuses_a_daemon_with_another_pid_file(tmp_path):
 def test_a_directory_removed_by_the_last_daemon_meanwhile_is_made_again(tmp_path, monkeypatch):
     """makedirs saw the directory, then its last daemon removed it before
     makedirs' own check: FileExistsError, and a start refused for nothing."""
-    import hivrrp.pidfile as pidfile
+    import hivrrp.ops.pidfile as pidfile
     real, calls = os.makedirs, []
 
     def racing(path, mode=0o777, exist_ok=False):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hivrrp.ratelimit import RateLimiter, Summary
+from hivrrp.util.ratelimit import RateLimiter, Summary
 
 PERIOD = 60.0
 

@@ -1,9 +1,9 @@
 """The reactor: engine events in, ordered actions out, keyed by name."""
 
 from helpers.plans import instance_text, plan_of
-from hivrrp import reactor
-from hivrrp.plan import match
-from hivrrp.reactor import Announce, SetRoutes, SetVips, StopAnnouncing
+from hivrrp.daemon import reactor
+from hivrrp.daemon.plan import match
+from hivrrp.daemon.reactor import Announce, SetRoutes, SetVips, StopAnnouncing
 
 ROUTE = "    virtual_routes {\n        203.0.113.0/24 via 192.0.2.254\n    }\n"
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hivrrp.track.risefall import RiseFall
+from hivrrp.tracking.risefall import RiseFall
 
 INIT, FAILED, DONE = "SCRIPT_INIT_STATE_INIT", "SCRIPT_INIT_STATE_FAILED", "SCRIPT_INIT_STATE_DONE"
 

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from hivrrp.routing import route_spec, rule_spec
+from hivrrp.kernel.routing import route_spec, rule_spec
 
 
 def test_rule_prefixes_set_the_family_and_lengths():

@@ -10,8 +10,8 @@ import threading
 
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import Script, VrrpScript
-from hivrrp.notify import Notifier
-from hivrrp.track.scripts import ScriptTrackers
+from hivrrp.notify.notifier import Notifier
+from hivrrp.tracking.scripts import ScriptTrackers
 
 
 def make(tmp_path, name, body):

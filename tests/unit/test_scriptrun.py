@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hivrrp import scriptrun
+from hivrrp.notify import scriptrun
 
 uvloop = pytest.importorskip("uvloop")
 

@@ -9,11 +9,11 @@ import socket
 from helpers.conf import write
 from helpers.fakedaemon import FakeMonitor, FakeNetlink, FakeSocket
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.announce import Announcer
+from hivrrp.kernel.announce import Announcer
 from hivrrp.config import load
-from hivrrp.daemon import Daemon
-from hivrrp.driver import Driver
-from hivrrp.sdnotify import Notifier
+from hivrrp.daemon.wiring import Daemon
+from hivrrp.daemon.driver import Driver
+from hivrrp.ops.sdnotify import Notifier
 
 
 def receiver(tmp_path) -> tuple[socket.socket, str]:

@@ -4,9 +4,9 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from hivrrp import netlink
-from hivrrp.daemon import Daemon
-from hivrrp.netlink import Netlink
+from hivrrp.kernel import netlink
+from hivrrp.daemon.wiring import Daemon
+from hivrrp.kernel.netlink import Netlink
 
 
 def test_netlink_close_with_a_stuck_worker_logs_instead_of_raising(monkeypatch, caplog):
@@ -51,7 +51,7 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
     async def scenario():
         daemon = Daemon.__new__(Daemon)
         daemon.loop = asyncio.get_running_loop()
-        from hivrrp.lifecycle import Lifecycle
+        from hivrrp.daemon.lifecycle import Lifecycle
         daemon.lifecycle = Lifecycle(None, None, None)
         daemon.links = SimpleNamespace(monitor=Broken())   # its stop() raises
         daemon.driver = Recorder(calls, "driver")

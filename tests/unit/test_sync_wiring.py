@@ -6,9 +6,9 @@ import asyncio
 
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.driver import now_us
-from hivrrp.netlink import Link
-from hivrrp.syncgroups import Force, SyncGroups
+from hivrrp.daemon.driver import now_us
+from hivrrp.kernel.netlink import Link
+from hivrrp.tracking.syncgroups import Force, SyncGroups
 
 MAC = bytes(6)
 ETH1_DOWN = dict(LINKS, eth1=Link(3, "eth1", MAC, False))

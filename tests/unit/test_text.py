@@ -6,8 +6,8 @@ import logging
 from helpers.conf import write
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.lifecycle import Rejected, read_config
-from hivrrp.text import plural
+from hivrrp.daemon.lifecycle import Rejected, read_config
+from hivrrp.util.text import plural
 
 
 def test_plural():

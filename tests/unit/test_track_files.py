@@ -1,4 +1,4 @@
-"""track_file trackers on real files and inotify (hivrrp.track.files)."""
+"""track_file trackers on real files and inotify (hivrrp.tracking.files)."""
 
 import asyncio
 import ctypes
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import TrackFile
-from hivrrp.track.files import FileTrackers, read_value, strtol0
+from hivrrp.tracking.files import FileTrackers, read_value, strtol0
 
 HERE = Where("keepalived.conf", 1)
 PROMPT = 0.1        # a change must be reported this quickly

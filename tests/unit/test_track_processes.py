@@ -19,8 +19,8 @@ import pytest
 
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import TrackProcess
-from hivrrp.track import processes
-from hivrrp.track.processes import (
+from hivrrp.tracking import processes
+from hivrrp.tracking.processes import (
     PROC_EVENT_COMM,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
@@ -619,7 +619,7 @@ def test_where_the_connector_cannot_serve_it_falls_back_to_scanning(unshare, rea
         "import asyncio, logging, sys\n"
         "from hivrrp.config.diagnostics import Where\n"
         "from hivrrp.config.model import TrackProcess\n"
-        "from hivrrp.track.processes import ProcessTrackers\n"
+        "from hivrrp.tracking.processes import ProcessTrackers\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')\n"
         "async def main():\n"
         "    t = ProcessTrackers(asyncio.get_running_loop(), lambda n, u: None)\n"
@@ -698,7 +698,7 @@ def test_events_lost_during_a_read_ahead_bring_a_rescan(monkeypatch):
 
 def test_a_hub_closed_meanwhile_starts_no_process_tracker(tmp_path):
     from helpers.conf import load_text
-    from hivrrp.track.hub import TrackerHub
+    from hivrrp.tracking.hub import TrackerHub
 
     result = load_text(tmp_path, "vrrp_track_process P {\n    process worker\n}\n"
                        "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n"

@@ -1,4 +1,4 @@
-"""vrrp_script trackers with real child processes (hivrrp.track.scripts)."""
+"""vrrp_script trackers with real child processes (hivrrp.tracking.scripts)."""
 
 import asyncio
 import logging
@@ -8,10 +8,10 @@ import shlex
 import pytest
 import uvloop
 
-from hivrrp import scriptsec
+from hivrrp.notify import scriptsec
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import Script, VrrpScript
-from hivrrp.track.scripts import ScriptTrackers, _Script
+from hivrrp.tracking.scripts import ScriptTrackers, _Script
 
 HERE = Where("keepalived.conf", 1)
 

@@ -5,7 +5,7 @@ every weight/reverse combination and random status histories."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hivrrp.tracking import Outcome, Tracking, Use, effect
+from hivrrp.tracking.policy import Outcome, Tracking, Use, effect
 
 BASE = 244
 

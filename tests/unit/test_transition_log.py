@@ -3,7 +3,7 @@
 import ipaddress
 import logging
 
-from hivrrp.daemon import LOG_EACH_UP_TO, log_transitions
+from hivrrp.daemon.wiring import LOG_EACH_UP_TO, log_transitions
 
 
 def events(count, old="BACKUP", new="MASTER", reason="master_down"):

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from hivrrp.config.diagnostics import Diagnostics, Where
-from hivrrp.text import plural
+from hivrrp.util.text import plural
 
 MAX_LINE = 65536            # longer lines are refused (keepalived's own limit is far lower)
 MAX_SUBSTITUTIONS = 64      # a definition that refers to itself stops here

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from hivrrp import scriptsec
+from hivrrp.notify import scriptsec
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from hivrrp.config.model import Instance, Route, Rule, Vip
 from hivrrp.config.tree import Node
-from hivrrp.routing import rule_spec
+from hivrrp.kernel.routing import rule_spec
 
 if TYPE_CHECKING:
     from hivrrp.config.build import Builder

@@ -1,0 +1,153 @@
+"""What follows from an engine event: policy, with no IO.
+
+The engine states facts ("VI_1 went BACKUP -> MASTER because the master went
+silent"); the reactor turns each into ordered actions for the executors (the
+netlink queue, the announcer). It is keyed by instance name and holds no
+engine index, so a reload between an event and its action cannot point an
+action at the wrong instance. Tested with events in, actions out, no root.
+Trackers, sync groups and notify add their actions here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hivrrp.kernel.addrbatch import Change
+from hivrrp.daemon.plan import InstancePlan, Plan
+from hivrrp.kernel.routing import Routing
+
+
+@dataclass(frozen=True, slots=True)
+class SetVips:
+    """Addresses to add or remove, in order."""
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoutes:
+    add: bool
+    entries: tuple[Routing, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Gratuitous ARP / unsolicited NA for the instance's VIPs, once they are in place.
+
+    burst: "master" (became master: bursts and the refresh chain) or
+    "lower_prio" (a master heard a lower-priority advert: keepalived's
+    garp_lower_prio_* bursts, the refresh chain goes on undisturbed)."""
+    name: str
+    burst: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopAnnouncing:
+    """The instance no longer holds its VIPs: pending bursts and frames are void."""
+    name: str
+
+
+Action = SetVips | SetRoutes | Announce | StopAnnouncing
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notification (notify scripts, FIFO). kind: "instance" (entered
+    `state`; INIT is reported as STOP, as keepalived at shutdown), "rx_lower"
+    (a master heard a lower priority) or "priority" (effective priority
+    changed, reported only with notify_priority_changes)."""
+    kind: str
+    name: str
+    state: str
+    priority: int
+
+
+def notices(name: str, old: str, new: str, reason: str, priority: int,
+            priority_changes: bool) -> list[Notice]:
+    """What to tell the notify scripts and FIFO about one engine event."""
+    if old != new:
+        return [Notice("instance", name, "STOP" if new == "INIT" else new, priority)]
+    if reason == "rx_lower_priority":
+        return [Notice("rx_lower", name, new, priority)]
+    if reason == "priority" and priority_changes and new in ("MASTER", "BACKUP"):
+        return [Notice("priority", name, new, priority)]
+    return []
+
+
+def transition(inst: InstancePlan, old: str, new: str, reason: str) -> list[Action]:
+    """Actions for one engine event of instance `inst`."""
+    if old == new:
+        if new == "MASTER" and reason == "rx_lower_priority":
+            return [Announce(inst.name, "lower_prio")]
+        return []
+    if new == "MASTER":
+        # Routes after their addresses: a virtual route may use a VIP as source.
+        return [SetVips(inst.vips), SetRoutes(True, inst.routes), Announce(inst.name, "master")]
+    if old == "MASTER":
+        return release(inst)
+    return []
+
+
+def release(inst: InstancePlan) -> list[Action]:
+    """A master's VIPs and routes go away (routes first, the reverse of adding)."""
+    return [StopAnnouncing(inst.name), SetRoutes(False, inst.routes),
+            SetVips(tuple(c.removal() for c in inst.vips))]
+
+
+def vip_removed(inst: InstancePlan, state: str | None, ifindex: int,
+                address: str) -> list[Action]:
+    """Someone deleted one of our addresses: a master puts it back."""
+    if state != "MASTER":
+        return []
+    lost = tuple(c for c in inst.vips if (c.index, c.address) == (ifindex, address))
+    return [SetVips(lost)] if lost else []
+
+
+def resync(plan: Plan) -> list[Action]:
+    """After lost netlink news: every master's VIPs again (adding what exists is a no-op)."""
+    states = plan.states()
+    changes = tuple(c for name, inst in plan.instances.items()
+                    if states[name] == "MASTER" for c in inst.vips)
+    return [SetVips(changes)] if changes else []
+
+
+def reloaded(old: Plan, new: Plan, kept: dict[str, str],
+             old_states: dict[str, str]) -> list[Action]:
+    """Actions for swapping `old` for `new`.
+
+    kept maps new names to old ones; old_states are the old instances' states
+    at the swap. Kept masters get only the difference of their VIPs and routes,
+    removed masters are released, renamed ones stop announcing under the old name.
+    """
+    add_vips: list[Change] = []
+    remove_vips: list[Change] = []
+    add_routes: list[Routing] = []
+    remove_routes: list[Routing] = []
+    stop: list[str] = []
+    for new_name, old_name in kept.items():
+        if old_states.get(old_name) != "MASTER":
+            continue
+        before, after = old.instances[old_name], new.instances[new_name]
+        if new_name != old_name:
+            stop.append(old_name)
+        if before.vips == after.vips and before.routes == after.routes:
+            continue   # the usual case, and 4,000 set comparisons cost 20 ms of loop
+        have = {(c.index, c.address) for c in before.vips}
+        want = {(c.index, c.address) for c in after.vips}
+        add_vips += [c for c in after.vips if (c.index, c.address) not in have]
+        remove_vips += [c.removal() for c in before.vips if (c.index, c.address) not in want]
+        remove_routes += [r for r in before.routes if r not in after.routes]
+        add_routes += [r for r in after.routes if r not in before.routes]
+    carried = set(kept.values())
+    for name, inst in old.instances.items():
+        if name not in carried and old_states.get(name) == "MASTER":
+            stop.append(name)
+            remove_routes += inst.routes
+            remove_vips += [c.removal() for c in inst.vips]
+    actions: list[Action] = [StopAnnouncing(name) for name in stop]
+    if remove_routes:
+        actions.append(SetRoutes(False, tuple(remove_routes)))
+    if remove_vips or add_vips:
+        actions.append(SetVips(tuple(remove_vips + add_vips)))
+    if add_routes:
+        actions.append(SetRoutes(True, tuple(add_routes)))
+    return actions

@@ -1,0 +1,1 @@
+"""The kernel side: netlink, raw sockets, VIPs and routes, gratuitous ARP / NA."""

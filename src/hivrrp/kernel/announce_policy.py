@@ -1,0 +1,157 @@
+"""When to announce a master's VIPs (gratuitous ARP / unsolicited NA), keepalived's way.
+
+- became master: garp_master_repeat frames per VIP now and again after
+  garp_master_delay (vrrp_min_garp: one frame, no second burst), then
+  garp_master_refresh_repeat every garp_master_refresh seconds while master;
+- a master heard a lower-priority advert: garp_lower_prio_repeat now and after
+  garp_lower_prio_delay (both default to the master values), the refresh
+  chain undisturbed.
+Everything is keyed by instance name and checked against the current state
+when it is due: a burst or a frame for an instance that left MASTER is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hivrrp.kernel.announce import Announcer
+from hivrrp.config.model import GlobalDefs, Instance
+from hivrrp.kernel.netlink import Link
+from hivrrp.daemon.plan import Plan
+from hivrrp.daemon.reactor import Announce
+
+
+@dataclass(frozen=True)
+class GarpSettings:
+    master_repeat: int
+    master_delay: float
+    lower_prio_repeat: int
+    lower_prio_delay: float
+    refresh: float
+    refresh_repeat: int
+
+
+def settings(inst: Instance, g: GlobalDefs) -> GarpSettings:
+    """The instance's announce settings: its own overrides, else the global ones."""
+    own = inst.garp
+    repeat = int(own.get("master_repeat", g.garp_master_repeat))
+    delay = float(own.get("master_delay", g.garp_master_delay))
+    if g.min_garp:
+        repeat, delay = 1, 0.0
+    lower_repeat = own.get("lower_prio_repeat", g.garp_lower_prio_repeat)
+    lower_delay = own.get("lower_prio_delay", g.garp_lower_prio_delay)
+    return GarpSettings(
+        master_repeat=repeat, master_delay=delay,
+        lower_prio_repeat=repeat if lower_repeat is None else int(lower_repeat),
+        lower_prio_delay=delay if lower_delay is None else float(lower_delay),
+        refresh=float(own.get("master_refresh", g.garp_master_refresh)),
+        refresh_repeat=int(own.get("master_refresh_repeat", g.garp_master_refresh_repeat)))
+
+
+class AnnouncePolicy:
+    def __init__(self, loop: asyncio.AbstractEventLoop, current_plan: Callable[[], Plan | None],
+                 links_by_index: Callable[[], dict[int, Link]],
+                 announcer: Announcer | None = None) -> None:
+        self.loop = loop
+        self.current_plan = current_plan
+        self.links_by_index = links_by_index
+        self.announcer = announcer or Announcer(self.is_master)
+        # name -> {"master" | "lower_prio" | "refresh": handle}: what is pending for it
+        self.pending: dict[str, dict[str, asyncio.TimerHandle]] = {}
+
+    def is_master(self, name: str) -> bool:
+        plan = self.current_plan()
+        return plan is not None and plan.state(name) == "MASTER"
+
+    def handle(self, action: Announce) -> None:
+        if action.burst == "master":
+            self.became_master(action.name)
+        else:
+            self.heard_lower_priority(action.name)
+
+    def became_master(self, name: str) -> None:
+        s = self._settings(name)
+        if s is None or not self.is_master(name):
+            return
+        self.stop(name)  # a new mastership starts its own bursts and chain
+        self._burst(name, s.master_repeat)
+        if s.master_delay > 0:
+            self._later(name, "master", s.master_delay, self._burst, name, s.master_repeat)
+        if s.refresh > 0:
+            self._later(name, "refresh", s.refresh, self._refresh, name)
+
+    def heard_lower_priority(self, name: str) -> None:
+        s = self._settings(name)
+        if s is None or not self.is_master(name):
+            return
+        self._burst(name, s.lower_prio_repeat)
+        if s.lower_prio_delay > 0:
+            self._later(name, "lower_prio", s.lower_prio_delay, self._burst, name,
+                        s.lower_prio_repeat)
+
+    def keep_refreshing(self, name: str) -> None:
+        """A master carried over by a reload keeps (or, if renamed, gets) its refresh chain."""
+        s = self._settings(name)
+        if (s is not None and s.refresh > 0 and self.is_master(name)
+                and "refresh" not in self.pending.get(name, ())):
+            self._later(name, "refresh", s.refresh, self._refresh, name)
+
+    def stop(self, name: str) -> None:
+        for handle in self.pending.pop(name, {}).values():
+            handle.cancel()
+
+    def close(self) -> None:
+        for name in list(self.pending):
+            self.stop(name)
+        self.announcer.close()
+
+    # ------------------------------------------------------------------
+
+    def _settings(self, name: str) -> GarpSettings | None:
+        plan = self.current_plan()
+        inst = plan.instances.get(name) if plan is not None else None
+        return settings(inst.config, plan.config.global_defs) if inst is not None else None
+
+    def _later(self, name: str, kind: str, delay: float, callback, *args) -> None:
+        handles = self.pending.setdefault(name, {})
+        old = handles.get(kind)
+        if old is not None:
+            old.cancel()
+
+        def due() -> None:
+            if handles.get(kind) is handle:
+                del handles[kind]
+                if not handles and self.pending.get(name) is handles:
+                    del self.pending[name]
+            callback(*args)
+
+        handle = self.loop.call_later(delay, due)
+        handles[kind] = handle
+
+    def _refresh(self, name: str) -> None:
+        s = self._settings(name)
+        if s is None or not self.is_master(name):
+            return
+        self._burst(name, s.refresh_repeat)
+        if s.refresh > 0:
+            self._later(name, "refresh", s.refresh, self._refresh, name)
+
+    def _burst(self, name: str, repeat: int) -> None:
+        plan = self.current_plan()
+        if plan is None or plan.state(name) != "MASTER":
+            return
+        g = plan.config.global_defs
+        by_link: dict[int, list[tuple[int, bytes]]] = {}
+        for change in plan.instances[name].vips:
+            by_link.setdefault(change.index, []).append(
+                (change.family, ipaddress.ip_address(change.address).packed))
+        links = self.links_by_index()
+        for index, addresses in by_link.items():
+            link = links.get(index)
+            if link is not None:
+                interval = g.garp_interval if addresses[0][0] == 4 else g.gna_interval
+                self.announcer.announce(self.loop, name, link.name, index, link.mac, addresses,
+                                        repeat=repeat, interval=interval)

@@ -1,0 +1,167 @@
+"""Kernel news about links and addresses, turned into what the daemon must do.
+
+Pure: the netlink monitor's event tuples and the current plan in, decisions
+out. Events that arrive before the first plan exists are held and replayed
+once it does (the first link dump may already be stale by then).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from hivrrp._wire import advert_room
+from hivrrp.kernel.netlink import Link
+from hivrrp.daemon.plan import Plan
+
+log = logging.getLogger("hivrrp")
+
+HELD_EVENTS_MAX = 100_000      # bound the backlog if the first plan takes long
+
+
+@dataclass(frozen=True)
+class InterfaceState:
+    """An interface went up or down: its instances leave or return from FAULT."""
+    ifindex: int
+    up: bool
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """Re-apply the running configuration: an interface or a source address appeared."""
+    why: str
+
+
+@dataclass(frozen=True)
+class VipRemoved:
+    name: str
+    ifindex: int
+    address: str
+
+
+@dataclass(frozen=True)
+class Resync:
+    """Netlink lost messages: re-read the links and re-assert the masters' VIPs."""
+
+
+Decision = InterfaceState | Rebuild | VipRemoved | Resync
+
+
+class LinkTable:
+    def __init__(self, links: dict[str, Link]) -> None:
+        self.links = dict(links)
+        self.held: list[tuple] = []
+        self.overflowed = False
+        self.generation = 0            # link events taken in: a dump older than one is stale
+
+    def by_index(self) -> dict[int, Link]:
+        return {link.index: link for link in self.links.values()}
+
+    def handle(self, events: list[tuple], plan: Plan | None) -> list[Decision]:
+        if plan is None:
+            if len(self.held) + len(events) > HELD_EVENTS_MAX:
+                self.overflowed = True   # too much to replay: re-read instead
+            else:
+                self.held.extend(events)
+            return []
+        if self.held or self.overflowed:
+            events = [*self.held, *events]
+            if self.overflowed:
+                events.append(("resync",))
+            self.held, self.overflowed = [], False
+        decisions: list[Decision] = []
+        waiting = plan.waiting
+        for event in events:
+            kind = event[0]
+            if kind == "link":
+                decisions += self._link(event, plan)
+            elif kind == "deladdr":
+                _, index, _family, address = event
+                name = plan.vip_owner(index, address)
+                if name is not None:
+                    decisions.append(VipRemoved(name, index, address))
+            elif kind == "newaddr":
+                _, index, family, address = event
+                names = waiting.get((index, family))
+                if names and address not in plan.not_sources:
+                    log.info("(%s) a source address appeared: %s", names[0], address)
+                    decisions.append(Rebuild(f"address {address} appeared"))
+                    waiting = {}   # one rebuild serves them all
+            elif kind == "resync":
+                decisions.append(Resync())
+        return _dedupe(decisions)
+
+    def _link(self, event: tuple, plan: Plan) -> list[Decision]:
+        _, index, name, mac, up, *mtu = event     # an event without the MTU: the default
+        link = Link(index, name, mac, up, *mtu)
+        old = self.links.get(name)
+        self.links[name] = link
+        self.generation += 1
+        return _judge(link, old, plan)
+
+    def replace(self, links: dict[str, Link], plan: Plan) -> list[Decision]:
+        """A fresh dump (after a resync): what it shows that the events had not."""
+        links = dict(links)
+        for name, old in self.links.items():
+            if name not in links:   # deleted meanwhile: as RTM_DELLINK would have said
+                links[name] = Link(old.index, name, old.mac, False)
+        decisions: list[Decision] = []
+        for name, link in links.items():
+            decisions += _judge(link, self.links.get(name), plan)
+        self.links = links
+        self.generation += 1
+        return _dedupe(decisions)
+
+    def since(self, snapshot: dict[str, Link], plan: Plan) -> list[Decision]:
+        """What changed since `snapshot` (the links a plan was built on, while
+        the events went to the plan before it), judged for `plan`."""
+        decisions: list[Decision] = []
+        for name, link in self.links.items():
+            if snapshot.get(name) != link:
+                decisions += _judge(link, snapshot.get(name), plan)
+        return _dedupe(decisions)
+
+
+def _judge(link: Link, before: Link | None, plan: Plan) -> list[Decision]:
+    """What a link that is now `link` (and was `before`) means for `plan`."""
+    if plan.interfaces.get(link.name, link.index) != link.index:
+        # An interface the plan uses appeared (or came back with a new index).
+        log.info("interface %s appeared (index %d): picking it up", link.name, link.index)
+        return [Rebuild(f"interface {link.name} appeared")]
+    if before is not None and before.mtu != link.mtu:
+        _mtu_changed(link, before, plan)
+    if before is None or before.up != link.up:
+        log.info("interface %s is %s", link.name, "up" if link.up else "down")
+        return [InterfaceState(link.index, link.up)]
+    return []
+
+
+def _mtu_changed(link: Link, before: Link, plan: Plan) -> None:
+    """The running adverts keep their address lists (the kernel fragments what
+    no longer fits); the next reload or rebuild sizes them for the new MTU,
+    and a peer that did not must list the same first VIPs, or each drops the
+    other's adverts (two masters). Said now, not when it bites."""
+    log.info("interface %s: MTU %d -> %d", link.name, before.mtu, link.mtu)
+    for name, inst in plan.instances.items():
+        c = inst.config
+        if c.interface != link.name:
+            continue
+        was, now = (min(len(c.vips), advert_room(c.family, c.version, mtu))
+                    for mtu in (before.mtu, link.mtu))
+        if was != now:
+            log.warning("(%s) interface %s's MTU went %d -> %d: from the next reload its "
+                        "adverts list %d of its %d VIPs, not %d; its peers' must list the "
+                        "same, or each drops the other's adverts", name, link.name,
+                        before.mtu, link.mtu, now, len(c.vips), was)
+
+
+def _dedupe(decisions: list[Decision]) -> list[Decision]:
+    """One Rebuild and one Resync per batch are enough."""
+    out, seen = [], set()
+    for d in decisions:
+        if isinstance(d, (Rebuild, Resync)):
+            if type(d) in seen:
+                continue
+            seen.add(type(d))
+        out.append(d)
+    return out

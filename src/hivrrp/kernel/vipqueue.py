@@ -1,0 +1,139 @@
+"""The one ordered queue from the reactor's address actions to netlink.
+
+Whatever piles up while a trip to the netlink thread is under way goes in the
+next trip, in one stream of requests: a mass takeover of 4,000 instances is a
+handful of trips, not 4,000. Within a trip only the last word on each address
+and each route counts (a flap inside one trip ends as it should), route
+removals go before the address changes and route additions after them, and
+announcements wait until the addresses they announce are in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.netlink import Address
+from hivrrp.daemon.plan import Plan
+from hivrrp.daemon.reactor import Action, Announce, SetRoutes, SetVips
+from hivrrp.kernel.routing import Routing
+from hivrrp.util.tasks import spawn
+from hivrrp.util.text import plural
+
+log = logging.getLogger("hivrrp")
+
+ApplyVips = Callable[[list[Change]], Awaitable[list[tuple[Change, str]]]]
+ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
+
+
+async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> None:
+    """VIPs still on the interfaces (a previous run crashed) go away first."""
+    present = {(a.index, a.address) for a in addresses}
+    stale = [c.removal() for inst in plan.instances.values() for c in inst.vips
+             if (c.index, c.address) in present]
+    if stale:
+        log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
+        for change, error in await apply_vips(stale):
+            log.warning("cannot remove %s: %s", change.address, error)
+
+
+class Batch:
+    """One trip's worth of actions, reduced to their net effect."""
+
+    def __init__(self) -> None:
+        self.vips: dict[tuple[int, str], Change] = {}
+        self.routes: dict[str, tuple[bool, Routing]] = {}
+        self.announce: list[Announce] = []
+
+    def add(self, action: Action) -> None:
+        if isinstance(action, SetVips):
+            for change in action.changes:
+                key = (change.index, change.address)
+                self.vips.pop(key, None)   # re-inserted last: the order of the final word
+                self.vips[key] = change
+        elif isinstance(action, SetRoutes):
+            for entry in action.entries:
+                key = repr(entry)       # specs are dicts: their repr is the identity
+                self.routes.pop(key, None)
+                self.routes[key] = (action.add, entry)
+        elif isinstance(action, Announce):
+            self.announce.append(action)
+
+    def __bool__(self) -> bool:
+        return bool(self.vips or self.routes or self.announce)
+
+    def route_changes(self, add: bool) -> list[Routing]:
+        return [entry for is_add, entry in self.routes.values() if is_add == add]
+
+
+class VipQueue:
+    def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
+                 announce: Callable[[Announce], None]) -> None:
+        self.apply_vips = apply_vips
+        self.apply_routes = apply_routes
+        self.announce = announce
+        self.pending = Batch()
+        self.task: asyncio.Task | None = None
+        self.failures = 0
+        self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
+
+    def submit(self, actions: list[Action]) -> None:
+        for action in actions:
+            self.pending.add(action)
+        if self.pending and self.task is None:
+            self.task = spawn(self._run(), "apply VIPs")
+
+    async def idle(self) -> None:
+        """Returns once everything submitted so far has been applied."""
+        while self.task is not None:
+            await asyncio.shield(self.task)
+
+    async def drain(self, timeout: float) -> None:
+        """idle(), but at most `timeout` seconds (at exit)."""
+        try:
+            await asyncio.wait_for(self.idle(), timeout)
+        except TimeoutError:
+            log.error("VIPs and routes not all removed within %.0f s: exiting anyway", timeout)
+
+    async def _run(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, Batch()
+                try:
+                    await self._apply(batch)
+                except Exception:
+                    # A bug or a dead netlink thread: say so, keep serving later batches.
+                    log.exception("applying %s and %s failed",
+                                  plural(len(batch.vips), "VIP change"),
+                                  plural(len(batch.routes), "route change"))
+                for announce in batch.announce:
+                    self.announce(announce)
+        finally:
+            self.task = None
+
+    async def _apply(self, batch: Batch) -> None:
+        await self._routes(False, batch.route_changes(False))
+        if batch.vips:
+            changes = list(batch.vips.values())
+            started = time.monotonic()
+            failed = await self.apply_vips(changes)
+            for change in changes:
+                self.changes["add" if change.add else "remove"] += 1
+            for change, error in failed:
+                self.changes["add" if change.add else "remove"] -= 1
+                self.failures += 1
+                log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
+                          change.address, change.prefixlen, error)
+            if len(changes) >= 100:
+                log.info("%s applied in %.3f s", plural(len(changes), "VIP change"),
+                         time.monotonic() - started)
+        await self._routes(True, batch.route_changes(True))
+
+    async def _routes(self, add: bool, entries: list[Routing]) -> None:
+        if entries:
+            for (kind, spec), error in await self.apply_routes(add, entries):
+                self.failures += 1
+                log.error("cannot %s %s %s: %s", "add" if add else "remove", kind, spec, error)

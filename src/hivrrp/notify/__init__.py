@@ -1,0 +1,1 @@
+"""Notify scripts and FIFO, and running external commands as keepalived does."""

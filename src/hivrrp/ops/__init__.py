@@ -1,0 +1,1 @@
+"""Operator surfaces: control socket, metrics, dump files, pid file, systemd, logging."""

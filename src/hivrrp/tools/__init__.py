@@ -1,0 +1,1 @@
+"""Tools beside the daemon: the lab, the simulator and the capture decoder."""

@@ -1,0 +1,1 @@
+"""`hivrrp decode`: VRRP adverts out of captures, one line each."""
