@@ -31,7 +31,7 @@ def load(path: str, *, config_id: str | None = None, check_host: bool = True,
          check_scripts: bool = False) -> LoadResult:
     """check_scripts: judge every script as the daemon would and make one it
     would not run an error (hivrrp check, as keepalived -t); the daemon
-    itself only logs those (hivrrp.notifications.security_of) and runs."""
+    itself only logs those (hivrrp.notify.events.security_of) and runs."""
     # Loading allocates hundreds of thousands of objects that form no cycles;
     # the cyclic collector would rescan them again and again (it doubled the
     # load time of a 10,000-instance config), so it pauses for the duration.
@@ -48,7 +48,8 @@ def _load(path: str, config_id: str | None, check_host: bool,
           check_scripts: bool) -> LoadResult:
     # Imported here: the daemon has its files parsed by a child process
     # (hivrrp.config.isolated) and need not carry the reader for good.
-    from hivrrp.config.build import Builder
+    from hivrrp.config.build import build
+    from hivrrp.config.builder import Builder
     from hivrrp.config.reader import Reader
     from hivrrp.config.tree import build_tree
     from hivrrp.config.validate import validate
@@ -56,7 +57,7 @@ def _load(path: str, config_id: str | None, check_host: bool,
     diag = Diagnostics()
     reader = Reader(diag, config_id if config_id is not None else default_config_id())
     tree = build_tree(reader.read(path), diag)
-    config = Builder(diag).build(tree)
+    config = build(Builder(diag), tree)
     validate(config, diag, check_host=check_host, check_scripts=check_scripts)
     compact(config)
     return LoadResult(config, diag.errors, diag.warnings, diag.infos)

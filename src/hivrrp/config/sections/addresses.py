@@ -11,7 +11,7 @@ from hivrrp.config.tree import Node
 from hivrrp.kernel.routing import rule_spec
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 
 VIP_FLAGS = {"home", "-nodad", "nodad", "mngtmpaddr", "noprefixroute", "autojoin", "no_track",

@@ -8,7 +8,7 @@ from hivrrp.config.model import GlobalDefs
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 
 def setter(attribute: str, kind: str, *limits):

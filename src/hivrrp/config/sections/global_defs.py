@@ -11,7 +11,7 @@ from hivrrp.config.sections.common import setter, version
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 
 def global_defs(b: Builder, node: Node) -> None:

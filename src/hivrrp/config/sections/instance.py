@@ -14,7 +14,7 @@ from hivrrp.config.sections.trackers import track_list
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 
 def instance(b: Builder, node: Node) -> None:

@@ -8,7 +8,7 @@ from hivrrp.config.model import Instance
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 NOTIFY_EVENTS = {"notify_master": "master", "notify_backup": "backup", "notify_fault": "fault",
                  "notify_stop": "stop", "notify_deleted": "deleted", "notify": "any"}

@@ -13,7 +13,7 @@ from hivrrp.config.sections.trackers import track_list
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 
 def sync_group(b: Builder, node: Node) -> None:

@@ -10,7 +10,7 @@ from hivrrp.config.sections.common import setter
 from hivrrp.config.tree import Node
 
 if TYPE_CHECKING:
-    from hivrrp.config.build import Builder
+    from hivrrp.config.builder import Builder
 
 TRACK_WEIGHT_LIMITS = {"interface": 253, "script": 253, "file": 254, "process": 254}
 
