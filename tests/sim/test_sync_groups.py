@@ -1,5 +1,5 @@
 """vrrp_sync_group scenarios on the simulator: the engine's member hold plus
-syncgroups.py, as keepalived's vrrp_sync.c moves members together."""
+tracking/syncgroups.py, as keepalived's vrrp_sync.c moves members together."""
 
 from hivrrp._engine import FAULT_INTERFACE
 from hivrrp.tools.sim import SECOND, Simulation

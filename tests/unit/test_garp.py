@@ -1,4 +1,4 @@
-"""Announcement policy (garp.py): bursts keyed by name, checked when due."""
+"""Announcement policy (kernel/announce_policy.py): bursts keyed by name, checked when due."""
 
 import asyncio
 

@@ -1,4 +1,4 @@
-"""Kernel news -> decisions (links.py) and the source look-ups of plan.py."""
+"""Kernel news -> decisions (kernel/linkpolicy.py) and the source look-ups of daemon/plan.py."""
 
 from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE

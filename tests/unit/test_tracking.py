@@ -1,4 +1,4 @@
-"""keepalived's tracker arithmetic (tracking.py) against a transliteration of
+"""keepalived's tracker arithmetic (tracking/policy.py) against a transliteration of
 keepalived 2.2.7's own incremental code (vrrp_track.c, track_file.c), over
 every weight/reverse combination and random status histories."""
 

@@ -1,6 +1,6 @@
 """Gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6).
 
-The frames and their paced sending; when to send them is garp.py's policy.
+The frames and their paced sending; when to send them is announce_policy.py's.
 Frames are spaced by `interval` (vrrp_garp_interval / vrrp_gna_interval);
 with thousands of VIPs moving at once they go out in slices so the event
 loop keeps serving adverts. Rare work, so plain Python.

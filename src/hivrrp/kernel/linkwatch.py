@@ -1,4 +1,4 @@
-"""Kernel news carried out: links.py decides, this applies it to the running daemon.
+"""Kernel news carried out: linkpolicy.py decides, this applies it to the running daemon.
 
 Link state goes to the engine, new interfaces and source addresses to a
 rebuild, VIPs deleted behind a master's back back to the VIP queue, and lost

@@ -1,7 +1,7 @@
 """The trackers of the running configuration, wired to the tracking policy.
 
 Executors (scripts, files, processes here; links from linkwatch) report
-statuses; tracking.Tracking turns them into per-instance outcomes; the
+statuses; policy.Tracking turns them into per-instance outcomes; the
 daemon's `on_change(names)` applies those to the current plan's engine by
 name. One executor per tracker, whatever number of instances use it: a
 script tracked by 4,000 instances runs once per interval.

@@ -2,7 +2,7 @@
 
 A tracker's status comes in ("script chk is down", "file f reads 5"), and
 out come the instances whose tracker delta, tracker FAULT or start hold
-changed, keyed by name. The executors (track/, linkwatch) report statuses;
+changed, keyed by name. The executors (tracking.hub and its trackers, kernel.linkwatch) report statuses;
 the daemon applies outcomes to the engine by name at the moment of use.
 
 keepalived 2.2.7 (vrrp_track.c, track_file.c), with m = -1 for `reverse`:

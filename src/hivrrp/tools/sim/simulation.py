@@ -54,7 +54,7 @@ class Router:
         self.specs.append((name, {"ifindex": ifindex, **config}))
 
     def sync_group(self, name: str, members: list[str]) -> None:
-        """A vrrp_sync_group of this router's instances (syncgroups.py policy)."""
+        """A vrrp_sync_group of this router's instances (tracking.syncgroups policy)."""
         self.groups[name] = list(members)
 
     def index_of(self, name: str) -> int:
