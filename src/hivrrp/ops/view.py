@@ -37,7 +37,7 @@ class DaemonView(Protocol):
     notifications: Notifications
     vips: VipQueue
     links: LinkWatch
-    # `set-priority` keeps runtime priorities across reloads here.
+    # `set-priority` overrides, kept across rebuilds (a reload drops them).
     runtime_priority: dict[str, int]
     # The metrics server itself (its refused-connection counts), or None.
     metrics: object | None
