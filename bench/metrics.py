@@ -76,7 +76,7 @@ class PlainCollector:
 
     def collect(self):
         plan, engine = self.plan, self.plan.engine
-        names = ["instance", "interface", "vrid", "family"]
+        names = ["vrrp_instance", "interface", "vrid", "family"]
         label_values = [[n, plan.instances[n].config.interface, str(plan.instances[n].config.vrid),
                          "ipv4"] for n in plan.names]
         counters = engine.counters_array().tolist()

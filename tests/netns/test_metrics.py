@@ -40,7 +40,7 @@ def status(sock) -> dict:
 
 def per_instance(samples: dict, name: str) -> float:
     [value] = [v for (n, labels), v in samples.items()
-               if n == name and dict(labels).get("instance") == "VI_1"
+               if n == name and dict(labels).get("vrrp_instance") == "VI_1"
                and "reason" not in dict(labels) and "reading" not in dict(labels)]
     return value
 

@@ -35,7 +35,7 @@ def samples(body: bytes) -> dict:
 
 
 def labels(name, vrid, interface, **extra):
-    return frozenset({"instance": name, "interface": interface, "vrid": str(vrid),
+    return frozenset({"vrrp_instance": name, "interface": interface, "vrid": str(vrid),
                       "family": "ipv4", **extra}.items())
 
 
@@ -89,6 +89,9 @@ def test_the_scrape_says_what_status_and_the_engine_say(tmp_path, monkeypatch):
               if n == "hivrrp_receive_errors_total" and dict(k)["interface"] == "eth0"}
     assert errors == {"ttl": 1, "unknown_vrid": 1}
     assert got[("hivrrp_instance_receive_errors_total", vi1 | {("reason", "ttl")})] == 1
+    # `instance` is Prometheus's target label (host:port): ours would arrive as
+    # exported_instance.
+    assert not [key for key in got if "instance" in dict(key[1])]
 
 
 def test_tracker_families(tmp_path, monkeypatch):
@@ -105,7 +108,7 @@ def test_tracker_families(tmp_path, monkeypatch):
     got = samples(asyncio.run(asyncio.wait_for(scenario(), 10)))
     assert got[("hivrrp_tracker_up", frozenset({("tracker", "health"), ("kind", "file")}))] == 0
     assert got[("hivrrp_tracker_weight",
-                frozenset({("tracker", "health"), ("instance", "VI_1")}))] == 2
+                frozenset({("tracker", "health"), ("vrrp_instance", "VI_1")}))] == 2
 
 
 def test_other_paths_and_addresses():

@@ -1,5 +1,9 @@
 """Prometheus metrics: `hivrrp run --metrics ADDR:PORT` (off unless asked; port 9736).
 
+Per-instance series carry the instance's name as `vrrp_instance`: `instance`
+is the label Prometheus gives every target (host:port), and a target's own
+`instance` would arrive renamed `exported_instance`.
+
 A bounded WSGI server (hivrrp.ops.metrics_http, on threads of its own) serves
 the endpoint; prometheus-client renders what it is good at: the process
 metrics and the daemon's few health families, from a custom collector. The per-instance families
@@ -97,7 +101,7 @@ class InstanceLabels:
             labels, info = [], []
             for name in plan.names:
                 c = plan.instances[name].config
-                base = (f'instance="{_escape(name)}",interface="{_escape(c.interface or "")}",'
+                base = (f'vrrp_instance="{_escape(name)}",interface="{_escape(c.interface or "")}",'
                         f'vrid="{c.vrid}",family="ipv{c.family}"')
                 labels.append(base)
                 vips = ",".join(v.address for v in c.vips)
@@ -229,7 +233,7 @@ class DaemonCollector:
                                labels=["tracker", "kind"])
         weight = GaugeMetricFamily("hivrrp_tracker_weight",
                                    "Each instance's weight for each tracker (reverse: negated).",
-                                   labels=["tracker", "instance"])
+                                   labels=["tracker", "vrrp_instance"])
         tracking = d.trackers.policy
         for (kind, name), status in list(tracking.statuses.items()):
             if status is not None:
