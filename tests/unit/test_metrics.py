@@ -154,6 +154,44 @@ def test_the_grafana_dashboard_asks_only_for_series_the_daemon_exports(tmp_path,
         d.plan.engine.receive(batch, 0)
         return scrape(Metrics(d))[1]
 
-    exported = {name for name, _ in samples(asyncio.run(asyncio.wait_for(scenario(), 10)))}
+    got = samples(asyncio.run(asyncio.wait_for(scenario(), 10)))
+    exported = {name for name, _ in got}
     assert len(wanted) >= 12
     assert wanted <= exported, wanted - exported
+    # Labels asked for (selectors, by clauses, legends) are the series' own or the
+    # target labels Prometheus adds: job, and instance (the router's host:port).
+    labels = {label for _, key in got for label, _ in key} | {"job", "instance"}
+    asked = {m for e in exprs for m in re.findall(r"[{,]\s*([a-z_]+)\s*=~?", e)}
+    asked |= {m for e in exprs for clause in re.findall(r"\bby \(([^)]*)\)", e)
+              for m in re.findall(r"[a-z_]+", clause)}
+    legends = [t.get("legendFormat", "") for p in dashboard["panels"] for t in p["targets"]]
+    asked |= {m for legend in legends for m in re.findall(r"{{\s*([a-z_]+)\s*}}", legend)}
+    assert asked <= labels, asked - labels
+
+
+def dashboard_targets() -> list[dict]:
+    import json
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "conf" /
+                            "grafana-hivrrp.json").read_text())
+    return [t for p in dashboard["panels"] for t in p["targets"]]
+
+
+def test_the_dashboard_shows_each_router_apart():
+    """Two routers scraped by one job differ only in Prometheus's `instance`:
+    an aggregation that drops it merges them into one line."""
+    import re
+
+    targets = dashboard_targets()
+    aggregated = [t for t in targets if re.search(r"\b(sum|count|avg|max|min)\b", t["expr"])]
+    assert len(aggregated) >= 8
+    for t in aggregated:
+        clauses = re.findall(r"\b(?:sum|count|avg|max|min) by \(([^)]*)\)", t["expr"])
+        assert clauses and all("instance" in re.findall(r"[a-z_]+", c) for c in clauses), t
+        assert "{{instance}}" in t["legendFormat"], t
+    # A VRRP instance's own series name it by vrrp_instance, and the router too.
+    for t in targets:
+        if "hivrrp_instance_" in t["expr"] and t not in aggregated:
+            assert "{{vrrp_instance}}" in t["legendFormat"], t
+            assert "{{instance}}" in t["legendFormat"], t
