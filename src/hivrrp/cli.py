@@ -110,8 +110,13 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
 @click.option("--metrics", "metrics_address", default=None, metavar="ADDR:PORT",
               help="Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR alone: port "
                    "9736). Off unless given.")
+@click.option("--metrics-compat", type=click.Choice(["keepalived-exporter"]), default=None,
+              help="With --metrics, also serve mehdy/keepalived-exporter's families "
+                   "(keepalived_vrrp_state, keepalived_*_total), so dashboards and alerts "
+                   "made for keepalived keep working. See docs/metrics.md.")
 def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
-        debug_libraries: bool, control_path: str, metrics_address: str | None) -> None:
+        debug_libraries: bool, control_path: str, metrics_address: str | None,
+        metrics_compat: str | None) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid and no other hivrrp runs with
@@ -125,10 +130,12 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
 
     metrics = None
+    if metrics_compat is not None and metrics_address is None:
+        raise click.UsageError("--metrics-compat needs --metrics ADDR:PORT")
     if metrics_address is not None:
         from hivrrp.ops.metrics import parse_address
         try:
-            metrics = parse_address(metrics_address)
+            metrics = (*parse_address(metrics_address), metrics_compat)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics")
     from hivrrp.ops import logsetup
@@ -152,7 +159,7 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
 
 
 def _run_locked(config_file: str, config_id: str | None, control_path: str,
-                metrics: tuple[str, int] | None, log) -> None:
+                metrics: tuple[str, int, str | None] | None, log) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
     from hivrrp.util.text import plural

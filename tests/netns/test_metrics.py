@@ -1,6 +1,7 @@
 """Prometheus metrics of running daemons (namespaces): scraped from another
 namespace, read with prometheus-client's parser, compared with `hivrrp status
---json`, across an election and a failover."""
+--json`, across an election and a failover; r2 also serves keepalived-exporter's
+families (--metrics-compat)."""
 
 import json
 import signal
@@ -14,6 +15,8 @@ from helpers.netns import wait_for
 from netns_conf import VIP, conf
 
 pytestmark = pytest.mark.netns
+KEEPALIVED_VI_1 = frozenset({("iname", "VI_1"), ("intf", "eth1"), ("vrid", "51")})
+KEEPALIVED_VIP = KEEPALIVED_VI_1 | {("ip_address", f"{VIP}/24")}
 
 FETCH = ("import sys, urllib.request\n"
          "r = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
@@ -50,7 +53,8 @@ def test_scrapes_agree_with_status_through_an_election_and_a_failover(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200)), "--metrics", "192.0.2.1:9736")
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100)), "--metrics", "192.0.2.2")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100)), "--metrics", "192.0.2.2",
+               "--metrics-compat", "keepalived-exporter")
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     codes = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
     for node, url in (("r1", "http://192.0.2.1:9736/metrics"),
@@ -63,6 +67,11 @@ def test_scrapes_agree_with_status_through_an_election_and_a_failover(lan):
         assert per_instance(samples, "hivrrp_instance_base_priority") == row["base_priority"]
     _, before = scrape(lan, "http://192.0.2.2:9736/metrics")
     assert per_instance(before, "hivrrp_became_master_total") == 0
+    # keepalived-exporter's state series: one per VIP, the state keepalived numbers.
+    assert before[("keepalived_vrrp_state", KEEPALIVED_VIP)] == codes["BACKUP"]
+    assert before[("keepalived_become_master_total", KEEPALIVED_VI_1)] == 0
+    _, r1_samples = scrape(lan, "http://192.0.2.1:9736/metrics")
+    assert not [name for name, _ in r1_samples if name.startswith("keepalived_")]
     assert per_instance(before, "hivrrp_adverts_received_total") >= 1
     # r1 leaves with priority 0: r2 takes over; its counters say so.
     r1.send_signal(signal.SIGTERM)
@@ -78,3 +87,7 @@ def test_scrapes_agree_with_status_through_an_election_and_a_failover(lan):
             == pytest.approx(row["last_transition"], abs=0.01))
     add = after[("hivrrp_vip_changes_total", frozenset({("action", "add")}))]
     assert add == 1
+    assert after[("keepalived_vrrp_state", KEEPALIVED_VIP)] == codes["MASTER"]
+    assert after[("keepalived_become_master_total", KEEPALIVED_VI_1)] == 1
+    assert after[("keepalived_priority_zero_received_total", KEEPALIVED_VI_1)] == 1
+    assert after[("keepalived_up", frozenset())] == 1

@@ -52,7 +52,7 @@ class Daemon:
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
                  control_path: str | None = None,
-                 metrics: tuple[str, int] | None = None) -> None:
+                 metrics: tuple[str, int, str | None] | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.started_at: float | None = None     # wall clock, for `hivrrp status`
@@ -155,7 +155,7 @@ class Daemon:
                 self.metrics.start()
             except OSError as exc:
                 log.error("no metrics: cannot listen on %s:%d: %s",
-                          *self.metrics_address, exc)
+                          *self.metrics_address[:2], exc)
                 self.metrics = None
         # The configuration lives as long as we do: collections skip it. The
         # start-up's garbage (the netlink dumps' cycles) goes first.
@@ -448,7 +448,8 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
 
 
 def run(config: Config, config_path: str, config_id: str | None,
-        control_path: str | None = None, metrics: tuple[str, int] | None = None) -> int:
+        control_path: str | None = None,
+        metrics: tuple[str, int, str | None] | None = None) -> int:
     """The caller holds the pid file's lock (hivrrp.ops.pidfile) throughout."""
     import uvloop
 

@@ -2,7 +2,9 @@
 
 Per-instance series carry the instance's name as `vrrp_instance`: `instance`
 is the label Prometheus gives every target (host:port), and a target's own
-`instance` would arrive renamed `exported_instance`.
+`instance` would arrive renamed `exported_instance`. docs/metrics.md lists
+the families; `--metrics-compat keepalived-exporter` adds that exporter's
+(hivrrp.ops.metrics_keepalived).
 
 A bounded WSGI server (hivrrp.ops.metrics_http, on threads of its own) serves
 the endpoint; prometheus-client renders what it is good at: the process
@@ -24,7 +26,7 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -33,6 +35,7 @@ from prometheus_client.exposition import generate_latest
 
 from hivrrp import __version__
 from hivrrp._engine import COUNTERS
+from hivrrp.ops import metrics_keepalived
 from hivrrp.ops.metrics_http import BoundedWSGIServer, QuietHandler
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ NOTIFY_RESULTS = ("ok", "failed", "timed_out", "error", "dropped", "refused", "k
 # The classic text format, which the per-instance lines are written in and
 # every Prometheus reads (prometheus-client's own "latest" is now 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# --metrics-compat: other exporters' families served beside hivrrp's.
+COMPAT = (metrics_keepalived.NAME,)
 
 # reason label -> engine counter: the errors an instance owns (RFC 6527's per-router ones).
 RECEIVE_ERRORS = (
@@ -84,6 +89,17 @@ def _port(text: str) -> int:
     return int(text)
 
 
+class Snapshot(NamedTuple):
+    """The engine's bulk arrays, read once per scrape: every family, hivrrp's and
+    the compat ones, renders from the same consistent copy."""
+    counters: list[list[int]]
+    states: list[int]
+
+    @classmethod
+    def of(cls, engine) -> Snapshot:
+        return cls(engine.counters_array().tolist(), engine.states_array().tolist())
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -110,7 +126,8 @@ class InstanceLabels:
         return self.labels
 
 
-def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float) -> list[bytes]:
+def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float,
+                     snapshot: Snapshot | None = None) -> list[bytes]:
     """The per-instance families in Prometheus text format, one chunk per family:
     joining and encoding 20 MB at once would hold the GIL (and the loop) for
     tens of milliseconds in one C call."""
@@ -118,8 +135,7 @@ def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float) -> l
     labels = cache.of(plan)
     info = cache.info
     n = len(labels)
-    counters = engine.counters_array().tolist()
-    states = engine.states_array().tolist()
+    counters, states = snapshot or Snapshot.of(engine)
     priorities = engine.priorities_array().tolist()
     chunks: list[bytes] = []
     out: list[str] = []
@@ -258,8 +274,12 @@ class DaemonCollector:
 class Metrics:
     """What a scrape returns (render) and the WSGI app serving it (app)."""
 
-    def __init__(self, daemon: DaemonView) -> None:
+    def __init__(self, daemon: DaemonView, compat: str | None = None) -> None:
+        if compat is not None and compat not in COMPAT:
+            raise ValueError(f"unknown metrics compat {compat!r} (known: {', '.join(COMPAT)})")
         self.daemon = daemon
+        self.compat = compat
+        self.keepalived = metrics_keepalived.KeepalivedLabels()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -275,10 +295,20 @@ class Metrics:
             started = time.thread_time()
             plan = self.daemon.plan
             chunks = [generate_latest(self.registry)]
+            snapshot = None
             if plan is not None:
+                snapshot = Snapshot.of(plan.engine)
                 # The engine's clock is the loop's, CLOCK_MONOTONIC like time.monotonic();
                 # asking the loop from this thread would touch libuv's state.
-                chunks += render_instances(plan, self.labels, time.time() - time.monotonic())
+                chunks += render_instances(plan, self.labels, time.time() - time.monotonic(),
+                                           snapshot)
+            if self.compat == metrics_keepalived.NAME:
+                counters, states = snapshot or ([], [])
+                # One C-level copy: the loop reports statuses while this thread reads.
+                statuses = list(self.daemon.trackers.policy.statuses.items())
+                chunks += metrics_keepalived.render(
+                    plan, self.keepalived, counters, states,
+                    {name: up for (kind, name), up in statuses if kind == "script"})
             self.scrapes += 1
             self.last_scrape_seconds = time.thread_time() - started
             return chunks
@@ -301,8 +331,9 @@ class Metrics:
 class MetricsServer(Metrics):
     """Metrics served over HTTP, on a thread of their own (hivrrp.ops.metrics_http)."""
 
-    def __init__(self, daemon: DaemonView, address: str, port: int) -> None:
-        super().__init__(daemon)
+    def __init__(self, daemon: DaemonView, address: str, port: int,
+                 compat: str | None = None) -> None:
+        super().__init__(daemon, compat)
         server_class = BoundedWSGIServer
         if ":" in address:
             server_class = type("BoundedWSGIServer6", (BoundedWSGIServer,),
@@ -314,7 +345,8 @@ class MetricsServer(Metrics):
     def start(self) -> None:
         self.thread.start()
         host, port = self.server.server_address[:2]
-        log.info("metrics on http://%s:%d/metrics", host, port)
+        log.info("metrics on http://%s:%d/metrics%s", host, port,
+                 f" (with {self.compat}'s families)" if self.compat else "")
 
     def close(self) -> None:
         self.server.stop()
