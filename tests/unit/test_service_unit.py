@@ -1,10 +1,16 @@
-"""conf/hivrrp.service: what the daemon's sd_notify support relies on, and
-that it runs what conf/install.sh installs. systemd-analyze verify runs on
-the installed unit in tests/system/test_install.py."""
+"""conf/hivrrp.service: what the daemon's sd_notify support relies on, what
+conf/install.sh puts where the unit looks, and systemd's rating of its
+sandbox. systemd-analyze verify runs on the installed unit in
+tests/system/test_install.py; the daemon runs inside the sandbox's
+capabilities and system calls in tests/netns/test_unit_sandbox.py."""
 
 import configparser
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 UNIT = CONF / "hivrrp.service"
@@ -43,3 +49,14 @@ def test_the_unit_runs_what_the_installer_installs():
     assert "man:hivrrp(8)" in unit()["Unit"]["Documentation"].split()
     assert installer_path("UNIT").endswith("/hivrrp.service")
 
+
+def test_systemd_rates_the_sandbox_ok():
+    """9.7 UNSAFE before the sandbox; 4.0 leaves room for systemd versions
+    that weigh a check differently, and fails if the sandbox goes."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is missing: tests/run.sh installs systemd")
+    result = subprocess.run([analyze, "security", "--offline=yes", "--threshold=40",
+                             "--no-pager", str(UNIT)], capture_output=True, text=True, timeout=60)
+    rating = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr
+    assert result.returncode == 0, rating
