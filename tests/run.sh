@@ -13,6 +13,12 @@ command -v sysctl >/dev/null || missing+=(procps)
 command -v ping >/dev/null || missing+=(iputils-ping)
 # ip(8) names protocols from /etc/protocols: the rule tests read "ipproto tcp".
 [ -e /etc/protocols ] || missing+=(netbase)
+# The man page renders (man, groff); the unit is checked by systemd-analyze
+# (verify, security, syscall-filter) and its sandbox rebuilt with strace.
+command -v man >/dev/null || missing+=(man-db)
+command -v groff >/dev/null || missing+=(groff-base)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v strace >/dev/null || missing+=(strace)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,147 @@
+"""The daemon at work inside conf/hivrrp.service's sandbox, as far as it can
+be rebuilt without systemd: root with the unit's CapabilityBoundingSet
+(setpriv), traced (strace) to hold its system calls against the unit's
+SystemCallFilter, its sockets against RestrictAddressFamilies and its writes
+against ProtectSystem=full and ProtectHome=read-only.
+
+The work is what the capabilities are there for: a VIP (NET_ADMIN) on a
+master that sends adverts (NET_RAW), a notify script that runs as
+script_user (SETUID, SETGID), and a track script as script_user killed at
+its timeout (KILL: it is another user's process group). Without any one of
+them this test fails.
+"""
+
+import configparser
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from netns_conf import VIP, conf
+
+from helpers.netns import wait_for
+
+pytestmark = pytest.mark.netns
+
+UNIT = Path(__file__).resolve().parents[2] / "conf" / "hivrrp.service"
+# ProtectSystem=full (read-only /usr, /boot, /efi, /etc), ProtectHome=read-only,
+# ProtectKernelTunables=yes (/proc/sys, /sys).
+READ_ONLY = ("/usr/", "/boot/", "/efi/", "/etc/", "/home/", "/root/", "/proc/sys/", "/sys/")
+CHANGES = {"mkdir", "mkdirat", "unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2",
+           "mknod", "mknodat", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmodat",
+           "chown", "fchownat", "lchown", "truncate", "utimensat", "creat"}
+
+
+def service() -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read(UNIT)
+    return parser["Service"]
+
+
+def syscall_set(names: str) -> set[str]:
+    """A SystemCallFilter= value (names and @groups) as system call names,
+    groups expanded by systemd-analyze itself."""
+    out = set()
+    for name in names.split():
+        if not name.startswith("@"):
+            out.add(name)
+            continue
+        listing = subprocess.run(["systemd-analyze", "syscall-filter", name], check=True,
+                                 capture_output=True, text=True, timeout=60).stdout
+        for line in listing.splitlines()[1:]:
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                out |= syscall_set(entry)
+    return out
+
+
+def written_paths(lines: list[str]) -> set[str]:
+    """Absolute paths the traced processes opened for writing or changed."""
+    found = set()
+    for line in lines:
+        call = re.match(r"\d+\s+(\w+)\((.*)", line)
+        if call is None:
+            continue
+        name, args = call.groups()
+        if name in CHANGES or (name in ("open", "openat")
+                               and re.search(r"O_(?:WRONLY|RDWR|CREAT)", args)):
+            found |= set(re.findall(r'"(/[^"]*)"', args))
+    return found
+
+
+def test_the_daemon_works_inside_the_units_sandbox(lan):
+    for tool in ("setpriv", "strace", "systemd-analyze"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: tests/run.sh installs it")
+    unit = service()
+    bounding = ",".join(["-all"] + ["+" + cap.lower().removeprefix("cap_")
+                                    for cap in unit["CapabilityBoundingSet"].split()])
+    nobody = pwd.getpwnam("nobody").pw_uid
+    # Scripts run as nobody, who must reach them and write their reports:
+    # not under this test's 0700 tmp_path.
+    with tempfile.TemporaryDirectory(prefix="hivrrp-sandbox-") as scratch:
+        work = Path(scratch)
+        work.chmod(0o711)
+        out = work / "out"
+        out.mkdir()
+        out.chmod(0o777)
+        notify = work / "notify.sh"
+        notify.write_text(f"#!/bin/sh\nid -u > {out}/notify.tmp && mv {out}/notify.tmp "
+                          f"{out}/notify-uid\n")
+        track = work / "track.sh"
+        track.write_text(f"#!/bin/sh\necho $$ > {out}/track.tmp && mv {out}/track.tmp "
+                         f"{out}/track-pid\nexec sleep 30\n")
+        for script in (notify, track):
+            script.chmod(0o755)
+        ns = lan.node("r1", ipv4="192.0.2.1/24")
+        config = lan.write("r1.conf", (
+            "global_defs {\n    script_user nobody\n}\n"
+            f'vrrp_script slow {{\n    script "{track}"\n    interval 30\n    timeout 1\n'
+            "    weight -10\n}\n"
+            + conf(200, extra=f'    state MASTER\n    notify_master "{notify}"\n'
+                              "    track_script {\n        slow\n    }\n")))
+        trace = work / "trace"
+        pid_file = work / "hivrrp.pid"
+        with open(lan.workdir / "r1-hivrrp.log", "ab") as log:    # lan.log() reads it
+            traced = lan.popen(ns, "setpriv", f"--bounding-set={bounding}",
+                               "strace", "-f", "-qq", "-o", str(trace),
+                               sys.executable, "-m", "hivrrp", "run", "-f", str(config),
+                               "--pid-file", str(pid_file),
+                               "--control", str(lan.workdir / "r1.sock"),
+                               stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert lan.wait_has(VIP, "r1", 20) is not None, lan.log("r1")
+            uid = out / "notify-uid"
+            assert wait_for(uid.exists, 10), f"notify_master never ran\n{lan.log('r1')}"
+            assert uid.read_text().strip() == str(nobody)
+            started = out / "track-pid"
+            assert wait_for(started.exists, 10), lan.log("r1")
+            script_pid = int(started.read_text())
+            assert wait_for(lambda: not os.path.exists(f"/proc/{script_pid}"), 8), \
+                f"the timed-out track script was not killed\n{lan.log('r1')}"
+        finally:
+            # The daemon, not strace: strace leaves when its tracee does.
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            lan.stop(traced, timeout=20)
+        assert "Operation not permitted" not in lan.log("r1"), lan.log("r1")
+
+        lines = trace.read_text().splitlines()
+    allowed = syscall_set(unit["SystemCallFilter"])
+    called = {m.group(1) for m in (re.match(r"\d+\s+(?:<\.\.\. )?(\w+)\(", line)
+                                   for line in lines) if m}
+    assert called and called <= allowed, f"outside SystemCallFilter: {sorted(called - allowed)}"
+    families = {m.group(1) for m in (re.search(r"\bsocket(?:pair)?\((AF_\w+)", line)
+                                     for line in lines) if m}
+    assert {"AF_INET", "AF_NETLINK", "AF_UNIX", "AF_PACKET"} <= families
+    assert families <= set(unit["RestrictAddressFamilies"].split()), families
+    written = written_paths(lines)
+    assert str(pid_file) in written                  # the parser sees writes
+    assert not [p for p in written if p.startswith(READ_ONLY)], sorted(written)
