@@ -94,7 +94,8 @@ def test_decode_command_truncated_capture(tmp_path, name, cut):
     result = hivrrp("decode", str(path))
     assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 1  # what came before the damage is still shown
-    assert result.stderr.count("\n") == 1 and "capture" in result.stderr
+    assert result.stderr.count("\n") == 1 and "truncated capture" in result.stderr
+    assert f"{path}: offset " in result.stderr   # where the damage is
 
 
 def test_version_and_help():

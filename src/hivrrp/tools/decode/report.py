@@ -10,14 +10,13 @@ from hivrrp._wire import Advert
 AUTH_TYPES = {0: "none", 1: "PASS", 2: "AH"}
 
 
-def as_json(advert: Advert, when: float) -> str:
-    record = {"time": round(when, 6), **advert.as_dict()}
+def as_json(advert: Advert, when: float | None) -> str:
+    record = {"time": None if when is None else round(when, 6), **advert.as_dict()}
     return json.dumps(record, separators=(",", ":"))
 
 
-def as_text(advert: Advert, when: float) -> str:
-    clock = _time.strftime("%H:%M:%S", _time.gmtime(when)) + f".{int(when * 1e6) % 1000000:06d}"
-    parts = [clock, f"{advert.src or '?'} > {advert.dst or '?'}"]
+def as_text(advert: Advert, when: float | None) -> str:
+    parts = [_clock(when), f"{advert.src or '?'} > {advert.dst or '?'}"]
     if advert.ttl is not None:
         parts.append(f"{'ttl' if advert.family == 4 else 'hlim'} {advert.ttl}")
     if advert.version is not None:
@@ -33,6 +32,14 @@ def as_text(advert: Advert, when: float) -> str:
         parts.append(f"checksum {advert.checksum}")
     parts.append(f"verdict {advert.error or 'ok'}")
     return " ".join(parts)
+
+
+def _clock(when: float | None) -> str:
+    if when is None:   # a pcapng Simple Packet Block has no timestamp
+        return "--:--:--.------"
+    micros = round(when * 1e6)
+    clock = _time.strftime("%H:%M:%S", _time.gmtime(micros // 1_000_000))
+    return f"{clock}.{micros % 1_000_000:06d}"
 
 
 def _interval(advert: Advert) -> str:
