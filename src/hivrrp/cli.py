@@ -217,24 +217,48 @@ def lab(instances: int, peer: str, keep_logs: bool) -> None:
 @main.command()
 @click.argument("capture")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per packet.")
-def decode(capture: str, as_json: bool) -> None:
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="Also judge each advert as the daemon would with this keepalived.conf: "
+                   "ok, or the reason it drops it (the names of its drop counters).")
+@click.option("-i", "--config-id", default=None,
+              help="With --config: config id for @id lines (default: the short host name).")
+@click.option("--interface", default=None, metavar="IF",
+              help="With --config: judge every advert as received on IF (default: the "
+                   "interface the pcapng file names, else any with the advert's VRID).")
+def decode(capture: str, as_json: bool, config_file: str | None, config_id: str | None,
+           interface: str | None) -> None:
     """Decode and check the VRRP adverts in a pcap/pcapng CAPTURE.
 
     Prints one line per VRRP packet with its verdict: `ok` or why a VRRP
-    router would drop it. Other traffic in the capture is skipped.
+    router would drop it. With --config, the verdict is this router's, from
+    the daemon's own engine: the advert's instance and `ok`, or the reason it
+    is dropped (unknown_vrid, auth_failure, address_list, interval_mismatch,
+    version_mismatch...) and the line the daemon's log would say. Other
+    traffic in the capture is skipped.
     """
-    from hivrrp.tools.decode import report as decode_report
     from hivrrp._wire import decode_ipv4, decode_ipv6
+    from hivrrp.tools.decode import report as decode_report
     from hivrrp.tools.decode.capture import CaptureError, read_vrrp
 
+    if config_file is None and (config_id is not None or interface is not None):
+        raise click.UsageError("-i/--config-id and --interface need --config FILE")
+    judge = _judge(config_file, config_id) if config_file is not None else None
     render = decode_report.as_json if as_json else decode_report.as_text
+    guessed = False
     try:
         for datagram in read_vrrp(capture):
             if datagram.family == 4:
                 advert = decode_ipv4(datagram.data)
             else:
                 advert = decode_ipv6(datagram.data, datagram.src, datagram.dst, datagram.hoplimit)
-            click.echo(render(advert, datagram.time))
+            verdict = judge.judge(datagram, advert, interface) if judge else None
+            if verdict is not None and verdict.by_vrid and not guessed:
+                guessed = True
+                click.echo(f"hivrrp decode: {capture} does not say which interface its adverts "
+                           "came in on (a pcap file, -i any, or no interface name): each is judged "
+                           "on the configured interfaces with its VRID and family; --interface IF "
+                           "judges them as received on IF", err=True)
+            click.echo(render(advert, datagram.time, verdict))
     except CaptureError as exc:
         click.echo(f"hivrrp decode: {exc}", err=True)
         sys.exit(1)
@@ -242,6 +266,24 @@ def decode(capture: str, as_json: bool) -> None:
         # `hivrrp decode x.pcap | head` is normal use, not an error.
         sys.stderr.close()
         sys.exit(0)
+
+
+def _judge(config_file: str, config_id: str | None):
+    """The engine the daemon would build from config_file, or exit 1 with why
+    not (as hivrrp run would not start on that file)."""
+    from hivrrp.config import load
+    from hivrrp.config.diagnostics import condense
+    from hivrrp.tools.decode.judge import Judge
+    from hivrrp.util.text import plural
+
+    # check_host=False: the capture may come from another host than this one.
+    result = load(config_file, config_id=config_id, check_host=False)
+    if not result.ok:
+        for line in condense(result.errors):
+            click.echo(line, err=True)
+        raise click.ClickException(f"{config_file}: {plural(len(result.errors), 'error')}; "
+                                   "the daemon would not run it, so nothing is judged")
+    return Judge(result.config)
 
 
 # ------------------------------------------------------------ control socket

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import time as _time
+from typing import TYPE_CHECKING
 
 from hivrrp._wire import Advert
+
+if TYPE_CHECKING:   # the judge (the engine, the daemon's plan) only with --config
+    from hivrrp.tools.decode.judge import Verdict
 
 AUTH_TYPES = {0: "none", 1: "PASS", 2: "AH"}
 
 
-def as_json(advert: Advert, when: float | None) -> str:
+def as_json(advert: Advert, when: float | None, verdict: Verdict | None = None) -> str:
     record = {"time": None if when is None else round(when, 6), **advert.as_dict()}
+    if verdict is not None:
+        record.update(verdict=verdict.reason, instance=verdict.instance,
+                      interface=verdict.interface, detail=verdict.detail,
+                      matched="vrid" if verdict.by_vrid else "interface")
     return json.dumps(record, separators=(",", ":"))
 
 
-def as_text(advert: Advert, when: float | None) -> str:
+def as_text(advert: Advert, when: float | None, verdict: Verdict | None = None) -> str:
     parts = [_clock(when), f"{advert.src or '?'} > {advert.dst or '?'}"]
     if advert.ttl is not None:
         parts.append(f"{'ttl' if advert.family == 4 else 'hlim'} {advert.ttl}")
@@ -30,7 +38,18 @@ def as_text(advert: Advert, when: float | None) -> str:
         parts.append(f"count {advert.count}")
     if advert.checksum not in (None, "ok", "bad"):
         parts.append(f"checksum {advert.checksum}")
-    parts.append(f"verdict {advert.error or 'ok'}")
+    if verdict is None:
+        parts.append(f"verdict {advert.error or 'ok'}")
+    else:
+        # The instance (and interface) that judged it; for a drop, the
+        # daemon's own log line, which names them already.
+        parts.append(f"verdict {verdict.reason}")
+        if verdict.detail:
+            parts[-1] += ":"
+            parts.append(verdict.detail)
+        elif verdict.instance:
+            parts.append(f"({verdict.instance}"
+                         + (f" on {verdict.interface})" if verdict.interface else ")"))
     return " ".join(parts)
 
 
