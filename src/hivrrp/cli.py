@@ -6,7 +6,7 @@ import os
 import sys
 
 import click
-
+from click.core import ParameterSource
 
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
 # One daemon per network namespace: its pid file and socket are in
@@ -31,34 +31,128 @@ def print_version(ctx: click.Context) -> None:
     ctx.exit()
 
 
+def keepalived_refusals(command):
+    """keepalived's flags that hivrrp does not honour (ops.keepalived_args.REFUSED):
+    each stops the command with its reason rather than being ignored. Hidden:
+    they are not hivrrp's options, only answers to keepalived habits."""
+    from hivrrp.ops.keepalived_args import REFUSED
+
+    def refuse(ctx: click.Context, param: click.Parameter, value) -> None:
+        if value:
+            raise click.UsageError(f"keepalived's {'/'.join(param.opts)} is not supported: "
+                                   f"{param.help}", ctx)
+
+    for refused in reversed(REFUSED):
+        command = click.option(*refused.flags, "refused_" + refused.flags[1][2:].replace("-", "_"),
+                               is_flag=not refused.takes_value, hidden=True,
+                               expose_value=False, callback=refuse, help=refused.why,
+                               metavar="VALUE")(command)
+    return command
+
+
+def harmless(*flags: str, name: str):
+    """A keepalived flag hivrrp accepts because it already behaves that way."""
+    from hivrrp.ops.keepalived_args import HARMLESS
+
+    return click.option(*flags, name, is_flag=True, expose_value=False, help=HARMLESS[name])
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
-@click.option("-V", "--version", is_flag=True, is_eager=True, expose_value=False,
+@click.option("-v", "--version", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, _param, value: print_version(ctx) if value else None,
-              help="Show the version and exit.")
+              help="Show the version and exit (as keepalived -v).")
 @click.option("-t", "--config-test", is_flag=True,
-              help="Check the configuration and exit (as keepalived -t).")
+              help="Check the configuration and exit, as keepalived -t: hivrrp check.")
+@click.option("-n", "--dont-fork", is_flag=True,
+              help="Run the daemon, as keepalived -n: hivrrp run. hivrrp never forks: it "
+                   "always runs in the foreground.")
 @click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,
-              metavar="FILE", help="Configuration file (with -t).")
-@click.option("-i", "--config-id", default=None, help="Config id for @id lines (with -t).")
+              metavar="FILE", help="Configuration file, with -t or -n.")
+@click.option("-i", "--config-id", default=None,
+              help="Config id for @id lines (default: the short host name), with -t or -n.")
+@click.option("-p", "--pid", "pid_file", default=None, metavar="FILE",
+              help="With -n: the pid file (hivrrp run --pid-file).")
+@click.option("-u", "--umask", default=None, metavar="MASK",
+              help="With -n: the umask for the files hivrrp and its scripts create "
+                   "(numeric: 022, 0x12, 18), as keepalived -u.")
+@click.option("--signum", default=None, metavar="SIGFUNC",
+              help="Print the number of the signal that asks the daemon to STOP, RELOAD, "
+                   "or write its DATA or STATS file, and exit (as keepalived --signum).")
+@harmless("-l", "--log-console", name="log_console")
+@harmless("-D", "--log-detail", name="log_detail")
+@harmless("-P", "--vrrp", name="vrrp_only")
+@harmless("-B", "--no_bfd", name="no_bfd")
+@harmless("-G", "--no-syslog", name="no_syslog")
+@harmless("-R", "--dont-respawn", name="dont_respawn")
+@harmless("-I", "--dont-release-ipvs", name="dont_release_ipvs")
+@keepalived_refusals
 @click.pass_context
-def main(ctx: click.Context, config_test: bool, config_file: str, config_id: str | None) -> None:
-    """hivrrp: VRRP for thousands of instances, configured with keepalived.conf."""
-    if ctx.invoked_subcommand is None:
-        if config_test:
-            ctx.invoke(check, config_file=config_file, config_id=config_id, as_json=False)
-        else:
-            click.echo(ctx.get_help())
+def main(ctx: click.Context, config_test: bool, dont_fork: bool, config_file: str,
+         config_id: str | None, pid_file: str | None, umask: str | None,
+         signum: str | None) -> None:
+    """hivrrp: VRRP for thousands of instances, configured with keepalived.conf.
+
+    Without a command, hivrrp takes keepalived's flags: `hivrrp -t -f FILE`
+    checks a file and `hivrrp -n -f FILE` runs the daemon in the foreground,
+    so a keepalived unit or script works with the binary swapped.
+    """
+    given = [p.opts[-1] for p in ctx.command.params
+             if ctx.get_parameter_source(p.name) not in (ParameterSource.DEFAULT, None)]
+    if ctx.invoked_subcommand is not None:
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: keepalived's flags, for hivrrp "
+                                   f"without a command; give {ctx.invoked_subcommand} its own "
+                                   f"options (hivrrp {ctx.invoked_subcommand} --help)", ctx)
+        return
+    if signum is not None:
+        from hivrrp.ops.keepalived_args import signum as signal_number
+        try:
+            click.echo(signal_number(signum))
+        except ValueError as exc:
+            raise click.UsageError(f"--signum: {exc}", ctx)
+    elif config_test:
+        ctx.invoke(check, config_file=config_file, config_id=config_id)
+    elif dont_fork:
+        if umask is not None:
+            from hivrrp.ops.keepalived_args import parse_umask
+            try:
+                os.umask(parse_umask(umask))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), ctx, param_hint="-u/--umask")
+        options = {"pid_file": pid_file} if pid_file is not None else {}
+        ctx.invoke(run, config_file=config_file, config_id=config_id, **options)
+    elif given:
+        # keepalived without -n forks and returns 0 at once, its daemon
+        # running in the background; hivrrp never forks. Running in the
+        # foreground instead would hang whatever waits for that return (an
+        # init script, a Type=forking unit until its timeout, a script's next
+        # line); printing the help and exiting 0, as hivrrp did, made them
+        # believe a daemon had started. So: a refusal that says what works.
+        # -n is keepalived's own word for the foreground, and Debian's
+        # keepalived.service already passes it (`keepalived --dont-fork
+        # $DAEMON_ARGS`), so a unit with only the binary swapped runs.
+        raise click.UsageError(
+            f"{', '.join(given)} without -n: keepalived would fork into the background, and "
+            "hivrrp never forks. To run the daemon in the foreground (systemd, a "
+            "supervisor): hivrrp -n -f FILE, or hivrrp run -f FILE; to check a file: "
+            "hivrrp -t -f FILE.", ctx)
+    else:
+        click.echo(ctx.get_help())
 
 
 @main.command()
-@click.option("-f", "-t", "--use-file", "config_file", default=DEFAULT_CONFIG,
-              show_default=True, metavar="FILE", help="The keepalived.conf to check.")
+@click.argument("file", required=False, metavar="[FILE]")
+@click.option("-f", "--use-file", "config_file", default=None, metavar="FILE",
+              help=f"The keepalived.conf to check (or FILE; default {DEFAULT_CONFIG}).")
+@click.option("-t", "--config-test", is_flag=True, expose_value=False,
+              help="Accepted, as in keepalived -t -f FILE: checking is what check does.")
 @click.option("-i", "--config-id", default=None,
               help="Config id for @id/@^id lines (default: the short host name), as keepalived -i.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object: instances (with their trackers), errors, warnings.")
-def check(config_file: str, config_id: str | None, as_json: bool) -> None:
+def check(file: str | None, config_file: str | None, config_id: str | None,
+          as_json: bool) -> None:
     """Check a keepalived.conf: every problem with its FILE:LINE, exit 1 on errors."""
     import json
 
@@ -66,6 +160,9 @@ def check(config_file: str, config_id: str | None, as_json: bool) -> None:
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.summary import summary, tracking_report
 
+    if file is not None and config_file is not None and file != config_file:
+        raise click.UsageError(f"two files to check: {file} and -f {config_file}")
+    config_file = file or config_file or DEFAULT_CONFIG
     result = load(config_file, config_id=config_id, check_scripts=True)
     if as_json:
         # "tracking": the instance's trackers with its sync group's, and the
