@@ -121,6 +121,14 @@ def keepalived_conf(interface: str) -> str:
     return "global_defs {\n    router_id hivrrp_capture\n}\n" + instances
 
 
+def peer_conf(interface: str) -> str:
+    """keepalived_conf() as the sender's peer has it: unicast source and peer
+    swapped, so that it takes the sender's adverts (`hivrrp decode --config`)."""
+    return (keepalived_conf(interface).replace(f"unicast_src_ip {SRC_V4}", "unicast_src_ip X")
+            .replace(f"        {PEER_V4}", f"        {SRC_V4}")
+            .replace("unicast_src_ip X", f"unicast_src_ip {PEER_V4}"))
+
+
 def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
     """Run keepalived in a fresh namespace pair; return {scenario name: pcap path}."""
     for tool in ("keepalived", "tcpdump"):

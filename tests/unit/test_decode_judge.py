@@ -10,13 +10,15 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from hivrrp._engine import DROP_RECORD_REASONS
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.vrrp import VRRP, VRRPv3
 from scapy.utils import PcapNgWriter, wrpcap
 
-from hivrrp._engine import DROP_RECORD_REASONS
+from helpers.captures import DATA
+from helpers.keepalived_capture import SCENARIOS, peer_conf
 from hivrrp.cli import main
 
 CONF = """
@@ -253,3 +255,16 @@ def test_without_config_the_verdict_is_the_packets_own(tmp_path):
     wrpcap(str(capture), [CASES["auth_failure"], CASES["ttl"]])
     result = CliRunner().invoke(main, ["decode", str(capture)])
     assert [line.rsplit(" ", 1)[1] for line in result.stdout.splitlines()] == ["ok", "ttl"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_committed_keepalived_captures_are_ok_for_its_peer(tmp_path, scenario):
+    """Real keepalived adverts (tests/data), judged by a peer with the same configuration."""
+    conf_path = tmp_path / "peer.conf"
+    conf_path.write_text(peer_conf("eth0"))
+    [capture] = DATA.glob(f"{scenario.name}.pcap*")
+    result = CliRunner().invoke(main, ["decode", "--json", "--config", str(conf_path),
+                                       str(capture)])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records and {(r["verdict"], r["instance"]) for r in records} == {
+        ("ok", scenario.name.upper().replace("-", "_"))}
