@@ -171,6 +171,19 @@ def test_each_reason(tmp_path, reason):
     assert record["verdict"] == reason, record
     if reason not in ("ok", "own_advert"):
         assert record["detail"], record
+        # Every drop shows in one of the daemon's metrics, and decode names which.
+        assert record["counters"], record
+
+
+def test_counters_are_the_daemons_metrics(tmp_path):
+    records = verdicts(tmp_path, [CASES["ok"], CASES["interval_mismatch"],
+                                  CASES["unknown_vrid"], CASES["version_mismatch"]],
+                       interfaces=["eth0"] * 4)
+    assert [r["counters"] for r in records] == [
+        ["hivrrp_adverts_received_total"],
+        ['hivrrp_instance_receive_errors_total{reason="interval"}'],
+        ['hivrrp_receive_errors_total{interface="eth0",reason="unknown_vrid"}'],
+        ['hivrrp_receive_errors_total{interface="eth0",reason="version_mismatch"}']]
 
 
 def test_text_lines_say_the_daemons_words(tmp_path):

@@ -28,8 +28,15 @@ from hivrrp.daemon.driver import RX_SLOT
 from hivrrp.daemon.droplog import describe, drop_of
 from hivrrp.daemon.plan import build
 from hivrrp.kernel.netlink import Link
+from hivrrp.ops.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS
 from hivrrp.tools.decode.capture import Datagram
 
+# Engine counter -> the metric the daemon exports it as (ops.metrics).
+INSTANCE_METRICS = {
+    **{counter: name for name, counter, _text in INSTANCE_COUNTERS},
+    **{counter: f'hivrrp_instance_receive_errors_total{{reason="{reason}"}}'
+       for reason, counter in RECEIVE_ERRORS},
+}
 NOW = 1_000_000          # the engine's clock; it never runs (no timer fires in decode)
 UNNAMED = ("", "any")     # capture interface names that say nothing about the interface
 ANYWHERE = "(any interface)"  # where an advert no configured interface has its VRID is judged
@@ -42,6 +49,7 @@ class Verdict:
     interface: str | None       # the interface it was judged as received on
     detail: str | None = None   # the daemon's log line for a drop
     by_vrid: bool = False       # the capture did not say the interface: matched by VRID
+    counters: tuple[str, ...] = ()   # the daemon's metrics it counted in (no instance label)
 
 
 class Judge:
@@ -108,9 +116,9 @@ class Judge:
         else:
             batch.add_ipv6(datagram.data, datagram.src, datagram.dst, datagram.hoplimit,
                            ifindex=ifindex)
-        key = (ifindex, datagram.family, advert.vrid)
-        takers = self.instances_at.get(key, ())
-        before = [engine.counters(i)["adverts_received"] for i in takers]
+        takers = self.instances_at.get((ifindex, datagram.family, advert.vrid), ())
+        before = [engine.counters(i) for i in takers]
+        if_before = engine.interface_drops()
         own = engine.global_counters()["own_adverts"]
         engine.receive(batch, NOW)
         records, _unrecorded = engine.take_drops(True)
@@ -118,23 +126,41 @@ class Judge:
         engine.take_events()
         engine.clear_tx()
         where = self.names.get(ifindex)
+        counted, taker = self.counted(takers, before, if_before)
         if records:
             record = records[0]
             scope = self.plan.names[record[0]] if record[0] >= 0 else record[1]
             return Verdict(record[2], scope if isinstance(scope, str) else None, where,
-                           describe(drop_of(scope, record), self.ifname), by_vrid)
-        taker = next((self.plan.names[i] for i, was in zip(takers, before)
-                      if engine.counters(i)["adverts_received"] > was), None)
+                           describe(drop_of(scope, record), self.ifname), by_vrid, counted)
         if taker is not None:
-            return Verdict("ok", taker, where, None, by_vrid)
+            return Verdict("ok", taker, where, None, by_vrid, counted)
         if engine.global_counters()["own_adverts"] > own:
             mine = self.instance_of(takers)
             return Verdict("own_advert", mine, where,
                            f"({mine}) our own advert (from the configured source address), "
-                           "ignored", by_vrid)
+                           "ignored", by_vrid, counted)
         # Every instance runs, so the engine judges every advert; say so if not.
         return Verdict("ignored", self.instance_of(takers), where,
-                       "the engine neither took nor dropped it", by_vrid)
+                       "the engine neither took nor dropped it", by_vrid, counted)
+
+    def counted(self, takers, before: list[dict], if_before: dict
+                ) -> tuple[tuple[str, ...], str | None]:
+        """The metrics the advert went up (from the engine's counters, as the
+        daemon exports them), and the instance that took it, if one did."""
+        out, taker = [], None
+        for i, was in zip(takers, before):
+            for counter, value in self.engine.counters(i).items():
+                if value > was[counter]:
+                    if counter == "adverts_received":
+                        taker = self.plan.names[i]
+                    if counter in INSTANCE_METRICS:
+                        out.append(INSTANCE_METRICS[counter])
+        for ifindex, counts in self.engine.interface_drops().items():
+            was = if_before.get(ifindex, {})
+            interface = self.names.get(ifindex, "other") if ifindex else "other"
+            out += [f'hivrrp_receive_errors_total{{interface="{interface}",reason="{reason}"}}'
+                    for reason, count in counts.items() if count > was.get(reason, 0)]
+        return tuple(out), taker
 
     def instance_of(self, indexes) -> str | None:
         return self.plan.names[indexes[0]] if indexes else None

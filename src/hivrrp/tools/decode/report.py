@@ -19,7 +19,8 @@ def as_json(advert: Advert, when: float | None, verdict: Verdict | None = None) 
     if verdict is not None:
         record.update(verdict=verdict.reason, instance=verdict.instance,
                       interface=verdict.interface, detail=verdict.detail,
-                      matched="vrid" if verdict.by_vrid else "interface")
+                      matched="vrid" if verdict.by_vrid else "interface",
+                      counters=list(verdict.counters))
     return json.dumps(record, separators=(",", ":"))
 
 
