@@ -275,6 +275,23 @@ def test_data_text_exact(utc):
 """
 
 
+def test_a_vip_with_options_is_printed_as_keepalived_prints_it(utc):
+    # Was a ValueError (the whole entry read as one address): SIGUSR1 wrote
+    # no file for a configuration with `dev` or `label` on a VIP.
+    vips = ["192.0.2.5/24 dev eth2 scope link label eth2:1", "192.0.2.6 brd 192.0.2.255",
+            "2001:db8::5/64 dev eth3"]
+    lines = data_text([row(vips=vips)]).splitlines()
+    assert "     192.0.2.5/24 dev eth2 scope link label eth2:1 set" in lines
+    assert "     192.0.2.6 brd 192.0.2.255 dev eth1 scope global set" in lines
+    assert "     2001:db8::5/64 dev eth3 scope global preferred_lft forever set" in lines
+
+
+def test_a_script_without_a_result_yet_is_init(utc):
+    users = [{"type": "script", "name": "chk", "weight": 0}]
+    text = data_text([row(trackers=users)], trackers={"script chk": None})
+    assert "   Status = INIT\n" in text
+
+
 def test_data_text_optional_lines(utc):
     r = row(state="FAULT", priority_delta=None, trackers=[], vips=[])
     del r["priority_delta"]

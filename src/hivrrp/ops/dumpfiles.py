@@ -132,12 +132,33 @@ def _timeval(unix: float | None) -> tuple[int, int]:
     return divmod(micro, 1_000_000)
 
 
+# The virtual_ipaddress options format_ipaddress() prints, and the words that
+# take a value (so "dev eth1" is one option, not two).
+_VIP_VALUE_WORDS = frozenset({"dev", "scope", "label", "brd", "broadcast", "peer", "metric",
+                              "preferred_lft", "valid_lft", "track_group", "use_vmac"})
+
+
 def _vip_line(text: str, interface: str, master: bool) -> str:
-    """format_ipaddress() (vrrp_ipaddress.c:284) for a VIP with no options."""
-    vip = ipaddress.ip_interface(text.strip())
+    """format_ipaddress() (vrrp_ipaddress.c:284): address, brd, dev, scope, label.
+
+    `text` is the entry as written ("192.0.2.5/24 dev eth1 label eth1:1"); a VIP
+    with its own `dev` is on that interface, not the instance's."""
+    words = text.split()
+    options: dict[str, str] = {}
+    rest = iter(words[1:])
+    for word in rest:
+        if word in _VIP_VALUE_WORDS:
+            options["brd" if word == "broadcast" else word] = next(rest, "")
+    vip = ipaddress.ip_interface(words[0])
     full = vip.max_prefixlen
     addr = str(vip.ip) if vip.network.prefixlen == full else f"{vip.ip}/{vip.network.prefixlen}"
-    line = f"     {addr} dev {interface} scope global"
+    line = f"     {addr}"
+    brd = options.get("brd", "")
+    if vip.version == 4 and brd not in ("", "+", "-"):
+        line += f" brd {brd}"
+    line += f" dev {options.get('dev', interface)} scope {options.get('scope', 'global')}"
+    if "label" in options:
+        line += f" label {options['label']}"
     if vip.version == 6:
         # parse_ipaddress_ex() defaults (vrrp_ipaddress.c:702): a /128 is
         # added deprecated (preferred_lft 0), anything else preferred forever.
@@ -207,7 +228,7 @@ def data_text(rows: Sequence[Mapping], sync_groups: Mapping[str, str] | None = N
     instances".
     ------< VRRP Scripts >------ (with `trackers`, "kind name" -> status, as
     dump()["trackers"]): for each script "VRRP Script", "Status" (GOOD when up,
-    else BAD), "VRRP instances :" and its "Tracking instances".
+    BAD when down, INIT before its first result), "VRRP instances :" and its "Tracking instances".
 
     Omitted, as hivrrp's rows do not carry them: "Master priority", "Master
     advert int", "Master advert interval", "Flags", "Wantstate", the fault and
@@ -217,8 +238,8 @@ def data_text(rows: Sequence[Mapping], sync_groups: Mapping[str, str] | None = N
     delay", "Promote_secondaries", authentication, kernel buffer and debug
     lines, excluded VIPs, unicast peers, fd_in/fd_out, virtual routes and
     rules, tracked BFDs, smtp/notify-deleted/notify-script/notify-priority
-    lines; VIP options other than the address (dev is the instance's
-    interface, scope global, no brd/label/peer/flags); in the sync group
+    lines; VIP options other than brd, dev, scope and label (no peer or
+    flags); in the sync group
     block the member fault/init counts and group trackers/scripts; in the
     script block everything but its name, status and instances. Whole
     sections omitted: Global definitions, Gratuitous ARP delays, Static
@@ -245,7 +266,9 @@ def data_text(rows: Sequence[Mapping], sync_groups: Mapping[str, str] | None = N
             users = [(row["instance"], t) for row in rows for t in row.get("trackers") or ()
                      if t.get("type") == "script" and t.get("name") == name]
             lines.append(f" VRRP Script = {name}")
-            lines.append(f"   Status = {'GOOD' if trackers[f'script {name}'] else 'BAD'}")
+            status = trackers[f"script {name}"]
+            # dump_vscript(): INIT until the script's first result counts.
+            lines.append(f"   Status = {'INIT' if status is None else 'GOOD' if status else 'BAD'}")
             lines.append("   VRRP instances :")
             if users:             # dump_tracking_obj_list(), track_file.c:432
                 lines.append("   Tracking instances :")
