@@ -11,6 +11,8 @@ command -v keepalived >/dev/null || missing+=(keepalived)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v sysctl >/dev/null || missing+=(procps)
 command -v ping >/dev/null || missing+=(iputils-ping)
+# FRR's zebra and bgpd for test_bgp_frr.py (started by the test, not as a service).
+[ -x /usr/lib/frr/bgpd ] || missing+=(frr)
 # ip(8) names protocols from /etc/protocols: the rule tests read "ipproto tcp".
 [ -e /etc/protocols ] || missing+=(netbase)
 # The man page renders (man, groff); the unit is checked by systemd-analyze
