@@ -31,12 +31,13 @@ R1, R2 = UPLINK["r1"][1], UPLINK["r2"][1]
 CONVERGE = 10.0
 
 
-def keepalived_conf(priority: int) -> str:
+def keepalived_conf(priority: int, *, advert_int: float = 1, preempt_delay: int = 60) -> str:
     # The VIP with no /len is a /32: a connected /32 in zebra while hivrrp holds it.
     # preempt_delay: a restarted r1 stays BACKUP long enough to see the route settle on r2.
     return (f"vrrp_instance VI_1 {{\n    interface eth1\n    virtual_router_id 51\n"
-            f"    priority {priority}\n    advert_int 1\n    preempt_delay 60\n"
-            f"    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n")
+            f"    version 3\n    priority {priority}\n    advert_int {advert_int:g}\n"
+            + (f"    preempt_delay {preempt_delay}\n" if preempt_delay else "")
+            + f"    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n")
 
 
 class BgpLab:
@@ -47,6 +48,7 @@ class BgpLab:
         self.upstream = lan.netns("up")
         self.frr: dict[str, frr.Frr] = {}
         self.links: dict[str, tuple[str, str]] = {}
+        self.vrrp: dict = {}           # keepalived_conf()'s keywords for both routers
         for n, (name, ns) in enumerate(self.routers.items(), 1):
             self.links[name] = lan.veth(self.upstream, ns, n)
             up_if, router_if = self.links[name]
@@ -54,17 +56,25 @@ class BgpLab:
             lan.run(ns, "ip", "addr", "add", f"{UPLINK[name][1]}/30", "dev", router_if)
 
     def start_frr(self) -> None:
-        configs = {"up": (self.upstream, frr.render(
+        self.frr["up"] = frr.Frr(self.lan, self.upstream, "up", frr.render(
             "upstream.conf", UPSTREAM_AS=UPSTREAM_AS, UPSTREAM_ROUTER_ID="10.0.0.1",
-            LOCAL_AS=LOCAL_AS, ROUTER1_IP=R1, ROUTER2_IP=R2, VIP_RANGE=VIP_RANGE))}
-        for name, ns in self.routers.items():
-            upstream_ip, own = UPLINK[name]
-            configs[name] = (ns, frr.render(
-                "frr.conf", LOCAL_AS=LOCAL_AS, ROUTER_ID=own, UPSTREAM_AS=UPSTREAM_AS,
-                UPSTREAM_IP=upstream_ip, VIP_RANGE=VIP_RANGE))
-        for name, (ns, config) in configs.items():   # the upstream first: it is listening
-            self.frr[name] = frr.Frr(self.lan, ns, name, config)
-            self.frr[name].start()
+            LOCAL_AS=LOCAL_AS, ROUTER1_IP=R1, ROUTER2_IP=R2, VIP_RANGE=VIP_RANGE))
+        self.frr["up"].start()             # the upstream first: it is listening
+        for name in self.routers:
+            self.start_router_frr(name)
+
+    def start_router_frr(self, name: str) -> None:
+        upstream_ip, own = UPLINK[name]
+        self.frr[name] = frr.Frr(self.lan, self.routers[name], name, frr.render(
+            "frr.conf", LOCAL_AS=LOCAL_AS, ROUTER_ID=own, UPSTREAM_AS=UPSTREAM_AS,
+            UPSTREAM_IP=upstream_ip, VIP_RANGE=VIP_RANGE))
+        self.frr[name].start()
+
+    def power(self, name: str, on: bool) -> None:
+        """Every link of `name` down (its LAN port, its uplink) or up again."""
+        state = "up" if on else "down"
+        self.lan.run(self.lan.switch, "ip", "link", "set", self.lan.port_of[name], state)
+        self.lan.run(self.routers[name], "ip", "link", "set", self.links[name][1], state)
 
     def sessions_up(self) -> bool:
         return all(self.frr["up"].established(r) for r in (R1, R2))
@@ -76,7 +86,8 @@ class BgpLab:
         return wait_for(lambda: self.next_hops() == expected, timeout, interval=0.1)
 
     def hivrrp(self, name: str, priority: int) -> subprocess.Popen:
-        return self.lan.hivrrp(name, self.lan.write(f"{name}.conf", keepalived_conf(priority)))
+        return self.lan.hivrrp(name, self.lan.write(f"{name}.conf",
+                                                    keepalived_conf(priority, **self.vrrp)))
 
     def why(self) -> str:
         return "\n".join([f"upstream next hops for {VIP}: {sorted(self.next_hops())}",
@@ -139,12 +150,41 @@ def test_a_router_that_dies_whole_is_withdrawn_at_once(bgp):
     r1 = elect_r1(bgp)
     # A power cut: hivrrp gone, and every link of r1 down (its LAN port, its uplink).
     bgp.lan.kill(r1)
-    bgp.lan.run(bgp.lan.switch, "ip", "link", "set", bgp.lan.port_of["r1"], "down")
-    bgp.lan.run(bgp.routers["r1"], "ip", "link", "set", bgp.links["r1"][1], "down")
+    bgp.power("r1", on=False)
     # The upstream drops r1's session with its link (FRR's fast-external-failover), not
     # after the hold time; r2's route comes once it is master.
     assert bgp.wait_next_hops({R2}, MDI_100 + CONVERGE), bgp.why()
     assert not bgp.frr["up"].established(R1)
+
+
+def test_a_returning_master_waits_for_its_session_with_preempt_delay(bgp):
+    # Fast adverts: r1 would take the VIP back 0.4 s after it starts, before its new
+    # bgpd has a session, and r2's withdrawal would leave the upstream without a route
+    # until r1's session is up. preempt_delay keeps r1 BACKUP until the session is up:
+    # 8 s, more than the 5 s after which either side retries a failed connection.
+    bgp.vrrp = {"advert_int": 0.1, "preempt_delay": 8}
+    r1 = elect_r1(bgp)
+    bgp.lan.kill(r1)
+    bgp.power("r1", on=False)
+    bgp.frr.pop("r1").close()
+    assert bgp.wait_next_hops({R2}), bgp.why()
+    # Power on: a box that lost power has neither the VIP nor a BGP session; FRR and
+    # hivrrp start together, as at boot.
+    bgp.lan.run(bgp.routers["r1"], "ip", "addr", "del", f"{VIP}/32", "dev", "eth1")
+    bgp.power("r1", on=True)
+    bgp.start_router_frr("r1")
+    bgp.hivrrp("r1", 200)
+    started, unrouted = time.monotonic(), []
+
+    def back_on_r1() -> bool:
+        hops = bgp.next_hops()
+        if not hops:
+            unrouted.append(round(time.monotonic() - started, 2))
+        return hops == {R1}
+    assert wait_for(back_on_r1, 8 + CONVERGE, interval=0.02), bgp.why()
+    assert not unrouted, (f"the upstream had no route for {VIP} from {unrouted[0]} to "
+                          f"{unrouted[-1]} s after r1 started")
+    assert bgp.lan.owner_of(VIP) == ["r1"]
 
 
 def test_the_recipe_checks_only_once_every_placeholder_is_filled(tmp_path):
