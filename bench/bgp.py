@@ -14,7 +14,10 @@ the SIGKILL:
   via r2     the upstream's routes (its kernel's table, what forwards, read
              with `ip route` every 50 ms) have r2 as a next hop of every VIP
   r2 alone   r2 is every VIP's only next hop
-  r1 clean   (process) r1's restarted hivrrp has removed the VIPs left over
+  restart    (process) `hivrrp run` started again in r1, after `hivrrp check`
+  r1 clean   (process) the restarted hivrrp has removed the VIPs left over
+  poll       the slowest read of the upstream's routes: the figures are good
+             to this plus the 50 ms between reads
 
 Scenarios:
   process  SIGKILL of r1's hivrrp alone: the box, its links and its FRR live
@@ -316,7 +319,9 @@ def main() -> None:
     mdi = master_down_interval(LOW, args.advert_int, args.version)
     print(f"{args.instances} VIPs announced by BGP (FRR {version}), VRRPv{args.version} at "
           f"{args.advert_int:g} s (r2's Master_Down_Interval {mdi:.2f} s), "
-          f"restart {args.restart_after:g} s after the kill; seconds from the SIGKILL")
+          + (f"hivrrp restarted {args.restart_after:g} s after the kill (process), "
+             if "process" in scenarios else "")
+          + "seconds from the SIGKILL")
     print(" ".join(f"{title:>{width}}" for title, _, width in COLUMNS))
     for r in rows:
         print(" ".join(f"{r.get(key, '-')!s:>{width}}" for _, key, width in COLUMNS)
