@@ -3,7 +3,7 @@
     python bench/bgp.py [--instances 4000] [--rounds 3] [--scenarios process,power]
                         [--version 2] [--advert-int 1] [--restart-after 2]
 
-hivrrp.lab's two routers (r1 priority 200, r2 100, one bridged segment per
+hivrrp.tools.lab's two routers (r1 priority 200, r2 100, one bridged segment per
 250 instances), each instance with one VIP, a /32 from 10.200.0.0/16; both
 routers run FRR with conf/frr/frr.conf, and an upstream namespace running
 conf/frr/upstream.conf peers with each over a link of its own (eBGP). Once
@@ -14,7 +14,7 @@ the SIGKILL:
   via r2     the upstream's routes (its kernel's table, what forwards, read
              with `ip route` every 50 ms) have r2 as a next hop of every VIP
   r2 alone   r2 is every VIP's only next hop
-  restart    (process) `hivrrp run` started again in r1, after `hivrrp check`
+  restart    (process) `hivrrp run` started again in r1
   r1 clean   (process) the restarted hivrrp has removed the VIPs left over
   poll       the slowest read of the upstream's routes: the figures are good
              to this plus the 50 ms between reads
@@ -23,9 +23,8 @@ Scenarios:
   process  SIGKILL of r1's hivrrp alone: the box, its links and its FRR live
            on, and so do the VIPs on its interfaces, which it goes on
            announcing. As systemd's Restart=on-failure would with
-           conf/hivrrp.service's RestartSec=2s, --restart-after seconds after
-           the kill `hivrrp check` (the unit's ExecStartPre) and then
-           `hivrrp run` start again in r1, and the new run removes them.
+           conf/hivrrp.service's RestartSec=2s, `hivrrp run` starts again in
+           r1 --restart-after seconds after the kill, and removes them.
   power    a power cut: SIGKILL and every link of r1 down (LAN ports and uplink).
   hang     a box that hangs: SIGKILL, r1's bgpd stopped (SIGSTOP), its LAN ports
            down, its uplink up: only the BGP hold time (9 s in the recipe)
@@ -56,9 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frr  # noqa: E402
 from cleanup import ignoring_signals  # noqa: E402
 
-from hivrrp.lab import HIGH, LOW, PER_SEGMENT, Lab, master_down_interval  # noqa: E402
-from hivrrp.lab.nsaddr import ipv4_addresses, socket_in_netns  # noqa: E402
-from hivrrp.lab.topology import in_netns  # noqa: E402
+from hivrrp.tools.lab import HIGH, LOW, PER_SEGMENT, Lab, master_down_interval  # noqa: E402
+from hivrrp.tools.lab.nsaddr import ipv4_addresses, socket_in_netns  # noqa: E402
+from hivrrp.tools.lab.topology import in_netns  # noqa: E402
 
 VIP_RANGE = "10.200.0.0/16"
 LOCAL_AS, UPSTREAM_AS = 64511, 64496
@@ -202,7 +201,6 @@ class BgpRun(Lab):
         n = self.instances
         mdi = master_down_interval(LOW, self.advert_int, self.version)
         marks: dict[str, float] = {}
-        check: subprocess.Popen | None = None
         killed = time.monotonic()
         os.kill(self.hivrrp["r1"].pid, signal.SIGKILL)
         if scenario == "power":
@@ -226,24 +224,14 @@ class BgpRun(Lab):
             if self.all_via(routes, R2, alone=True):
                 marks["r2_alone_s"] = since
             if scenario == "process":
-                # systemd's part: RestartSec, ExecStartPre=hivrrp check, ExecStart=hivrrp run.
-                if check is None and now - killed >= restart_after:
-                    check = subprocess.Popen(
-                        in_netns(self.ns["r1"], sys.executable, "-m", "hivrrp", "check", "-f",
-                                 str(self.workdir / "r1.conf")),
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                elif check is not None and check.poll() is not None and "r1" not in self.hivrrp:
-                    if check.returncode != 0:
-                        raise SystemExit(f"hivrrp check failed ({check.returncode})")
+                # systemd's part: RestartSec, then ExecStart=hivrrp run.
+                if "r1" not in self.hivrrp and now - killed >= restart_after:
                     self.start_hivrrp("r1")
                     marks["restarted_s"] = round(time.monotonic() - killed, 3)
                 if ("restarted_s" in marks and "r1_clean_s" not in marks
                         and self.vip_count("r1") == 0):
                     marks["r1_clean_s"] = round(time.monotonic() - killed, 3)
             time.sleep(POLL)
-        if check is not None and check.poll() is None:
-            check.kill()
-            check.wait(5)
         result = {"scenario": scenario, **marks, "slowest_poll_s": round(slowest_poll, 3)}
         if "r2_alone_s" not in marks:
             routes = self.routes()

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hivrrp.lab.topology import Topology, in_netns
+from hivrrp.tools.lab.topology import Topology, in_netns
 
 RECIPE = Path(__file__).resolve().parents[1] / "conf" / "frr"
 DAEMONS = Path("/usr/lib/frr")
