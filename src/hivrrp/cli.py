@@ -283,6 +283,70 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
     sys.exit(code)
 
 
+# run's other options (--metrics, --control, ...) are accepted and ignored, so
+# the unit's ExecStopPost= passes the same $HIVRRP_OPTS as its ExecStart= and
+# -f/-i/--pid-file there (the ones that say which VIPs and which daemon) count.
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,
+              metavar="FILE", help="The keepalived.conf whose VIPs to remove.")
+@click.option("-i", "--config-id", default=None,
+              help="Config id for @id/@^id lines (default: the short host name).")
+@click.option("--pid-file", default=default_pid_file, show_default=PER_NAMESPACE + "hivrrp.pid",
+              metavar="FILE", help="The pid file a running daemon holds (then nothing is "
+                                   "removed).")
+def release(config_file: str, config_id: str | None, pid_file: str) -> None:
+    """Remove the VIPs a dead daemon left on the interfaces.
+
+    A SIGKILLed, crashed or watchdog-killed daemon leaves its VIPs in place,
+    answering and announced by routing daemons, until the next `hivrrp run`
+    removes them. This is that step alone, for systemd's ExecStopPost= (the
+    shipped unit runs it after every stop, with run's options: those other
+    than -f, -i and --pid-file are ignored). Refuses while a daemon runs here.
+    Exit status: 0 (also when nothing was left), 1 a daemon runs, the
+    configuration is invalid or a VIP could not be removed, 2 not root.
+    """
+    import asyncio
+    import logging
+
+    from hivrrp.config.diagnostics import condense
+    from hivrrp.config.isolated import load_isolated
+    from hivrrp.ops import logsetup, runpaths
+    from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
+    from hivrrp.ops.release import release as release_vips
+    from hivrrp.util.text import plural
+
+    logsetup.configure("info", False)
+    log = logging.getLogger("hivrrp")
+    try:
+        lock = DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
+    except AlreadyRunning as exc:
+        log.error("%s: its VIPs are not leftovers, nothing removed", exc)
+        sys.exit(1)
+    except PidFileError as exc:
+        log.error("%s", exc)
+        sys.exit(2 if os.geteuid() != 0 else 1)
+    try:
+        result = load_isolated(config_file, config_id=config_id)
+        if not result.ok:
+            for line in condense(result.errors):
+                log.error("%s", line)
+            log.error("%s: %s, nothing removed", config_file,
+                      plural(len(result.errors), "configuration error"))
+            sys.exit(1)
+        try:
+            found, failed = asyncio.run(release_vips(result.config))
+        except PermissionError as exc:
+            log.error("hivrrp release needs root (netlink): %s", exc)
+            sys.exit(2)
+        if failed:
+            log.error("release: %d of %s not removed", failed, plural(found, "VIP"))
+            sys.exit(1)
+        log.info("release: %s", f"removed {plural(found, 'VIP')} left over"
+                 if found else "no VIP left over")
+    finally:
+        lock.release()
+
+
 @main.command()
 @click.option("--instances", "-n", default=300, show_default=True,
               type=click.IntRange(1, 4000), help="VRRP instances (250 per segment).")

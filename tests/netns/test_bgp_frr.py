@@ -146,6 +146,22 @@ def test_the_upstream_follows_the_master_and_a_killed_one_s_leftovers(bgp):
     assert not bgp.lan.has("r1", VIP)
 
 
+def test_the_units_release_after_a_kill_leaves_the_route_to_the_peer(bgp):
+    r1 = elect_r1(bgp)
+    bgp.lan.kill(r1)
+    r1.wait(5)
+    # What the unit's ExecStopPost= does the moment the daemon dies, before (and
+    # without) any restart: the leftover VIP goes, and with it r1's announcement.
+    ns = bgp.routers["r1"]
+    done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "hivrrp", "release",
+                           "-f", str(bgp.lan.workdir / "r1.conf")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "removed 1 VIP left over" in done.stderr, done.stderr
+    assert not bgp.lan.has("r1", VIP)
+    assert bgp.lan.wait_has(VIP, "r2", MDI_100 + 2), bgp.why()
+    assert bgp.wait_next_hops({R2}), bgp.why()
+
+
 def test_a_router_that_dies_whole_is_withdrawn_at_once(bgp):
     r1 = elect_r1(bgp)
     # A power cut: hivrrp gone, and every link of r1 down (its LAN port, its uplink).

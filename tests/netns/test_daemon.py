@@ -1,6 +1,8 @@
 """hivrrp on a real (namespaced) network: elections, failover, the article's config."""
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -67,6 +69,35 @@ def test_restart_cleans_leftovers_and_preempts(lan):
     # Named: the advert that made it step down, its priority and ours.
     assert ("(VI_1) MASTER -> BACKUP (higher_priority): advert from 192.0.2.1 with priority 200, "
             "ours 100") in lan.log("r2")
+
+
+def release(lan, name: str, config) -> subprocess.CompletedProcess:
+    ns, _ = lan.nodes[name]
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "hivrrp", "release",
+                           "-f", str(config)], capture_output=True, text=True, timeout=30)
+
+
+def test_release_removes_a_killed_daemons_vips_and_never_a_running_ones(lan):
+    r1, r2 = two_hivrrp(lan)
+    assert lan.wait_has(VIP, "r1", 2)
+    # A running daemon's VIPs are not leftovers: refused, nothing touched.
+    refused = release(lan, "r1", lan.workdir / "r1.conf")
+    assert refused.returncode == 1, refused.stderr
+    assert f"already running in this network namespace (pid {r1.pid}" in refused.stderr
+    assert "nothing removed" in refused.stderr and lan.has("r1", VIP)
+    lan.kill(r1)
+    r1.wait(5)
+    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    assert set(lan.owner_of(VIP)) == {"r1", "r2"}  # what ExecStopPost= is there for
+    done = release(lan, "r1", lan.workdir / "r1.conf")
+    assert done.returncode == 0, done.stderr
+    assert "removing 1 VIP left over from a previous run" in done.stderr
+    assert "release: removed 1 VIP left over" in done.stderr
+    assert not lan.has("r1", VIP)
+    assert set(lan.owner_of(VIP)) == {"r2"}
+    # Again: nothing left, still a success (systemd runs it after every stop).
+    again = release(lan, "r1", lan.workdir / "r1.conf")
+    assert again.returncode == 0 and "no VIP left over" in again.stderr, again.stderr
 
 
 def test_the_articles_two_node_config_as_written(lan):

@@ -50,6 +50,25 @@ def test_the_unit_runs_what_the_installer_installs():
     assert installer_path("UNIT").endswith("/hivrrp.service")
 
 
+def test_every_stop_releases_what_a_killed_daemon_left(tmp_path):
+    service = unit()["Service"]
+    start, post = service["ExecStart"].split(), service["ExecStopPost"].split()
+    # "-": a failed release is logged, not a failed stop; the same binary, file and
+    # options as the daemon, so the same VIPs and the same pid file.
+    assert post[0] == "-" + start[0] and post[1] == "release" and post[2:] == start[2:]
+    # release takes run's options it has no use for: the unit's $HIVRRP_OPTS
+    # holds run's (--metrics, --control, --log-level ...).
+    from click.testing import CliRunner
+
+    from hivrrp.cli import main
+    missing = tmp_path / "missing.conf"
+    result = CliRunner().invoke(main, ["release", "-f", str(missing), "--pid-file",
+                                       str(tmp_path / "pid"), "--metrics", "127.0.0.1:9736",
+                                       "--log-level", "debug", "--control", "none"])
+    assert "No such option" not in result.output
+    assert result.exit_code == 1, result.output      # the missing file, not the options
+
+
 def test_systemd_rates_the_sandbox_ok():
     """9.7 UNSAFE before the sandbox; 4.0 leaves room for systemd versions
     that weigh a check differently, and fails if the sandbox goes."""

@@ -29,15 +29,24 @@ ApplyVips = Callable[[list[Change]], Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
 
 
-async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> None:
-    """VIPs still on the interfaces (a previous run crashed) go away first."""
+def leftovers(plan: Plan, addresses: list[Address]) -> list[Change]:
+    """The removals of `plan`'s VIPs that are on their interfaces already."""
     present = {(a.index, a.address) for a in addresses}
-    stale = [c.removal() for inst in plan.instances.values() for c in inst.vips
-             if (c.index, c.address) in present]
+    return [c.removal() for inst in plan.instances.values() for c in inst.vips
+            if (c.index, c.address) in present]
+
+
+async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> int:
+    """VIPs still on the interfaces (a previous run crashed) go away first;
+    returns how many the kernel refused to remove."""
+    stale = leftovers(plan, addresses)
+    failed = 0
     if stale:
         log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
         for change, error in await apply_vips(stale):
             log.warning("cannot remove %s: %s", change.address, error)
+            failed += 1
+    return failed
 
 
 class Batch:

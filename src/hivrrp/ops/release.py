@@ -1,0 +1,43 @@
+"""`hivrrp release`: the VIPs a dead daemon left on the interfaces, removed.
+
+A daemon that exits cleanly removes its VIPs. One that is SIGKILLed, killed by
+systemd's watchdog or crashes cannot: its VIPs stay on the interfaces, answer
+ARP and traffic, and a routing daemon that announces connected routes (the BGP
+recipe in conf/frr/) goes on announcing them until something removes them. The
+next `hivrrp run` does so at start; this is that same step on its own, for
+systemd's ExecStopPost= (which runs after any stop, crashes included) and for
+an operator who will not restart the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hivrrp.config.model import Config
+from hivrrp.daemon.driver import now_us
+from hivrrp.daemon.plan import build
+from hivrrp.kernel.netlink import Netlink
+from hivrrp.kernel.vipqueue import leftovers, remove_leftovers
+
+log = logging.getLogger("hivrrp")
+
+
+async def release(config: Config) -> tuple[int, int]:
+    """Remove every VIP of `config` found on its interface: (found, not removed).
+
+    The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
+    netlink = Netlink()
+    try:
+        await netlink.start()
+        links = await netlink.links()
+        addresses = await netlink.addresses()
+        # The same plan `run` would build, so the same VIPs on the same
+        # interfaces (a VIP's own `dev`, eVIPs) count as this configuration's.
+        plan = await asyncio.to_thread(build, config, links, addresses,
+                                       now_us(asyncio.get_running_loop()))
+        found = len(leftovers(plan, addresses))
+        failed = await remove_leftovers(netlink.apply, plan, addresses) if found else 0
+        return found, failed
+    finally:
+        netlink.close()
