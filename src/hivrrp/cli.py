@@ -223,9 +223,6 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     """
     import logging
 
-    from hivrrp.ops import runpaths
-    from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
-
     metrics = None
     if metrics_compat is not None and metrics_address is None:
         raise click.UsageError("--metrics-compat needs --metrics ADDR:PORT")
@@ -241,18 +238,27 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     log = logging.getLogger("hivrrp")
     # Before anything else: a second daemon must change nothing, not even
     # remove the "leftover" VIPs that are the running one's.
-    try:
-        lock = DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
-    except AlreadyRunning as exc:
-        log.error("%s", exc)
-        sys.exit(1)
-    except PidFileError as exc:
-        log.error("%s", exc)
-        sys.exit(2 if os.geteuid() != 0 else 1)
+    lock = _daemon_locks(pid_file, log)
     try:
         _run_locked(config_file, config_id, control_path, metrics, log)
     finally:
         lock.release()
+
+
+def _daemon_locks(pid_file: str, log, running_means: str = ""):
+    """This namespace's daemon locks, or exit: 1 when a daemon holds them, 2 when
+    not root (and 1 for a pid file that is not ours to take)."""
+    from hivrrp.ops import runpaths
+    from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
+
+    try:
+        return DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
+    except AlreadyRunning as exc:
+        log.error("%s%s", exc, running_means)
+        sys.exit(1)
+    except PidFileError as exc:
+        log.error("%s", exc)
+        sys.exit(2 if os.geteuid() != 0 else 1)
 
 
 def _run_locked(config_file: str, config_id: str | None, control_path: str,
@@ -310,21 +316,13 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
 
     from hivrrp.config.diagnostics import condense
     from hivrrp.config.isolated import load_isolated
-    from hivrrp.ops import logsetup, runpaths
-    from hivrrp.ops.pidfile import AlreadyRunning, DaemonLocks, PidFileError
+    from hivrrp.ops import logsetup
     from hivrrp.ops.release import release as release_vips
     from hivrrp.util.text import plural
 
     logsetup.configure("info", False)
     log = logging.getLogger("hivrrp")
-    try:
-        lock = DaemonLocks(pid_file, runpaths.namespace_lock()).acquire()
-    except AlreadyRunning as exc:
-        log.error("%s: its VIPs are not leftovers, nothing removed", exc)
-        sys.exit(1)
-    except PidFileError as exc:
-        log.error("%s", exc)
-        sys.exit(2 if os.geteuid() != 0 else 1)
+    lock = _daemon_locks(pid_file, log, ": its VIPs are not leftovers, nothing removed")
     try:
         result = load_isolated(config_file, config_id=config_id)
         if not result.ok:
