@@ -93,6 +93,12 @@ venv() {
     local python=$1 dir=$2
     prerequisites "$python"
     if ! "$dir/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
+        # Made again only if it is a venv (pyvenv.cfg) or empty: a mistyped
+        # --venv-only /usr must not be removed.
+        if [ -e "$dir" ] && [ ! -e "$dir/pyvenv.cfg" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+            echo "install.sh: $dir is not a virtual environment and not empty; not replacing it" >&2
+            exit 1
+        fi
         rm -rf "$dir"
         "$python" -m venv "$dir"
     fi

@@ -137,3 +137,16 @@ def test_a_file_that_is_not_our_link_is_not_replaced(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "is not our link" in result.stderr
     assert theirs.read_text() == "#!/bin/sh\n" and not (tmp_path / "opt").exists()
+
+
+def test_a_directory_that_is_not_a_venv_is_never_removed(tmp_path):
+    # --venv-only makes a broken venv again by removing it first; a mistyped
+    # path (an existing directory with other things in it) must survive.
+    target = tmp_path / "usr"
+    (target / "share").mkdir(parents=True)
+    (target / "share" / "keep").write_text("mine")
+    done = subprocess.run(["bash", str(INSTALL), "--venv-only", str(target)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "is not a virtual environment and not empty" in done.stderr
+    assert (target / "share" / "keep").read_text() == "mine"
