@@ -145,3 +145,22 @@ def test_the_daemon_works_inside_the_units_sandbox(lan):
     written = written_paths(lines)
     assert str(pid_file) in written                  # the parser sees writes
     assert not [p for p in written if p.startswith(READ_ONLY)], sorted(written)
+
+
+def test_under_the_units_capabilities_the_host_daemon_keeps_the_hosts_paths():
+    # systemd (pid 1, every capability) starts the daemon in its own network
+    # namespace with the unit's bounding set, which takes away the ptrace
+    # access /proc/1/ns/net needs. The daemon used to think itself in an
+    # unnamed namespace and put its socket where `hivrrp status` never looks.
+    # Modelled without touching the host: a new, unnamed network namespace
+    # whose pid 1 is a shell with every capability, as systemd is.
+    bounding = ",".join(["-all"] + ["+" + cap.lower().removeprefix("cap_")
+                                    for cap in service()["CapabilityBoundingSet"].split()])
+    probe = ("from hivrrp.ops import runpaths; "
+             "print(runpaths.namespace_name(), runpaths.control_socket())")
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--net", "sh", "-c",
+         f'setpriv --bounding-set={bounding} "$0" -c "$1"; status=$?; exit $status',
+         sys.executable, probe], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "/run/hivrrp/control.sock"]

@@ -25,7 +25,8 @@ def namespace_name() -> str | None:
     """None in the host's (init's) network namespace; else the name `ip netns`
     gave ours, or `netns-INODE` for one it did not name."""
     mine = _ns_id("/proc/self/ns/net")
-    if mine is None or mine == _ns_id("/proc/1/ns/net"):
+    init = _ns_id("/proc/1/ns/net")
+    if mine is None or mine == init:
         return None
     try:
         names = sorted(os.listdir(NETNS_DIR))
@@ -34,6 +35,12 @@ def namespace_name() -> str | None:
     for name in names:
         if _ns_id(os.path.join(NETNS_DIR, name)) == mine:
             return name
+    if init is None:
+        # Reading pid 1's namespace takes ptrace access to it, which a
+        # capability bounding set without CAP_SYS_PTRACE (the shipped unit's)
+        # denies. Not named by `ip netns` and not known otherwise: the host's,
+        # where systemd starts us, so `hivrrp status` from a shell finds us.
+        return None
     return f"netns-{mine[1]}"
 
 
