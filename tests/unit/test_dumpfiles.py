@@ -275,15 +275,27 @@ def test_data_text_exact(utc):
 """
 
 
-def test_a_vip_with_options_is_printed_as_keepalived_prints_it(utc):
-    # Was a ValueError (the whole entry read as one address): SIGUSR1 wrote
-    # no file for a configuration with `dev` or `label` on a VIP.
-    vips = ["192.0.2.5/24 dev eth2 scope link label eth2:1", "192.0.2.6 brd 192.0.2.255",
-            "2001:db8::5/64 dev eth3"]
-    lines = data_text([row(vips=vips)]).splitlines()
-    assert "     192.0.2.5/24 dev eth2 scope link label eth2:1 set" in lines
-    assert "     192.0.2.6 brd 192.0.2.255 dev eth1 scope global set" in lines
-    assert "     2001:db8::5/64 dev eth3 scope global preferred_lft forever set" in lines
+def test_a_vip_with_options_is_printed_as_keepalived_prints_it(tmp_path, monkeypatch, utc):
+    # From a configuration through the daemon's snapshot, as SIGUSR1 writes it: a
+    # VIP's own dev, scope, label and brd (the instance's interface was printed).
+    import asyncio
+
+    from helpers.fakedaemon import started
+    from helpers.plans import ADDRESSES, LINKS, instance_text
+    from hivrrp.ops.control import dump_of, snapshot
+
+    text = instance_text("VI_1", 51, ["192.0.2.5/24 dev eth1 scope link label eth1:1",
+                                      "192.0.2.6 brd 192.0.2.255", "192.0.2.7/24"],
+                         priority=255)
+
+    async def scenario():
+        daemon = await started(tmp_path, text, LINKS, ADDRESSES, monkeypatch)
+        return data_text(dump_of(snapshot(daemon))["instances"])
+
+    lines = asyncio.run(asyncio.wait_for(scenario(), 20)).splitlines()
+    assert "     192.0.2.5/24 dev eth1 scope link label eth1:1 set" in lines
+    assert "     192.0.2.6 brd 192.0.2.255 dev eth0 scope global set" in lines
+    assert "     192.0.2.7/24 dev eth0 scope global set" in lines
 
 
 def test_a_script_without_a_result_yet_is_init(utc):

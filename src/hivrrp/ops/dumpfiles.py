@@ -132,28 +132,15 @@ def _timeval(unix: float | None) -> tuple[int, int]:
     return divmod(micro, 1_000_000)
 
 
-# The virtual_ipaddress options format_ipaddress() prints, and the words that
-# take a value (so "dev eth1" is one option, not two).
-_VIP_VALUE_WORDS = frozenset({"dev", "scope", "label", "brd", "broadcast", "peer", "metric",
-                              "preferred_lft", "valid_lft", "track_group", "use_vmac"})
-
-
-def _vip_line(text: str, interface: str, master: bool) -> str:
+def _vip_line(text: str, options: Mapping, interface: str, master: bool) -> str:
     """format_ipaddress() (vrrp_ipaddress.c:284): address, brd, dev, scope, label.
 
-    `text` is the entry as written ("192.0.2.5/24 dev eth1 label eth1:1"); a VIP
-    with its own `dev` is on that interface, not the instance's."""
-    words = text.split()
-    options: dict[str, str] = {}
-    rest = iter(words[1:])
-    for word in rest:
-        if word in _VIP_VALUE_WORDS:
-            options["brd" if word == "broadcast" else word] = next(rest, "")
-    vip = ipaddress.ip_interface(words[0])
+    A VIP with its own `dev` is on that interface, not the instance's."""
+    vip = ipaddress.ip_interface(text.strip())
     full = vip.max_prefixlen
     addr = str(vip.ip) if vip.network.prefixlen == full else f"{vip.ip}/{vip.network.prefixlen}"
     line = f"     {addr}"
-    brd = options.get("brd", "")
+    brd = str(options.get("brd", ""))
     if vip.version == 4 and brd not in ("", "+", "-"):
         line += f" brd {brd}"
     line += f" dev {options.get('dev', interface)} scope {options.get('scope', 'global')}"
@@ -195,7 +182,9 @@ def _instance_lines(row: Mapping) -> list[str]:
     vips = list(row.get("vips") or ())
     if vips:
         lines.append(f"   Virtual IP ({len(vips)}):")
-        lines += [_vip_line(v, row["interface"], state == "MASTER") for v in vips]
+        options = row.get("vip_options") or [{}] * len(vips)
+        lines += [_vip_line(v, o, row["interface"], state == "MASTER")
+                  for v, o in zip(vips, options)]
     trackers = list(row.get("trackers") or ())
     for kind, heading, fmt in _TRACKED:
         mine = [t for t in trackers if t.get("type") == kind]
