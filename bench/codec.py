@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pybaseline  # noqa: E402
-
 from hivrrp import _wire  # noqa: E402
 
 

@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scale import rss_kib
-
 from hivrrp.config import load
+from scale import rss_kib
 
 TEMPLATE = """\
 global_defs {{
@@ -72,8 +71,8 @@ def kept_bytes(path: str, interfaces: int) -> None:
 
     from hivrrp.config.isolated import load_isolated
     from hivrrp.daemon.memory import release_free_memory
-    from hivrrp.kernel.netlink import Address, Link
     from hivrrp.daemon.plan import build_off_loop
+    from hivrrp.kernel.netlink import Address, Link
 
     links = {f"bench{k}": Link(100 + k, f"bench{k}", bytes(6), True)
              for k in range(1, interfaces + 1)}

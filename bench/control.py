@@ -25,11 +25,10 @@ import threading
 import time
 from types import SimpleNamespace
 
-from metrics import instances_and_rounds, plan_of
-
-from hivrrp.ops import control
 from hivrrp.daemon.stall import StallProbe
+from hivrrp.ops import control
 from hivrrp.tracking.policy import Tracking
+from metrics import instances_and_rounds, plan_of
 
 
 def fake_daemon(plan, loop):
@@ -108,7 +107,7 @@ def main() -> None:
     plan = plan_of(args.instances)
     gc.collect()
     gc.freeze()               # as the daemon does once its plan is built
-    import uvloop   # the daemon's loop
+    import uvloop  # the daemon's loop
     out = uvloop.run(measure(plan, args.rounds))
     med = out["medians_ms"]
     print(f"{len(plan.names)} instances, {args.rounds} rounds: longest loop stall while "

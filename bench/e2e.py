@@ -48,11 +48,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cleanup import ignoring_signals  # noqa: E402
-from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
-
 from hivrrp.tools.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
 from hivrrp.tools.lab.topology import in_netns  # noqa: E402
 from hivrrp.util.text import plural  # noqa: E402
+from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
 
 SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP, VIP adds) over
 PING_INTERVAL = 0.01

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from cleanup import ignoring_signals  # noqa: E402
-
 from hivrrp.tools.lab import Lab
 
 HERE = Path(__file__).resolve().parent

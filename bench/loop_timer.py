@@ -18,9 +18,9 @@ import statistics
 import time
 
 import uvloop
+from hivrrp._engine import Engine
 
 import hivrrp.daemon.driver as driver_module
-from hivrrp._engine import Engine
 from hivrrp.daemon.driver import Driver
 
 ARMING = {

@@ -26,17 +26,17 @@ import time
 import urllib.request
 from types import SimpleNamespace
 
+from hivrrp._engine import COUNTERS
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from hivrrp._engine import COUNTERS
-from hivrrp.config.model import Config, GlobalDefs, Instance, Vip
 from hivrrp.config.diagnostics import Where
-from hivrrp.ops.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS, Metrics, MetricsServer
-from hivrrp.kernel.netlink import Address, Link
+from hivrrp.config.model import Config, GlobalDefs, Instance, Vip
 from hivrrp.daemon.plan import build
 from hivrrp.daemon.stall import StallProbe
+from hivrrp.kernel.netlink import Address, Link
+from hivrrp.ops.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS, Metrics, MetricsServer
 from hivrrp.tracking.policy import Tracking
 
 PER_INTERFACE = 250

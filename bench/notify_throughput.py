@@ -38,8 +38,8 @@ from pathlib import Path
 import uvloop
 
 from hivrrp.config.model import Script
-from hivrrp.notify.notifier import Notifier
 from hivrrp.daemon.stall import StallProbe
+from hivrrp.notify.notifier import Notifier
 
 # A FIFO reader's run ends when it has read every line or this many seconds
 # passed; a script run ends after every script or this long.

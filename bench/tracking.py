@@ -38,10 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import (  # noqa: E402
-    CLOCK_TICKS, START_TIMEOUT, print_columns, proc_total, rss_kib, tree)
-
 from hivrrp.tools.lab import HIGH, LOW, Lab, keepalived_conf  # noqa: E402
+from scale import CLOCK_TICKS, START_TIMEOUT, print_columns, proc_total, rss_kib, tree  # noqa: E402
 
 PROCESS = "hvtrack"
 

@@ -25,7 +25,7 @@ def default_pid_file() -> str:
 
 
 def print_version(ctx: click.Context) -> None:
-    import hivrrp   # the version is read from the installed metadata only when asked
+    import hivrrp  # the version is read from the installed metadata only when asked
 
     click.echo(f"hivrrp, version {hivrrp.__version__}")
     ctx.exit()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hivrrp.config import load
-from hivrrp.config.isolated import load_isolated
 from hivrrp.config.diagnostics import Where
+from hivrrp.config.isolated import load_isolated
 from hivrrp.config.model import EMPTY, Instance, TrackRef, compact
 
 ROOT = Path(__file__).resolve().parents[2]

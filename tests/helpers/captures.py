@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.keepalived_capture import PACKETS_PER_CAPTURE, Scenario
 from hivrrp._wire import decode_ipv4, decode_ipv6
+
+from helpers.keepalived_capture import PACKETS_PER_CAPTURE, Scenario
 from hivrrp.tools.decode.capture import read_vrrp
 
 DATA = Path(__file__).resolve().parent.parent / "data"

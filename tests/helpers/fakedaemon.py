@@ -9,8 +9,8 @@ from pathlib import Path
 
 from helpers.conf import write
 from hivrrp.config import load
-from hivrrp.daemon.wiring import Daemon
 from hivrrp.daemon.driver import Driver
+from hivrrp.daemon.wiring import Daemon
 
 
 class FakeSocket:

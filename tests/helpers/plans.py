@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.conf import load_text
-from hivrrp.kernel.netlink import Address, Link
 from hivrrp.daemon.plan import Plan, build
+from hivrrp.kernel.netlink import Address, Link
 
 LINKS = {"eth0": Link(2, "eth0", bytes.fromhex("020000000001"), True),
          "eth1": Link(3, "eth1", bytes.fromhex("020000000002"), True)}

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from netns_conf import VIP, conf
 
 from helpers.netns import wait_for
-from netns_conf import VIP, conf
 
 pytestmark = pytest.mark.netns
 

@@ -6,10 +6,10 @@ import sys
 import time
 
 import pytest
+from netns_conf import MDI_100, SKEW_100, VIP, conf
 
 import hivrrp
 from helpers.netns import wait_for
-from netns_conf import MDI_100, SKEW_100, VIP, conf
 
 pytestmark = pytest.mark.netns
 

@@ -4,7 +4,6 @@ import shutil
 import time
 
 import pytest
-
 from netns_conf import MDI_100, VIP, conf
 
 pytestmark = pytest.mark.netns

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from netns_conf import VIP, conf
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.netns import wait_for
-from netns_conf import VIP, conf
 
 pytestmark = pytest.mark.netns
 KEEPALIVED_VI_1 = frozenset({("iname", "VI_1"), ("intf", "eth1"), ("vrid", "51")})

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
+from netns_conf import VIP, conf
 
 from helpers.netns import wait_for
-from netns_conf import VIP, conf
 
 pytestmark = pytest.mark.netns
 

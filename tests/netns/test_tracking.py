@@ -7,9 +7,9 @@ import signal
 import time
 
 import pytest
+from netns_conf import VIP
 
 from helpers.netns import wait_for
-from netns_conf import VIP
 
 pytestmark = pytest.mark.netns
 

@@ -2,6 +2,7 @@
 tracking/syncgroups.py, as keepalived's vrrp_sync.c moves members together."""
 
 from hivrrp._engine import FAULT_INTERFACE
+
 from hivrrp.tools.sim import SECOND, Simulation
 
 

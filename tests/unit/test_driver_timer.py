@@ -3,8 +3,8 @@
 import asyncio
 
 import uvloop
-
 from hivrrp._engine import Engine
+
 from hivrrp.daemon.driver import Driver, now_us, timer_when
 
 MASTERS = 200

@@ -4,11 +4,11 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from hivrrp._engine import Engine
+from hivrrp._wire import RxBatch, encode, ipv4_packet
 from scapy.layers.inet import IP
 from scapy.layers.vrrp import VRRP
 
-from hivrrp._engine import Engine
-from hivrrp._wire import RxBatch, encode, ipv4_packet
 from hivrrp.daemon.droplog import LOG_EACH_UP_TO, SUMMARY_PERIOD, DropLog
 
 SECOND = 1_000_000

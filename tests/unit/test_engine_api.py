@@ -3,13 +3,23 @@ metrics and reloads: force(), base priority vs tracker delta, getters, bulk
 arrays, and what snapshot()/restore() carry across a reload."""
 
 import pytest
-from scapy.layers.vrrp import VRRP, VRRPv3
-
 from hivrrp._engine import (
-    COUNTERS, EVENT_REASONS, FAULT_ADMIN, FAULT_CONFIG, FAULT_INTERFACE, FAULT_NO_SOURCE,
-    FAULT_REASONS, FAULT_SYNC_GROUP, FAULT_TRACKER, STATES, Engine, fault_reasons,
+    COUNTERS,
+    EVENT_REASONS,
+    FAULT_ADMIN,
+    FAULT_CONFIG,
+    FAULT_INTERFACE,
+    FAULT_NO_SOURCE,
+    FAULT_REASONS,
+    FAULT_SYNC_GROUP,
+    FAULT_TRACKER,
+    STATES,
+    Engine,
+    fault_reasons,
 )
 from hivrrp._wire import RxBatch, encode, ipv4_packet
+from scapy.layers.vrrp import VRRP, VRRPv3
+
 from hivrrp.tools.sim import SECOND, Simulation
 
 VIPS = ["192.0.2.26"]

@@ -5,11 +5,10 @@ transition events."""
 import ipaddress
 
 import pytest
-from scapy.layers.inet import IP
-from scapy.layers.vrrp import VRRP
-
 from hivrrp._engine import DROP_RECORD_REASONS, Engine
 from hivrrp._wire import RxBatch, encode, ipv4_packet
+from scapy.layers.inet import IP
+from scapy.layers.vrrp import VRRP
 
 SECOND = 1_000_000
 VIPS = ["192.0.2.26", "192.0.2.27"]

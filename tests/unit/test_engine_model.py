@@ -2,12 +2,12 @@
 
 import ipaddress
 
+from hivrrp._engine import Engine
+from hivrrp._wire import RxBatch, encode, ipv4_packet
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers.vrrp_model import SECOND, ModelInstance
-from hivrrp._engine import Engine
-from hivrrp._wire import RxBatch, encode, ipv4_packet
 
 VIPS = ["192.0.2.26", "192.0.2.27"]
 OWN = "192.0.2.100"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hivrrp._wire import Reason, RxBatch, advert_room, decode_ipv4, decode_ipv6, ipv4_packet
 
 from helpers.plans import LINKS, instance_text, plan_of
-from hivrrp._wire import Reason, RxBatch, advert_room, decode_ipv4, decode_ipv6, ipv4_packet
 from hivrrp.kernel.netlink import Address, Link
 
 SECOND = 1_000_000

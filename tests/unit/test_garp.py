@@ -3,9 +3,9 @@
 import asyncio
 
 from helpers.plans import LINKS, owner_plan
-from hivrrp.kernel.announce import Announcer
-from hivrrp.config.model import GlobalDefs, Instance
 from hivrrp.config.diagnostics import Where
+from hivrrp.config.model import GlobalDefs, Instance
+from hivrrp.kernel.announce import Announcer
 from hivrrp.kernel.announce_policy import AnnouncePolicy, settings
 
 FAST = """

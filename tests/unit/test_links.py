@@ -1,10 +1,11 @@
 """Kernel news -> decisions (kernel/linkpolicy.py) and the source look-ups of daemon/plan.py."""
 
-from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE
+
+from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
+from hivrrp.daemon.plan import source_appeared
 from hivrrp.kernel.linkpolicy import InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
 from hivrrp.kernel.netlink import Address, Link
-from hivrrp.daemon.plan import source_appeared
 
 MAC = bytes(6)
 

@@ -3,11 +3,11 @@ with the engine and `status` (no sockets: the WSGI app is called directly)."""
 
 import asyncio
 
+from hivrrp._wire import RxBatch, encode, ipv4_packet
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.fakedaemon import settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp._wire import RxBatch, encode, ipv4_packet
 from hivrrp.ops.control import instance_rows
 from hivrrp.ops.metrics import Metrics, parse_address
 

@@ -13,13 +13,13 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
+from hivrrp._wire import RxBatch, encode, ipv4_packet
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.conf import write
 from helpers.fakedaemon import FakeMonitor, FakeNetlink, FakeSocket, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp import cli
-from hivrrp._wire import RxBatch, encode, ipv4_packet
 from hivrrp.config import load
 from hivrrp.daemon.driver import Driver
 from hivrrp.daemon.wiring import Daemon

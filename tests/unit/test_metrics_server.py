@@ -15,8 +15,8 @@ import pytest
 
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.ops.metrics_http import BoundedWSGIServer, RefusalLog
 from hivrrp.ops.metrics import MetricsServer
+from hivrrp.ops.metrics_http import BoundedWSGIServer, RefusalLog
 
 LIMITS = BoundedWSGIServer      # its caps and timeouts (the fixture shortens the timeouts)
 TEXT = instance_text("VI_1", 51, ["192.0.2.51/24"], priority=150)

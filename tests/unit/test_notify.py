@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hivrrp.notify import scriptsec
 from hivrrp.config.model import Script
+from hivrrp.notify import scriptsec
 from hivrrp.notify.notifier import Notifier
 
 uvloop = pytest.importorskip("uvloop")

@@ -14,12 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers.conf import load_text
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.config.model import Script
 from hivrrp.notify import notifier as notify
 from hivrrp.notify import scriptrun
-from hivrrp.config.model import Script
-from hivrrp.ops.metrics import Metrics
 from hivrrp.notify.events import Notifications, security_of
 from hivrrp.notify.notifier import Notifier
+from hivrrp.ops.metrics import Metrics
 
 # The fake clock: loop time runs this much faster than real time.
 SPEED = 100.0

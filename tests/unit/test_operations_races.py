@@ -11,14 +11,14 @@ import sys
 import threading
 import time
 
-from helpers.fakedaemon import settle, started
-from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp._engine import Engine
 from hivrrp._wire import RxBatch, encode, ipv4_packet
+
+from helpers.fakedaemon import settle, started
+from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp.ops.control import ControlServer, answer
 from hivrrp.ops.metrics import Metrics
 from hivrrp.ops.sdnotify import Notifier
-
 
 # ---- from a race review (control_two_daemons): what went wrong before the fix.
 # Two daemons with the same control path (the default /run/hivrrp/control.sock,

@@ -8,9 +8,9 @@ import pwd
 from helpers.conf import load_text
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.kernel.netlink import Link
 from hivrrp.notify import notifier as notify
 from hivrrp.notify import scriptrun
-from hivrrp.kernel.netlink import Link
 from hivrrp.notify.events import Notifications, security_of
 
 
@@ -44,8 +44,9 @@ def test_untracking_instance_does_not_flap_on_reload(tmp_path, monkeypatch):
 
 def test_process_spec_change_does_not_flap_an_instance_that_stopped_tracking(tmp_path, monkeypatch):
     import functools
+
     import hivrrp.tracking.hub as hub
-    from hivrrp.tracking.processes import ProcInfo, ProcessTrackers
+    from hivrrp.tracking.processes import ProcessTrackers, ProcInfo
 
     class FakeProc:
         table = {100: ProcInfo(1, 1, b"worker", None)}
@@ -235,7 +236,7 @@ def test_process_trackers_read_proc_off_the_loop_at_start_and_reload(tmp_path, m
     import threading
 
     import hivrrp.tracking.hub as hub
-    from hivrrp.tracking.processes import PROC_EVENT_EXIT, ProcInfo, ProcessTrackers
+    from hivrrp.tracking.processes import PROC_EVENT_EXIT, ProcessTrackers, ProcInfo
 
     scans: list[str] = []
 

@@ -13,8 +13,7 @@ import threading
 
 from helpers.fakedaemon import reload, settle, started
 from helpers.plans import ADDRESSES, LINKS
-from hivrrp.notify import scriptrun
-from hivrrp.notify import scriptsec
+from hivrrp.notify import scriptrun, scriptsec
 
 NO_USER = "hivrrp-test-no-such-user"     # keepalived_script stand-in: absent on any host
 EVENTS = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",

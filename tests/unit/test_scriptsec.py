@@ -5,8 +5,8 @@ import shlex
 
 import pytest
 
-from hivrrp.notify import scriptsec
 from hivrrp.config.model import Script
+from hivrrp.notify import scriptsec
 from hivrrp.notify.scriptsec import check_script, check_scripts, insecure_reason
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="ownership tests need root")

@@ -9,10 +9,10 @@ import socket
 from helpers.conf import write
 from helpers.fakedaemon import FakeMonitor, FakeNetlink, FakeSocket
 from helpers.plans import ADDRESSES, LINKS, instance_text
-from hivrrp.kernel.announce import Announcer
 from hivrrp.config import load
-from hivrrp.daemon.wiring import Daemon
 from hivrrp.daemon.driver import Driver
+from hivrrp.daemon.wiring import Daemon
+from hivrrp.kernel.announce import Announcer
 from hivrrp.ops.sdnotify import Notifier
 
 

@@ -4,8 +4,8 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from hivrrp.kernel import netlink
 from hivrrp.daemon.wiring import Daemon
+from hivrrp.kernel import netlink
 from hivrrp.kernel.netlink import Netlink
 
 

@@ -2,10 +2,10 @@
 
 import asyncio
 
-from hivrrp.kernel.addrbatch import Change
 from hivrrp.daemon.reactor import Announce, SetRoutes, SetVips
-from hivrrp.util.tasks import spawn
+from hivrrp.kernel.addrbatch import Change
 from hivrrp.kernel.vipqueue import VipQueue
+from hivrrp.util.tasks import spawn
 
 
 def test_an_exception_in_a_task_nobody_awaits_is_logged(caplog):

@@ -8,9 +8,9 @@ import shlex
 import pytest
 import uvloop
 
-from hivrrp.notify import scriptsec
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import Script, VrrpScript
+from hivrrp.notify import scriptsec
 from hivrrp.tracking.scripts import ScriptTrackers, _Script
 
 HERE = Where("keepalived.conf", 1)

@@ -2,10 +2,9 @@
 
 
 import pytest
+from hivrrp._wheel import TimerWheel
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-
-from hivrrp._wheel import TimerWheel
 
 N = 64
 US = 1

@@ -8,11 +8,21 @@ from scapy.layers.vrrp import VRRP, VRRPv3
 from scapy.utils import checksum as rfc1071
 
 from helpers.packets import (
-    ipv4, ipv4_dst, ipv4_lists, ipv6_dst, ipv6_lists, link_local, priority,
-    scapy_recomputed_checksum, scapy_v6, scapy_vrrp, v2_interval, v3_interval, vrid,
+    ipv4,
+    ipv4_dst,
+    ipv4_lists,
+    ipv6_dst,
+    ipv6_lists,
+    link_local,
+    priority,
+    scapy_recomputed_checksum,
+    scapy_v6,
+    scapy_vrrp,
+    v2_interval,
+    v3_interval,
+    vrid,
 )
 from hivrrp import _wire
-
 
 # ---- our encoder, read by scapy
 

@@ -32,8 +32,7 @@ import subprocess
 import sys
 import threading
 
-from hivrrp.config import LoadResult, load
-from hivrrp.config import diagnostics, model
+from hivrrp.config import LoadResult, diagnostics, load, model
 from hivrrp.config.diagnostics import Diagnostic, Where
 
 log = logging.getLogger("hivrrp")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hivrrp.util.text import plural as _plural
 from hivrrp.tracking.policy import Tracking, Use, uses_of
+from hivrrp.util.text import plural as _plural
 
 OWNER = 255
 LOWEST, HIGHEST = 1, 254          # what the engine clamps base + tracker delta to

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from hivrrp.notify import scriptsec
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef
+from hivrrp.notify import scriptsec
 
 TRACKER_TABLES = {"script": "scripts", "process": "track_processes", "file": "track_files"}
 TRACKER_KEYWORDS = {"script": "vrrp_script", "process": "vrrp_track_process", "file": "track_file"}

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
 from hivrrp._wire import DEFAULT_MTU, advert_room
-from hivrrp.kernel.addrbatch import Change
 from hivrrp.config.model import Config, Instance
+from hivrrp.kernel.addrbatch import Change
 from hivrrp.kernel.netlink import Address, Link
 from hivrrp.kernel.routing import Routing, route_spec, rule_spec
 from hivrrp.tracking.syncgroups import EngineView, groups_of

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hivrrp.kernel.addrbatch import Change
 from hivrrp.daemon.plan import InstancePlan, Plan
+from hivrrp.kernel.addrbatch import Change
 from hivrrp.kernel.routing import Routing
 
 

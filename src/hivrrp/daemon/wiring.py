@@ -15,27 +15,31 @@ import os
 import signal
 import time
 
-from hivrrp.daemon import reactor
-from hivrrp.ops import runpaths
 from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
-from hivrrp.ops.control import ControlServer
+from hivrrp.daemon import reactor
 from hivrrp.daemon.driver import Driver, now_us
 from hivrrp.daemon.droplog import DropLog
-from hivrrp.kernel.announce_policy import AnnouncePolicy
 from hivrrp.daemon.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
-from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.daemon.memory import Trimmer
-from hivrrp.kernel.netlink import Link, Netlink
-from hivrrp.notify.events import Notifications, security_off_loop
 from hivrrp.daemon.plan import Plan, build_off_loop, carry_over
+from hivrrp.kernel.announce_policy import AnnouncePolicy
+from hivrrp.kernel.linkwatch import LinkWatch
+from hivrrp.kernel.netlink import Link, Netlink
+from hivrrp.kernel.vipqueue import VipQueue, remove_leftovers
+from hivrrp.notify.events import Notifications, security_off_loop
+
+# Imported at start, with the rest: conf/install.sh upgrades the venv under a
+# running daemon, and a module first imported at a SIGUSR1 would be the new
+# one beside the old control.py.
+from hivrrp.ops import dumpfiles, runpaths
+from hivrrp.ops.control import ControlServer, dump_of, snapshot
 from hivrrp.ops.sdnotify import Notifier as SystemdNotifier
-from hivrrp.tracking.syncgroups import SyncGroups, carry_out
 from hivrrp.tracking.hub import TrackerHub
 from hivrrp.tracking.processes import ReadAhead
+from hivrrp.tracking.syncgroups import SyncGroups, carry_out
 from hivrrp.util.tasks import spawn
 from hivrrp.util.text import plural
-from hivrrp.kernel.vipqueue import VipQueue, remove_leftovers
 
 log = logging.getLogger("hivrrp")
 
@@ -328,9 +332,6 @@ class Daemon:
         if kind in self.dumping:
             return         # one is being written: it is as fresh as this one would be
         self.dumping.add(kind)
-        from hivrrp.ops import dumpfiles
-        from hivrrp.ops.control import dump_of, snapshot
-
         g = self.plan.config.global_defs
         path = (g.stats_file or dumpfiles.stats_path() if kind == "stats"
                 else g.data_file or dumpfiles.data_path())

@@ -19,8 +19,19 @@ import time
 from dataclasses import dataclass
 
 from hivrrp.kernel.rtnl import (
-    ATTR, HEADER, IFADDRMSG, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
-    NLMSG_ERROR, RTM_DELADDR, RTM_NEWADDR, message, messages,
+    ATTR,
+    HEADER,
+    IFADDRMSG,
+    NLM_F_ACK,
+    NLM_F_ACK_TLVS,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    RTM_DELADDR,
+    RTM_NEWADDR,
+    message,
+    messages,
 )
 from hivrrp.kernel.sockets import force_buffers
 

@@ -17,11 +17,11 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hivrrp.kernel.announce import Announcer
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.kernel.netlink import Link
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Announce
+from hivrrp.kernel.announce import Announcer
+from hivrrp.kernel.netlink import Link
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 
 from hivrrp._wire import advert_room
-from hivrrp.kernel.netlink import Link
 from hivrrp.daemon.plan import Plan
+from hivrrp.kernel.netlink import Link
 
 log = logging.getLogger("hivrrp")
 

@@ -15,9 +15,16 @@ from collections.abc import Callable
 from hivrrp.daemon import reactor
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.lifecycle import Lifecycle
-from hivrrp.kernel.linkpolicy import Decision, InterfaceState, LinkTable, Rebuild, Resync, VipRemoved
-from hivrrp.kernel.netlink import Link, Monitor, Netlink
 from hivrrp.daemon.plan import Plan, source_appeared
+from hivrrp.kernel.linkpolicy import (
+    Decision,
+    InterfaceState,
+    LinkTable,
+    Rebuild,
+    Resync,
+    VipRemoved,
+)
+from hivrrp.kernel.netlink import Link, Monitor, Netlink
 from hivrrp.util.tasks import spawn
 
 log = logging.getLogger("hivrrp")

@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from hivrrp.kernel.addrbatch import Change
-from hivrrp.kernel.netlink import Address
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetRoutes, SetVips
+from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.netlink import Address
 from hivrrp.kernel.routing import Routing
 from hivrrp.util.tasks import spawn
 from hivrrp.util.text import plural

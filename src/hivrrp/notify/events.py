@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from hivrrp.daemon import reactor
 from hivrrp.config.model import Config, Script
+from hivrrp.daemon import reactor
 from hivrrp.notify.notifier import Notifier
 from hivrrp.notify.scriptsec import SecurityReport, Verdict, check_scripts
 

@@ -25,8 +25,8 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hivrrp.notify import scriptrun
 from hivrrp.config.model import NOTIFY_SCRIPT_CONCURRENCY, Script
+from hivrrp.notify import scriptrun
 from hivrrp.util.tasks import spawn
 from hivrrp.util.text import plural
 

@@ -31,8 +31,8 @@ from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.lifecycle import Outcome
 
 if TYPE_CHECKING:
-    from hivrrp.ops.view import DaemonView
     from hivrrp.daemon.plan import Plan
+    from hivrrp.ops.view import DaemonView
 
 log = logging.getLogger("hivrrp")
 

@@ -39,8 +39,8 @@ from hivrrp.ops import metrics_keepalived
 from hivrrp.ops.metrics_http import BoundedWSGIServer, QuietHandler
 
 if TYPE_CHECKING:
-    from hivrrp.ops.view import DaemonView
     from hivrrp.daemon.plan import Plan
+    from hivrrp.ops.view import DaemonView
 
 log = logging.getLogger("hivrrp")
 

@@ -17,8 +17,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hivrrp.util.atomicfile import write_atomically
 from hivrrp.config.model import TrackFile
+from hivrrp.util.atomicfile import write_atomically
 
 log = logging.getLogger("hivrrp")
 

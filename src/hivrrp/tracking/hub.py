@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-
 from dataclasses import replace
 
 from hivrrp.config.model import Config, Script, VrrpScript
-from hivrrp.notify.scriptsec import run_as
 from hivrrp.kernel.netlink import Link
-from hivrrp.util.text import plural
+from hivrrp.notify.scriptsec import run_as
 from hivrrp.tracking.files import FileTrackers
+from hivrrp.tracking.policy import Tracking, Use, uses_of
 from hivrrp.tracking.processes import ProcessTrackers, ReadAhead
 from hivrrp.tracking.scripts import ScriptTrackers
-from hivrrp.tracking.policy import Tracking, Use, uses_of
+from hivrrp.util.text import plural
 
 log = logging.getLogger("hivrrp")
 

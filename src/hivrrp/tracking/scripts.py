@@ -11,11 +11,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from hivrrp.notify import scriptrun
 from hivrrp.config.model import Script, VrrpScript
+from hivrrp.notify import scriptrun
+from hivrrp.tracking.risefall import RiseFall
 from hivrrp.util.tasks import spawn
 from hivrrp.util.text import plural
-from hivrrp.tracking.risefall import RiseFall
 
 log = logging.getLogger("hivrrp")
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import signal
+import socket
 import sys
 import tempfile
 import time

@@ -19,8 +19,15 @@ import threading
 from collections.abc import Iterator
 
 from hivrrp.kernel.rtnl import (
-    IFADDRMSG, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_GETADDR, RTM_NEWADDR,
-    message, messages,
+    IFADDRMSG,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_GETADDR,
+    RTM_NEWADDR,
+    message,
+    messages,
 )
 
 CLONE_NEWNET = 0x40000000
