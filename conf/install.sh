@@ -92,12 +92,13 @@ prerequisites() {
 venv() {
     local python=$1 dir=$2
     prerequisites "$python"
+    # The venv is made again when broken, by removing it: never this clone,
+    # nor a directory that is not a venv (a mistyped --venv-only /usr, a clone
+    # put at /opt/hivrrp).
+    case "$here/" in "$(realpath -m "$dir")/"*) die "$dir holds this clone ($here): clone it elsewhere" ;; esac
     if ! "$dir/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
-        # Made again only if it is a venv (pyvenv.cfg) or empty: a mistyped
-        # --venv-only /usr must not be removed.
         if [ -e "$dir" ] && [ ! -e "$dir/pyvenv.cfg" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
-            echo "install.sh: $dir is not a virtual environment and not empty; not replacing it" >&2
-            exit 1
+            die "$dir is not a virtual environment and not empty; not replacing it"
         fi
         rm -rf "$dir"
         "$python" -m venv "$dir"
@@ -150,9 +151,11 @@ if [ "$uninstall" = 1 ]; then
         rm -f "$root$MAN8/hivrrp.8"
         say "removed $MAN8/hivrrp.8"
     fi
-    if [ -e "$root$VENV" ]; then
+    if [ -e "$root$VENV/pyvenv.cfg" ]; then
         rm -rf "$root$VENV"
         say "removed $VENV"
+    elif [ -e "$root$VENV" ]; then
+        say "kept $VENV: not a virtual environment, so not ours"
     fi
     if [ -e "$root$DEFAULTS" ]; then say "kept $DEFAULTS (yours: rm it if you want it gone)"; fi
     exit 0
@@ -187,12 +190,17 @@ install -D -m 0644 "$page" "$root$MAN8/hivrrp.8"
 say "installed $MAN8/hivrrp.8"
 
 mkdir -p "$(dirname "$root$UNIT")"
-if [ -e "$root$UNIT" ] && ! cmp -s "$here/conf/hivrrp.service" "$root$UNIT"; then
-    cp -p "$root$UNIT" "$root$UNIT.old"
-    say "replacing $UNIT (the previous one is $UNIT.old; change it with systemctl edit hivrrp)"
+if [ "$(readlink "$root$UNIT" 2>/dev/null)" = /dev/null ]; then
+    # Masked (systemctl mask): the administrator said it must not run here.
+    say "kept $UNIT masked (systemctl unmask hivrrp, then run again, to install the unit)"
+else
+    if [ -e "$root$UNIT" ] && ! cmp -s "$here/conf/hivrrp.service" "$root$UNIT"; then
+        cp -pL "$root$UNIT" "$root$UNIT.old"
+        say "replacing $UNIT (the previous one is $UNIT.old; change it with systemctl edit hivrrp)"
+    fi
+    install -m 0644 "$here/conf/hivrrp.service" "$root$UNIT"
+    say "installed $UNIT"
 fi
-install -m 0644 "$here/conf/hivrrp.service" "$root$UNIT"
-say "installed $UNIT"
 if [ -e "$root$DEFAULTS" ]; then
     say "kept $DEFAULTS"
 else

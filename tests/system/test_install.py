@@ -150,3 +150,27 @@ def test_a_directory_that_is_not_a_venv_is_never_removed(tmp_path):
     assert done.returncode == 1
     assert "is not a virtual environment and not empty" in done.stderr
     assert (target / "share" / "keep").read_text() == "mine"
+
+
+def test_a_clone_at_the_venvs_place_is_never_removed(tmp_path):
+    # A clone put at /opt/hivrrp, installing from there: the venv would be made
+    # again by removing /opt/hivrrp, the clone with it.
+    clone = tmp_path / "opt" / "hivrrp"
+    (clone / "conf").mkdir(parents=True)
+    shutil.copy(INSTALL, clone / "conf" / "install.sh")
+    (clone / "notes").write_text("mine")
+    env = {**os.environ, "PYTHON": os.path.realpath(sys.executable)}
+    done = subprocess.run(["bash", str(clone / "conf" / "install.sh"), "--root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1 and "holds this clone" in done.stderr, done.stderr
+    assert (clone / "notes").read_text() == "mine"
+
+
+def test_a_masked_unit_stays_masked(tmp_path, wheel):
+    unit = tmp_path / "etc/systemd/system/hivrrp.service"
+    unit.parent.mkdir(parents=True)
+    unit.symlink_to("/dev/null")
+    done = install(tmp_path, "--wheel", str(wheel))
+    assert "kept /etc/systemd/system/hivrrp.service masked" in done.stdout
+    assert os.readlink(unit) == "/dev/null"
+    assert not (unit.parent / "hivrrp.service.old").exists()
