@@ -146,7 +146,8 @@ def test_umask_reads_as_strtoul(text, value):
     assert parse_umask(text) == value
 
 
-@pytest.mark.parametrize("text", ["u=rwx", "01000", "-1", "", "0x"])
+@pytest.mark.parametrize("text", ["u=rwx", "01000", "-1", "", "0x", "1_0", "0x_1f",
+                                  "\u0663"])
 def test_bad_umask_is_refused(text, ran):
     result = invoke("-n", "-u", text)
     assert result.exit_code == 2 and "-u/--umask" in result.stderr and ran == []

@@ -187,6 +187,19 @@ def test_timestamp_offset_and_simple_packet_block(tmp_path):
                           (1, None, ETH_V4[:30], "eth0")]   # SPB: no time; cut at snaplen
 
 
+def test_a_clock_beyond_time_t_is_printed_not_a_traceback(tmp_path):
+    # An if_tsoffset far outside time_t (a writer's bug, or a hostile file):
+    # `hivrrp decode` printed a traceback from time.gmtime().
+    from click.testing import CliRunner
+
+    from hivrrp.cli import main
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(Ng().shb().idb(1, "eth0", tsoffset=2**62).epb(0, 1, ETH_V4).data)
+    result = CliRunner().invoke(main, ["decode", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("4611686018427387904.000000s 192.0.2.1 > 224.0.0.18 ")
+
+
 # --------------------------------------------------------- damaged files
 
 def pcap_bytes(frames_, order="<"):

@@ -10,6 +10,8 @@ already behaves that way (HARMLESS), or is refused with the reason
 
 from __future__ import annotations
 
+import re
+
 import signal
 from typing import NamedTuple
 
@@ -96,6 +98,10 @@ def parse_umask(text: str) -> int:
     """keepalived --umask: numeric, read as C's strtoul(..., 0) does (0x.. hex,
     0.. octal, else decimal); ValueError for anything else or beyond 0777."""
     body = text.strip().lower()
+    # ASCII digits only: int() also takes "1_0" and other scripts' digits,
+    # which strtoul() does not.
+    if not re.fullmatch(r"0x[0-9a-f]+|[0-9]+", body):
+        raise ValueError(f"umask {text!r} is not a number")
     try:
         if body.startswith("0x"):
             value = int(body, 0)

@@ -58,7 +58,12 @@ def _clock(when: float | None) -> str:
     if when is None:   # a pcapng Simple Packet Block has no timestamp
         return "--:--:--.------"
     micros = round(when * 1e6)
-    clock = _time.strftime("%H:%M:%S", _time.gmtime(micros // 1_000_000))
+    try:
+        clock = _time.strftime("%H:%M:%S", _time.gmtime(micros // 1_000_000))
+    except (OverflowError, OSError, ValueError):
+        # A capture's clock beyond time_t (a pcapng if_tsresol/if_tsoffset
+        # written wrong): the seconds as they are, not a traceback.
+        return f"{when:.6f}s"
     return f"{clock}.{micros % 1_000_000:06d}"
 
 
