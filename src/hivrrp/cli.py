@@ -63,7 +63,8 @@ def harmless(*flags: str, name: str):
               callback=lambda ctx, _param, value: print_version(ctx) if value else None,
               help="Show the version and exit (as keepalived -v).")
 @click.option("-t", "--config-test", is_flag=True,
-              help="Check the configuration and exit, as keepalived -t: hivrrp check.")
+              help="Check the configuration and exit, as keepalived -t: hivrrp check. "
+                   "Exit 1 on any error (keepalived says 3, 4 or 5 by kind); no -tFILE.")
 @click.option("-n", "--dont-fork", is_flag=True,
               help="Run the daemon, as keepalived -n: hivrrp run. hivrrp never forks: it "
                    "always runs in the foreground.")
