@@ -1,6 +1,6 @@
 """BGP-announced VIPs (conf/frr): from a SIGKILL of the master to every VIP routed via the peer.
 
-    python bench/bgp.py [--instances 4000] [--rounds 3] [--scenarios process,power]
+    python bench/bgp.py [--instances 4000] [--rounds 3] [--scenarios process,release,power]
                         [--version 2] [--advert-int 1] [--restart-after 2]
 
 hivrrp.tools.lab's two routers (r1 priority 200, r2 100, one bridged segment per
@@ -14,8 +14,15 @@ the SIGKILL:
   via r2     the upstream's routes (its kernel's table, what forwards, read
              with `ip route` every 50 ms) have r2 as a next hop of every VIP
   r2 alone   r2 is every VIP's only next hop
+  r1 gone    the upstream has r1 as a next hop of no VIP (its announcements
+             all withdrawn; with no route at all for a VIP until r2's comes)
+  no route   the longest any one VIP had no route at the upstream (neither
+             r1's nor r2's yet): the traffic it drops (or sends to a default
+             route), where a SIGKILLed r1 whose VIPs stay would answer it
   restart    (process) `hivrrp run` started again in r1
-  r1 clean   (process) the restarted hivrrp has removed the VIPs left over
+  r1 clean   (process, release) r1 has none of the VIPs left (read every 50 ms)
+  release    (release) the wall time of `hivrrp release`, from its start to its
+             exit (Python's start-up, the configuration, removing the VIPs)
   poll       the slowest read of the upstream's routes: the figures are good
              to this plus the 50 ms between reads
 
@@ -25,6 +32,10 @@ Scenarios:
            announcing. As systemd's Restart=on-failure would with
            conf/hivrrp.service's RestartSec=2s, `hivrrp run` starts again in
            r1 --restart-after seconds after the kill, and removes them.
+  release  what conf/hivrrp.service does: SIGKILL of r1's hivrrp alone, and at
+           once (as ExecStopPost= runs when the main process dies, before any
+           Restart=) `hivrrp release -f CONF` in r1's namespace, which removes
+           the VIPs the dead daemon left. No restart.
   power    a power cut: SIGKILL and every link of r1 down (LAN ports and uplink).
   hang     a box that hangs: SIGKILL, r1's bgpd stopped (SIGSTOP), its LAN ports
            down, its uplink up: only the BGP hold time (9 s in the recipe)
@@ -42,11 +53,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +79,11 @@ R1, R2 = UPLINK["r1"][1], UPLINK["r2"][1]
 POLL = 0.05
 SLACK = 60.0                 # seconds past the expected failover before a round is called failed
 SETTLE = 3.0
+RELEASED = re.compile(r"release: removed (\d+) VIPs? left over")
+# The log's asctime (ms) of release's "removing N VIPs" line and of its last one.
+STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
+REMOVING = re.compile(STAMP + "removing .* left over from a previous run", re.M)
+REMOVED = re.compile(STAMP + RELEASED.pattern, re.M)
 
 
 def progress(line: str) -> None:
@@ -86,6 +104,42 @@ def keepalived_conf(instances: int, priority: int, version: int, advert_int: flo
                   f"    advert_int {advert_int:g}", "    preempt_delay 300",
                   "    virtual_ipaddress {", f"        {vip(n)}", "    }", "}"]
     return "\n".join(lines) + "\n"
+
+
+class Release:
+    """A `hivrrp release` process and when it ended, taken by a thread that waits
+    for it: the poll loop, busy reading routes, would see the exit up to a
+    read (tens of ms) late."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.wall_started = time.time()    # to compare with its log's timestamps
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        self.ended = 0.0
+        self.stderr = ""
+        self.thread = threading.Thread(target=self._wait, daemon=True)
+        self.thread.start()
+
+    def _wait(self) -> None:
+        self.stderr = self.proc.communicate()[1]
+        self.ended = time.monotonic()
+
+    def wait(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def phases(self) -> dict[str, float]:
+        """From its start to its "removing" line (Python, imports, the
+        configuration, the plan) and from there to its last line (the VIPs
+        removed), to the log's millisecond."""
+        removing, removed = REMOVING.search(self.stderr), REMOVED.search(self.stderr)
+        if not (removing and removed):
+            return {}
+        at = [time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
+              + int(m.group(1)[20:]) / 1000 for m in (removing, removed)]
+        return {"release_prep_s": round(at[0] - self.wall_started, 3),
+                "release_remove_s": round(at[1] - at[0], 3)}
 
 
 class BgpRun(Lab):
@@ -193,6 +247,31 @@ class BgpRun(Lab):
                                            for s in self.segments),
                            text=True, capture_output=True, timeout=60, check=False)
 
+    def start_release(self, name: str) -> Release:
+        """`hivrrp release` for `name`'s configuration in its namespace, as the
+        unit's ExecStopPost= runs it."""
+        # nsenter, not `ip netns exec` (see in_netns): systemd starts it with
+        # no mount namespace to set up, and release needs no /sys.
+        release = Release(in_netns(self.ns[name], sys.executable, "-m", "hivrrp", "release",
+                                   "-f", str(self.workdir / f"{name}.conf")))
+        self.topology.processes.append(release.proc)   # stopped by PID if the run is cut short
+        return release
+
+    def finish_release(self, release: Release, killed: float, marks: dict) -> None:
+        """The release's figures into `marks`; what it said if it did not remove them all."""
+        if not release.wait(self.timeout()):
+            release.proc.kill()
+            release.wait(10)
+        self.topology.processes.remove(release.proc)
+        marks["release_s"] = round(release.ended - release.started, 3)
+        marks.update(release.phases())
+        marks["released_s"] = round(release.ended - killed, 3)
+        removed = RELEASED.search(release.stderr)
+        marks["released"] = int(removed.group(1)) if removed else 0
+        if release.proc.returncode != 0 or marks["released"] != self.instances:
+            marks["release_note"] = (f"release exited {release.proc.returncode}: "
+                                     f"{release.stderr.strip()[-300:]}")
+
     def freeze_bgpd(self, frozen: bool) -> None:
         bgpd = self.frr["r1"].processes[-1]
         os.kill(bgpd.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
@@ -209,7 +288,10 @@ class BgpRun(Lab):
             self.freeze_bgpd(True)
             self.cut(True, uplink=False)
         self.reap("r1")
+        release = self.start_release("r1") if scenario == "release" else None
         slowest_poll = 0.0
+        missing: dict[str, float] = {}      # VIP -> when the upstream first had no route for it
+        no_route = 0.0
         deadline = killed + mdi + restart_after + self.timeout()
         while time.monotonic() < deadline and "r2_alone_s" not in marks:
             polled = time.monotonic()
@@ -217,10 +299,17 @@ class BgpRun(Lab):
             now = time.monotonic()
             slowest_poll = max(slowest_poll, now - polled)
             since = round(now - killed, 3)
+            for p in self.vips:
+                if p not in routes:
+                    missing.setdefault(p, now)
+                elif p in missing:
+                    no_route = max(no_route, now - missing.pop(p))
             if "r2_vips_s" not in marks and self.vip_count("r2") >= n:
                 marks["r2_vips_s"] = since
             if "via_r2_s" not in marks and self.all_via(routes, R2, alone=False):
                 marks["via_r2_s"] = since
+            if "r1_gone_s" not in marks and not any(R1 in hops for hops in routes.values()):
+                marks["r1_gone_s"] = since
             if self.all_via(routes, R2, alone=True):
                 marks["r2_alone_s"] = since
             if scenario == "process":
@@ -231,8 +320,16 @@ class BgpRun(Lab):
                 if ("restarted_s" in marks and "r1_clean_s" not in marks
                         and self.vip_count("r1") == 0):
                     marks["r1_clean_s"] = round(time.monotonic() - killed, 3)
+            elif scenario == "release":
+                if "r1_clean_s" not in marks and self.vip_count("r1") == 0:
+                    marks["r1_clean_s"] = round(time.monotonic() - killed, 3)
             time.sleep(POLL)
-        result = {"scenario": scenario, **marks, "slowest_poll_s": round(slowest_poll, 3)}
+        if release is not None:
+            self.finish_release(release, killed, marks)
+        # A VIP still without a route when the round ended counts to the end.
+        no_route = max([no_route] + [time.monotonic() - t for t in missing.values()])
+        result = {"scenario": scenario, **marks, "no_route_s": round(no_route, 3),
+                  "slowest_poll_s": round(slowest_poll, 3)}
         if "r2_alone_s" not in marks:
             routes = self.routes()
             via = sum(R2 in routes.get(p, ()) for p in self.vips)
@@ -254,7 +351,9 @@ class BgpRun(Lab):
 
 COLUMNS = (("scenario", "scenario", 9), ("r2 VIPs s", "r2_vips_s", 10),
            ("via r2 s", "via_r2_s", 9), ("r2 alone s", "r2_alone_s", 11),
-           ("restart s", "restarted_s", 10), ("r1 clean s", "r1_clean_s", 11),
+           ("r1 gone s", "r1_gone_s", 10), ("no route s", "no_route_s", 11),
+           ("restart s", "restarted_s", 10),
+           ("r1 clean s", "r1_clean_s", 11), ("release s", "release_s", 10),
            ("poll s", "slowest_poll_s", 7))
 
 
@@ -262,7 +361,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenarios", default="process,power")
+    parser.add_argument("--scenarios", default="process,release,power")
     parser.add_argument("--version", type=int, default=2, choices=(2, 3))
     parser.add_argument("--advert-int", type=float, default=1.0)
     parser.add_argument("--restart-after", type=float, default=2.0,
@@ -271,9 +370,9 @@ def main() -> None:
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     if (not 1 <= args.instances <= 16 * PER_SEGMENT * 4 or not 1 <= args.rounds <= 20
-            or not scenarios or not set(scenarios) <= {"process", "power", "hang"}
+            or not scenarios or not set(scenarios) <= {"process", "release", "power", "hang"}
             or not 0.01 <= args.advert_int <= 40 or not 0 <= args.restart_after <= 60):
-        sys.exit("--instances 1..16000, --rounds 1..20, --scenarios process,power,hang, "
+        sys.exit("--instances 1..16000, --rounds 1..20, --scenarios process,release,power,hang, "
                  "--advert-int 0.01..40, --restart-after 0..60")
     if os.geteuid() != 0:
         sys.exit("bench/bgp.py needs root (network namespaces)")
@@ -296,6 +395,7 @@ def main() -> None:
                 run.r1_master()
                 progress(f"{scenario} round {k + 1}: SIGKILL of r1's hivrrp"
                          + {"power": " and its links down",
+                            "release": ", then hivrrp release in its namespace",
                             "hang": ", its bgpd stopped, its LAN ports down"}.get(scenario, ""))
                 rows.append(run.round(scenario, args.restart_after))
                 progress(json.dumps(rows[-1]))
@@ -309,11 +409,12 @@ def main() -> None:
           f"{args.advert_int:g} s (r2's Master_Down_Interval {mdi:.2f} s), "
           + (f"hivrrp restarted {args.restart_after:g} s after the kill (process), "
              if "process" in scenarios else "")
+          + ("hivrrp release at once, no restart (release), " if "release" in scenarios else "")
           + "seconds from the SIGKILL")
     print(" ".join(f"{title:>{width}}" for title, _, width in COLUMNS))
     for r in rows:
         print(" ".join(f"{r.get(key, '-')!s:>{width}}" for _, key, width in COLUMNS)
-              + (f"  {r['note']}" if "note" in r else ""))
+              + "".join(f"  {r[k]}" for k in ("note", "release_note") if k in r))
     for scenario in scenarios:
         done = [r for r in rows if r["scenario"] == scenario and "r2_alone_s" in r]
         if not done:
@@ -322,7 +423,12 @@ def main() -> None:
         parts = [f"{label} {statistics.median(r[key] for r in done if key in r):.2f} s"
                  for label, key in (("r2 holds every VIP", "r2_vips_s"),
                                     ("every VIP via r2", "via_r2_s"),
-                                    ("every VIP via r2 alone", "r2_alone_s"))
+                                    ("every VIP via r2 alone", "r2_alone_s"),
+                                    ("none via r1", "r1_gone_s"),
+                                    ("longest without a route", "no_route_s"),
+                                    ("r1 clean", "r1_clean_s"),
+                                    ("release took", "release_s"),
+                                    ("of which removing the VIPs", "release_remove_s"))
                  if any(key in r for r in done)]
         print(f"{scenario}: median of {len(done)} rounds: " + ", ".join(parts))
     for r in rows:
