@@ -175,6 +175,19 @@ def test_each_reason(tmp_path, reason):
         assert record["counters"], record
 
 
+def test_what_the_kernel_drops_is_not_ok(tmp_path):
+    # A bad IPv4 header checksum: ip_rcv() drops it, no raw socket sees it, so
+    # the daemon never judges it; the engine alone would have said ok.
+    good = v2()
+    raw = bytearray(bytes(good))
+    raw[14 + 10] ^= 0xFF                      # the IP header checksum's first byte
+    [record] = verdicts(tmp_path, [Ether(bytes(raw))])
+    assert record["verdict"] == "ip_checksum", record
+    assert "the kernel drops it" in record["detail"] and record["counters"] == []
+    [fine] = verdicts(tmp_path, [good])
+    assert fine["verdict"] == "ok"
+
+
 def test_counters_are_the_daemons_metrics(tmp_path):
     records = verdicts(tmp_path, [CASES["ok"], CASES["interval_mismatch"],
                                   CASES["unknown_vrid"], CASES["version_mismatch"]],

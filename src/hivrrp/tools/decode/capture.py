@@ -69,6 +69,19 @@ def _from_frame(frame: bytes, linktype: int, time: float | None,
     return None
 
 
+def ipv4_checksum_ok(ip: bytes) -> bool:
+    """The IPv4 header checksum, which the kernel's ip_rcv() checks: a packet
+    that fails never reaches a raw socket, nor any VRRP daemon. (A header too
+    short to hold its IHL is left to the engine, which says ip_header.)"""
+    ihl = (ip[0] & 0x0F) * 4 if ip else 0
+    if ihl < 20 or len(ip) < ihl:
+        return True
+    total = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, ihl, 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
 def _ip_payload(frame: bytes, linktype: int) -> bytes | None:
     """The IP packet inside a link-layer frame, or None for anything else."""
     if linktype in LINKTYPE_RAW or linktype in (LINKTYPE_IPV4, LINKTYPE_IPV6):

@@ -29,7 +29,7 @@ from hivrrp.daemon.droplog import describe, drop_of
 from hivrrp.daemon.plan import build
 from hivrrp.kernel.netlink import Link
 from hivrrp.ops.metrics import INSTANCE_COUNTERS, RECEIVE_ERRORS
-from hivrrp.tools.decode.capture import Datagram
+from hivrrp.tools.decode.capture import Datagram, ipv4_checksum_ok
 
 # Engine counter -> the metric the daemon exports it as (ops.metrics).
 INSTANCE_METRICS = {
@@ -39,6 +39,7 @@ INSTANCE_METRICS = {
 }
 NOW = 1_000_000          # the engine's clock; it never runs (no timer fires in decode)
 UNNAMED = ("", "any")     # capture interface names that say nothing about the interface
+KERNEL_DROP = "ip_checksum"   # the verdict on what ip_rcv() drops (no daemon counter)
 ANYWHERE = "(any interface)"  # where an advert no configured interface has its VRID is judged
 
 
@@ -96,6 +97,11 @@ class Judge:
         `interface`, else the capture's interface, else any with its VRID."""
         name = interface or (datagram.interface if datagram.interface not in UNNAMED
                              else None)
+        if datagram.family == 4 and not ipv4_checksum_ok(datagram.data):
+            # The engine would take it; the kernel never hands it over.
+            return Verdict(KERNEL_DROP, None, name,
+                           detail=f"bad IPv4 header checksum from {advert.src}: the kernel "
+                                  "drops it before any VRRP daemon sees it (no hivrrp counter)")
         if name is not None:
             return self.feed(datagram, advert, self.ifindex(name), False)
         candidates = (self.interfaces_of.get((advert.family, advert.vrid))
