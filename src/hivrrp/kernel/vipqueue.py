@@ -30,10 +30,25 @@ ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]
 
 
 def leftovers(plan: Plan, addresses: list[Address]) -> list[Change]:
-    """The removals of `plan`'s VIPs that are on their interfaces already."""
-    present = {(a.index, a.address) for a in addresses}
-    return [c.removal() for inst in plan.instances.values() for c in inst.vips
-            if (c.index, c.address) in present]
+    """The removals of `plan`'s VIPs that are on their interfaces already.
+
+    Each with the prefix length the kernel has: a VIP whose prefix was edited
+    in the file since the previous run added it is still that run's address,
+    and a removal with the file's prefix would be refused (EADDRNOTAVAIL, which
+    reads as "already gone") and leave it up."""
+    present: dict[tuple[int, str], list[int]] = {}
+    for a in addresses:
+        present.setdefault((a.index, a.address), []).append(a.prefixlen)
+    stale = []
+    for inst in plan.instances.values():
+        for c in inst.vips:
+            for prefixlen in present.get((c.index, c.address), ()):
+                if prefixlen != c.prefixlen:
+                    log.info("%s/%d is %s/%d of the configuration with another prefix length: "
+                             "removed as a leftover too", c.address, prefixlen, c.address,
+                             c.prefixlen)
+                stale.append(Change(False, c.index, c.family, c.address, prefixlen))
+    return stale
 
 
 async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> int:
