@@ -239,7 +239,7 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     log = logging.getLogger("hivrrp")
     # Before anything else: a second daemon must change nothing, not even
     # remove the "leftover" VIPs that are the running one's.
-    lock = _daemon_locks(pid_file, log)
+    lock = _daemon_locks(pid_file, log, ": not starting a second one")
     try:
         _run_locked(config_file, config_id, control_path, metrics, log)
     finally:
@@ -290,10 +290,20 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
     sys.exit(code)
 
 
-# run's other options (--metrics, --control, ...) are accepted and ignored, so
-# the unit's ExecStopPost= passes the same $HIVRRP_OPTS as its ExecStart= and
-# -f/-i/--pid-file there (the ones that say which VIPs and which daemon) count.
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+# run's other options are accepted (hidden) and do nothing, so the unit's
+# ExecStopPost= passes the same $HIVRRP_OPTS as its ExecStart=, and -f, -i and
+# --pid-file there (which VIPs, which daemon) count. Named one by one rather
+# than any unknown option ignored: a typo (--use-fille) must still fail.
+def _runs_options_ignored(command):
+    for name, is_flag in (("--log-level", False), ("--debug-libraries", True),
+                          ("--control", False), ("--metrics", False),
+                          ("--metrics-compat", False)):
+        command = click.option(name, f"ignored_{name[2:].replace('-', '_')}", hidden=True,
+                               is_flag=is_flag, expose_value=False)(command)
+    return command
+
+
+@main.command()
 @click.option("-f", "--use-file", "config_file", default=DEFAULT_CONFIG, show_default=True,
               metavar="FILE", help="The keepalived.conf whose VIPs to remove.")
 @click.option("-i", "--config-id", default=None,
@@ -301,6 +311,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
 @click.option("--pid-file", default=default_pid_file, show_default=PER_NAMESPACE + "hivrrp.pid",
               metavar="FILE", help="The pid file a running daemon holds (then nothing is "
                                    "removed).")
+@_runs_options_ignored
 def release(config_file: str, config_id: str | None, pid_file: str) -> None:
     """Remove the VIPs a dead daemon left on the interfaces.
 
@@ -310,9 +321,11 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
     shipped unit runs it after every stop, with run's options: those other
     than -f, -i and --pid-file are ignored). Refuses while a daemon runs here.
     Exit status: 0 (also when nothing was left), 1 a daemon runs, the
-    configuration is invalid or a VIP could not be removed, 2 not root.
+    configuration is invalid or a VIP could not be removed, 2 not root (or
+    without CAP_NET_ADMIN).
     """
     import asyncio
+    import errno
     import logging
 
     from hivrrp.config.diagnostics import condense
@@ -333,13 +346,15 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
                       plural(len(result.errors), "configuration error"))
             sys.exit(1)
         try:
-            found, failed = asyncio.run(release_vips(result.config))
+            found, failures = asyncio.run(release_vips(result.config))
         except PermissionError as exc:
             log.error("hivrrp release needs root (netlink): %s", exc)
             sys.exit(2)
-        if failed:
-            log.error("release: %d of %s not removed", failed, plural(found, "VIP"))
-            sys.exit(1)
+        if failures:
+            log.error("release: %d of %s not removed", len(failures), plural(found, "VIP"))
+            # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
+            refused = os.strerror(errno.EPERM)
+            sys.exit(2 if any(f.startswith(refused) for f in failures) else 1)
         log.info("release: %s", f"removed {plural(found, 'VIP')} left over"
                  if found else "no VIP left over")
     finally:

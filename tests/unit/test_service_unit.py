@@ -56,6 +56,10 @@ def test_every_stop_releases_what_a_killed_daemon_left(tmp_path):
     # "-": a failed release is logged, not a failed stop; the same binary, file and
     # options as the daemon, so the same VIPs and the same pid file.
     assert post[0] == "-" + start[0] and post[1] == "release" and post[2:] == start[2:]
+    # Conflicts= alone orders nothing: keepalived started in hivrrp's place must
+    # wait for this release, or it would lose the VIPs it just took.
+    assert "keepalived.service" in unit()["Unit"]["Conflicts"].split()
+    assert "keepalived.service" in unit()["Unit"]["After"].split()
     # release takes run's options it has no use for: the unit's $HIVRRP_OPTS
     # holds run's (--metrics, --control, --log-level ...).
     from click.testing import CliRunner

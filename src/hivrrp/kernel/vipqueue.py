@@ -51,17 +51,13 @@ def leftovers(plan: Plan, addresses: list[Address]) -> list[Change]:
     return stale
 
 
-async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> int:
-    """VIPs still on the interfaces (a previous run crashed) go away first;
-    returns how many the kernel refused to remove."""
+async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> None:
+    """VIPs still on the interfaces (a previous run crashed) go away first."""
     stale = leftovers(plan, addresses)
-    failed = 0
     if stale:
         log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
         for change, error in await apply_vips(stale):
             log.warning("cannot remove %s: %s", change.address, error)
-            failed += 1
-    return failed
 
 
 class Batch:

@@ -20,7 +20,7 @@ class AlreadyRunning(Exception):
         self.path, self.pid = path, pid
         holder = f"pid {pid}" if pid else "a process that has not written its pid yet"
         super().__init__(f"hivrrp is already running in this network namespace ({holder}, "
-                         f"pid file {path}): not starting a second one")
+                         f"pid file {path})")
 
 
 class PidFileError(Exception):

@@ -18,13 +18,27 @@ from hivrrp.config.model import Config
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.plan import build
 from hivrrp.kernel.netlink import Netlink
-from hivrrp.kernel.vipqueue import leftovers, remove_leftovers
+from hivrrp.kernel.vipqueue import leftovers
+from hivrrp.util.text import plural
 
 log = logging.getLogger("hivrrp")
 
 
-async def release(config: Config) -> tuple[int, int]:
-    """Remove every VIP of `config` found on its interface: (found, not removed).
+def quiet_build(config: Config, links, addresses, now: int):
+    """build() without its warnings (a missing interface, FAULT reasons): at
+    every stop they would read in the journal as if the daemon had faulted."""
+    plan_log = logging.getLogger("hivrrp")
+    level = plan_log.level
+    plan_log.setLevel(logging.ERROR)
+    try:
+        return build(config, links, addresses, now)
+    finally:
+        plan_log.setLevel(level)
+
+
+async def release(config: Config) -> tuple[int, list[str]]:
+    """Remove every VIP of `config` found on its interface: (found, the kernel's
+    reasons for those not removed).
 
     The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
     netlink = Netlink()
@@ -34,10 +48,15 @@ async def release(config: Config) -> tuple[int, int]:
         addresses = await netlink.addresses()
         # The same plan `run` would build, so the same VIPs on the same
         # interfaces (a VIP's own `dev`, eVIPs) count as this configuration's.
-        plan = await asyncio.to_thread(build, config, links, addresses,
+        plan = await asyncio.to_thread(quiet_build, config, links, addresses,
                                        now_us(asyncio.get_running_loop()))
-        found = len(leftovers(plan, addresses))
-        failed = await remove_leftovers(netlink.apply, plan, addresses) if found else 0
-        return found, failed
+        stale = leftovers(plan, addresses)
+        if not stale:
+            return 0, []
+        log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
+        failures = await netlink.apply(stale)
+        for change, error in failures:
+            log.warning("cannot remove %s: %s", change.address, error)
+        return len(stale), [error for _change, error in failures]
     finally:
         netlink.close()
