@@ -29,7 +29,9 @@
 #                    else (tests/install.sh does this for the clone's .venv)
 # PYTHON picks the interpreter (default: the system's /usr/bin/python3).
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+# -P: the real path, as the venv's is compared (a symlinked /opt must not
+# hide that the clone is inside the venv that gets removed).
+here=$(cd "$(dirname "$0")/.." && pwd -P)
 
 VENV=/opt/hivrrp
 LINK=/usr/local/sbin/hivrrp
@@ -85,6 +87,10 @@ prerequisites() {
     fi
 }
 
+not_the_clone() {
+    case "$here/" in "$(realpath -m "$1")/"*) die "$1 holds this clone ($here): clone it elsewhere" ;; esac
+}
+
 # Make the venv at $2 with interpreter $1 (again, if it is not a working venv:
 # made by an interpreter since removed, or half made), then build and install
 # this clone (or install --wheel) into it. pip replaces an installed hivrrp:
@@ -95,7 +101,7 @@ venv() {
     # The venv is made again when broken, by removing it: never this clone,
     # nor a directory that is not a venv (a mistyped --venv-only /usr, a clone
     # put at /opt/hivrrp).
-    case "$here/" in "$(realpath -m "$dir")/"*) die "$dir holds this clone ($here): clone it elsewhere" ;; esac
+    not_the_clone "$dir"
     if ! "$dir/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
         if [ -e "$dir" ] && [ ! -e "$dir/pyvenv.cfg" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
             die "$dir is not a virtual environment and not empty; not replacing it"
@@ -132,7 +138,10 @@ systemctl_() {
 }
 
 if [ "$uninstall" = 1 ]; then
-    if [ -e "$root$UNIT" ]; then
+    not_the_clone "$root$VENV"
+    if [ "$(readlink "$root$UNIT" 2>/dev/null)" = /dev/null ]; then
+        say "kept $UNIT masked (systemctl unmask hivrrp to remove the mask)"
+    elif [ -e "$root$UNIT" ]; then
         if [ "$live" = 1 ]; then
             systemctl stop hivrrp.service
             say "stopped hivrrp.service"

@@ -174,3 +174,33 @@ def test_a_masked_unit_stays_masked(tmp_path, wheel):
     assert "kept /etc/systemd/system/hivrrp.service masked" in done.stdout
     assert os.readlink(unit) == "/dev/null"
     assert not (unit.parent / "hivrrp.service.old").exists()
+
+
+def test_a_clone_inside_the_venv_survives_symlinks_and_uninstall(tmp_path):
+    # /opt a symlink (opt -> real/opt), a broken venv there (pyvenv.cfg, no
+    # python) holding the clone: neither the rebuild nor --uninstall removes it.
+    (tmp_path / "real" / "opt").mkdir(parents=True)
+    (tmp_path / "opt").symlink_to("real/opt")
+    venv = tmp_path / "opt" / "hivrrp"
+    clone = venv / "src" / "clone"
+    (clone / "conf").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /nowhere\n")
+    shutil.copy(INSTALL, clone / "conf" / "install.sh")
+    (clone / "notes").write_text("mine")
+    env = {**os.environ, "PYTHON": os.path.realpath(sys.executable)}
+    for args in (["--venv-only", str(venv)], ["--uninstall", "--root", str(tmp_path)]):
+        done = subprocess.run(["bash", "conf/install.sh", *args], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "holds this clone" in done.stderr, (args, done.stderr)
+        assert (clone / "notes").read_text() == "mine"
+
+
+def test_uninstall_keeps_a_mask(tmp_path):
+    unit = tmp_path / "etc/systemd/system/hivrrp.service"
+    unit.parent.mkdir(parents=True)
+    unit.symlink_to("/dev/null")
+    done = subprocess.run(["bash", str(INSTALL), "--uninstall", "--root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "kept /etc/systemd/system/hivrrp.service masked" in done.stdout
+    assert os.readlink(unit) == "/dev/null"
