@@ -523,6 +523,7 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
         return
     now = time.time()
     click.echo(daemon_line(reply.get("daemon") or {}, socket_path, now))
+    _other_namespace_warning(reply.get("daemon") or {}, socket_path)
     header = ("INSTANCE", "INTERFACE", "VRID", "STATE", "PRIO", "MASTER", "VIPS", "SINCE")
     lines = [header]
     for r in rows:
@@ -537,6 +538,18 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
     click.echo(f"{plural(len(rows), 'instance')}: "
                + ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n))
+
+
+def _other_namespace_warning(daemon: dict, socket_path: str) -> None:
+    """Said when the daemon that answered is not this shell's namespace's: where
+    a namespace's name cannot be found, two share the default paths."""
+    from hivrrp.ops.control import netns_id
+
+    theirs, ours = daemon.get("netns_id"), netns_id()
+    if theirs and ours and theirs != ours:
+        click.echo(f"hivrrp status: the daemon at {socket_path} runs in another network "
+                   f"namespace than this command (its {theirs}, ours {ours}): "
+                   "ask the right one with --socket", err=True)
 
 
 def daemon_line(daemon: dict, socket_path: str, now: float) -> str:

@@ -253,3 +253,25 @@ def test_a_deeply_nested_request_is_an_error_without_a_traceback(tmp_path, monke
     assert all(r == {"ok": False, "error": "not JSON: nested too deeply"} for r in replies), replies
     assert ok["ok"]
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+def test_status_says_when_the_daemon_is_in_another_namespace(monkeypatch):
+    # Where a namespace's name cannot be found (no /run/netns entry, pid 1's
+    # namespace unreadable), two namespaces share the default socket: status
+    # must not pass one namespace's daemon off as this shell's.
+    from click.testing import CliRunner
+
+    from hivrrp import cli
+    from hivrrp.ops.control import netns_id
+
+    ours = netns_id()
+    assert ours and ours.count(":") == 1
+
+    def reply_from(namespace_id):
+        return {"ok": True, "result": [], "daemon": {"pid": 42, "netns_id": namespace_id}}
+
+    for theirs, warned in ((ours, False), ("4:4026532999", True)):
+        monkeypatch.setattr(cli, "ask", lambda *a, theirs=theirs, **k: reply_from(theirs))
+        result = CliRunner().invoke(cli.main, ["status", "--socket", "/nonexistent"])
+        assert result.exit_code == 0, result.output
+        assert ("runs in another network namespace" in result.stderr) is warned, result.stderr

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from hivrrp.ops import pidfile
 from hivrrp.ops.pidfile import AlreadyRunning, PidFileError, PidLock
 
 
@@ -94,6 +95,24 @@ def test_the_namespace_lock_refuses_a_daemon_with_another_pid_file(tmp_path):
     finally:
         first.release()
     assert not (tmp_path / "ns.lock").exists() and not (tmp_path / "a" / "hivrrp.pid").exists()
+
+
+def test_a_pid_file_held_from_another_namespace_says_so(tmp_path, monkeypatch):
+    """Two namespaces whose names cannot be found share the default pid file;
+    their namespace locks differ. The refusal must not claim 'this namespace'."""
+    from hivrrp.ops.pidfile import DaemonLocks
+    shared = str(tmp_path / "hivrrp.pid")
+    first = DaemonLocks(shared, str(tmp_path / "ns-a.lock")).acquire()
+    # The holder as a process of another namespace (we cannot be in two here).
+    monkeypatch.setattr(pidfile, "_same_namespace", lambda pid: False)
+    try:
+        with pytest.raises(AlreadyRunning) as refused:
+            DaemonLocks(shared, str(tmp_path / "ns-b.lock")).acquire()
+        assert "of another network namespace" in str(refused.value)
+        assert "own --pid-file and --control" in str(refused.value)
+        assert not (tmp_path / "ns-b.lock").exists()      # given back
+    finally:
+        first.release()
 
 
 def test_a_directory_removed_by_the_last_daemon_meanwhile_is_made_again(tmp_path, monkeypatch):

@@ -72,7 +72,17 @@ def daemon_info(daemon: DaemonView) -> dict:
             "config_file": getattr(daemon, "config_path", ""),
             "started": round(started, 3) if started else None,
             "uptime": round(time.time() - started, 1) if started else None,
-            "namespace": getattr(daemon, "namespace", None)}
+            "namespace": getattr(daemon, "namespace", None), "netns_id": netns_id()}
+
+
+def netns_id() -> str | None:
+    """Our network namespace itself ("dev:inode"), which /proc/self always
+    tells, even where its name cannot be found (see ops.runpaths)."""
+    try:
+        st = os.stat("/proc/self/ns/net")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def snapshot(daemon: DaemonView) -> Snapshot:

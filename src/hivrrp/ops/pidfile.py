@@ -16,11 +16,18 @@ import stat
 
 
 class AlreadyRunning(Exception):
-    def __init__(self, path: str, pid: int | None) -> None:
+    def __init__(self, path: str, pid: int | None, elsewhere: bool = False) -> None:
         self.path, self.pid = path, pid
         holder = f"pid {pid}" if pid else "a process that has not written its pid yet"
-        super().__init__(f"hivrrp is already running in this network namespace ({holder}, "
-                         f"pid file {path})")
+        if elsewhere:
+            # Our namespace's own lock was free: the pid file's holder runs in
+            # another namespace whose name, like ours, could not be found.
+            super().__init__(f"the pid file {path} is held by hivrrp {holder} of another "
+                             "network namespace: give this one its own --pid-file and "
+                             "--control")
+        else:
+            super().__init__(f"hivrrp is already running in this network namespace "
+                             f"({holder}, pid file {path})")
 
 
 class PidFileError(Exception):
@@ -127,6 +134,16 @@ def _read_holder(fd: int) -> tuple[int | None, str | None]:
     return pid, (lines[1] if len(lines) > 1 and lines[1] else None)
 
 
+def _same_namespace(pid: int | None) -> bool:
+    """Whether `pid` shares our network namespace; False where /proc cannot tell."""
+    try:
+        theirs = os.stat(f"/proc/{pid}/ns/net") if pid else None
+        mine = os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return theirs is not None and (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 class DaemonLocks:
     """The pid file and the network namespace's own lock, taken together.
 
@@ -143,7 +160,14 @@ class DaemonLocks:
         taken: list[PidLock] = []
         try:
             for lock in self.locks:
-                taken.append(lock.acquire())
+                try:
+                    taken.append(lock.acquire())
+                except AlreadyRunning as exc:
+                    # The namespace's lock is ours, so the holder is no daemon of
+                    # this namespace, unless /proc says it is (an older hivrrp).
+                    if taken and not _same_namespace(exc.pid):
+                        raise AlreadyRunning(exc.path, exc.pid, elsewhere=True) from None
+                    raise
         except BaseException:
             for lock in reversed(taken):
                 lock.release()
