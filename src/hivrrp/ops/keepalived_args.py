@@ -11,7 +11,6 @@ already behaves that way (HARMLESS), or is refused with the reason
 from __future__ import annotations
 
 import re
-
 import signal
 from typing import NamedTuple
 
