@@ -117,6 +117,20 @@ cdef inline bint drop_same(const drop_t *a, const drop_t *b) noexcept nogil:
             and memcmp(a.sender, b.sender, 16) == 0)
 
 
+cdef inline int first_absent(const uint8_t *xs, int nx, const uint8_t *ys, int ny,
+                             uint16_t alen) noexcept nogil:
+    # The index of the first of the nx addresses at xs that is not among the
+    # ny at ys, or -1: O(nx * ny) over a few VIPs.
+    cdef int a, b
+    for a in range(nx):
+        for b in range(ny):
+            if memcmp(xs + a * alen, ys + b * alen, alen) == 0:
+                break
+        else:
+            return a
+    return -1
+
+
 cdef bytes packed(object addr, int family, str what):
     try:
         ip = ipaddress.ip_address(addr)
@@ -588,23 +602,10 @@ cdef class Engine:
                               const uint8_t *data) noexcept nogil:
         # keepalived compares count and membership (order-insensitive) and
         # drops on mismatch; the RFCs only ask to log. O(n^2) over a few VIPs.
-        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg + VRRP_HDR_LEN
-        cdef const uint8_t *theirs = data + r.msg_off + VRRP_HDR_LEN
-        cdef uint8_t mine_count = self.adverts.adverts[inst.advert_first].msg[3]
-        cdef uint16_t alen = addr_len(inst.family)
-        cdef int a, b
-        cdef bint found
-        if r.count != mine_count:
-            return False
-        for a in range(r.count):
-            found = False
-            for b in range(mine_count):
-                if memcmp(theirs + a * alen, mine + b * alen, alen) == 0:
-                    found = True
-                    break
-            if not found:
-                return False
-        return True
+        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg
+        return (r.count == mine[3]
+                and first_absent(data + r.msg_off + VRRP_HDR_LEN, r.count,
+                                 mine + VRRP_HDR_LEN, mine[3], addr_len(inst.family)) < 0)
 
     cdef void count_if_drop(self, int32_t ifindex, int column) noexcept nogil:
         self.if_drops[(self.interface_number(ifindex) + 1) * IF_DROP_COLUMNS + column] += 1
@@ -735,23 +736,18 @@ cdef class Engine:
         """The advert's VIPs differ from ours: by count, or the first of ours
         it lacks (as keepalived names it)."""
         cdef inst_t *inst = &self.insts[i]
-        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg + VRRP_HDR_LEN
-        cdef const uint8_t *theirs = data + r.msg_off + VRRP_HDR_LEN
-        cdef uint8_t mine_count = self.adverts.adverts[inst.advert_first].msg[3]
+        cdef const uint8_t *mine = self.adverts.adverts[inst.advert_first].msg
         cdef uint16_t alen = addr_len(inst.family)
         cdef uint8_t missing[16]
-        cdef int a, b
-        if r.count != mine_count:
-            self.record_drop(i, r, D_ADDRESS_COUNT, r.count, mine_count, NULL)
+        cdef int b
+        if r.count != mine[3]:
+            self.record_drop(i, r, D_ADDRESS_COUNT, r.count, mine[3], NULL)
             return
         memset(missing, 0, 16)
-        for b in range(mine_count):
-            for a in range(r.count):
-                if memcmp(theirs + a * alen, mine + b * alen, alen) == 0:
-                    break
-            else:
-                memcpy(missing, mine + b * alen, alen)
-                break
+        b = first_absent(mine + VRRP_HDR_LEN, mine[3], data + r.msg_off + VRRP_HDR_LEN, r.count,
+                         alen)
+        if b >= 0:
+            memcpy(missing, mine + VRRP_HDR_LEN + b * alen, alen)
         self.record_drop(i, r, D_ADDRESS_LIST, 0, 0, missing)
 
     cdef bint drop_room(self) noexcept nogil:
