@@ -754,7 +754,7 @@ cdef class Engine:
         """Room for one more record: grow (records x2, index kept at most half
         full) up to drop_limit. False at the limit or out of memory."""
         cdef Py_ssize_t cap, k
-        cdef uint32_t slots, slot, h
+        cdef uint32_t slots, slot
         cdef void *p
         cdef int32_t *index
         if self.drop_count < self.drop_cap:
@@ -790,7 +790,7 @@ cdef class Engine:
         drop; the details are the latest drop's."""
         cdef drop_t key
         cdef drop_t *d
-        cdef uint32_t slot
+        cdef uint32_t h, slot
         cdef int32_t k
         key.instance = i
         # An instance's drops all come in on its interface; the others are
@@ -802,8 +802,9 @@ cdef class Engine:
             memcpy(key.sender, r.src, 16)
         else:
             memset(key.sender, 0, 16)
+        h = drop_hash(&key)
         if self.drop_slots != NULL:
-            slot = drop_hash(&key) & self.drop_mask
+            slot = h & self.drop_mask
             k = self.drop_slots[slot]
             while k != -1:
                 d = &self.drop_records[k]
@@ -818,7 +819,7 @@ cdef class Engine:
         if not self.drop_room():
             self.drops_unrecorded += 1
             return
-        slot = drop_hash(&key) & self.drop_mask   # the index may have grown
+        slot = h & self.drop_mask   # the index may have grown
         while self.drop_slots[slot] != -1:
             slot = (slot + 1) & self.drop_mask
         k = <int32_t>self.drop_count
