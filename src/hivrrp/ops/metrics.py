@@ -127,7 +127,7 @@ class InstanceLabels:
 
 
 def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float,
-                     snapshot: Snapshot | None = None) -> list[bytes]:
+                     snapshot: Snapshot) -> list[bytes]:
     """The per-instance families in Prometheus text format, one chunk per family:
     joining and encoding 20 MB at once would hold the GIL (and the loop) for
     tens of milliseconds in one C call."""
@@ -135,7 +135,7 @@ def render_instances(plan: Plan, cache: InstanceLabels, wall_offset: float,
     labels = cache.of(plan)
     info = cache.info
     n = len(labels)
-    counters, states = snapshot or Snapshot.of(engine)
+    counters, states = snapshot
     priorities = engine.priorities_array().tolist()
     chunks: list[bytes] = []
     out: list[str] = []
