@@ -209,6 +209,14 @@ def reload_wait(request: dict) -> float:
     return min(float(wait), MAX_RELOAD_WAIT)
 
 
+def start_reload(daemon: DaemonView, request: dict) -> tuple[asyncio.Future, float]:
+    """Ask for a reload: (its outcome, seconds the client waits for it)."""
+    wait = reload_wait(request)
+    if daemon.lifecycle.stopping:
+        raise RequestError("stopping: no reload")
+    return daemon.lifecycle.request_reload(), wait
+
+
 def handle(daemon: DaemonView, request: dict) -> dict:
     command = request["command"]
     if command == "status":
@@ -219,10 +227,7 @@ def handle(daemon: DaemonView, request: dict) -> dict:
         return {"ok": True, "result": set_priority(daemon, request.get("instance"),
                                                    request.get("priority"))}
     if command == "reload":
-        reload_wait(request)
-        if daemon.lifecycle.stopping:
-            raise RequestError("stopping: no reload")
-        daemon.lifecycle.request_reload()
+        start_reload(daemon, request)
         return {"ok": True, "result": "reload requested"}
     raise RequestError(f"unknown command {command!r} (status, dump, set-priority, reload)")
 
@@ -256,10 +261,8 @@ async def respond(daemon: DaemonView, line: bytes) -> bytes:
             snap = snapshot(daemon)
             build = status_reply if command == "status" else dump_reply
             return await asyncio.to_thread(lambda: encode(build(snap)))
-        if command == "reload" and (wait := reload_wait(request)):
-            if daemon.lifecycle.stopping:
-                raise RequestError("stopping: no reload")
-            return encode(await waited_outcome(daemon.lifecycle.request_reload(), wait))
+        if command == "reload" and reload_wait(request):
+            return encode(await waited_outcome(*start_reload(daemon, request)))
         return encode(handle(daemon, request))
     except Exception as exc:
         return encode(failure(exc))
