@@ -21,14 +21,12 @@ import os
 import socket
 import statistics
 import tempfile
-import threading
 import time
 from types import SimpleNamespace
 
-from hivrrp.daemon.stall import StallProbe
 from hivrrp.ops import control
 from hivrrp.tracking.policy import Tracking
-from metrics import instances_and_rounds, plan_of
+from metrics import instances_and_rounds, plan_of, stall_while
 
 
 def fake_daemon(plan, loop):
@@ -82,12 +80,7 @@ async def measure(plan, rounds: int) -> dict:
                         # process of its own).
                         reply["chunks"] = raw_request(path, command)
 
-                    probe = StallProbe(loop).start()
-                    client = threading.Thread(target=ask)
-                    client.start()
-                    while client.is_alive():
-                        await asyncio.sleep(0.001)
-                    worst = probe.stop()
+                    worst = await stall_while(loop, ask)
                     answer = json.loads(b"".join(reply["chunks"]))
                     assert answer["ok"], answer
                     rows = answer["result"] if command == "status" else answer["result"]["instances"]

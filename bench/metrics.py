@@ -134,6 +134,17 @@ def http_scrapes(plan, compat: str | None, rounds: int) -> list[float]:
     return seconds
 
 
+async def stall_while(loop, work) -> float:
+    """The loop's longest stall (seconds) while `work` runs on a thread of its
+    own: this bench's and bench/control.py's measure."""
+    probe = StallProbe(loop).start()
+    thread = threading.Thread(target=work)
+    thread.start()
+    while thread.is_alive():
+        await asyncio.sleep(0.001)
+    return probe.stop()
+
+
 def instances_and_rounds(description: str) -> argparse.Namespace:
     """--instances and --rounds, checked: this bench's and bench/control.py's."""
     parser = argparse.ArgumentParser(description=description)
@@ -171,12 +182,7 @@ def main() -> None:
                     except BaseException as exc:      # reported below, not a KeyError
                         result["error"] = exc
 
-                probe = StallProbe(loop).start()
-                thread = threading.Thread(target=work)
-                thread.start()
-                while thread.is_alive():
-                    await asyncio.sleep(0.001)
-                worst = probe.stop()
+                worst = await stall_while(loop, work)
                 if "error" in result:
                     raise SystemExit(f"{label} render failed: {result['error']!r}")
                 into.append(result["cpu"])
