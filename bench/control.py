@@ -32,7 +32,7 @@ from metrics import instances_and_rounds, plan_of, stall_while
 def fake_daemon(plan, loop):
     return SimpleNamespace(
         plan=plan, loop=loop, config_path="bench.conf", started_at=time.time(),
-        namespace=None, trackers=SimpleNamespace(policy=Tracking({}), uses=lambda name: ()),
+        namespace=None, trackers=SimpleNamespace(policy=Tracking({})),
         sync=SimpleNamespace(states={}),
         lifecycle=SimpleNamespace(reloads={"ok": 0}, stopping=False))
 
