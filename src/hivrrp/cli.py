@@ -292,14 +292,14 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
 
 # run's other options are accepted (hidden) and do nothing, so the unit's
 # ExecStopPost= passes the same $HIVRRP_OPTS as its ExecStart=, and -f, -i and
-# --pid-file there (which VIPs, which daemon) count. Named one by one rather
-# than any unknown option ignored: a typo (--use-fille) must still fail.
+# --pid-file there (which VIPs, which daemon) count. Taken from run itself, so
+# an option run gains is one release takes; named rather than any unknown
+# option ignored: a typo (--use-fille) must still fail.
 def _runs_options_ignored(command):
-    for name, is_flag in (("--log-level", False), ("--debug-libraries", True),
-                          ("--control", False), ("--metrics", False),
-                          ("--metrics-compat", False)):
-        command = click.option(name, f"ignored_{name[2:].replace('-', '_')}", hidden=True,
-                               is_flag=is_flag, expose_value=False)(command)
+    for param in run.params:
+        if param.name not in ("config_file", "config_id", "pid_file"):
+            command = click.option(*param.opts, f"ignored_{param.name}", hidden=True,
+                                   is_flag=param.is_flag, expose_value=False)(command)
     return command
 
 
