@@ -372,7 +372,6 @@ def lab(instances: int, peer: str, keep_logs: bool) -> None:
 
     Needs root; touches nothing outside the namespaces it creates.
     """
-    import os
     import shutil
 
     if os.geteuid() != 0:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from hivrrp._snapshot import EngineSnapshot
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.lifecycle import Outcome
+from hivrrp.ops import runpaths
 
 if TYPE_CHECKING:
     from hivrrp.daemon.plan import Plan
@@ -78,11 +79,8 @@ def daemon_info(daemon: DaemonView) -> dict:
 def netns_id() -> str | None:
     """Our network namespace itself ("dev:inode"), which /proc/self always
     tells, even where its name cannot be found (see ops.runpaths)."""
-    try:
-        st = os.stat("/proc/self/ns/net")
-    except OSError:
-        return None
-    return f"{st.st_dev}:{st.st_ino}"
+    found = runpaths.ns_id()
+    return f"{found[0]}:{found[1]}" if found else None
 
 
 def snapshot(daemon: DaemonView) -> Snapshot:

@@ -14,6 +14,8 @@ import fcntl
 import os
 import stat
 
+from hivrrp.ops import runpaths
+
 
 class AlreadyRunning(Exception):
     def __init__(self, path: str, pid: int | None, elsewhere: bool = False) -> None:
@@ -136,12 +138,8 @@ def _read_holder(fd: int) -> tuple[int | None, str | None]:
 
 def _same_namespace(pid: int | None) -> bool:
     """Whether `pid` shares our network namespace; False where /proc cannot tell."""
-    try:
-        theirs = os.stat(f"/proc/{pid}/ns/net") if pid else None
-        mine = os.stat("/proc/self/ns/net")
-    except OSError:
-        return False
-    return theirs is not None and (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino)
+    theirs = runpaths.ns_id(f"/proc/{pid}/ns/net") if pid else None
+    return theirs is not None and theirs == runpaths.ns_id()
 
 
 class DaemonLocks:

@@ -13,7 +13,9 @@ RUN_DIR = "/run/hivrrp"
 NETNS_DIR = "/run/netns"       # where `ip netns add` binds its namespaces
 
 
-def _ns_id(path: str) -> tuple[int, int] | None:
+def ns_id(path: str = "/proc/self/ns/net") -> tuple[int, int] | None:
+    """A network namespace itself (device, inode), ours by default; None where
+    /proc does not tell (another process's takes ptrace access to it)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -24,8 +26,8 @@ def _ns_id(path: str) -> tuple[int, int] | None:
 def namespace_name() -> str | None:
     """None in the host's (init's) network namespace; else the name `ip netns`
     gave ours, or `netns-INODE` for one it did not name."""
-    mine = _ns_id("/proc/self/ns/net")
-    init = _ns_id("/proc/1/ns/net")
+    mine = ns_id("/proc/self/ns/net")
+    init = ns_id("/proc/1/ns/net")
     if mine is None or mine == init:
         return None
     try:
@@ -33,7 +35,7 @@ def namespace_name() -> str | None:
     except OSError:
         names = []
     for name in names:
-        if _ns_id(os.path.join(NETNS_DIR, name)) == mine:
+        if ns_id(os.path.join(NETNS_DIR, name)) == mine:
             return name
     if init is None:
         # Reading pid 1's namespace takes ptrace access to it, which a
@@ -60,7 +62,7 @@ def namespace_lock() -> str | None:
     """A lock file named after our network namespace itself (not its names,
     which can change and can be two): one daemon per namespace, whatever pid
     file each is given. None where /proc does not tell."""
-    mine = _ns_id("/proc/self/ns/net")
+    mine = ns_id("/proc/self/ns/net")
     if mine is None:
         return None
     return os.path.join(RUN_DIR, "locks", f"netns-{mine[0]}-{mine[1]}.lock")
