@@ -246,8 +246,9 @@ def test_a_reload_resizes_the_bound_and_changes_the_timeout(tmp_path, monkeypatc
             n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
         await asyncio.sleep(0.05)
         seen = [(n.running, n.queued)]
-        wiring.script_limits(config(tmp_path, "    hivrrp_notify_script_concurrency 10\n"
-                                              "    hivrrp_notify_script_timeout 7\n"))
+        reloaded = config(tmp_path, "    hivrrp_notify_script_concurrency 10\n"
+                                    "    hivrrp_notify_script_timeout 7\n")
+        wiring.configure(reloaded, security_of(reloaded))
         await asyncio.sleep(0.05)
         seen.append((n.running, n.queued))
         fake.gate.set()
