@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from hivrrp.config.model import Script
+from hivrrp.util.text import plural
 
 # keepalived picks this user for scripts when script_user is not configured
 # and the user exists (lib/notify.c get_default_script_user).
@@ -361,8 +362,7 @@ def check_scripts(scripts: Iterable[Script | None], enabled: bool,
         if verdict.runnable and not verdict.insecure:
             continue
         others = lines[id(verdict)] - 1
-        more = f" (and {others} more command line{'s' if others > 1 else ''} like it)" \
-            if others else ""
+        more = f" (and {plural(others, 'more command line')} like it)" if others else ""
         what = "disabled" if not verdict.runnable else "is unsafe"
         report.messages.append(f"script {first[id(verdict)].command!r} {what}: "
                                f"{verdict.message}{more}")
