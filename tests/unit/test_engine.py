@@ -10,19 +10,7 @@ from hivrrp._wire import RxBatch, encode, ipv4_packet
 from scapy.layers.inet import IP
 from scapy.layers.vrrp import VRRP
 
-SECOND = 1_000_000
-VIPS = ["192.0.2.26", "192.0.2.27"]
-OWN, PEER = "192.0.2.10", "192.0.2.20"
-
-
-def engine_with(**config):
-    engine = Engine(4, now=0)
-    settings = {"vrid": 51, "ifindex": 2, "src": OWN, "priority": 100, "addresses": VIPS,
-                "auth_type": 1, "auth_data": b"1234", **config}
-    engine.add_instance(**settings)
-    engine.start(0, 0)
-    engine.take_events()
-    return engine
+from helpers.engines import OWN, PEER, SECOND, VIPS, engine_with
 
 
 def feed(engine, *datagrams, ifindex=2, now=SECOND):

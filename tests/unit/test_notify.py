@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from helpers.scripts import alive, make
 from hivrrp.config.model import Script
 from hivrrp.notify import scriptsec
 from hivrrp.notify.notifier import Notifier
@@ -18,13 +19,6 @@ uvloop = pytest.importorskip("uvloop")
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run_loop(request):
     return asyncio.run if request.param == "asyncio" else uvloop.run
-
-
-def make(tmp_path, name, body, mode=0o755):
-    path = tmp_path / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(mode)
-    return Script(command=str(path), argv=[str(path)])
 
 
 def recorder(tmp_path, name):
@@ -47,14 +41,6 @@ def read_fifo(fd):
         if not chunk:
             return data.decode()
         data += chunk
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def test_scripts_get_keepalived_arguments_and_fifo_gets_exact_lines(tmp_path, run_loop):

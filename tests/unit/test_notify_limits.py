@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers.conf import load_text
 from helpers.fakedaemon import started
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from helpers.scripts import alive, make
 from hivrrp.config.model import Script
 from hivrrp.notify import notifier as notify
 from hivrrp.notify import scriptrun
@@ -51,22 +52,6 @@ class FastClockLoop(asyncio.SelectorEventLoop):
 def run_fast(coro):
     with asyncio.Runner(loop_factory=FastClockLoop) as runner:
         return runner.run(asyncio.wait_for(coro, 60 * SPEED))
-
-
-def make(tmp_path, name, body):
-    path = tmp_path / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(0o755)
-    return Script(command=str(path), argv=[str(path)])
-
-
-def alive(pid):
-    """A zombie counts as dead: it has exited, only its entry remains."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 GLOBAL = "global_defs {{\n{}}}\n"
@@ -206,6 +191,19 @@ class FakeRuns:
 GENERIC = Script(command="/bin/true", argv=["/bin/true"])  # passes script security
 
 
+def fail_over(n, count):
+    """`count` instances become MASTER at once, each with the generic notify."""
+    for inst in range(count):
+        n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
+
+
+async def until_running(fake, count):
+    for _ in range(500):
+        if fake.running == count:
+            return
+        await asyncio.sleep(0.001)
+
+
 def test_the_configured_bound_is_honoured_and_each_instance_keeps_its_order(tmp_path,
                                                                                monkeypatch):
     fake = FakeRuns()
@@ -242,12 +240,12 @@ def test_a_reload_resizes_the_bound_and_changes_the_timeout(tmp_path, monkeypatc
         wiring = notifications(loop, config(tmp_path, "    hivrrp_notify_script_concurrency 4\n"))
         n = wiring.notifier
         fake.gate.clear()
-        for inst in range(20):
-            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
+        fail_over(n, 20)
         await asyncio.sleep(0.05)
         seen = [(n.running, n.queued)]
-        wiring.script_limits(config(tmp_path, "    hivrrp_notify_script_concurrency 10\n"
-                                              "    hivrrp_notify_script_timeout 7\n"))
+        reloaded = config(tmp_path, "    hivrrp_notify_script_concurrency 10\n"
+                                    "    hivrrp_notify_script_timeout 7\n")
+        wiring.configure(reloaded, security_of(reloaded))
         await asyncio.sleep(0.05)
         seen.append((n.running, n.queued))
         fake.gate.set()
@@ -266,8 +264,7 @@ def test_shrinking_the_bound_waits_for_running_scripts_then_holds(monkeypatch):
     async def scenario():
         n = Notifier(concurrency=6)
         fake.gate.clear()
-        for inst in range(30):
-            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
+        fail_over(n, 30)
         await asyncio.sleep(0.05)
         assert (n.running, n.queued) == (6, 24)
         n.set_limits(2, None)           # the 6 running go on; the next start when 1 is left
@@ -299,12 +296,8 @@ def test_scripts_start_one_per_loop_turn_so_forks_do_not_add_up_to_one_stall(mon
         tick()
         n = Notifier(concurrency=50)
         fake.gate.clear()
-        for inst in range(50):
-            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
-        for _ in range(500):
-            if fake.running == 50:
-                break
-            await asyncio.sleep(0.001)
+        fail_over(n, 50)
+        await until_running(fake, 50)
         fake.gate.set()
         await n.close(5)
         return n.runs
@@ -322,12 +315,8 @@ def test_a_mass_failover_makes_tasks_for_the_bound_not_for_every_instance(monkey
         n = Notifier(concurrency=8)
         fake.gate.clear()
         before = len(asyncio.all_tasks())
-        for inst in range(2000):
-            n.instance(f"VI_{inst}", "MASTER", 100, {"any": GENERIC})
-        for _ in range(500):
-            if fake.running == 8:
-                break
-            await asyncio.sleep(0.001)
+        fail_over(n, 2000)
+        await until_running(fake, 8)
         tasks = len(asyncio.all_tasks()) - before
         counts = (n.running, n.queued)
         fake.gate.set()

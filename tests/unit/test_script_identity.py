@@ -8,17 +8,11 @@ import os
 import pwd
 import threading
 
+from helpers.scripts import make
 from hivrrp.config.diagnostics import Where
 from hivrrp.config.model import Script, VrrpScript
 from hivrrp.notify.notifier import Notifier
 from hivrrp.tracking.scripts import ScriptTrackers
-
-
-def make(tmp_path, name, body):
-    path = tmp_path / name
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(0o755)
-    return Script(command=str(path), argv=[str(path)])
 
 
 class Lookups:

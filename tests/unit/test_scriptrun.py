@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from helpers.scripts import alive
 from hivrrp.notify import scriptrun
 
 uvloop = pytest.importorskip("uvloop")
@@ -23,16 +24,6 @@ def script(tmp_path, name, body):
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return str(path)
-
-
-def alive(pid):
-    """A zombie counts as dead: it has exited, only its entry remains."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 def wait_for_file(path, limit=2.0):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from hivrrp.util.text import plural
+
 
 def _where(file: str, line: int, chain: tuple, note: str | None) -> Where:
     return Where(sys.intern(file), line, chain, note)
@@ -143,6 +145,6 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
             lines.append(f"{diagnostic.where}: {diagnostic.severity}: ")
     for key, index in summary_at.items():
         more = seen[key] - shown
-        lines[index] += (f"... and {more} more {key} {severity[key]}{'s' if more > 1 else ''} "
+        lines[index] += (f"... and {plural(more, f'more {key} {severity[key]}')} "
                          "like these (hivrrp check --json lists every one)")
     return lines

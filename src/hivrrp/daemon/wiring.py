@@ -293,7 +293,6 @@ class Daemon:
         self.dispatch(actions)
         self.notifications.removed(old, kept, old_states)
         self.notifications.configure(config, security)
-        self.notifications.script_limits(config)
         # A kept FAULT instance restarts from INIT into FAULT again: not news.
         self.notifications.carried_faults = {
             name for name, old_name in kept.items() if old_states.get(old_name) == "FAULT"}

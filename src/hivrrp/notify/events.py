@@ -70,17 +70,13 @@ class Notifications:
                                  timeout=g.notify_script_timeout, secure=self.allows,
                                  script_user=g.script_user, script_group=g.script_group)
 
-    def script_limits(self, config: Config) -> None:
-        """A reload's hivrrp_notify_script_concurrency and _timeout."""
-        g = config.global_defs
-        self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
-
     def configure(self, config: Config, security: SecurityReport) -> None:
         """`security`: security_of(config), made off the loop."""
         g = config.global_defs
         self.security = security
         if hasattr(self, "notifier"):    # a reload
             self.notifier.set_script_identity(g.script_user, g.script_group)
+            self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
             if _fifo_settings(config) != self.fifos:
                 log.warning("notify_fifo / vrrp_notify_fifo changes take effect at the next "
                             "restart; the FIFOs opened at start stay in use")

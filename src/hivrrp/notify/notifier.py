@@ -213,12 +213,12 @@ class Notifier:
         self._identities = scriptrun.Identities(script_user, script_group)
         self._slots = _Slots(max(1, concurrency))
         self._spawning = asyncio.Lock()
+        # An instance has a queue exactly while it is in _active or _ready.
         self._queues: dict[tuple[str, str], collections.deque[list[_Run]]] = {}
         # Instances with an event running (one at a time each: their order),
         # and those with events waiting for their turn, oldest first.
         self._active: dict[tuple[str, str], asyncio.Task] = {}
         self._ready: collections.deque[tuple[str, str]] = collections.deque()
-        self._waiting: set[tuple[str, str]] = set()
         self._admitting = False
         self._aborted = False
         self._idle = asyncio.Event()
@@ -354,6 +354,7 @@ class Notifier:
     def _enqueue(self, key: tuple[str, str], event: list[_Run]) -> None:
         if not event:
             return
+        new = key not in self._queues       # neither running nor waiting its turn
         queue = self._queues.setdefault(key, collections.deque())
         queue.append(event)
         self.queued += len(event)
@@ -368,9 +369,8 @@ class Notifier:
                 self._overflowing.add(key)
                 log.warning("%s %s: notify backlog over %d events, dropping the oldest",
                             key[0], key[1], self._backlog)
-        if key not in self._active and key not in self._waiting:
+        if new:
             self._ready.append(key)
-            self._waiting.add(key)
             self._idle.clear()
             self._admit_soon()
 
@@ -388,7 +388,6 @@ class Notifier:
         self._admitting = False
         while self._ready and len(self._active) < self._slots.limit and not self._aborted:
             key = self._ready.popleft()
-            self._waiting.discard(key)
             event = self._queues[key].popleft()
             self._active[key] = spawn(self._run_event(key, event), f"notify {key[0]} {key[1]}")
 
@@ -401,7 +400,6 @@ class Notifier:
             if self._queues.get(key):
                 # Its next event queues behind the other instances' waiting ones.
                 self._ready.append(key)
-                self._waiting.add(key)
             else:
                 self._queues.pop(key, None)
                 self._overflowing.discard(key)
@@ -488,7 +486,6 @@ class Notifier:
             await asyncio.gather(*active, return_exceptions=True)
         self._queues.clear()
         self._ready.clear()
-        self._waiting.clear()
         for fifo in self._fifos:
             fifo.close()
         self._fifos.clear()

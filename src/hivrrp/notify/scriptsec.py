@@ -19,10 +19,11 @@ import grp
 import os
 import pwd
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from hivrrp.config.model import Script
+from hivrrp.util.text import plural
 
 # keepalived picks this user for scripts when script_user is not configured
 # and the user exists (lib/notify.c get_default_script_user).
@@ -59,20 +60,20 @@ class Lookups:
         self.verdicts: dict[tuple, Verdict] = {}     # (argv[0], uid, gid, enabled)
 
     def user(self, name: str) -> pwd.struct_passwd | None:
-        if name not in self.users:
-            try:
-                self.users[name] = pwd.getpwnam(name)
-            except KeyError:
-                self.users[name] = None
-        return self.users[name]
+        return _looked_up(self.users, name, pwd.getpwnam)
 
     def group(self, name: str) -> grp.struct_group | None:
-        if name not in self.groups:
-            try:
-                self.groups[name] = grp.getgrnam(name)
-            except KeyError:
-                self.groups[name] = None
-        return self.groups[name]
+        return _looked_up(self.groups, name, grp.getgrnam)
+
+
+def _looked_up(seen: dict, name: str, lookup: Callable):
+    """lookup(name) once per Lookups, None for a name that does not exist."""
+    if name not in seen:
+        try:
+            seen[name] = lookup(name)
+        except KeyError:
+            seen[name] = None
+    return seen[name]
 
 
 def _search_path(name: str, uid: int, gid: int) -> tuple[str | None, str | None]:
@@ -361,8 +362,7 @@ def check_scripts(scripts: Iterable[Script | None], enabled: bool,
         if verdict.runnable and not verdict.insecure:
             continue
         others = lines[id(verdict)] - 1
-        more = f" (and {others} more command line{'s' if others > 1 else ''} like it)" \
-            if others else ""
+        more = f" (and {plural(others, 'more command line')} like it)" if others else ""
         what = "disabled" if not verdict.runnable else "is unsafe"
         report.messages.append(f"script {first[id(verdict)].command!r} {what}: "
                                f"{verdict.message}{more}")
