@@ -215,9 +215,18 @@ class SourceIndex:
         return None
 
 
-def build(config: Config, links: dict[str, Link], addresses: list[Address], now: int) -> Plan:
+# What a quiet build() reports to: a logger outside the "hivrrp" tree whose
+# level lets nothing through (no handler is ever reached).
+_SILENT = logging.Logger("hivrrp-plan-quiet", level=logging.CRITICAL + 1)
+
+
+def build(config: Config, links: dict[str, Link], addresses: list[Address], now: int,
+          quiet: bool = False) -> Plan:
     """A new engine for `config` (instances not started, build-time FAULT
-    reasons not applied yet: the caller does that on the loop)."""
+    reasons not applied yet: the caller does that on the loop). `quiet`: no
+    warnings about this host's links and addresses, for callers to whom they
+    say nothing (decode's made-up links, release at every stop)."""
+    report = _SILENT if quiet else log
     g = config.global_defs
     instances = config.instances
     engine = Engine(max(1, len(instances)), now=now)
@@ -238,7 +247,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             priority=inst.priority, interval_cs=round(inst.advert_int * 100),
             preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
             group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
-            addresses=_advertised(inst, link, excess),
+            addresses=_advertised(inst, link, excess, report),
             auth_type=1 if inst.auth_type == "PASS" else 0,
             auth_data=(inst.auth_pass or "").encode(),
             down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
@@ -246,22 +255,22 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             higher_prio_send_advert=_either(inst.higher_prio_send_advert,
                                             g.higher_prio_send_advert),
             pseudo_header=not g.v3_checksum_as_v2, track_link=not inst.dont_track_primary)
-        vips = _vips(inst, link, links)
+        vips = _vips(inst, link, links, report)
         faults = 0
         if link is None:
-            log.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
+            report.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
             faults |= FAULT_INTERFACE
         elif not link.up and not inst.dont_track_primary:
-            log.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
+            report.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
             faults |= FAULT_INTERFACE
         if src is None:
-            log.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
+            report.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
                         inst.interface)
             faults |= FAULT_NO_SOURCE
         plan.names.append(inst.name)
         plan.index[inst.name] = index
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
-                                                 _routes(inst, links), faults)
+                                                 _routes(inst, links, report), faults)
         for change in vips:
             plan._own_vip(inst.name, change)
     for inst in instances:
@@ -281,7 +290,8 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     return plan
 
 
-def _advertised(inst: Instance, link: Link | None, excess: list[str]) -> list[str]:
+def _advertised(inst: Instance, link: Link | None, excess: list[str],
+                report: logging.Logger) -> list[str]:
     """The VIPs the instance's adverts list: as many as fit, first ones first.
     As keepalived, the rest are eVIPs: on the interface with the others, not in
     adverts, so a peer with the same configuration and MTU lists the same ones.
@@ -291,10 +301,10 @@ def _advertised(inst: Instance, link: Link | None, excess: list[str]) -> list[st
     if len(inst.vips) > room:
         excess.append(inst.name)
         level = logging.WARNING if len(excess) <= EVIP_LINES else logging.DEBUG
-        log.log(level, "(%s) Number of VIPs (%d) exceeds maximum/space available in packet "
+        report.log(level, "(%s) Number of VIPs (%d) exceeds maximum/space available in packet "
                 "(max %d addresses) - excess moved to eVIPs", inst.name, len(inst.vips), room)
         if len(excess) == EVIP_LINES + 1:
-            log.warning("more instances have more VIPs than an advert holds: each at debug "
+            report.warning("more instances have more VIPs than an advert holds: each at debug "
                         "level (`hivrrp check` lists them)")
     return [v.address for v in inst.vips[:room]]
 
@@ -309,13 +319,14 @@ def _either(own, default):
     return own if own is not None else default
 
 
-def _vips(inst: Instance, link: Link | None, links: dict[str, Link]) -> tuple[Change, ...]:
+def _vips(inst: Instance, link: Link | None, links: dict[str, Link],
+          report: logging.Logger) -> tuple[Change, ...]:
     out = []
     for vip in [*inst.vips, *inst.excluded_vips]:
         dev = vip.options.get("dev")
         vip_link = links.get(dev) if isinstance(dev, str) else link
         if vip_link is None:
-            log.warning("(%s) no interface for VIP %s", inst.name, vip.text)
+            report.warning("(%s) no interface for VIP %s", inst.name, vip.text)
             continue
         brd = vip.options.get("brd")
         out.append(Change(
@@ -326,17 +337,18 @@ def _vips(inst: Instance, link: Link | None, links: dict[str, Link]) -> tuple[Ch
     return tuple(out)
 
 
-def _routes(inst: Instance, links: dict[str, Link]) -> tuple[Routing, ...]:
+def _routes(inst: Instance, links: dict[str, Link],
+            report: logging.Logger) -> tuple[Routing, ...]:
     out: list[Routing] = []
     for route in inst.routes:
         try:
             out.append(("route", route_spec(route.destination, route.options, inst.family,
                                             lambda name: links[name].index)))
         except (KeyError, ValueError) as exc:
-            log.warning("(%s) route '%s' cannot be installed: %s", inst.name, route.text, exc)
+            report.warning("(%s) route '%s' cannot be installed: %s", inst.name, route.text, exc)
     for rule in inst.rules:
         try:
             out.append(("rule", rule_spec(rule.options, inst.family)))
         except (KeyError, ValueError) as exc:
-            log.warning("(%s) rule '%s' cannot be installed: %s", inst.name, rule.text, exc)
+            report.warning("(%s) rule '%s' cannot be installed: %s", inst.name, rule.text, exc)
     return tuple(out)

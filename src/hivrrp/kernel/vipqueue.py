@@ -51,13 +51,18 @@ def leftovers(plan: Plan, addresses: list[Address]) -> list[Change]:
     return stale
 
 
-async def remove_leftovers(apply_vips: ApplyVips, plan: Plan, addresses: list[Address]) -> None:
-    """VIPs still on the interfaces (a previous run crashed) go away first."""
+async def remove_leftovers(apply_vips: ApplyVips, plan: Plan,
+                           addresses: list[Address]) -> tuple[int, list[str]]:
+    """VIPs still on the interfaces (a previous run crashed) go away first:
+    how many were found, and the kernel's reasons for those it kept."""
     stale = leftovers(plan, addresses)
-    if stale:
-        log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
-        for change, error in await apply_vips(stale):
-            log.warning("cannot remove %s: %s", change.address, error)
+    if not stale:
+        return 0, []
+    log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
+    failures = await apply_vips(stale)
+    for change, error in failures:
+        log.warning("cannot remove %s: %s", change.address, error)
+    return len(stale), [error for _change, error in failures]
 
 
 class Batch:

@@ -12,28 +12,12 @@ an operator who will not restart the daemon.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from hivrrp.config.model import Config
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.plan import build
 from hivrrp.kernel.netlink import Netlink
-from hivrrp.kernel.vipqueue import leftovers
-from hivrrp.util.text import plural
-
-log = logging.getLogger("hivrrp")
-
-
-def quiet_build(config: Config, links, addresses, now: int):
-    """build() without its warnings (a missing interface, FAULT reasons): at
-    every stop they would read in the journal as if the daemon had faulted."""
-    plan_log = logging.getLogger("hivrrp")
-    level = plan_log.level
-    plan_log.setLevel(logging.ERROR)
-    try:
-        return build(config, links, addresses, now)
-    finally:
-        plan_log.setLevel(level)
+from hivrrp.kernel.vipqueue import remove_leftovers
 
 
 async def release(config: Config) -> tuple[int, list[str]]:
@@ -48,15 +32,10 @@ async def release(config: Config) -> tuple[int, list[str]]:
         addresses = await netlink.addresses()
         # The same plan `run` would build, so the same VIPs on the same
         # interfaces (a VIP's own `dev`, eVIPs) count as this configuration's.
-        plan = await asyncio.to_thread(quiet_build, config, links, addresses,
-                                       now_us(asyncio.get_running_loop()))
-        stale = leftovers(plan, addresses)
-        if not stale:
-            return 0, []
-        log.info("removing %s left over from a previous run", plural(len(stale), "VIP"))
-        failures = await netlink.apply(stale)
-        for change, error in failures:
-            log.warning("cannot remove %s: %s", change.address, error)
-        return len(stale), [error for _change, error in failures]
+        # Quiet: a missing interface or source address is no news at a stop,
+        # and would read in the journal as if the daemon had faulted.
+        plan = await asyncio.to_thread(build, config, links, addresses,
+                                       now_us(asyncio.get_running_loop()), True)
+        return await remove_leftovers(netlink.apply, plan, addresses)
     finally:
         netlink.close()

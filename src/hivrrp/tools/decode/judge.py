@@ -19,7 +19,6 @@ first that takes it wins.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from hivrrp._wire import Advert, RxBatch
@@ -59,14 +58,9 @@ class Judge:
         # Made-up indexes: the daemon's are this host's, which the capture need not be from.
         self.links = {name: Link(k + 1, name, b"\0" * 6, True) for k, name in enumerate(names)}
         self.names = {link.index: name for name, link in self.links.items()}
-        # build() warns about this host's links and source addresses; here
-        # both are made up, so its warnings would be about nothing real.
-        plan_log = logging.getLogger("hivrrp")
-        was, plan_log.disabled = plan_log.disabled, True
-        try:
-            self.plan = build(config, self.links, [], NOW)
-        finally:
-            plan_log.disabled = was
+        # Quiet: build() warns about this host's links and source addresses;
+        # here both are made up, so its warnings would be about nothing real.
+        self.plan = build(config, self.links, [], NOW, quiet=True)
         self.engine = self.plan.engine
         self.engine.start_all(NOW)
         self.engine.take_events()
