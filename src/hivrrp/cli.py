@@ -264,17 +264,12 @@ def _daemon_locks(pid_file: str, log, running_means: str = ""):
 
 def _run_locked(config_file: str, config_id: str | None, control_path: str,
                 metrics: tuple[str, int, str | None] | None, log) -> None:
-    from hivrrp.config.diagnostics import condense
+    from hivrrp.config.diagnostics import log_problems
     from hivrrp.config.isolated import load_isolated
     from hivrrp.util.text import plural
 
     result = load_isolated(config_file, config_id=config_id)
-    for line in condense(result.warnings):
-        log.warning("%s", line)
-    for diagnostic in result.infos:
-        log.info("%s", diagnostic)
-    for diagnostic in result.errors:
-        log.error("%s", diagnostic)
+    log_problems(result, log)
     if not result.ok:
         log.error("%s: %s, not starting", config_file,
                   plural(len(result.errors), "configuration error"))

@@ -148,3 +148,14 @@ def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[
         lines[index] += (f"... and {plural(more, f'more {key} {severity[key]}')} "
                          "like these (hivrrp check --json lists every one)")
     return lines
+
+
+def log_problems(result, log) -> None:
+    """A load's problems in the daemon's log (start and reload alike): warnings
+    condensed as `check` prints them, then infos, then errors."""
+    for line in condense(result.warnings):
+        log.warning("%s", line)
+    for diagnostic in result.infos:
+        log.info("%s", diagnostic)
+    for diagnostic in result.errors:
+        log.error("%s", diagnostic)

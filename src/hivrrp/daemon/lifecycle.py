@@ -92,21 +92,16 @@ async def read_config(path: str, config_id: str | None,
     """The configuration file parsed in a child process waited for on a worker
     thread (10,000 instances take ~1.5 s), its problems logged; Rejected when
     it is invalid. `abort` kills the child (a SIGTERM meanwhile)."""
-    from hivrrp.config.diagnostics import condense
+    from hivrrp.config.diagnostics import log_problems
     from hivrrp.config.isolated import load_isolated
 
     result = await in_daemon_thread(partial(load_isolated, path, config_id=config_id,
                                             abort=abort), "config-read")
     if abort is not None and abort.aborted:
         return Rejected(())             # SIGTERM: nothing wrong with the file
-    for line in condense(result.warnings):
-        log.warning("%s", line)
-    for diagnostic in result.infos:
-        log.info("%s", diagnostic)
+    log_problems(result, log)
     if result.ok:
         return result.config
-    for diagnostic in result.errors:
-        log.error("%s", diagnostic)
     log.error("reload rejected (%s): the running configuration stays",
               plural(len(result.errors), "error"))
     return Rejected(tuple(str(d) for d in result.errors))
