@@ -128,6 +128,9 @@ ACTED_ON = {
     "notify_priority_changes": inst("notify_priority_changes"),
     "vrrp_sync_group": sync("notify_master /bin/true\n    track_interface {\n eth1\n }"),
     "sync_group_tracking_weight": sync("sync_group_tracking_weight"),
+    "use_vmac": inst("use_vmac"),
+    "vmac_xmit_base": inst("use_vmac\n    vmac_xmit_base"),
+    "vmac_prefix": glob("vmac_prefix vx") + inst("use_vmac"),
 }
 
 
@@ -179,10 +182,10 @@ def test_no_email_keyword_no_info_line(tmp_path):
 
 def test_unsupported_keywords_keep_their_own_warnings(tmp_path):
     result = load_text(tmp_path, glob("vrrp_strict") + inst(
-        "use_vmac\n    no_accept\n    track_bfd {\n b\n }"))
+        "no_accept\n    track_bfd {\n b\n }"))
     assert not_acted_on(result.warnings) == []
-    assert [d.message.split(" ")[0] for d in result.warnings] == ["'vrrp_strict'", "use_vmac",
-                                                                  "no_accept", "'track_bfd'"]
+    assert [d.message.split(" ")[0] for d in result.warnings] == ["'vrrp_strict'", "no_accept",
+                                                                  "'track_bfd'"]
 
 
 def test_acted_on_keywords_do_not_warn(tmp_path):

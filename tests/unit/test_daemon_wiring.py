@@ -126,9 +126,9 @@ def test_plans_are_built_off_the_loop_thread(tmp_path, monkeypatch):
     threads = []
     real_build = plan_module.build
 
-    def recording_build(*args):
+    def recording_build(*args, **kwargs):
         threads.append(threading.current_thread())
-        return real_build(*args)
+        return real_build(*args, **kwargs)
 
     monkeypatch.setattr(plan_module, "build", recording_build)
     text = instance_text("VI_1", 51, ["192.0.2.51/24"], priority=255)

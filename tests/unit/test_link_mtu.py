@@ -3,7 +3,7 @@ VIPs an advert may list depends on it (keepalived's eVIPs)."""
 
 from helpers.plans import LINKS, instance_text, plan_of
 from hivrrp.kernel.linkpolicy import LinkTable
-from hivrrp.kernel.netlink import Link, Netlink, _event
+from hivrrp.kernel.netlink import Link, Netlink, _events
 
 MAC = bytes(6)
 
@@ -27,8 +27,8 @@ def test_the_dump_reads_each_link_s_mtu():
 
 
 def test_a_link_event_carries_the_mtu_into_the_table(tmp_path):
-    event = _event({"event": "RTM_NEWLINK", "index": 2, "ifname": "eth0",
-                    "address": "00:00:00:00:00:00", "flags": 0x41, "mtu": 1280})
+    [event] = _events({"event": "RTM_NEWLINK", "index": 2, "ifname": "eth0",
+                       "address": "00:00:00:00:00:00", "flags": 0x41, "mtu": 1280})
     assert event == ("link", 2, "eth0", MAC, True, 1280)
     table = LinkTable(LINKS)
     table.handle([event], plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])))

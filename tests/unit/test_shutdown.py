@@ -63,6 +63,7 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.notifications = Recorder(calls, "notifications")
         daemon.systemd = Recorder(calls, "systemd")
         daemon.control = AsyncRecorder(calls, "control")
+        daemon.vmac = AsyncRecorder(calls, "vmac")
         daemon.metrics = None
         await daemon.shutdown()
 
@@ -71,5 +72,5 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
     # Releasing failed at its first step and the announcer's close raised:
     # the sockets and netlink were closed all the same.
     assert calls == ["control.close", "driver.close", "trackers.close", "notifications.close",
-                     "netlink.close", "systemd.close"], calls
+                     "vmac.close", "netlink.close", "systemd.close"], calls
     assert caplog.text.count("shutdown step failed") == 2

@@ -25,7 +25,7 @@ IGNORED_GLOBAL = frozenset({
     "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
     "process_monitor_rcv_bufs", "process_monitor_rcv_bufs_force", "vrrp_priority",
     "vrrp_rt_priority", "vrrp_no_swap", "vrrp_cpu_affinity", "vrrp_rlimit_rttime",
-    "max_auto_priority", "min_auto_priority_delay", "vmac_prefix", "vmac_addr_prefix",
+    "max_auto_priority", "min_auto_priority_delay", "vmac_addr_prefix",
     "fifo_write_vrrp_states_on_reload", "reload_check_config", "reload_time_file",
     "reload_repeat", "reload_file", "config_save_dir", "include_check", "data_use_instance",
     "json_file_location", "json_version",
@@ -48,7 +48,7 @@ IGNORED_GLOBAL = frozenset({
 })
 
 IGNORED_INSTANCE = frozenset({
-    "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "vrf", "auth_hmac", "track_bfd",
+    "use_vmac_addr", "use_ipvlan", "vrf", "auth_hmac", "track_bfd",
     "garp_extra_if", "strict_mode", "kernel_rx_buf_size", "track_src_ip", "unicast_fault_no_peer",
     "old_unicast_checksum", "promote_secondaries", "no_virtual_ipaddress",
     "owner_ignore_adverts", "timer_expired_backup", "native_ipv6", "linkbeat_use_polling",

@@ -154,6 +154,7 @@ class GlobalDefs:
     notify_priority_changes: bool = False
     dynamic_interfaces: bool = False
     log_unknown_vrids: bool = False
+    vmac_prefix: str | None = None           # VMAC names: PREFIX.VRID (keepalived: "vrrp")
     # hivrrp's own (keywords.HIVRRP_GLOBAL): keepalived has neither setting.
     notify_script_timeout: float | None = None    # None: never killed, as keepalived
     notify_script_concurrency: int = NOTIFY_SCRIPT_CONCURRENCY
@@ -202,7 +203,9 @@ _RARE_DEFAULTS: dict[str, object] = {
     "skip_check_adv_addr": None,
     "check_unicast_src": False,
     "dont_track_primary": False,
-    "use_vmac": False,
+    "use_vmac": False,                       # True, or the VMAC's name (use_vmac NAME)
+    "vmac_mac": None,                        # use_vmac MAC: 6 bytes (5: the VRID is appended)
+    "vmac_xmit_base": False,
     "sync_group": None,
     "complete": True,                        # False when a required keyword had a bad value
 }
@@ -277,6 +280,8 @@ class Instance:
         check_unicast_src: bool
         dont_track_primary: bool
         use_vmac: str | bool
+        vmac_mac: bytes | None
+        vmac_xmit_base: bool
         sync_group: str | None
         complete: bool
 

@@ -143,7 +143,28 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
         diag.warning(inst.where, f"{label}: preempt_delay is ignored with "
                                  f"{'nopreempt' if inst.nopreempt else 'state MASTER'}")
         inst.preempt_delay = 0.0
+    _vmac(inst, diag)
     return True
+
+
+def _vmac(inst: Instance, diag: Diagnostics) -> None:
+    """keepalived's VMAC rules (vrrp_end_handler, vrrp_complete_instance), its
+    messages as errors (keepalived -t exits 5 on each), its corrections kept."""
+    if inst.use_vmac and inst.unicast_peers:
+        if inst.interface is None:
+            diag.error(inst.where, f"({inst.name}): Cannot use VMAC/ipvlan with unicast and "
+                                   "no interface - clearing use_vmac")
+            inst.use_vmac, inst.vmac_mac, inst.vmac_xmit_base = False, None, False
+        elif not inst.vmac_xmit_base:
+            # Unicast adverts go to the peers' own MACs: only the parent may send them.
+            diag.error(inst.where, f"({inst.name}) unicast with use_vmac requires "
+                                   "vmac_xmit_base - setting")
+            inst.vmac_xmit_base = True
+    if inst.vmac_xmit_base and not inst.use_vmac:
+        diag.error(inst.where, f"({inst.name}) vmac_xmit_base is only valid with a vmac")
+        inst.vmac_xmit_base = False
+    if inst.use_vmac and inst.vmac_mac is not None and len(inst.vmac_mac) == 5:
+        inst.vmac_mac += bytes([inst.vrid])     # `use_vmac 02:11:22:33:44`: the VRID last
 
 
 def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:

@@ -13,7 +13,9 @@ import asyncio
 import ipaddress
 import logging
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
 from hivrrp._wire import DEFAULT_MTU, advert_room
@@ -25,6 +27,7 @@ from hivrrp.tracking.syncgroups import EngineView, groups_of
 
 log = logging.getLogger("hivrrp")
 EVIP_LINES = 8                 # keepalived's eVIP line per instance, for this many a build
+EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class InstancePlan:
     vips: tuple[Change, ...]       # additions; removal() gives the way back
     routes: tuple[Routing, ...]    # virtual_routes and virtual_rules, in order
     faults: int                    # FAULT_* bits known at build time
+    vmac: str | None = None        # its VMAC's name (use_vmac): the VIPs' interface
 
 
 @dataclass
@@ -69,6 +73,11 @@ class Plan:
     interfaces: dict[str, int] = field(default_factory=dict)
     sync_groups: dict[str, list[str]] = field(default_factory=dict)   # group -> members
     view: EngineView | None = None     # members' states by name, for syncgroups
+    # VMAC name -> the instance whose it is. A deleted one is made again.
+    vmacs: dict[str, str] = field(default_factory=dict)
+    # vmac_xmit_base instances run on their parent, which the engine watches;
+    # their VMAC's link state faults them too: ifindex (VMAC or parent) -> names.
+    vmac_watch: dict[int, list[str]] = field(default_factory=dict)
 
     def vip_owner(self, ifindex: int, address: str) -> str | None:
         """The instance whose VIP `address` on `ifindex` is (the last one
@@ -103,15 +112,27 @@ class Plan:
         link that came up meanwhile must not fault a kept master for a moment."""
         out = {}
         for name, inst in self.instances.items():
-            link = links.get(inst.config.interface) if inst.config.interface else None
             faults = inst.faults & ~FAULT_INTERFACE
-            # dont_track_primary: a link that is down does not fault it (a missing one does).
-            if (link is None or link.index != inst.ifindex
-                    or not (link.up or inst.config.dont_track_primary)):
+            if self.link_fault(inst, links):
                 faults |= FAULT_INTERFACE
             if faults:
                 out[name] = faults
         return out
+
+    @staticmethod
+    def link_fault(inst: InstancePlan, links: dict[str, Link]) -> bool:
+        """Is the instance's interface (and VMAC) missing, or down? dont_track_primary:
+        a link that is down does not fault it (a missing one does)."""
+        c = inst.config
+        link = links.get(c.interface) if c.interface else None
+        if link is None or not (link.up or c.dont_track_primary):
+            return True
+        if inst.vmac is None:
+            return link.index != inst.ifindex
+        vmac = links.get(inst.vmac)
+        if vmac is None or not (vmac.up or c.dont_track_primary):
+            return True
+        return (link if c.vmac_xmit_base else vmac).index != inst.ifindex
 
     def memberships(self) -> set[tuple[int, bytes, int]]:
         """(family, group, ifindex) of every multicast group the instances listen on."""
@@ -148,7 +169,8 @@ def instance_key(inst: Instance) -> tuple:
         where = ("unicast", str(inst.unicast_src_ip),
                  frozenset(str(p.address) for p in inst.unicast_peers))
     else:
-        where = ("multicast", str(inst.mcast_dst_ip))
+        # keepalived: a multicast instance that gains or loses its VMAC is another one.
+        where = ("multicast", str(inst.mcast_dst_ip), bool(inst.use_vmac))
     return (inst.interface, inst.family, inst.vrid, where)
 
 
@@ -182,12 +204,13 @@ def carry_over(old: Plan, new: Plan, kept: dict[str, str], now: int) -> dict[str
 
 
 async def build_off_loop(config: Config, links: dict[str, Link], addresses: list[Address],
-                         now: int, running: Plan | None = None) -> tuple[Plan, dict[str, str]]:
+                         now: int, running: Plan | None = None,
+                         vmacs: Mapping[str, str] = EMPTY_MAP) -> tuple[Plan, dict[str, str]]:
     """build() and, for a reload, match() against the running plan, on a worker
     thread: 4,000 instances take longer than a v3 Master_Down_Interval. Plans
     are not changed once built, so the thread may read the running one."""
     def work() -> tuple[Plan, dict[str, str]]:
-        new = build(config, links, addresses, now)
+        new = build(config, links, addresses, now, vmacs=vmacs)
         return new, match(running, new) if running is not None else {}
     return await asyncio.to_thread(work)
 
@@ -221,11 +244,12 @@ _SILENT = logging.Logger("hivrrp-plan-quiet", level=logging.CRITICAL + 1)
 
 
 def build(config: Config, links: dict[str, Link], addresses: list[Address], now: int,
-          quiet: bool = False) -> Plan:
+          quiet: bool = False, vmacs: Mapping[str, str] = EMPTY_MAP) -> Plan:
     """A new engine for `config` (instances not started, build-time FAULT
     reasons not applied yet: the caller does that on the loop). `quiet`: no
     warnings about this host's links and addresses, for callers to whom they
-    say nothing (decode's made-up links, release at every stop)."""
+    say nothing (decode's made-up links, release at every stop). `vmacs`:
+    each use_vmac instance's VMAC (kernel/vmac.py made them)."""
     report = _SILENT if quiet else log
     g = config.global_defs
     instances = config.instances
@@ -239,7 +263,28 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         ifindex = link.index if link else 0
         if inst.interface:
             plan.interfaces[inst.interface] = ifindex
+        # The source is the parent's address, whatever sends (keepalived's
+        # VRRP_CONFIGURED_IFP); an IPv6 VMAC carries it too (kernel/vmac.py).
         src = sources.primary(inst, ifindex, not_sources)
+        vmac = vmacs.get(inst.name)
+        vmac_link = links.get(vmac) if vmac else None
+        vip_link = link
+        if vmac is not None:
+            plan.interfaces[vmac] = vmac_link.index if vmac_link else 0
+            plan.vmacs[vmac] = inst.name
+            vip_link = vmac_link
+            if inst.vmac_xmit_base:
+                # Adverts from the parent, and received there (keepalived's
+                # vmac_xmit_base): the engine runs the instance on the parent.
+                for watched in (ifindex, plan.interfaces[vmac]):
+                    if watched:
+                        plan.vmac_watch.setdefault(watched, []).append(inst.name)
+            else:
+                # Adverts from the VMAC, so their source MAC is the virtual
+                # one, and received on it: a peer's adverts from its VMAC (our
+                # VMAC's MAC) reach only our VMAC, never the parent (the
+                # macvlan driver hands such frames to the one with that MAC).
+                ifindex = plan.interfaces[vmac]
         group = inst.mcast_dst_ip or (g.mcast_group4 if inst.family == 4 else g.mcast_group6)
         index = engine.add_instance(
             vrid=inst.vrid, ifindex=ifindex, family=inst.family, version=inst.version,
@@ -247,7 +292,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             priority=inst.priority, interval_cs=round(inst.advert_int * 100),
             preempt=not inst.nopreempt, preempt_delay=inst.preempt_delay,
             group=str(group), peers=[str(p.address) for p in inst.unicast_peers],
-            addresses=_advertised(inst, link, excess, report),
+            addresses=_advertised(inst, vip_link or link, excess, report),
             auth_type=1 if inst.auth_type == "PASS" else 0,
             auth_data=(inst.auth_pass or "").encode(),
             down_timer_adverts=inst.down_timer_adverts or g.down_timer_adverts,
@@ -255,13 +300,19 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             higher_prio_send_advert=_either(inst.higher_prio_send_advert,
                                             g.higher_prio_send_advert),
             pseudo_header=not g.v3_checksum_as_v2, track_link=not inst.dont_track_primary)
-        vips = _vips(inst, link, links, report)
+        vips = _vips(inst, link, vmac is not None, vmac_link, links, report)
         faults = 0
         if link is None:
             report.warning("(%s) interface %s is missing: FAULT", inst.name, inst.interface)
             faults |= FAULT_INTERFACE
         elif not link.up and not inst.dont_track_primary:
             report.warning("(%s) interface %s is down: FAULT", inst.name, inst.interface)
+            faults |= FAULT_INTERFACE
+        elif vmac is not None and vmac_link is None:
+            report.warning("(%s) VMAC %s is missing: FAULT", inst.name, vmac)
+            faults |= FAULT_INTERFACE
+        elif vmac_link is not None and not vmac_link.up and not inst.dont_track_primary:
+            report.warning("(%s) VMAC %s is down: FAULT", inst.name, vmac)
             faults |= FAULT_INTERFACE
         if src is None:
             report.warning("(%s) no IPv%d source address on %s: FAULT", inst.name, inst.family,
@@ -270,7 +321,7 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
         plan.names.append(inst.name)
         plan.index[inst.name] = index
         plan.instances[inst.name] = InstancePlan(inst.name, inst, ifindex, vips,
-                                                 _routes(inst, links, report), faults)
+                                                 _routes(inst, links, report), faults, vmac)
         for change in vips:
             plan._own_vip(inst.name, change)
     for inst in instances:
@@ -319,12 +370,18 @@ def _either(own, default):
     return own if own is not None else default
 
 
-def _vips(inst: Instance, link: Link | None, links: dict[str, Link],
-          report: logging.Logger) -> tuple[Change, ...]:
+def _vips(inst: Instance, link: Link | None, has_vmac: bool, vmac_link: Link | None,
+          links: dict[str, Link], report: logging.Logger) -> tuple[Change, ...]:
+    """With a VMAC, the VIPs of the instance's family go on it (those whose
+    `dev` is its interface too), the others on the interface, as keepalived."""
     out = []
     for vip in [*inst.vips, *inst.excluded_vips]:
         dev = vip.options.get("dev")
         vip_link = links.get(dev) if isinstance(dev, str) else link
+        if has_vmac and vip.family == inst.family and (dev is None or dev == inst.interface):
+            if vmac_link is None:
+                continue               # the instance faults for want of its VMAC
+            vip_link = vmac_link
         if vip_link is None:
             report.warning("(%s) no interface for VIP %s", inst.name, vip.text)
             continue

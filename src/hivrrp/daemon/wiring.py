@@ -27,6 +27,7 @@ from hivrrp.kernel.announce_policy import AnnouncePolicy
 from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.kernel.netlink import Link, Netlink
 from hivrrp.kernel.vipqueue import VipQueue, remove_leftovers
+from hivrrp.kernel.vmac import VmacManager
 from hivrrp.notify.events import Notifications, security_off_loop
 
 # Imported at start, with the rest: conf/install.sh upgrades the venv under a
@@ -45,6 +46,7 @@ log = logging.getLogger("hivrrp")
 
 SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
 RELOAD_EXIT_WAIT = 5.0         # seconds for an abandoned reload's worker step to end at exit
+VMAC_SETTLE_WAIT = 5.0         # seconds for the monitor to tell the VMACs a reload made
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
@@ -63,6 +65,7 @@ class Daemon:
         self.namespace = runpaths.namespace_name()
         self.plan: Plan | None = None
         self.netlink = netlink or Netlink()
+        self.vmac = VmacManager(self.netlink)
         self.monitor = monitor   # None: the real one (tests pass a stand-in)
         self.lifecycle = Lifecycle(lambda abort: read_config(config_path, config_id, abort),
                                    self.apply_config,
@@ -135,11 +138,15 @@ class Daemon:
         self.sync = SyncGroups({})
         self.running = False    # instances started and not stopping: trackers may start held ones
         await self.netlink.start()
+        # The VMACs before the monitor listens: the news of their making is
+        # not news (their states on the way up would fault their instances).
+        vmacs = await self.vmac.ensure(self.config, await self.netlink.addresses(), False)
         self.links.monitor.start()   # before the first dump: nothing falls in between
         self.links.table.links = await self.netlink.links()
         addresses = await self.netlink.addresses()
         built_on = dict(self.links.table.links)
-        plan, _ = await build_off_loop(self.config, built_on, addresses, now_us(loop))
+        plan, _ = await build_off_loop(self.config, built_on, addresses, now_us(loop),
+                                       vmacs=vmacs.names)
         ahead = await self.trackers.prepare(self.config)
         await remove_leftovers(self.netlink.apply, plan, addresses)
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
@@ -267,7 +274,21 @@ class Daemon:
 
     async def apply_config(self, config: Config) -> str:
         """Swap in a new configuration without disturbing what did not change."""
+        self.links.table.building = True
+        try:
+            summary, vmacs = await self._apply_config(config)
+        finally:
+            self.links.table.building = False
+        # After the swap: the instances that had them are gone (and said priority 0).
+        await self.vmac.retire(vmacs)
+        return summary
+
+    async def _apply_config(self, config: Config) -> tuple[str, list[str]]:
         addresses = await self.netlink.addresses()
+        vmacs = await self.vmac.ensure(config, addresses, True)
+        self.lifecycle.check()
+        if vmacs.settling and not await self.links.settle(vmacs.settling, VMAC_SETTLE_WAIT):
+            log.warning("the kernel's news of the VMACs made is late: building without it")
         old = self.plan
         # A rebuild keeps the verdicts of its load, as keepalived checks at load.
         security = (self.notifications.security if config is old.config
@@ -275,7 +296,7 @@ class Daemon:
         self.lifecycle.check()
         built_on = dict(self.links.table.links)
         new, kept = await build_off_loop(config, built_on, addresses,
-                                         now_us(self.loop), old)
+                                         now_us(self.loop), old, vmacs.names)
         self.lifecycle.check()
         ahead = await self.trackers.prepare(config)
         self.lifecycle.check()
@@ -320,7 +341,7 @@ class Daemon:
         self.trimmer.arm()
         # The old plan is freed on return, here: a worker thread would hold the
         # GIL throughout the deallocation just the same (no bytecode runs in it).
-        return summary
+        return summary, list(vmacs.names.values())
 
     def write_dump(self, kind: str) -> None:
         """SIGUSR1 (data) / SIGUSR2 (stats): a snapshot is taken now, on the loop;
@@ -370,8 +391,8 @@ class Daemon:
         # netlink closes under it.
         await run_each([self.lifecycle.halt, self._close_control, self._close_metrics,
                         self._release, self.driver.close, self.garp.close, self.trackers.close,
-                        self.notifications.close, self._wait_for_reload, self.netlink.close,
-                        self.systemd.close])
+                        self.notifications.close, self._wait_for_reload, self.vmac.close,
+                        self.netlink.close, self.systemd.close])
 
     async def _wait_for_reload(self) -> None:
         await self.lifecycle.stop(RELOAD_EXIT_WAIT)

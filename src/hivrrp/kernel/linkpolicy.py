@@ -53,6 +53,11 @@ class LinkTable:
         self.held: list[tuple] = []
         self.overflowed = False
         self.generation = 0            # link events taken in: a dump older than one is stale
+        self.deleted: set[str] = set()  # links the kernel said were deleted, by name
+        # While a reload or rebuild runs (it makes the VMACs, kernel/vmac.py, and
+        # builds on the links after), news of links is its own doing or will be
+        # judged against the plan it installs (since()): no rebuild asked for.
+        self.building = False
 
     def by_index(self) -> dict[int, Link]:
         return {link.index: link for link in self.links.values()}
@@ -87,6 +92,11 @@ class LinkTable:
                     log.info("(%s) a source address appeared: %s", names[0], address)
                     decisions.append(Rebuild(f"address {address} appeared"))
                     waiting = {}   # one rebuild serves them all
+            elif kind == "dellink":
+                _, index, name = event
+                self.deleted.add(name)
+                if not self.building:
+                    decisions += _vmac_gone(name, index, plan)
             elif kind == "resync":
                 decisions.append(Resync())
         return _dedupe(decisions)
@@ -97,17 +107,26 @@ class LinkTable:
         old = self.links.get(name)
         self.links[name] = link
         self.generation += 1
+        if old is None or old.index != index:
+            self.deleted.discard(name)     # (made again)
+        if self.building and plan.interfaces.get(name, index) != index:
+            return []
         return _judge(link, old, plan)
 
     def replace(self, links: dict[str, Link], plan: Plan) -> list[Decision]:
         """A fresh dump (after a resync): what it shows that the events had not."""
         links = dict(links)
+        gone = []
         for name, old in self.links.items():
             if name not in links:   # deleted meanwhile: as RTM_DELLINK would have said
                 links[name] = Link(old.index, name, old.mac, False)
+                self.deleted.add(name)
+                gone.append((name, old.index))
         decisions: list[Decision] = []
         for name, link in links.items():
             decisions += _judge(link, self.links.get(name), plan)
+        for name, index in gone:
+            decisions += _vmac_gone(name, index, plan)
         self.links = links
         self.generation += 1
         return _dedupe(decisions)
@@ -119,6 +138,8 @@ class LinkTable:
         for name, link in self.links.items():
             if snapshot.get(name) != link:
                 decisions += _judge(link, snapshot.get(name), plan)
+            if name in self.deleted:
+                decisions += _vmac_gone(name, link.index, plan)
         return _dedupe(decisions)
 
 
@@ -133,6 +154,16 @@ def _judge(link: Link, before: Link | None, plan: Plan) -> list[Decision]:
     if before is None or before.up != link.up:
         log.info("interface %s is %s", link.name, "up" if link.up else "down")
         return [InterfaceState(link.index, link.up)]
+    return []
+
+
+def _vmac_gone(name: str, index: int, plan: Plan) -> list[Decision]:
+    """One of the plan's VMACs was deleted (not by us: ours go after the plan
+    that had them): made again, as keepalived does. Its instance is in FAULT
+    meanwhile (the link's own event)."""
+    if name in plan.vmacs and plan.interfaces.get(name) == index:
+        log.warning("(%s) VMAC %s was deleted: making it again", plan.vmacs[name], name)
+        return [Rebuild(f"VMAC {name} was deleted")]
     return []
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from hivrrp._engine import FAULT_INTERFACE
 from hivrrp.daemon import reactor
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.lifecycle import Lifecycle
@@ -45,6 +46,9 @@ class LinkWatch:
         self.on_links: Callable[[dict[str, Link]], None] | None = None
         # Subscribed before the caller's first dump; what arrives meanwhile is held.
         self.monitor = monitor or Monitor(loop, self.on_netlink)
+        # settle(): links the monitor has yet to tell in their final state.
+        self.awaited: dict[str, tuple[int, bool]] = {}
+        self.settled: asyncio.Future | None = None
 
     def installed(self, plan: Plan, built_on: dict[str, Link]) -> None:
         """A plan became the running one: apply what the links did while it was
@@ -62,6 +66,32 @@ class LinkWatch:
     def on_netlink(self, events: list[tuple]) -> None:
         plan = self.current_plan()
         self.carry_out(self.table.handle(events, plan), plan)
+        if self.awaited:
+            self._check_settled()
+
+    async def settle(self, expected: dict[str, tuple[int, bool]], timeout: float) -> bool:
+        """Until the monitor has told every link of `expected` (name -> (index,
+        up)) in that state: links a reload just made (VMACs), whose earlier
+        states are still on their way. False when `timeout` ran out first."""
+        self.awaited = dict(expected)
+        self.settled = self.loop.create_future()
+        self._check_settled()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.settled), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.awaited, self.settled = {}, None
+
+    def _check_settled(self) -> None:
+        links = self.table.links
+        for name, (index, up) in list(self.awaited.items()):
+            link = links.get(name)
+            if link is not None and link.index == index and link.up == up:
+                del self.awaited[name]
+        if not self.awaited and self.settled is not None and not self.settled.done():
+            self.settled.set_result(True)
 
     def carry_out(self, decisions: list[Decision], plan: Plan) -> None:
         if not decisions:
@@ -71,6 +101,11 @@ class LinkWatch:
         for d in decisions:
             if isinstance(d, InterfaceState):
                 plan.engine.set_interface(d.ifindex, d.up, now)
+                for name in plan.vmac_watch.get(d.ifindex, ()):
+                    # vmac_xmit_base: its parent and its VMAC must both be up.
+                    plan.engine.set_fault(plan.index[name], FAULT_INTERFACE,
+                                          plan.link_fault(plan.instances[name], self.table.links),
+                                          now)
                 links_moved = True
             elif isinstance(d, Rebuild):
                 self.lifecycle.request_rebuild(d.why)

@@ -68,6 +68,10 @@ class Netlink:
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
+    async def run(self, function, *args):
+        """function(*args) on the netlink thread (kernel/vmac.py's work)."""
+        return await self._run(function, *args)
+
     async def start(self) -> None:
         await self._run(self._open)
 
@@ -141,7 +145,9 @@ class Monitor:
     loop with compact tuples:
         ("link", index, name, mac, up, mtu), ("deladdr", index, family, address),
         ("newaddr", index, family, address) only while want_new_addresses(True),
-        ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything.
+        ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything,
+        ("dellink", index, name) after the "link" of a deleted link (a VMAC
+        deleted behind our back is made again, one set down is not).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, callback,
@@ -233,7 +239,7 @@ class Monitor:
                     return
                 events = [("resync",)]  # after resubscribing: nothing falls in between
             else:
-                events = [e for e in map(_event, messages) if e is not None]
+                events = [e for message in messages for e in _events(message)]
             if events and not self.stopped:
                 self.loop.call_soon_threadsafe(self.callback, events)
         self._close(self.ipr)
@@ -264,16 +270,19 @@ DROP_NEW_ADDRESSES = [(0x28, 0, 0, 4),                      # ldh [4]   nlmsg_ty
 KEEP_ALL = [(0x06, 0, 0, 0xFFFFFFFF)]
 
 
-def _event(msg) -> tuple | None:
+def _events(msg) -> list[tuple]:
     kind = msg.get("event")
     if kind in ("RTM_NEWLINK", "RTM_DELLINK"):
         flags = msg.get("flags") or 0
         mac = msg.get("address") or "00:00:00:00:00:00"
         up = kind == "RTM_NEWLINK" and bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
-        return ("link", msg.get("index"), msg.get("ifname"), bytes.fromhex(mac.replace(":", "")),
+        link = ("link", msg.get("index"), msg.get("ifname"), bytes.fromhex(mac.replace(":", "")),
                 up, msg.get("mtu") or DEFAULT_MTU)
+        if kind == "RTM_DELLINK":
+            return [link, ("dellink", msg.get("index"), msg.get("ifname"))]
+        return [link]
     if kind in ("RTM_DELADDR", "RTM_NEWADDR"):
         family = 4 if msg.get("family") == socket.AF_INET else 6
-        return ("deladdr" if kind == "RTM_DELADDR" else "newaddr", msg.get("index"), family,
-                msg.get("address"))
-    return None
+        return [("deladdr" if kind == "RTM_DELADDR" else "newaddr", msg.get("index"), family,
+                 msg.get("address"))]
+    return []

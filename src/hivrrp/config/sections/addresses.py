@@ -55,6 +55,13 @@ def _vip(b: Builder, node: Node) -> Vip | None:
         word = words.pop(0)
         if word in VIP_FLAGS:
             options[word.lstrip("-")] = True
+            if word == "use_vmac":
+                # keepalived's address VMACs (a macvlan of its own for the address):
+                # not done; the instance's use_vmac is.
+                b.diag.warning(node.where, f"{text}: 'use_vmac' on an address is not "
+                                           "supported by hivrrp: the address goes on the "
+                                           "instance's interface (its VMAC with the "
+                                           "instance's use_vmac)", key="use_vmac")
         elif word in VIP_VALUES:
             if not words:
                 b.diag.error(node.where, f"{text}: '{word}' needs a value")

@@ -67,6 +67,19 @@ def _smtp_server(b: Builder, node: Node, target: GlobalDefs) -> None:
     b.no_more(node, 2)
 
 
+def _vmac_prefix(b: Builder, node: Node, target: GlobalDefs) -> None:
+    prefix = b.arg(node)
+    b.no_more(node, 1)
+    if prefix is None:
+        return
+    # keepalived takes any word (and cuts it to fit); one that no interface
+    # name may hold would only fail at the first VMAC.
+    if any(c in "/:" or c.isspace() for c in prefix):
+        b.diag.warning(node.where, f"vmac_prefix '{prefix}': interface names cannot hold "
+                                   "'/', ':' or blanks; no VMAC can be created with it")
+    target.vmac_prefix = prefix
+
+
 def _fifo(attribute: str):   # one path argument (FIFOs, dump files)
     def handler(b: Builder, node: Node, target: GlobalDefs) -> None:
         setattr(target, attribute, b.arg(node))
@@ -114,6 +127,7 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "vrrp_notify_priority_changes": setter("notify_priority_changes", "bool"),
     "dynamic_interfaces": setter("dynamic_interfaces", "bool"),
     "log_unknown_vrids": setter("log_unknown_vrids", "bool"),
+    "vmac_prefix": _vmac_prefix,
     # hivrrp's own (keywords.HIVRRP_GLOBAL)
     "hivrrp_notify_script_timeout": _notify_script_timeout,
     "hivrrp_notify_script_concurrency": setter("notify_script_concurrency", "int", 1, 65535),

@@ -132,9 +132,67 @@ def _accept(value: bool):
     return handler
 
 def _use_vmac(b: Builder, node: Node, inst: Instance) -> None:
-    b.diag.warning(node.where, "use_vmac is not supported by hivrrp yet: the VIPs are added "
-                               "to the interface itself")
-    inst.use_vmac = node.args[0] if node.args else True
+    """`use_vmac [NAME] [MAC]`, checked as keepalived's vrrp_vmac_handler does,
+    with its messages: what it ignores is an error here (keepalived -t exits 5)."""
+    inst.use_vmac = inst.use_vmac or True
+    for word in node.args[:2]:
+        if ":" in word:                 # interface names cannot hold a ':'
+            if inst.vmac_mac is not None:
+                b.diag.error(node.where, "VMAC interface address already specified")
+                continue
+            mac, why = vmac_address(word)
+            if why is not None:
+                b.diag.error(node.where, why)
+            else:
+                inst.vmac_mac = mac
+        else:
+            if isinstance(inst.use_vmac, str):
+                b.diag.error(node.where, "VMAC interface name already specified")
+            elif not interface_name_valid(word):
+                b.diag.error(node.where, f"VMAC interface name '{word}' too long or invalid "
+                                         "characters - ignoring")
+            else:
+                other = next((i for i in b.config.instances if i.use_vmac == word), None)
+                if other is not None:
+                    b.diag.error(node.where, f"({inst.name}) VRRP instance {other.name} is "
+                                             f"already using {word} - ignoring name")
+                else:
+                    inst.use_vmac = word
+    if len(node.args) > 2:
+        # keepalived reads two words and ignores the rest without a word.
+        b.diag.warning(node.where, f"use_vmac: '{' '.join(node.args[2:])}' ignored (a name "
+                                   "and a MAC address at most)")
+
+
+def _vmac_xmit_base(b: Builder, node: Node, inst: Instance) -> None:
+    b.no_more(node, 0)
+    inst.vmac_xmit_base = True
+
+
+IFNAMSIZ = 16
+RFC5798_PREFIX = b"\x00\x00\x5e\x00"
+
+
+def interface_name_valid(name: str) -> bool:
+    """The kernel's dev_valid_name (keepalived copies it)."""
+    return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in name))
+
+
+def vmac_address(text: str) -> tuple[bytes | None, str | None]:
+    """`use_vmac`'s MAC: (6 bytes, or 5 when the VRID completes it; None) or
+    (None, keepalived's message)."""
+    if text.strip("0123456789ABCDEFabcdef:"):
+        return None, f"VMAC invalid MAC address {text}"
+    octets = text.removesuffix(":").split(":")
+    if len(octets) not in (5, 6) or not all(0 < len(o) <= 2 for o in octets):
+        return None, f"VMAC invalid MAC address {text} - ignored"
+    mac = bytes(int(o, 16) for o in octets)
+    if mac[0] & 1:
+        return None, f"VMAC MAC address is multicast {text} - ignoring"
+    if mac[:4] == RFC5798_PREFIX and mac[4] in (1, 2):
+        return None, f"VMAC MAC address not allowed to be RFC5798 address ({text}) - ignoring"
+    return mac, None
 
 
 def _ignore_with_value(b: Builder, node: Node, inst: Instance) -> None:
@@ -178,6 +236,7 @@ INSTANCE_HANDLERS: dict[str, Callable] = {
     "notify_priority_changes": setter("notify_priority_changes", "bool"),
     "smtp_alert": setter("smtp_alert", "bool"),
     "use_vmac": _use_vmac,
+    "vmac_xmit_base": _vmac_xmit_base,
     "down_timer_adverts": setter("down_timer_adverts", "int", 1, 100),
     "lower_prio_no_advert": setter("lower_prio_no_advert", "bool"),
     "higher_prio_send_advert": setter("higher_prio_send_advert", "bool"),

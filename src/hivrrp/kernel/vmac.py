@@ -1,0 +1,325 @@
+"""The daemon's VMACs: made, adopted, put right and deleted on the netlink
+thread; vmac_policy.py decides, vmacnl.py speaks netlink.
+
+Everything here but the async front runs on the netlink thread (one at a
+time, in order), which owns the state: the VMACs this daemon made or adopted,
+the parents' own sysctl values and what it did to rp_filter. The loop awaits
+plain results.
+
+Making a thousand VMACs is a few batches whatever their number (vmacnl.py):
+the macvlans; then, by the index a dump tells, their IPv4 sysctls and IPv6
+address mode (netlink) and the parents' ARP sysctls; IPv6 on or off
+(/proc/sys/net/ipv6/conf/NAME/disable_ipv6: no netlink request sets it); then
+up, and the IPv6 VMACs' source address. A sysctl or link the kernel refuses is
+logged with its reason, once per kind of failure, and the instance faults for
+want of its VMAC rather than running half set up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hivrrp.config.model import Config
+from hivrrp.kernel import vmacnl
+from hivrrp.kernel.netlink import Address, Netlink
+from hivrrp.kernel.vmac_policy import (
+    VMAC_SYSCTLS,
+    Adopt,
+    Create,
+    Delete,
+    Fix,
+    ParentState,
+    RpFilter,
+    Vmac,
+    clear_rp_filter,
+    ipv6_sources,
+    parent_changes,
+    parent_released,
+    restore_rp_filter,
+    retired,
+    wanted,
+)
+from hivrrp.kernel.vmacnl import LinkInfo
+from hivrrp.util.text import plural
+
+log = logging.getLogger("hivrrp")
+
+SYSCTL = "/proc/sys/net/{family}/conf/{interface}/{key}"
+RUNNING_WAIT = 3.0            # seconds for new VMACs to show their carrier
+RUNNING_POLL = 0.02
+
+
+@dataclass(frozen=True)
+class Vmacs:
+    """What the plan needs: each `use_vmac` instance's VMAC name (missing links
+    fault it), and the state the monitor will report the ones just made or
+    changed in (index, up), for the daemon to wait for before it builds."""
+    names: dict[str, str] = field(default_factory=dict)
+    settling: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    xmit_base: frozenset[str] = frozenset()
+
+
+NONE = Vmacs()
+
+
+class VmacManager:
+    def __init__(self, netlink: Netlink) -> None:
+        self.netlink = netlink
+        self.batcher: vmacnl.LinkBatcher | None = None
+        self.ours: dict[str, int] = {}            # VMAC name -> ifindex
+        self.family: dict[str, int] = {}          # VMAC name -> family
+        self.parents: dict[int, ParentState] = {}
+        self.rp = RpFilter()
+        self.failed_sysctls: set[str] = set()     # kinds already logged
+
+    # ------------------------------------------------------------ the loop's side
+
+    async def ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
+        """Make the links what `config` asks (nothing at all without use_vmac)."""
+        if not self.ours and not any(i.use_vmac for i in config.instances):
+            return NONE
+        return await self.netlink.run(self._ensure, config, addresses, reload)
+
+    async def retire(self, keep: Iterable[str]) -> None:
+        """Delete our VMACs that are not in `keep` (after a reload's swap)."""
+        keep = set(keep)
+        if any(name not in keep for name in self.ours):
+            await self.netlink.run(self._delete, retired(self.ours, keep))
+
+    async def close(self) -> None:
+        """At exit: every VMAC of ours deleted, the sysctls we changed put back."""
+        if self.ours or self.rp.active:
+            await self.netlink.run(self._delete, retired(self.ours, set(), "stopping"))
+        if self.batcher is not None:
+            await self.netlink.run(self.batcher.close)
+            self.batcher = None
+
+    # ------------------------------------------------------------ the netlink thread
+
+    def _links(self) -> dict[str, LinkInfo]:
+        if self.batcher is None:
+            self.batcher = vmacnl.LinkBatcher()
+        return self.batcher.links()
+
+    def _ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
+        started = time.monotonic()
+        links = self._links()
+        sources = ipv6_sources(config, links, [(a.index, a.family, a.address)
+                                               for a in addresses])
+        want = wanted(config, links, self.ours, sources, reload)
+        for line in want.problems:
+            log.error("%s", line)
+        for line in want.notes:
+            log.info("%s", line)
+        deletions = [a for a in want.actions if isinstance(a, Delete)]
+        if deletions:
+            self._delete(deletions)
+            links = self._links()
+        if any(v.family == 4 for v in want.vmacs.values()):
+            self._clear_rp_filter(links.values())
+        made = self._make(want.actions, links)
+        if made:
+            log.info("VMACs: %s made, %s put right, %s adopted in %.2f s",
+                     made["made"], made["fixed"], made["adopted"], time.monotonic() - started)
+        xmit = frozenset(inst.name for inst in config.instances
+                         if inst.use_vmac and inst.vmac_xmit_base)
+        return Vmacs({name: v.name for name, v in want.vmacs.items()}, made.get("settling", {}),
+                     xmit)
+
+    def _make(self, actions: list, links: dict[str, LinkInfo]) -> dict:
+        todo = [a for a in actions if isinstance(a, (Create, Fix, Adopt))]
+        if not todo:
+            return {}
+        # 1. the macvlans
+        requests, whose = [], []
+        for action in todo:
+            v = action.vmac
+            if isinstance(action, Create):
+                requests.append(vmacnl.create_macvlan(v.name, v.parent_index, v.mac, v.master,
+                                                      v.group))
+                whose.append(action)
+            elif isinstance(action, Fix):
+                requests.append(vmacnl.update_macvlan(action.index, v.mac))
+                whose.append(action)
+        for position, why in self._send(requests):
+            action = whose[position]
+            verb = "create" if isinstance(action, Create) else "update"
+            log.error("(%s): Unable to %s VMAC interface %s: %s", action.vmac.instance, verb,
+                      action.vmac.name, why)
+        links = self._links()
+        ready: list[tuple[Vmac, LinkInfo, str]] = []
+        for action in todo:
+            v = action.vmac
+            link = links.get(v.name)
+            if (link is None or link.kind != "macvlan" or link.parent != v.parent_index
+                    or link.mac != v.mac or link.mode != vmacnl.MACVLAN_MODE_PRIVATE):
+                continue          # not made, or not ours after all: left alone
+            ready.append((v, link, type(action).__name__))
+            self.ours[v.name] = link.index
+            self.family[v.name] = v.family
+        # 2. sysctls: the VMACs' (netlink), their parents' (netlink), IPv6 on or off (/proc)
+        requests, what = [], []
+        for v, link, _kind in ready:
+            requests.append(vmacnl.configure(link.index, VMAC_SYSCTLS if v.family == 4 else None,
+                                             addrgen_none=True))
+            what.append(f"the sysctls of {v.name}")
+            if v.family == 4:
+                parent = links.get(v.parent)
+                if parent is not None:
+                    changes = parent_changes(self.parents, parent, v.name)
+                    if changes:
+                        requests.append(vmacnl.devconf(parent.index, changes))
+                        what.append(f"arp_ignore and arp_filter of {parent.name}")
+        for position, why in self._send(requests):
+            log.error("cannot set %s: %s", what[position], why)
+        for v, link, _kind in ready:
+            wanted_value = 0 if v.ipv6 else 1
+            if link.disable_ipv6 != wanted_value:
+                self._sysctl("ipv6", v.name, "disable_ipv6", wanted_value)
+        # 3. up, then the IPv6 source address
+        requests, what = [], []
+        for v, link, _kind in ready:
+            requests.append(vmacnl.set_up(link.index))
+            what.append(f"{v.name} up")
+            if v.link_local is not None:
+                requests.append(vmacnl.link_local(link.index, v.link_local))
+                what.append(f"{v.link_local} on {v.name}")
+        for position, why in self._send(requests):
+            if not why.startswith("File exists"):
+                log.error("(VMAC) cannot set %s: %s", what[position], why)
+        settling = self._wait_running({v.name: link.index for v, link, _ in ready}, links)
+        counts = {"made": 0, "fixed": 0, "adopted": 0}
+        for _v, _link, kind in ready:
+            counts[{"Create": "made", "Fix": "fixed", "Adopt": "adopted"}[kind]] += 1
+        return {**counts, "settling": settling}
+
+    def _wait_running(self, made: dict[str, int],
+                      before: dict[str, LinkInfo]) -> dict[str, tuple[int, bool]]:
+        """The state each VMAC ends in: up with a carrier when its parent has
+        one. Waited for (a little), so that the monitor has said so before
+        the daemon builds on it: a VMAC judged down while it came up would
+        fault its instance for a moment."""
+        by_index = {link.index: link for link in before.values()}
+        deadline = time.monotonic() + RUNNING_WAIT
+        while True:
+            links = self._links()
+            expect, late = {}, []
+            for name, index in made.items():
+                link = links.get(name)
+                if link is None or link.index != index:
+                    continue          # gone meanwhile: the monitor says so
+                expect[name] = (index, link.running)
+                parent = by_index.get(link.parent)
+                if parent is not None and parent.running and not link.running:
+                    late.append(name)
+            if not late:
+                return expect
+            if time.monotonic() > deadline:
+                log.warning("%s not up after %.0f s: %s", plural(len(late), "VMAC"),
+                            RUNNING_WAIT, ", ".join(late[:8]))
+                return expect
+            time.sleep(RUNNING_POLL)
+
+    def _delete(self, deletions: list[Delete]) -> None:
+        if not deletions and not self.rp.active:
+            return
+        links = {link.index: link for link in self._links().values()}
+        requests, gone = [], []
+        for d in deletions:
+            link = links.get(d.index)
+            # Only a macvlan still at that index: an index is not reused soon,
+            # but nothing else is ever deleted here.
+            if link is not None and link.kind == "macvlan":
+                requests.append(vmacnl.delete(d.index))
+                gone.append(d)
+            self.ours.pop(d.name, None)
+            self.family.pop(d.name, None)
+            for index, values in parent_released(self.parents, d.name):
+                if index in links:
+                    requests.append(vmacnl.devconf(index, values))
+                    gone.append(None)
+        for position, why in self._send(requests):
+            d = gone[position]
+            if d is not None and "No such device" not in why:
+                log.error("cannot delete VMAC %s: %s", d.name, why)
+        deleted = [d.name for d in gone if d is not None]
+        if deleted:
+            log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
+                     + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
+        if self.rp.active and not any(f == 4 for f in self.family.values()):
+            self._restore_rp_filter()
+
+    def _send(self, requests: list) -> list[tuple[int, str]]:
+        if not requests:
+            return []
+        return self.batcher.send(requests)
+
+    # ------------------------------------------------------------ rp_filter
+
+    def _clear_rp_filter(self, links: Iterable[LinkInfo]) -> None:
+        all_value = self._read("ipv4", "all", "rp_filter")
+        default_value = self._read("ipv4", "default", "rp_filter")
+        if all_value is None or default_value is None:
+            return
+        new_default, raise_ = clear_rp_filter(self.rp, all_value, default_value, links)
+        if not self.rp.active:
+            return
+        if new_default is not None:
+            log.info("NOTICE: setting sysctl net.ipv4.conf.default.rp_filter from %d to %d",
+                     default_value, new_default)
+            self._sysctl("ipv4", "default", "rp_filter", new_default)
+        for position, why in self._send([vmacnl.devconf(index, {"rp_filter": value})
+                                         for index, value in raise_]):
+            log.error("cannot raise rp_filter of interface %d: %s", raise_[position][0], why)
+        log.info("NOTICE: setting sysctl net.ipv4.conf.all.rp_filter from %d to 0", all_value)
+        self._sysctl("ipv4", "all", "rp_filter", 0)
+
+    def _restore_rp_filter(self) -> None:
+        links = self._links()
+        now = {link.index: link.devconf("rp_filter") for link in links.values()}
+        all_now = self._read("ipv4", "all", "rp_filter")
+        default_now = self._read("ipv4", "default", "rp_filter")
+        all_value, default_value, interfaces = restore_rp_filter(
+            self.rp, all_now if all_now is not None else -1,
+            default_now if default_now is not None else -1, now)
+        self._send([vmacnl.devconf(index, {"rp_filter": value}) for index, value in interfaces])
+        if all_value is not None:
+            log.info("NOTICE: resetting sysctl net.ipv4.conf.all.rp_filter to %d", all_value)
+            self._sysctl("ipv4", "all", "rp_filter", all_value)
+        if default_value is not None:
+            log.info("NOTICE: resetting sysctl net.ipv4.conf.default.rp_filter to %d",
+                     default_value)
+            self._sysctl("ipv4", "default", "rp_filter", default_value)
+
+    # ------------------------------------------------------------ /proc/sys
+
+    def _read(self, family: str, interface: str, key: str) -> int | None:
+        path = SYSCTL.format(family=family, interface=interface, key=key)
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s: %s", path, exc)
+            return None
+
+    def _sysctl(self, family: str, interface: str, key: str, value: int) -> bool:
+        """Only what netlink cannot set: IPv6's disable_ipv6, all/default rp_filter."""
+        path = SYSCTL.format(family=family, interface=interface, key=key)
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+            return True
+        except OSError as exc:
+            kind = f"{family}/{key}/{exc.errno}"
+            if kind not in self.failed_sysctls:
+                self.failed_sysctls.add(kind)
+                hint = (" (under systemd: /proc/sys/net must be writable, see "
+                        "ReadWritePaths= in hivrrp.service)" if exc.errno == 30 else "")
+                log.error("cannot set net.%s.conf.%s.%s = %d: %s%s (said once for this "
+                          "setting)", family, interface, key, value,
+                          exc.strerror or exc, hint)
+            return False
