@@ -98,7 +98,24 @@ class VmacManager:
             await self.netlink.run(self.batcher.close)
             self.batcher = None
 
+    async def release(self, config: Config) -> list[str]:
+        """`hivrrp release` after a daemon died: the VMACs of `config` it left
+        (a macvlan of an instance's interface with the instance's MAC) deleted."""
+        if not any(i.use_vmac for i in config.instances):
+            return []
+        return await self.netlink.run(self._release, config)
+
     # ------------------------------------------------------------ the netlink thread
+
+    def _release(self, config: Config) -> list[str]:
+        want = wanted(config, self._links(), (), {}, reload=False)
+        # Only what has the instance's MAC on its interface: a link that merely
+        # bears a configured name may be someone else's.
+        leftovers = [Delete(a.vmac.name, a.index, "left by a daemon that died")
+                     for a in want.actions
+                     if isinstance(a, Adopt) or (isinstance(a, Fix) and a.why == "mode")]
+        self._delete(leftovers)
+        return [d.name for d in leftovers]
 
     def _links(self) -> dict[str, LinkInfo]:
         if self.batcher is None:

@@ -1,4 +1,4 @@
-"""`hivrrp release`: the VIPs a dead daemon left on the interfaces, removed.
+"""`hivrrp release`: the VIPs (and VMACs) a dead daemon left on the interfaces, removed.
 
 A daemon that exits cleanly removes its VIPs. One that is SIGKILLed, killed by
 systemd's watchdog or crashes cannot: its VIPs stay on the interfaces, answer
@@ -18,6 +18,7 @@ from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.plan import build
 from hivrrp.kernel.netlink import Netlink
 from hivrrp.kernel.vipqueue import remove_leftovers
+from hivrrp.kernel.vmac import VmacManager
 
 
 async def release(config: Config) -> tuple[int, list[str]]:
@@ -26,8 +27,12 @@ async def release(config: Config) -> tuple[int, list[str]]:
 
     The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
     netlink = Netlink()
+    vmacs = VmacManager(netlink)
     try:
         await netlink.start()
+        # Its VMACs first, and the VIPs on them with them. The sysctls the
+        # daemon set stay: what they were before it died in with it.
+        await vmacs.release(config)
         links = await netlink.links()
         addresses = await netlink.addresses()
         # The same plan `run` would build, so the same VIPs on the same
@@ -38,4 +43,5 @@ async def release(config: Config) -> tuple[int, list[str]]:
                                        now_us(asyncio.get_running_loop()), True)
         return await remove_leftovers(netlink.apply, plan, addresses)
     finally:
+        await vmacs.close()
         netlink.close()
