@@ -109,7 +109,10 @@ class LinkTable:
         self.generation += 1
         if old is None or old.index != index:
             self.deleted.discard(name)     # (made again)
-        if self.building and plan.interfaces.get(name, index) != index:
+        if self.building and plan.interfaces.get(name) != index:
+            # Not a link of the running plan's (a VMAC the reload is making, or
+            # making again): the plan being built is judged against it at its
+            # installation; a line "is up" for each of 1,000 new VMACs says nothing.
             return []
         return _judge(link, old, plan)
 

@@ -82,7 +82,13 @@ class VmacManager:
         """Make the links what `config` asks (nothing at all without use_vmac)."""
         if not self.ours and not any(i.use_vmac for i in config.instances):
             return NONE
-        return await self.netlink.run(self._ensure, config, addresses, reload)
+        try:
+            return await self.netlink.run(self._ensure, config, addresses, reload)
+        except OSError as exc:
+            # The dump or a batch as a whole failed (each refused request is
+            # logged by itself): a start stops here, a reload is refused.
+            log.error("cannot set up the VMACs: %s", exc)
+            raise
 
     async def retire(self, keep: Iterable[str]) -> None:
         """Delete our VMACs that are not in `keep` (after a reload's swap)."""
