@@ -131,6 +131,7 @@ ACTED_ON = {
     "use_vmac": inst("use_vmac"),
     "vmac_xmit_base": inst("use_vmac\n    vmac_xmit_base"),
     "vmac_prefix": glob("vmac_prefix vx") + inst("use_vmac"),
+    "disable_local_igmp": glob("disable_local_igmp") + inst("use_vmac"),
 }
 
 

@@ -249,6 +249,33 @@ def test_a_client_sees_the_virtual_mac_through_failovers_with_keepalived(lan, tm
     lan.stop_keepalived(keepalived)
 
 
+def test_a_backups_vmac_does_not_teach_switches_the_virtual_mac(lan, tmp_path):
+    """A backup's VMAC joins the VRRP group: its IGMP report, from the virtual
+    MAC, would have the switch send the master's traffic to the backup until
+    the master's next advert. keepalived moves those reports to the parent
+    (nftables); hivrrp has the kernel send none for 224.0.0.0/24
+    (igmp_link_local_mcast_reports, keepalived's disable_local_igmp)."""
+    ka = lan.node("ka", ipv4="192.0.2.1/24")
+    hv = lan.node("hv", ipv4="192.0.2.2/24")
+    client = lan.node("client", ipv4="192.0.2.100/24")
+    keepalived = lan.keepalived("ka", lan.write("ka.conf", instance("VI_1", 51, f"{VIP4}/24",
+                                                                    200)))
+    assert wait_for(lambda: holder(lan, ka, VIP4) == "vrrp.51", 12), lan.log("ka", "keepalived")
+    path = tmp_path / "igmp.pcap"
+    dump = capture(lan, client, path, "igmp")
+    hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP4}/24", 100)))
+    assert wait_for(lambda: "(VI_1) INIT -> BACKUP" in lan.log("hv"), 10), lan.log("hv")
+    knob = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
+    assert lan.run(hv, "cat", knob).stdout.strip() == "0"
+    time.sleep(3)              # the kernel repeats a join's report within a second or two
+    lan.stop(dump)
+    assert [line for mac, line in frames(path) if mac == MAC4] == []
+    assert holder(lan, hv, VIP4) is None
+    lan.stop(hivrrp)
+    assert lan.run(hv, "cat", knob).stdout.strip() == "1"
+    lan.stop_keepalived(keepalived)
+
+
 def test_ipv6_the_parents_link_local_on_the_vmac_and_neighbour_adverts_from_it(lan, tmp_path):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     client = lan.node("client", ipv4="192.0.2.100/24")

@@ -155,6 +155,7 @@ class GlobalDefs:
     dynamic_interfaces: bool = False
     log_unknown_vrids: bool = False
     vmac_prefix: str | None = None           # VMAC names: PREFIX.VRID (keepalived: "vrrp")
+    disable_local_igmp: bool = False         # no IGMP reports for 224.0.0.0/24
     # hivrrp's own (keywords.HIVRRP_GLOBAL): keepalived has neither setting.
     notify_script_timeout: float | None = None    # None: never killed, as keepalived
     notify_script_concurrency: int = NOTIFY_SCRIPT_CONCURRENCY

@@ -49,6 +49,7 @@ from hivrrp.util.text import plural
 log = logging.getLogger("hivrrp")
 
 SYSCTL = "/proc/sys/net/{family}/conf/{interface}/{key}"
+IGMP_LLM_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 RUNNING_WAIT = 3.0            # seconds for new VMACs to show their carrier
 RUNNING_POLL = 0.02
 
@@ -74,13 +75,16 @@ class VmacManager:
         self.family: dict[str, int] = {}          # VMAC name -> family
         self.parents: dict[int, ParentState] = {}
         self.rp = RpFilter()
+        self.igmp_reports: int | None = None      # igmp_link_local_mcast_reports before us
+        self.disable_local_igmp = False           # keepalived's keyword: even without VMACs
         self.failed_sysctls: set[str] = set()     # kinds already logged
 
     # ------------------------------------------------------------ the loop's side
 
     async def ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
         """Make the links what `config` asks (nothing at all without use_vmac)."""
-        if not self.ours and not any(i.use_vmac for i in config.instances):
+        if (not self.ours and not any(i.use_vmac for i in config.instances)
+                and not config.global_defs.disable_local_igmp and self.igmp_reports is None):
             return NONE
         try:
             return await self.netlink.run(self._ensure, config, addresses, reload)
@@ -98,7 +102,8 @@ class VmacManager:
 
     async def close(self) -> None:
         """At exit: every VMAC of ours deleted, the sysctls we changed put back."""
-        if self.ours or self.rp.active:
+        if self.ours or self.rp.active or self.igmp_reports is not None:
+            self.disable_local_igmp = False      # put back at exit whatever asked for it
             await self.netlink.run(self._delete, retired(self.ours, set(), "stopping"))
         if self.batcher is not None:
             await self.netlink.run(self.batcher.close)
@@ -142,8 +147,11 @@ class VmacManager:
         if deletions:
             self._delete(deletions)
             links = self._links()
+        self.disable_local_igmp = config.global_defs.disable_local_igmp
         if any(v.family == 4 for v in want.vmacs.values()):
             self._clear_rp_filter(links.values())
+        if self.disable_local_igmp or any(v.family == 4 for v in want.vmacs.values()):
+            self._quiet_igmp()
         made = self._make(want.actions, links)
         if made:
             log.info("VMACs: %s made, %s put right, %s adopted in %.2f s",
@@ -248,7 +256,7 @@ class VmacManager:
             time.sleep(RUNNING_POLL)
 
     def _delete(self, deletions: list[Delete]) -> None:
-        if not deletions and not self.rp.active:
+        if not deletions and not self.rp.active and self.igmp_reports is None:
             return
         links = {link.index: link for link in self._links().values()}
         requests, gone = [], []
@@ -273,8 +281,11 @@ class VmacManager:
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
-        if self.rp.active and not any(f == 4 for f in self.family.values()):
-            self._restore_rp_filter()
+        if not any(f == 4 for f in self.family.values()):
+            if self.rp.active:
+                self._restore_rp_filter()
+            if self.igmp_reports is not None and not self.disable_local_igmp:
+                self._restore_igmp()
 
     def _send(self, requests: list) -> list[tuple[int, str]]:
         if not requests:
@@ -318,10 +329,39 @@ class VmacManager:
                      default_value)
             self._sysctl("ipv4", "default", "rp_filter", default_value)
 
+    # ------------------------------------------------------------ IGMP
+
+    def _quiet_igmp(self) -> None:
+        """A backup's VMAC joins the VRRP group and would report it by IGMP from
+        the virtual MAC: switches then learn that MAC at the backup, and the
+        master's traffic goes there until its next advert. keepalived moves
+        those reports to the parent with nftables, or with `disable_local_igmp`
+        has the kernel send none for 224.0.0.0/24, which RFC 4541 has switches
+        flood anyway: the latter here, as long as an IPv4 VMAC exists."""
+        if self.igmp_reports is not None:
+            return
+        value = self._read_path(IGMP_LLM_REPORTS)
+        if not value:
+            return                 # 0 already (or unreadable: said)
+        if self._write_path(IGMP_LLM_REPORTS, 0, "net.ipv4.igmp_link_local_mcast_reports"):
+            self.igmp_reports = value
+            log.info("NOTICE: setting sysctl net.ipv4.igmp_link_local_mcast_reports from %d to "
+                     "0: no IGMP report from a VMAC's virtual MAC", value)
+
+    def _restore_igmp(self) -> None:
+        if self._read_path(IGMP_LLM_REPORTS) == 0:
+            log.info("NOTICE: resetting sysctl net.ipv4.igmp_link_local_mcast_reports to %d",
+                     self.igmp_reports)
+            self._write_path(IGMP_LLM_REPORTS, self.igmp_reports,
+                             "net.ipv4.igmp_link_local_mcast_reports")
+        self.igmp_reports = None
+
     # ------------------------------------------------------------ /proc/sys
 
     def _read(self, family: str, interface: str, key: str) -> int | None:
-        path = SYSCTL.format(family=family, interface=interface, key=key)
+        return self._read_path(SYSCTL.format(family=family, interface=interface, key=key))
+
+    def _read_path(self, path: str) -> int | None:
         try:
             with open(path) as f:
                 return int(f.read())
@@ -331,18 +371,20 @@ class VmacManager:
 
     def _sysctl(self, family: str, interface: str, key: str, value: int) -> bool:
         """Only what netlink cannot set: IPv6's disable_ipv6, all/default rp_filter."""
-        path = SYSCTL.format(family=family, interface=interface, key=key)
+        return self._write_path(SYSCTL.format(family=family, interface=interface, key=key),
+                                value, f"net.{family}.conf.{interface}.{key}")
+
+    def _write_path(self, path: str, value: int, name: str) -> bool:
         try:
             with open(path, "w") as f:
                 f.write(str(value))
             return True
         except OSError as exc:
-            kind = f"{family}/{key}/{exc.errno}"
+            kind = f"{name.split('.conf.')[0]}/{name.rsplit('.', 1)[-1]}/{exc.errno}"
             if kind not in self.failed_sysctls:
                 self.failed_sysctls.add(kind)
                 hint = (" (under systemd: /proc/sys/net must be writable, see "
                         "ReadWritePaths= in hivrrp.service)" if exc.errno == 30 else "")
-                log.error("cannot set net.%s.conf.%s.%s = %d: %s%s (said once for this "
-                          "setting)", family, interface, key, value,
+                log.error("cannot set %s = %d: %s%s (said once for this setting)", name, value,
                           exc.strerror or exc, hint)
             return False

@@ -128,6 +128,7 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "dynamic_interfaces": setter("dynamic_interfaces", "bool"),
     "log_unknown_vrids": setter("log_unknown_vrids", "bool"),
     "vmac_prefix": _vmac_prefix,
+    "disable_local_igmp": setter("disable_local_igmp", "bool"),
     # hivrrp's own (keywords.HIVRRP_GLOBAL)
     "hivrrp_notify_script_timeout": _notify_script_timeout,
     "hivrrp_notify_script_concurrency": setter("notify_script_concurrency", "int", 1, 65535),
