@@ -67,6 +67,13 @@ class Vmacs:
 NONE = Vmacs()
 
 
+def configured(v: Vmac, link: LinkInfo) -> bool:
+    """Has the VMAC its sysctls and address generation mode already?"""
+    if link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE:
+        return False
+    return v.family != 4 or all(link.devconf(key) == value for key, value in VMAC_SYSCTLS.items())
+
+
 class VmacManager:
     def __init__(self, netlink: Netlink) -> None:
         self.netlink = netlink
@@ -181,7 +188,8 @@ class VmacManager:
             verb = "create" if isinstance(action, Create) else "update"
             log.error("(%s): Unable to %s VMAC interface %s: %s", action.vmac.instance, verb,
                       action.vmac.name, why)
-        links = self._links()
+        if requests:
+            links = self._links()       # the new ones' indexes
         ready: list[tuple[Vmac, LinkInfo, str]] = []
         for action in todo:
             v = action.vmac
@@ -192,12 +200,16 @@ class VmacManager:
             ready.append((v, link, type(action).__name__))
             self.ours[v.name] = link.index
             self.family[v.name] = v.family
-        # 2. sysctls: the VMACs' (netlink), their parents' (netlink), IPv6 on or off (/proc)
+        # 2. sysctls: the VMACs' (netlink), their parents' (netlink), IPv6 on or off (/proc).
+        # A VMAC found as it should be is left alone: every request that changes
+        # a link is a netlink event for the monitor, a thousand at each reload.
         requests, what = [], []
         for v, link, _kind in ready:
-            requests.append(vmacnl.configure(link.index, VMAC_SYSCTLS if v.family == 4 else None,
-                                             addrgen_none=True))
-            what.append(f"the sysctls of {v.name}")
+            if not configured(v, link):
+                requests.append(vmacnl.configure(link.index,
+                                                 VMAC_SYSCTLS if v.family == 4 else None,
+                                                 addrgen_none=True))
+                what.append(f"the sysctls of {v.name}")
             if v.family == 4:
                 parent = links.get(v.parent)
                 if parent is not None:
@@ -211,11 +223,12 @@ class VmacManager:
             wanted_value = 0 if v.ipv6 else 1
             if link.disable_ipv6 != wanted_value:
                 self._sysctl("ipv6", v.name, "disable_ipv6", wanted_value)
-        # 3. up, then the IPv6 source address
+        # 3. up, then the IPv6 source address (one already there: EEXIST, no event)
         requests, what = [], []
         for v, link, _kind in ready:
-            requests.append(vmacnl.set_up(link.index))
-            what.append(f"{v.name} up")
+            if not link.up:
+                requests.append(vmacnl.set_up(link.index))
+                what.append(f"{v.name} up")
             if v.link_local is not None:
                 requests.append(vmacnl.link_local(link.index, v.link_local))
                 what.append(f"{v.link_local} on {v.name}")
