@@ -348,6 +348,22 @@ def test_the_life_of_the_vmacs(lan):
     log = lan.log("hv")
     assert "(VI_1) VMAC vrrp.51 was deleted: making it again" in log
     assert "(VI_1) MASTER -> FAULT" in log and "(VI_3) MASTER ->" not in log
+    # Set down: FAULT until someone sets it up (not brought up by us, as keepalived).
+    mark = len(lan.log("hv"))
+    lan.run(hv, "ip", "link", "set", "vrrp.51", "down")
+    assert wait_for(lambda: "(VI_1) MASTER -> FAULT" in lan.log("hv")[mark:], 5), lan.log("hv")
+    time.sleep(1)
+    assert "DOWN" in lan.run(hv, "ip", "-br", "link", "show", "vrrp.51").stdout
+    lan.run(hv, "ip", "link", "set", "vrrp.51", "up")
+    assert wait_for(lambda: holder(lan, hv, "192.0.2.51") == "vrrp.51", 10), lan.log("hv")
+    # The parent down: its VMACs lose their carrier, their instances fault.
+    mark = len(lan.log("hv"))
+    lan.run(hv, "ip", "link", "set", "eth1", "down")
+    assert wait_for(lambda: all(f"({name}) MASTER -> FAULT" in lan.log("hv")[mark:]
+                                for name in ("VI_1", "VI_3", "VI_9")), 5), lan.log("hv")
+    lan.run(hv, "ip", "link", "set", "eth1", "up")
+    assert wait_for(lambda: holder(lan, hv, "192.0.2.51") == "vrrp.51"
+                    and holder(lan, hv, "192.0.2.53") == "vrrp.53", 10), lan.log("hv")
     # A reload takes use_vmac from VI_3: its VMAC goes, VI_1 and VI_9 stay masters.
     mark = len(lan.log("hv"))
     config.write_text(three.replace("priority 200\n    advert_int 1\n    use_vmac\n"
@@ -366,8 +382,11 @@ def test_the_life_of_the_vmacs(lan):
     mark = len(lan.log("hv"))
     hivrrp.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "vrrp.51" not in links(lan, hv), 10), lan.log("hv")[mark:]
-    assert sysctls(lan, hv, ["ipv4/conf/eth1/arp_ignore", "ipv4/conf/eth1/arp_filter"]) == {
-        "ipv4/conf/eth1/arp_ignore": "2", "ipv4/conf/eth1/arp_filter": "0"}
+    # (The deletion and the parent's values go in one batch: the link may be
+    # gone a moment before the values are back.)
+    assert wait_for(lambda: sysctls(lan, hv, ["ipv4/conf/eth1/arp_ignore",
+                                              "ipv4/conf/eth1/arp_filter"]) == {
+        "ipv4/conf/eth1/arp_ignore": "2", "ipv4/conf/eth1/arp_filter": "0"}, 5)
     assert "(VI_9)" not in lan.log("hv")[mark:]
     # Back on, then SIGTERM: every VMAC deleted, the parent as it was.
     config.write_text(three)

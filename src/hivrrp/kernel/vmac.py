@@ -285,12 +285,14 @@ class VmacManager:
             for index, values in parent_released(self.parents, d.name):
                 if index in links:
                     requests.append(vmacnl.devconf(index, values))
-                    gone.append(None)
+                    gone.append(links[index].name)
         for position, why in self._send(requests):
             d = gone[position]
-            if d is not None and "No such device" not in why:
+            if isinstance(d, str):
+                log.error("cannot put back the sysctls of %s: %s", d, why)
+            elif "No such device" not in why:
                 log.error("cannot delete VMAC %s: %s", d.name, why)
-        deleted = [d.name for d in gone if d is not None]
+        deleted = [d.name for d in gone if isinstance(d, Delete)]
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
