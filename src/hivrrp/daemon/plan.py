@@ -149,8 +149,11 @@ class Plan:
     def _waiting_for_source(self) -> dict[tuple[int, int], list[str]]:
         waiting: dict[tuple[int, int], list[str]] = {}
         for inst in self.instances.values():
-            if inst.faults & FAULT_NO_SOURCE and inst.ifindex:
-                waiting.setdefault((inst.ifindex, inst.config.family), []).append(inst.name)
+            # A VMAC's source is its parent's address: it appears there.
+            index = (self.interfaces.get(inst.config.interface, 0) if inst.vmac is not None
+                     else inst.ifindex)
+            if inst.faults & FAULT_NO_SOURCE and index:
+                waiting.setdefault((index, inst.config.family), []).append(inst.name)
         return waiting
 
 
