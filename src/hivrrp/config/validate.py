@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
-from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config import strict as strict_mode
+from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef
 from hivrrp.notify import scriptsec
 
