@@ -23,6 +23,9 @@ class Case:
     fatal: bool = False                 # the daemon refuses it too (keepalived refuses it)
     # What keepalived -t prints besides, and hivrrp does not: (message, why)
     keepalived_only: list[tuple[str, str]] = field(default_factory=list)
+    multicast: bool = True              # the namespace's eth1 can multicast
+    # hivrrp check's warnings that depend on the host's interfaces: (line's text, start)
+    host_warnings: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -107,10 +110,16 @@ CASES: dict[str, Case] = {
                    "RFC3768 - resetting")]),
     "accept with version 3": Case(conf("    accept\n", head="    version 3\n"), []),
     "accept at 255": Case(conf("    accept\n", priority="255"), []),
-    # keepalived 2.2.7 means to refuse these, and does not: see hivrrp.config.strict.
+    # keepalived 2.2.7 means to refuse these, and does not (2.4.0 does): see
+    # hivrrp.config.strict.unicast.
     "unicast peers on a multicast interface": Case(
         conf("    unicast_src_ip 192.0.2.1\n    unicast_peer {\n        192.0.2.2\n    }\n"),
-        []),
+        [], host_warnings=[("unicast_peer", "(VI_1) unicast peers on eth1, which can multicast, "
+                                            "in strict mode: keepalived 2.2.7 (and hivrrp) run "
+                                            "them, keepalived 2.4.0 and later refuse")]),
+    "unicast peers on an interface without multicast": Case(
+        conf("    unicast_src_ip 192.0.2.1\n    unicast_peer {\n        192.0.2.2\n    }\n"),
+        [], multicast=False),
     "strict_mode in the instance": Case(
         conf("    strict_mode\n    preempt_delay 5\n", glob=""), [
             ("preempt_delay", "(VI_1) preempt_delay is incompatible with strict mode - "

@@ -9,6 +9,7 @@ check: 0 or 1.
 """
 
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -31,10 +32,15 @@ def ns(lan):
 @pytest.mark.parametrize("name", CASES)
 def test_check_agrees_with_keepalived(lan, ns, name):
     case = CASES[name]
+    if not case.multicast:
+        lan.run(ns, "ip", "link", "set", "eth1", "multicast", "off")
     path = lan.write("keepalived.conf", case.text)
     keepalived = lan.run(ns, "keepalived", "-t", "-l", "-D", "-f", str(path), check=False)
     said = keepalived.stdout + keepalived.stderr
-    check = lan.run(ns, sys.executable, "-m", "hivrrp", "check", "-f", str(path), check=False)
+    # `ip netns exec`, not lan.run's nsenter: check reads the interfaces' flags in /sys,
+    # which only the former mounts for the namespace.
+    check = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "hivrrp", "check",
+                            "-f", str(path)], capture_output=True, text=True, timeout=60)
     assert (keepalived.returncode, check.returncode) == ((0, 0) if case.valid else (5, 1)), (
         said, check.stderr)
     for line, message in case.expected():
@@ -42,6 +48,10 @@ def test_check_agrees_with_keepalived(lan, ns, name):
         assert f"{path}:{line}: error: {message}" in check.stderr.splitlines(), check.stderr
     for message, _why in case.keepalived_only:
         assert message in said and message not in check.stderr
+    for needle, start in case.host_warnings:
+        assert f"{path}:{case.line_of(needle)}: warning: {start}" in check.stderr, check.stderr
+    if not case.host_warnings:
+        assert "can multicast" not in check.stderr, check.stderr
     errors = [line for line in check.stderr.splitlines() if ": error: " in line]
     assert len(errors) == len(case.errors), check.stderr
     assert "Traceback" not in check.stderr

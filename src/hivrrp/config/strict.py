@@ -12,8 +12,9 @@ the state before preempt_delay.
 
 What keepalived 2.2.7 means to do and does not, so neither does hivrrp: refuse
 unicast peers on a multicast-capable interface ("Unicast peers are not supported
-in strict mode"). Its test reads a flag that is only set a few lines later (since
-2.2.5's unicast_fault_no_peer), so keepalived runs such an instance, in unicast.
+in strict mode"). Its test reads a flag that is set only a few lines later (from
+2.2.5's unicast_fault_no_peer to 2.3.4), so it runs such an instance, in unicast;
+keepalived 2.4.0 refuses it. A warning says so (unicast()).
 
 owner_ignore_adverts is keepalived 2.3.3's (2.2.7 calls it an unknown keyword);
 it is what makes "an address owner in strict mode ignores adverts" hold.
@@ -22,6 +23,7 @@ it is what makes "an address owner in strict mode ignores adverts" hold.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import GlobalDefs, Instance
@@ -76,6 +78,25 @@ def authentication(inst: Instance, diag: Diagnostics) -> bool:
                "Strict mode does not support authentication. Ignoring.")
     inst.auth_type = inst.auth_pass = None
     return True
+
+
+IFF_MULTICAST = 0x1000
+
+
+def unicast(inst: Instance, diag: Diagnostics, flags: Callable[[str], int | None]) -> None:
+    """Unicast peers on a multicast-capable interface: keepalived 2.2.7 runs
+    them, 2.4.0 refuses the configuration. Judged as keepalived judges it: by
+    the interface's flags, when the interface exists here (`flags` gives None
+    otherwise, and without check_host)."""
+    if not (inst.strict_mode and inst.unicast_peers and inst.interface):
+        return
+    value = flags(inst.interface)
+    if value is not None and value & IFF_MULTICAST:
+        diag.warning(at(diag, inst, "unicast_peer"),
+                     f"({inst.name}) unicast peers on {inst.interface}, which can multicast, "
+                     "in strict mode: keepalived 2.2.7 (and hivrrp) run them, keepalived 2.4.0 "
+                     "and later refuse the configuration (\"Unicast peers are not supported "
+                     "in strict mode\")")
 
 
 def vmac_mac(inst: Instance, diag: Diagnostics) -> None:

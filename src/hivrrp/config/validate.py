@@ -28,6 +28,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
     # An interface's /sys files are read once however many instances name it:
     # 10,000 instances on one interface read them 20,000 times (0.27 s).
     kind = functools.cache(_interface_type) if check_host else _not_read
+    flags = functools.cache(_interface_flags) if check_host else _not_read
     mtu = functools.cache(_interface_mtu) if check_host else _not_read
     for inst in config.instances:
         if inst.name in names:
@@ -35,7 +36,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
                                    f"{names[inst.name].where}")
             continue
         names[inst.name] = inst
-        if _instance(config, inst, diag, kind):
+        if _instance(config, inst, diag, kind, flags):
             valid.append(inst)
     config.instances = valid
     _advert_room(config, diag, mtu)
@@ -73,13 +74,21 @@ def _interface_mtu(name: str) -> int | None:
     return _sys_net(name, "mtu")
 
 
+def _interface_flags(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/flags") as f:
+            return int(f.read(), 16)
+    except (OSError, ValueError):
+        return None
+
+
 def _not_read(name: str) -> None:
     """Without check_host: nothing is known of this host's interfaces."""
     return None
 
 
 def _instance(config: Config, inst: Instance, diag: Diagnostics,
-              kind: Callable[[str], int | None]) -> bool:
+              kind: Callable[[str], int | None], flags: Callable[[str], int | None]) -> bool:
     """keepalived's vrrp_complete_instance; False drops the instance."""
     g = config.global_defs
     label = f"vrrp_instance {inst.name}"
@@ -138,6 +147,7 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
             diag.error(inst.where, f"{label}: authentication exists only in VRRPv2")
         elif inst.auth_type is None or inst.auth_pass is None:
             diag.error(inst.where, f"{label}: authentication needs both auth_type and auth_pass")
+    strict_mode.unicast(inst, diag, flags)
     strict_mode.vmac_mac(inst, diag)
     strict_mode.link_local(inst, diag)
     _advert_int(inst, diag, label)

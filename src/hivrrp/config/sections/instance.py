@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 PLACED = frozenset({
     "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
     "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
-    "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts",
+    "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
 })
 
 
