@@ -54,11 +54,11 @@ CASES = {
         {"body": "    use_vmac 02:11:22:33:44\n"}, (0, ""), (0, [])),
     "xmit_base without use_vmac": (
         {"body": "    vmac_xmit_base\n"}, (5, "(VI_1) vmac_xmit_base is only valid with a vmac"),
-        (1, [(1, "(VI_1) vmac_xmit_base is only valid with a vmac")])),
+        (1, [(5, "(VI_1) vmac_xmit_base is only valid with a vmac")])),
     "unicast with use_vmac but no xmit_base": (
         {"body": "    use_vmac\n" + PEER},
         (5, "(VI_1) unicast with use_vmac requires vmac_xmit_base - setting"),
-        (1, [(1, "(VI_1) unicast with use_vmac requires vmac_xmit_base - setting")])),
+        (1, [(5, "(VI_1) unicast with use_vmac requires vmac_xmit_base - setting")])),
     "unicast with use_vmac and xmit_base": (
         {"body": "    use_vmac\n    vmac_xmit_base\n" + PEER}, (0, ""), (0, [])),
     "multicast MAC": (

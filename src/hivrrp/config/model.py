@@ -134,6 +134,7 @@ class GlobalDefs:
     check_unicast_src: bool = False
     v3_checksum_as_v2: bool = False
     owner_ignore_adverts: bool = False
+    vrrp_strict: bool = False                # every instance's strict_mode unless it says
     startup_delay: float = 0.0
     script_user: str | None = None
     script_group: str | None = None
@@ -192,7 +193,9 @@ _RARE_DEFAULTS: dict[str, object] = {
     "nopreempt": False,
     "preempt_delay": 0.0,
     "garp": dict,                            # per-instance overrides
-    "accept": None,
+    "accept": None,                          # a bool once validated (keepalived's default)
+    "strict_mode": None,                     # a bool once validated (None: vrrp_strict's)
+    "owner_ignore_adverts": None,            # a bool once validated
     "tracks": list,
     "notify": dict,                          # master/backup/fault/stop/...
     "notify_master_rx_lower_pri": None,
@@ -268,7 +271,9 @@ class Instance:
         nopreempt: bool
         preempt_delay: float
         garp: Mapping[str, float | int]
-        accept: bool | None
+        accept: bool                 # None only until validated
+        strict_mode: bool            # None only until validated
+        owner_ignore_adverts: bool   # None only until validated
         tracks: Sequence[TrackRef]
         notify: Mapping[str, Script]
         notify_master_rx_lower_pri: Script | None

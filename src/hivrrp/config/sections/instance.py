@@ -17,10 +17,22 @@ if TYPE_CHECKING:
     from hivrrp.config.builder import Builder
 
 
+# Keywords whose line strict mode's messages point at (config/strict.py);
+# the model keeps no position of its own for them.
+PLACED = frozenset({
+    "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
+    "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
+    "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
+})
+
+
 def instance(b: Builder, node: Node) -> None:
     inst = b.section(node, "instance", Instance, INSTANCE_HANDLERS, keywords.IGNORED_INSTANCE)
     if inst is not None:
         b.config.instances.append(inst)
+        for child in node.children or ():
+            if child.keyword in PLACED:
+                b.diag.written((id(inst), child.keyword), child.where, child.keyword)
 
 
 def _state(b: Builder, node: Node, inst: Instance) -> None:
@@ -133,29 +145,31 @@ def _accept(value: bool):
 
 def _use_vmac(b: Builder, node: Node, inst: Instance) -> None:
     """`use_vmac [NAME] [MAC]`, checked as keepalived's vrrp_vmac_handler does,
-    with its messages: what it ignores is an error here (keepalived -t exits 5)."""
+    with its messages: what it ignores is a config error it runs with
+    (keepalived -t exits 5), so `check` fails and `run` starts."""
     inst.use_vmac = inst.use_vmac or True
     for word in node.args[:2]:
         if ":" in word:                 # interface names cannot hold a ':'
             if inst.vmac_mac is not None:
-                b.diag.error(node.where, "VMAC interface address already specified")
+                b.diag.error(node.where, "VMAC interface address already specified", fatal=False)
                 continue
             mac, why = vmac_address(word)
             if why is not None:
-                b.diag.error(node.where, why)
+                b.diag.error(node.where, why, fatal=False)
             else:
                 inst.vmac_mac = mac
         else:
             if isinstance(inst.use_vmac, str):
-                b.diag.error(node.where, "VMAC interface name already specified")
+                b.diag.error(node.where, "VMAC interface name already specified", fatal=False)
             elif not interface_name_valid(word):
                 b.diag.error(node.where, f"VMAC interface name '{word}' too long or invalid "
-                                         "characters - ignoring")
+                                         "characters - ignoring", fatal=False)
             else:
                 other = next((i for i in b.config.instances if i.use_vmac == word), None)
                 if other is not None:
                     b.diag.error(node.where, f"({inst.name}) VRRP instance {other.name} is "
-                                             f"already using {word} - ignoring name")
+                                             f"already using {word} - ignoring name",
+                                 fatal=False)
                 else:
                     inst.use_vmac = word
     if len(node.args) > 2:
@@ -237,6 +251,8 @@ INSTANCE_HANDLERS: dict[str, Callable] = {
     "smtp_alert": setter("smtp_alert", "bool"),
     "use_vmac": _use_vmac,
     "vmac_xmit_base": _vmac_xmit_base,
+    "strict_mode": setter("strict_mode", "bool"),
+    "owner_ignore_adverts": setter("owner_ignore_adverts", "bool"),
     "down_timer_adverts": setter("down_timer_adverts", "int", 1, 100),
     "lower_prio_no_advert": setter("lower_prio_no_advert", "bool"),
     "higher_prio_send_advert": setter("higher_prio_send_advert", "bool"),
