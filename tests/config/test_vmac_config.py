@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from helpers.conf import load_text
+from hivrrp.kernel.vmac_policy import vmac_mac
 
 
 def host_interface() -> str:
@@ -128,7 +129,8 @@ def test_the_model_holds_the_vmac_settings(tmp_path):
     assert result.ok, result.errors
     [inst] = result.config.instances
     assert (inst.use_vmac, inst.vmac_mac, inst.vmac_xmit_base) == (
-        "vm1", bytes.fromhex("021122334433"), True)
+        "vm1", "02:11:22:33:44", True)
+    assert vmac_mac(inst) == bytes.fromhex("021122334433")    # the VRID (51) appended
     assert result.config.global_defs.vmac_prefix == "vx"
     assert result.warnings == []
 
@@ -140,3 +142,12 @@ def test_use_vmac_on_an_address_is_said_not_to_be_supported(tmp_path):
     assert [(d.where.line, d.message.split(":")[0]) for d in result.warnings] == [
         (6, "192.0.2.26/24")]
     assert "'use_vmac' on an address is not supported" in result.warnings[0].message
+
+
+def test_the_daemon_runs_with_keepalived_s_corrections(tmp_path):
+    # keepalived -t fails (exit 5) and keepalived runs, corrected: check fails, run starts.
+    result = load_text(tmp_path, text("    use_vmac 01:00:00:00:00:01\n" + PEER,
+                                      interface="eth0"))
+    assert result.ok and not result.clean
+    [inst] = result.config.instances
+    assert (inst.use_vmac, inst.vmac_mac, inst.vmac_xmit_base) == (True, None, True)

@@ -208,7 +208,7 @@ _RARE_DEFAULTS: dict[str, object] = {
     "check_unicast_src": False,
     "dont_track_primary": False,
     "use_vmac": False,                       # True, or the VMAC's name (use_vmac NAME)
-    "vmac_mac": None,                        # use_vmac MAC: 6 bytes (5: the VRID is appended)
+    "vmac_mac": None,                        # use_vmac's MAC as written (5 octets: + the VRID)
     "vmac_xmit_base": False,
     "sync_group": None,
     "complete": True,                        # False when a required keyword had a bad value
@@ -286,7 +286,7 @@ class Instance:
         check_unicast_src: bool
         dont_track_primary: bool
         use_vmac: str | bool
-        vmac_mac: bytes | None
+        vmac_mac: str | None
         vmac_xmit_base: bool
         sync_group: str | None
         complete: bool

@@ -196,8 +196,6 @@ def _vmac(inst: Instance, diag: Diagnostics) -> None:
         diag.error(strict_mode.at(diag, inst, "vmac_xmit_base"),
                    f"({inst.name}) vmac_xmit_base is only valid with a vmac", fatal=False)
         inst.vmac_xmit_base = False
-    if inst.use_vmac and inst.vmac_mac is not None and len(inst.vmac_mac) == 5:
-        inst.vmac_mac += bytes([inst.vrid])     # `use_vmac 02:11:22:33:44`: the VRID last
 
 
 def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:

@@ -48,8 +48,11 @@ PARENT_SYSCTLS = {"arp_ignore": 1, "arp_filter": 1}
 
 
 def vmac_mac(inst: Instance) -> bytes:
+    """`use_vmac`'s MAC (checked by the parser; five octets: the VRID is the
+    sixth, as keepalived's VRRP_VMAC_MAC_USE_VRID), else the RFC's."""
     if inst.vmac_mac is not None:
-        return inst.vmac_mac
+        mac = bytes(int(octet, 16) for octet in inst.vmac_mac.removesuffix(":").split(":"))
+        return mac if len(mac) == 6 else mac + bytes([inst.vrid])
     return VRRP_MAC + bytes([1 if inst.family == 4 else 2, inst.vrid])
 
 

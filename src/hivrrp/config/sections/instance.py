@@ -153,11 +153,11 @@ def _use_vmac(b: Builder, node: Node, inst: Instance) -> None:
             if inst.vmac_mac is not None:
                 b.diag.error(node.where, "VMAC interface address already specified", fatal=False)
                 continue
-            mac, why = vmac_address(word)
+            _mac, why = vmac_address(word)
             if why is not None:
                 b.diag.error(node.where, why, fatal=False)
             else:
-                inst.vmac_mac = mac
+                inst.vmac_mac = word     # as written (kernel/vmac_policy.py reads it)
         else:
             if isinstance(inst.use_vmac, str):
                 b.diag.error(node.where, "VMAC interface name already specified", fatal=False)
