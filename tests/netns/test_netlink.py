@@ -156,3 +156,41 @@ def test_address_additions_reach_the_monitor_only_while_wanted():
     # Instead of a full address dump every 2 s while an instance lacks a source.
     assert in_namespace(NEW_ADDRESSES) == [["newaddr", 4, "10.20.0.2"],
                                            ["deladdr", 4, "10.20.0.3"]]
+
+
+GARBAGE = """
+import asyncio, gc, json, subprocess
+from hivrrp.kernel.netlink import Monitor
+
+async def main():
+    loop = asyncio.get_running_loop()
+    seen = []
+    monitor = Monitor(loop, seen.extend)
+    monitor.start()
+    gc.collect()
+    gc.disable()                                   # as during a reload
+    ip = lambda *a, **k: subprocess.run(["ip", *a], check=True, text=True, **k)
+    ip("link", "add", "m0", "type", "veth", "peer", "name", "m1")
+    ip("link", "set", "m0", "up")
+    ip("link", "set", "m1", "up")
+    ip("-batch", "-", input="".join(f"link add v{i} link m0 type macvlan mode private\\n"
+                                    f"link set v{i} up\\n" for i in range(200)))
+    for _ in range(100):
+        if sum(e[0] == "link" and e[4] for e in seen) >= 200:
+            break
+        await asyncio.sleep(0.05)
+    monitor.stop()
+    print(json.dumps({"links_up": sum(e[0] == "link" and e[4] for e in seen),
+                      "events": len(seen), "garbage": gc.collect()}))
+
+asyncio.run(main())
+"""
+
+
+def test_link_news_leaves_no_garbage_for_the_collector():
+    # A reload that makes 1,000 VMACs hears ~4,000 link messages while the
+    # collector rests; parsed by pyroute2 they left ~200 cyclic objects each
+    # (857,000 collected in 221 ms, with the loop held, at the reload's end).
+    result = in_namespace(GARBAGE)
+    assert result["links_up"] >= 200 and result["events"] >= 400, result
+    assert result["garbage"] < 200, result

@@ -3,7 +3,8 @@ VIPs an advert may list depends on it (keepalived's eVIPs)."""
 
 from helpers.plans import LINKS, instance_text, plan_of
 from hivrrp.kernel.linkpolicy import LinkTable
-from hivrrp.kernel.netlink import Link, Netlink, _events
+from hivrrp.kernel.netlink import IFINFOMSG, RTM_NEWLINK, Link, Netlink, _events
+from hivrrp.kernel.rtnl import ATTR
 
 MAC = bytes(6)
 
@@ -13,6 +14,16 @@ class FakeIPRoute:
         return [{"index": 7, "ifname": "jumbo0", "address": "02:00:00:00:00:07",
                  "flags": 0x41, "mtu": 9000},
                 {"index": 8, "ifname": "odd0", "address": None, "flags": 0}]
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    return ATTR.pack(ATTR.size + len(payload), kind) + payload + bytes(-len(payload) % 4)
+
+
+def newlink(index: int, name: str, mac: bytes, flags: int, mtu: int) -> bytes:
+    """An RTM_NEWLINK body as the kernel sends it (the parts the monitor reads)."""
+    return (IFINFOMSG.pack(0, 1, index, flags, 0) + attr(3, name.encode() + b"\0")
+            + attr(1, mac) + attr(4, mtu.to_bytes(4, "little")))
 
 
 def test_the_dump_reads_each_link_s_mtu():
@@ -27,8 +38,7 @@ def test_the_dump_reads_each_link_s_mtu():
 
 
 def test_a_link_event_carries_the_mtu_into_the_table(tmp_path):
-    [event] = _events({"event": "RTM_NEWLINK", "index": 2, "ifname": "eth0",
-                       "address": "00:00:00:00:00:00", "flags": 0x41, "mtu": 1280})
+    [event] = _events(RTM_NEWLINK, newlink(2, "eth0", MAC, 0x41, 1280))
     assert event == ("link", 2, "eth0", MAC, True, 1280)
     table = LinkTable(LINKS)
     table.handle([event], plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])))

@@ -1,5 +1,6 @@
-"""rtnetlink framing for the two places that talk netlink without pyroute2:
-the VIP batcher (hivrrp.kernel.addrbatch) and the lab's address counter
+"""rtnetlink framing for the places that talk netlink without pyroute2: the
+VIP batcher (hivrrp.kernel.addrbatch), the VMACs' requests (vmacnl), the link
+and address monitor (netlink.Monitor) and the lab's address counter
 (hivrrp.tools.lab.nsaddr). Each says why it does not use pyroute2."""
 
 from __future__ import annotations
@@ -30,4 +31,15 @@ def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
         if length < HEADER.size or offset + length > len(data):
             return
         yield kind, flags, seq, data[offset + HEADER.size:offset + length]
+        offset += (length + 3) & ~3
+
+
+def attributes(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(type without the nested/byte-order flags, payload) of each rtattr from
+    `offset`; stops at a malformed one."""
+    while offset + ATTR.size <= len(data):
+        length, kind = ATTR.unpack_from(data, offset)
+        if length < ATTR.size or offset + length > len(data):
+            return
+        yield kind & 0x3FFF, data[offset + ATTR.size:offset + length]
         offset += (length + 3) & ~3

@@ -35,6 +35,7 @@ from hivrrp.kernel.rtnl import (
     NLMSG_DONE,
     NLMSG_ERROR,
     RTM_NEWADDR,
+    attributes,
     message,
     messages,
 )
@@ -180,15 +181,6 @@ def link_local(index: int, address: str) -> Request:
 
 # ------------------------------------------------------------------ decoding
 
-def _attrs(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
-    while offset + ATTR.size <= len(data):
-        length, kind = ATTR.unpack_from(data, offset)
-        if length < ATTR.size or offset + length > len(data):
-            return
-        yield kind & 0x3FFF, data[offset + ATTR.size:offset + length]
-        offset += (length + 3) & ~3
-
-
 def _text(payload: bytes) -> str:
     return payload.split(b"\0", 1)[0].decode(errors="replace")
 
@@ -206,7 +198,7 @@ def decode_link(body: bytes) -> LinkInfo | None:
     ipv4: tuple[int, ...] = ()
     disable = addrgen = None
     other_namespace = False
-    for key, payload in _attrs(body, IFINFOMSG.size):
+    for key, payload in attributes(body, IFINFOMSG.size):
         if key == IFLA_IFNAME:
             name = _text(payload)
         elif key == IFLA_ADDRESS:
@@ -220,16 +212,16 @@ def decode_link(body: bytes) -> LinkInfo | None:
         elif key == IFLA_GROUP:
             group = _int(payload)
         elif key == IFLA_LINKINFO:
-            for sub, value in _attrs(payload):
+            for sub, value in attributes(payload):
                 if sub == IFLA_INFO_KIND:
                     kind = _text(value)
                 elif sub == IFLA_INFO_DATA:
-                    for item, data in _attrs(value):
+                    for item, data in attributes(value):
                         if item == IFLA_MACVLAN_MODE:
                             mode = _int(data)
         elif key == IFLA_AF_SPEC:
-            for family, value in _attrs(payload):
-                for item, data in _attrs(value):
+            for family, value in attributes(payload):
+                for item, data in attributes(value):
                     if family == socket.AF_INET and item == IFLA_INET_CONF:
                         ipv4 = struct.unpack(f"={len(data) // 4}I", data[:len(data) // 4 * 4])
                     elif family == socket.AF_INET6 and item == IFLA_INET6_CONF:
