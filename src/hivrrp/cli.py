@@ -341,15 +341,18 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
                       plural(len(result.errors), "configuration error"))
             sys.exit(1)
         try:
-            found, failures = asyncio.run(release_vips(result.config))
+            found, failures, table_error = asyncio.run(release_vips(result.config))
         except PermissionError as exc:
             log.error("hivrrp release needs root (netlink): %s", exc)
             sys.exit(2)
+        # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
+        refused = os.strerror(errno.EPERM)
         if failures:
             log.error("release: %d of %s not removed", len(failures), plural(found, "VIP"))
-            # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
-            refused = os.strerror(errno.EPERM)
             sys.exit(2 if any(f.startswith(refused) for f in failures) else 1)
+        if table_error:
+            log.error("release: the nftables table was not removed")
+            sys.exit(2 if refused in table_error else 1)
         log.info("release: %s", f"removed {plural(found, 'VIP')} left over"
                  if found else "no VIP left over")
     finally:

@@ -1,6 +1,6 @@
 """Keywords parsed into the model but not acted on by the daemon are warnings, never silent.
 
-A config that relies on one (e-mail alerts, `accept`, `check_unicast_src`, a unicast TTL) must not
+A config that relies on one (e-mail alerts, `check_unicast_src`, a unicast TTL) must not
 pass `hivrrp check` as "OK, 0 warnings" while the daemon does something else.
 """
 
@@ -96,7 +96,6 @@ SAMPLES = {
     "max_ttl": (inst("unicast_peer {\n 192.0.2.9 max_ttl 255\n }"), 8),
     "check_unicast_src": (inst("check_unicast_src"), 7),
     "skip_check_adv_addr": (inst("skip_check_adv_addr"), 7),
-    "accept": (inst("accept"), 7),
 }
 
 # Keywords the daemon acts on now (tracking, notify scripts and FIFOs, script
@@ -128,6 +127,13 @@ ACTED_ON = {
     "notify_priority_changes": inst("notify_priority_changes"),
     "vrrp_sync_group": sync("notify_master /bin/true\n    track_interface {\n eth1\n }"),
     "sync_group_tracking_weight": sync("sync_group_tracking_weight"),
+    # The no_accept firewall (kernel/firewall.py).
+    "accept": inst("accept"),
+    "no_accept": inst("no_accept"),
+    "nftables": glob("nftables"),
+    "nftables_priority": glob("nftables_priority -5"),
+    "nftables_counters": glob("nftables_counters"),
+    "nftables_ifindex": glob("nftables_ifindex"),
 }
 
 
@@ -179,10 +185,10 @@ def test_no_email_keyword_no_info_line(tmp_path):
 
 def test_unsupported_keywords_keep_their_own_warnings(tmp_path):
     result = load_text(tmp_path, glob("vrrp_strict") + inst(
-        "use_vmac\n    no_accept\n    track_bfd {\n b\n }"))
+        "use_vmac\n    track_bfd {\n b\n }"))
     assert not_acted_on(result.warnings) == []
     assert [d.message.split(" ")[0] for d in result.warnings] == ["'vrrp_strict'", "use_vmac",
-                                                                  "no_accept", "'track_bfd'"]
+                                                                  "'track_bfd'"]
 
 
 def test_acted_on_keywords_do_not_warn(tmp_path):
