@@ -521,6 +521,9 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     now = time.time()
     click.echo(daemon_line(reply.get("daemon") or {}, socket_path, now))
     _other_namespace_warning(reply.get("daemon") or {}, socket_path)
+    firewall = (reply.get("daemon") or {}).get("firewall") or {}
+    if firewall.get("problem"):
+        click.echo(f"hivrrp status: no_accept is NOT enforced: {firewall['problem']}", err=True)
     header = ("INSTANCE", "INTERFACE", "VRID", "STATE", "PRIO", "MASTER", "VIPS", "SINCE")
     lines = [header]
     for r in rows:

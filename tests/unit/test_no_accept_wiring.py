@@ -2,11 +2,18 @@
 stop, the drops in the VIPs' trips, a reload switching accept while master."""
 
 import asyncio
+import errno
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.fakedaemon import reload, settle, started
+from helpers.nftkernel import Kernel
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp.daemon.driver import now_us
+from hivrrp.kernel.firewall import Firewall
 from hivrrp.kernel.firewall_policy import Settings
+from hivrrp.ops.control import daemon_info
+from hivrrp.ops.metrics import Metrics
 
 
 def run(coro):
@@ -64,3 +71,23 @@ def test_a_reload_to_no_accept_and_back_while_master(tmp_path, monkeypatch):
         assert len(d.netlink.applied) == applied          # the addresses never moved
     run(scenario())
 
+
+def test_a_kernel_that_cannot_filter_shows_in_metrics_and_status(tmp_path, monkeypatch):
+
+    async def scenario():
+        d = await started(tmp_path, text("no_accept"), LINKS, ADDRESSES, monkeypatch)
+        kernel = Kernel()
+        kernel.refuse_all = errno.EOPNOTSUPP
+        firewall = Firewall(Settings("hivrrp", -1, False))
+        monkeypatch.setattr(firewall, "_socket", lambda: kernel)
+        firewall.start({4})
+        d.netlink.firewall = firewall
+        body = b"".join(Metrics(d).app({"PATH_INFO": "/metrics"}, lambda *args: None))
+        return body.decode(), daemon_info(d)
+
+    body, info = asyncio.run(asyncio.wait_for(scenario(), 10))
+    got = {s.name: s.value for family in text_string_to_metric_families(body)
+           for s in family.samples}
+    assert got["hivrrp_nftables_unavailable"] == 1
+    assert got["hivrrp_nftables_errors_total"] == 1
+    assert info["firewall"]["problem"].startswith("cannot set up the nftables tables")
