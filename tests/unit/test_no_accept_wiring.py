@@ -91,3 +91,19 @@ def test_a_kernel_that_cannot_filter_shows_in_metrics_and_status(tmp_path, monke
     assert got["hivrrp_nftables_unavailable"] == 1
     assert got["hivrrp_nftables_errors_total"] == 1
     assert info["firewall"]["problem"].startswith("cannot set up the nftables tables")
+
+
+def test_status_says_when_no_accept_is_not_enforced(monkeypatch):
+    from click.testing import CliRunner
+
+    from hivrrp import cli
+
+    for problem in (None, "cannot set up the nftables tables: create table: Operation not "
+                          "supported"):
+        reply = {"ok": True, "result": [],
+                 "daemon": {"pid": 42, "firewall": {"table": "hivrrp", "problem": problem}}}
+        monkeypatch.setattr(cli, "ask", lambda *a, reply=reply, **k: reply)
+        result = CliRunner().invoke(cli.main, ["status", "--socket", "/nonexistent"])
+        assert result.exit_code == 0, result.output
+        said = "hivrrp status: no_accept is NOT enforced: cannot set up the nftables tables"
+        assert (said in result.stderr) is (problem is not None), result.stderr
