@@ -236,3 +236,29 @@ def test_4000_no_accept_masters_at_once_are_one_nftables_transaction(namespaces_
         assert events.count("add element ip hivrrp vips") == total
         assert events.count("delete element ip hivrrp vips") == total
         assert tables(lab, ns) == set()
+
+
+def test_a_reload_switches_a_master_between_accept_and_no_accept(lan):
+    client = lan.node("client", ipv4="192.0.2.100/24")
+    r1 = lan.node("r1", ipv4="192.0.2.1/24")
+    path = lan.write("r1.conf", conf(200, extra="    accept\n"))
+    daemon = lan.hivrrp("r1", path)
+    assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
+    assert answers(lan, client, VIP)
+    assert tables(lan, r1) == set()          # nothing filters: no table at start
+
+    def reload_to(mode: str, count: int) -> None:
+        path.write_text(conf(200, extra=f"    {mode}\n"))
+        lan.kill(daemon, signal.SIGHUP)
+        assert wait_for(lambda: lan.log("r1").count("reloaded:") == count, 10), lan.log("r1")
+
+    # The first no_accept instance gets its table with its VIP in one go; the
+    # address never moves.
+    reload_to("no_accept", 1)
+    assert wait_for(lambda: ("ip", "hivrrp") in tables(lan, r1), 5), lan.log("r1")
+    assert shape(lan, r1, "ip", "hivrrp")["sets"]["vips"][2] == [json.dumps(VIP)]
+    assert never_answers(lan, client, VIP)
+    reload_to("accept", 2)
+    assert wait_for(lambda: shape(lan, r1, "ip", "hivrrp")["sets"]["vips"][2] == [], 5)
+    assert answers(lan, client, VIP)
+    assert lan.log("r1").count("BACKUP -> MASTER") == 1 and lan.owner_of(VIP) == ["r1"]
