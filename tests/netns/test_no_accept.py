@@ -67,7 +67,9 @@ def never_answers(lab, client: str, address: str) -> bool:
     return not ping(lab, client, address, tries=2)
 
 
-def answers(lab, client: str, address: str, within: float = 4) -> bool:
+def answers(lab, client: str, address: str, within: float = 8) -> bool:
+    """Within a few seconds: after a failover the client may need the new
+    master's gratuitous ARP, or its own probe, to find it."""
     return wait_for(lambda: ping(lab, client, address), within, interval=0.2)
 
 
@@ -95,9 +97,9 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     assert "nftables: table ip hivrrp created for no_accept (priority -1)" in lan.log("r1")
 
     # ARP still answers (the client knows where the VIP is), IP does not.
-    assert never_answers(lan, client, VIP)
+    assert never_answers(lan, client, VIP), lan.log("r1")
     mac = json.loads(lan.run(r1, "ip", "-j", "link", "show", "dev", "eth1").stdout)[0]["address"]
-    assert mac in neighbour(lan, client, VIP)
+    assert wait_for(lambda: mac in neighbour(lan, client, VIP), 3), neighbour(lan, client, VIP)
 
     # The master dies: the accepting peer takes over and the VIP answers again.
     lan.kill(first)
@@ -110,10 +112,10 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     # Back on the LAN, a new run replaces that table, preempts, and drops again.
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "up")
     second = lan.hivrrp("r1", config)
-    assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
+    assert lan.wait_owner(VIP, "r1", 12), (lan.log("r1"), lan.log("r2"))
     assert "nftables: table ip hivrrp left by a previous run replaced" in lan.log("r1")
     assert shape(lan, r1, "ip", "hivrrp") == table
-    assert never_answers(lan, client, VIP)
+    assert never_answers(lan, client, VIP), (lan.log("r1"), lan.log("r2"))
 
     # SIGTERM: the VIP and the table go; the peer answers.
     lan.stop(second)
@@ -157,8 +159,9 @@ def test_keepalived_and_hivrrp_drop_and_answer_alike(lan):
                 assert never_answers(lan, client, vip), (daemon, vip)
                 # ARP and neighbour discovery still answer for it: the table lets
                 # ND through, so the client resolved the VIP.
-                assert re.search(r"lladdr \S+ (REACHABLE|STALE|DELAY|PROBE)",
-                                 neighbour(lan, client, vip)), (daemon, vip)
+                assert wait_for(lambda vip=vip: re.search(
+                    r"lladdr \S+ (REACHABLE|STALE|DELAY|PROBE)", neighbour(lan, client, vip)),
+                    3), (daemon, vip, neighbour(lan, client, vip))
 
     # The same table: keepalived's ip table and ours are one shape; in ip6 ours
     # also has the link-local set and its two rules, which keepalived adds at
