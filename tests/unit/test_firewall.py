@@ -76,8 +76,8 @@ def test_a_killed_runs_table_is_replaced_and_an_unneeded_one_removed(firewall, k
     firewall.start({4})
     kinds = kernel.kinds()
     assert kinds.count(nft.NFT_MSG_DELTABLE) == 2 and kinds.count(nft.NFT_MSG_NEWSET) == 1
-    assert "nftables: table ip hivrrp and ip6 hivrrp left by a previous run removed" \
-        in caplog.text
+    assert "nftables: table ip hivrrp left by a previous run replaced" in caplog.text
+    assert "nftables: table ip6 hivrrp left by a previous run removed" in caplog.text
 
 
 def test_nothing_needed_nothing_left_nothing_sent(firewall, kernel):
@@ -153,3 +153,15 @@ def test_release_removes_only_what_a_dead_daemon_left(firewall, kernel):
     kernel.tables = set()
     assert firewall.remove_leftovers() == []
     assert len(kernel.batches) == 1
+
+
+def test_a_kernel_that_stops_filtering_midway_is_said_once_and_left_alone(firewall, kernel,
+                                                                          caplog):
+    firewall.start({4})
+    kernel.refuse_all = errno.EPERM
+    firewall.update(vips(2), [])
+    assert len(kernel.batches) == 2              # start, the refused one: no rebuild tried
+    firewall.update(vips(4), [])
+    assert len(kernel.batches) == 2              # nor any later change
+    assert caplog.text.count("no_accept is NOT enforced") == 1
+    assert firewall.status()["problem"].startswith("cannot change 2 drop set elements")

@@ -102,9 +102,10 @@ class Firewall:
             self._failed("set up the nftables tables", exc, sticky=True)
             return
         self.tables = set(families)
-        if left:
-            log.info("nftables: table %s left by a previous run %s",
-                     table_names(self.settings, left), "replaced" if left <= families else "removed")
+        for what, found in (("replaced", left & families), ("removed", left - families)):
+            if found:
+                log.info("nftables: table %s left by a previous run %s",
+                         table_names(self.settings, found), what)
         made = families - left
         if made:
             log.info("nftables: table %s created for no_accept (priority %d)",
@@ -131,7 +132,8 @@ class Firewall:
         except (OSError, FirewallError) as exc:
             self._failed(f"change {plural(len(added) + len(removed), 'drop set element')}", exc)
             self.in_step = False
-            self._resync()
+            if self.problem is None:      # else the kernel cannot: no point rebuilding
+                self._resync()
             return
         new = {e[0] for e in added} - self.tables
         if new:
