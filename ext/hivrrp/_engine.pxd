@@ -65,6 +65,7 @@ cdef enum:
     D_ADDRESS_LIST              # as many, but one of ours is missing
     D_NOT_PEER                  # unicast instance: the sender is not a peer
     D_NOT_GROUP                 # multicast instance: sent elsewhere than our group
+    D_OWNER                     # owner_ignore_adverts: we are the address owner
     D_NREASONS
 
 # One kind of dropped advert, for the log: the first drop of a kind (instance
@@ -95,6 +96,7 @@ cdef enum:
     F_SYNC_MEMBER = 64          # becomes master only when its sync group says so (force())
     F_WANTS_MASTER = 128        # sync member whose master-down timer fired, no master heard since
     F_IGNORE_LINK = 256         # dont_track_primary: its interface's link state does not fault it
+    F_OWNER_IGNORE_ADVERTS = 512  # at priority 255, drop every advert received (strict mode)
 
 # Per-instance counters (names: _engine.pyx COUNTERS). The ones every
 # received advert touches come first, in the instance's hot cache line.
@@ -115,6 +117,7 @@ cdef enum:
     C_AUTH_FAILURE
     C_PRIORITY_ZERO_RX
     C_PRIORITY_ZERO_TX
+    C_OWNER_IGNORED             # dropped by owner_ignore_adverts
     C_NCOUNTERS
 
 # Field order is for the cache: line 0 holds what every received advert and

@@ -41,6 +41,7 @@ COUNTERS = (
     "packet_length_errors", "ip_ttl_errors", "invalid_type_received",
     "advert_interval_errors", "address_list_errors", "auth_invalid_type",
     "auth_type_mismatch", "auth_failure", "priority_zero_received", "priority_zero_sent",
+    "owner_ignored_adverts",
 )
 assert len(COUNTERS) == C_NCOUNTERS
 
@@ -67,7 +68,7 @@ def fault_reasons(unsigned int flags):
 DROP_RECORD_REASONS = DROP_REASONS + ("",) * (D_UNKNOWN_VRID - R_NREASONS) + (
     "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
     "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
-    "not_group",
+    "not_group", "owner",
 )
 assert len(DROP_RECORD_REASONS) == D_NREASONS
 # Drop records an engine keeps allocated across windows; a burst beyond this
@@ -255,12 +256,15 @@ cdef class Engine:
                      double preempt_delay=0.0, group=None, peers=(), addresses=(),
                      int auth_type=0, auth_data=b"", int down_timer_adverts=3,
                      bint lower_prio_no_advert=False, bint higher_prio_send_advert=False,
-                     bint pseudo_header=True, bint track_link=True):
+                     bint pseudo_header=True, bint track_link=True,
+                     bint owner_ignore_adverts=False):
         """Configure one instance (not started); returns its index.
 
         src is the primary address (advert source, tie-break); peers makes it
         unicast (one advert per peer). track_link=False (keepalived's
-        dont_track_primary): set_interface() leaves it alone. Values arrive
+        dont_track_primary): set_interface() leaves it alone.
+        owner_ignore_adverts: while its priority is 255 it drops every advert
+        it receives (keepalived 2.3.3's, on by default in strict mode). Values arrive
         validated by the config layer; this re-checks only what would corrupt
         the engine.
         """
@@ -325,7 +329,8 @@ cdef class Engine:
                       | (F_LOWER_PRIO_NO_ADVERT if lower_prio_no_advert else 0)
                       | (F_HIGHER_PRIO_SEND_ADVERT if higher_prio_send_advert else 0)
                       | (F_UNICAST if peers else 0)
-                      | (0 if track_link else F_IGNORE_LINK))
+                      | (0 if track_link else F_IGNORE_LINK)
+                      | (F_OWNER_IGNORE_ADVERTS if owner_ignore_adverts else 0))
         if peers:
             inst.peer_first = self.peers_used
             inst.peer_count = len(dsts)
@@ -685,6 +690,12 @@ cdef class Engine:
                 self.record_drop(i, r, D_INTERVAL_MISMATCH, r.interval,
                                  <int32_t>(inst.adver_int_us // SECOND), NULL)
                 return
+        # keepalived 2.3.3: where its vrrp_check_packet() has checked all but
+        # the addresses, before the advert counts as received.
+        if inst.flags & F_OWNER_IGNORE_ADVERTS and inst.effective_priority == 255:
+            inst.counters[C_OWNER_IGNORED] += 1
+            self.record_drop(i, r, D_OWNER, r.priority, 255, NULL)
+            return
         if not self.addresses_match(inst, r, data):
             inst.counters[C_ADDRESS_LIST_ERRORS] += 1
             self.address_drop(i, r, data)

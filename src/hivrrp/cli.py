@@ -184,7 +184,7 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
                                                    d.where.line))):
             click.echo(line, err=True)
         click.echo(summary(config_file, result))
-    sys.exit(0 if result.ok else 1)
+    sys.exit(0 if result.clean else 1)
 
 
 @main.command()
@@ -272,7 +272,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
     log_problems(result, log)
     if not result.ok:
         log.error("%s: %s, not starting", config_file,
-                  plural(len(result.errors), "configuration error"))
+                  plural(len(result.fatal), "configuration error"))
         sys.exit(1)
     from hivrrp.daemon import wiring as daemon
 
@@ -335,10 +335,10 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
     try:
         result = load_isolated(config_file, config_id=config_id)
         if not result.ok:
-            for line in condense(result.errors):
+            for line in condense(result.fatal):
                 log.error("%s", line)
             log.error("%s: %s, nothing removed", config_file,
-                      plural(len(result.errors), "configuration error"))
+                      plural(len(result.fatal), "configuration error"))
             sys.exit(1)
         try:
             found, failures, table_error = asyncio.run(release_vips(result.config))
@@ -451,9 +451,9 @@ def _judge(config_file: str, config_id: str | None):
     # check_host=False: the capture may come from another host than this one.
     result = load(config_file, config_id=config_id, check_host=False)
     if not result.ok:
-        for line in condense(result.errors):
+        for line in condense(result.fatal):
             click.echo(line, err=True)
-        raise click.ClickException(f"{config_file}: {plural(len(result.errors), 'error')}; "
+        raise click.ClickException(f"{config_file}: {plural(len(result.fatal), 'error')}; "
                                    "the daemon would not run it, so nothing is judged")
     return Judge(result.config)
 

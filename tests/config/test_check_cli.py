@@ -123,7 +123,7 @@ def test_text_output_and_exit_codes(tmp_path):
 def test_json_errors_and_warnings_have_file_and_line(tmp_path):
     path = write(tmp_path, "k.conf", """\
         global_defs {
-            vrrp_strict
+            lvs_flush
         }
         vrrp_instance VI_1 {
             interface eth0
@@ -134,7 +134,7 @@ def test_json_errors_and_warnings_have_file_and_line(tmp_path):
     assert code == 1
     assert report["errors"] == [{"file": str(path), "line": 6,
                                  "message": "virtual_router_id: 0 is out of range 1..255"}]
-    assert report["warnings"][0]["line"] == 2 and "vrrp_strict" in report["warnings"][0]["message"]
+    assert report["warnings"][0]["line"] == 2 and "lvs_flush" in report["warnings"][0]["message"]
     assert report["instances"] == []
 
 

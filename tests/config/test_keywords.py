@@ -456,9 +456,9 @@ def test_global_defs(tmp_path):
     # Scripts, script security, FIFOs and priority notifications are acted on; e-mail
     # and the advert-checking switches are not.
     assert not_acted_on(result) == [
-        "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src", "vrrp_owner_ignore_adverts",
+        "vrrp_skip_check_adv_addr", "vrrp_check_unicast_src",
         "vrrp_startup_delay", "dynamic_interfaces", "log_unknown_vrids"]
-    assert len(result.warnings) == 6
+    assert len(result.warnings) == 5
     # E-mail and router_id: one info line naming them all, in the order written.
     [info] = result.infos
     assert info.message.split(": no effect on VRRP")[0] == (
@@ -593,7 +593,7 @@ def test_sync_group_tracking_weight_keeps_the_weights(tmp_path):
     assert uses.priority_range("VI_2") == (-20 - 10 - 2 * 253, 2 * 253)  # two files
 
 
-@pytest.mark.parametrize("keyword", ["vrrp_strict"])
+@pytest.mark.parametrize("keyword", ["lvs_flush"])
 def test_recognised_but_unsupported_global_keywords_are_warnings(tmp_path, keyword):
     result, _ = one_instance(tmp_path, prefix=f"global_defs {{\n{keyword}\n}}\n")
     assert result.ok

@@ -64,7 +64,7 @@ def test_a_bad_priority_is_an_error(tmp_path):
     assert messages(result.errors) == [(2, "nftables_priority: 'low' is not an integer")]
 
 
-@pytest.mark.parametrize(("keyword", "accept"), [("", None), ("accept\n", True),
+@pytest.mark.parametrize(("keyword", "accept"), [("", True), ("accept\n", True),
                                                 ("no_accept\n", False)])
 def test_accept_modes_load_without_a_warning(tmp_path, keyword, accept):
     result, inst = one_instance(tmp_path, keyword)

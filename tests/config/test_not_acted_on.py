@@ -87,7 +87,6 @@ SAMPLES = {
     # keyword: (config text, line(s) of the keyword)
     "vrrp_check_unicast_src": (glob("vrrp_check_unicast_src"), 2),
     "vrrp_skip_check_adv_addr": (glob("vrrp_skip_check_adv_addr"), 2),
-    "vrrp_owner_ignore_adverts": (glob("vrrp_owner_ignore_adverts"), 2),
     "vrrp_startup_delay": (glob("vrrp_startup_delay 5"), 2),
     "dynamic_interfaces": (glob("dynamic_interfaces"), 2),
     "log_unknown_vrids": (glob("log_unknown_vrids"), 2),
@@ -112,6 +111,10 @@ ACTED_ON = {
     "vrrp_notify_fifo_script": glob("vrrp_notify_fifo /run/v.fifo\n"
                                     "    vrrp_notify_fifo_script /bin/true"),
     "vrrp_notify_priority_changes": glob("vrrp_notify_priority_changes"),
+    "vrrp_owner_ignore_adverts": glob("vrrp_owner_ignore_adverts"),
+    "vrrp_strict": glob("vrrp_strict"),
+    "strict_mode": inst("strict_mode"),
+    "owner_ignore_adverts": inst("priority 255\n    owner_ignore_adverts"),
     "track_interface": inst("track_interface {\n eth1\n }"),
     "track_script": SCRIPT + inst("track_script {\n chk\n }"),
     "track_process": PROCESS + inst("track_process {\n proc\n }"),
@@ -184,10 +187,10 @@ def test_no_email_keyword_no_info_line(tmp_path):
 
 
 def test_unsupported_keywords_keep_their_own_warnings(tmp_path):
-    result = load_text(tmp_path, glob("vrrp_strict") + inst(
+    result = load_text(tmp_path, glob("lvs_flush") + inst(
         "use_vmac\n    track_bfd {\n b\n }"))
     assert not_acted_on(result.warnings) == []
-    assert [d.message.split(" ")[0] for d in result.warnings] == ["'vrrp_strict'", "use_vmac",
+    assert [d.message.split(" ")[0] for d in result.warnings] == ["'lvs_flush'", "use_vmac",
                                                                   "'track_bfd'"]
 
 

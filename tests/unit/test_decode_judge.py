@@ -73,6 +73,15 @@ vrrp_instance MINE {
         192.0.2.55/24
     }
 }
+vrrp_instance OWNER {
+    interface eth0
+    virtual_router_id 56
+    priority 255
+    owner_ignore_adverts
+    virtual_ipaddress {
+        192.0.2.56/24
+    }
+}
 vrrp_instance ELSEWHERE {
     interface eth1
     virtual_router_id 61
@@ -133,6 +142,7 @@ CASES = {
     "vrid": v2(vrid=0),
     "interval": v3(adv=0),
     "ip_header": v2(ip={"ihl": 4}),
+    "owner": v2(vrid=56, addrs=("192.0.2.56",), password=None, priority=255),
     "own_advert": v2(vrid=55, addrs=("192.0.2.55",), password=None, src="192.0.2.2"),
 }
 # The reader yields only IP protocol 112: "protocol" never reaches the engine.

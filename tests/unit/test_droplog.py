@@ -11,6 +11,8 @@ from scapy.layers.vrrp import VRRP
 
 from hivrrp.daemon.droplog import LOG_EACH_UP_TO, SUMMARY_PERIOD, DropLog
 
+SUMMARY_PERIOD_SECONDS = int(SUMMARY_PERIOD)
+
 SECOND = 1_000_000
 VIPS = ["192.0.2.26", "192.0.2.27"]
 OWN, PEER = "192.0.2.10", "192.0.2.20"
@@ -88,6 +90,22 @@ def test_a_drop_is_logged_in_keepalived_words_with_the_sender(logged, packet, li
     feed(plan, packet)
     droplog(plan).take(plan)
     assert logged() == [("WARNING", line)]
+
+
+def test_an_owner_ignoring_adverts_says_so_once_then_counts(logged):
+    # keepalived 2.3.3's words; a master heard by the owner of its addresses
+    # sends a second a line, which must not become a line a second.
+    plan, clock = plan_of(priority=255, owner_ignore_adverts=True), Clock()
+    drops = droplog(plan, clock)
+    for second in range(SUMMARY_PERIOD_SECONDS + 1):
+        feed(plan, v2(255))
+        drops.take(plan, everything=True)
+        drops.summarise()
+        clock.now += 1
+    line = "(VI_1) Dropping packet(s) from 192.0.2.20 since we are address owner"
+    assert logged() == [("WARNING", line),
+                        ("WARNING", f"{line} ({SUMMARY_PERIOD_SECONDS} more in the last "
+                                    f"{SUMMARY_PERIOD_SECONDS} s)")]
 
 
 def test_a_drop_of_no_instance_names_the_interface(logged):

@@ -161,7 +161,54 @@ def test_labels_of_record_reasons_are_stable():
     assert DROP_RECORD_REASONS[16:] == (
         "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
         "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
-        "not_group")
+        "not_group", "owner")
+
+
+# ------------------------------------------------------- owner_ignore_adverts
+
+def owner(**config):
+    engine = engine_with(priority=255, **config)
+    assert engine.state(0) == "MASTER"
+    return engine
+
+
+def test_an_owner_that_ignores_adverts_drops_them_before_counting_them():
+    # keepalived 2.3.3's owner_ignore_adverts (on for an owner in strict mode): an
+    # advert that would make it step down (priority 255 too, from a higher address)
+    # is dropped, recorded with its own reason and counted as such, not as received.
+    engine = owner(owner_ignore_adverts=True)
+    feed(engine, v2(255))
+    assert engine.state(0) == "MASTER" and not engine.take_events()
+    assert record(engine) == {
+        "instance": 0, "ifindex": 2, "reason": "owner", "sender": packed(PEER), "count": 1,
+        "detail": (255, 255), "address": None, "version": 2, "vrid": 51}
+    counters = engine.counters(0)
+    assert (counters["adverts_received"], counters["owner_ignored_adverts"]) == (0, 1)
+
+
+def test_without_it_the_same_advert_makes_the_owner_step_down():
+    engine = owner()
+    feed(engine, v2(255))
+    assert engine.state(0) == "BACKUP"
+    assert engine.take_drops(True) == ([], 0)
+    counters = engine.counters(0)
+    assert (counters["adverts_received"], counters["owner_ignored_adverts"]) == (1, 0)
+
+
+def test_it_applies_only_while_the_effective_priority_is_255():
+    engine = owner(owner_ignore_adverts=True)
+    engine.set_base_priority(0, 200, SECOND // 2)     # `hivrrp set-priority`: no owner now
+    engine.take_events()
+    feed(engine, v2(255))
+    assert engine.state(0) == "BACKUP"
+    assert engine.counters(0)["owner_ignored_adverts"] == 0
+
+
+def test_checks_before_it_still_come_first():
+    # As keepalived: a wrong password is an authentication failure, not an owner drop.
+    engine = owner(owner_ignore_adverts=True)
+    feed(engine, v2(255, auth=b"4321"))
+    assert record(engine)["reason"] == "auth_failure"
 
 
 # ---------------------------------------------------------------- causes

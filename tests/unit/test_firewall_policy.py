@@ -26,6 +26,9 @@ def one(tmp_path, extra="", priority=100, vips=("192.0.2.26/24",), name="VI_1", 
     ("    accept\n", 100, False),
     ("    no_accept\n", 100, True),
     ("    no_accept\n", 255, False),           # the address owner always accepts
+    ("    strict_mode\n", 100, True),          # strict: no accept mode below 255
+    ("    strict_mode\n", 255, False),
+    ("    strict_mode\n    version 3\n    accept\n", 100, False),    # v3 may accept
 ])
 def test_which_instances_filter(tmp_path, extra, priority, filtering):
     plan = plan_of(tmp_path, one(tmp_path, extra, priority))

@@ -19,6 +19,17 @@ class LoadResult:
 
     @property
     def ok(self) -> bool:
+        """The daemon runs this configuration: no error stops it (keepalived's
+        config errors that it corrects and runs with do not)."""
+        return not self.fatal
+
+    @property
+    def fatal(self) -> list[Diagnostic]:
+        return [d for d in self.errors if d.fatal]
+
+    @property
+    def clean(self) -> bool:
+        """No error at all: what `hivrrp check` passes, as keepalived -t would."""
         return not self.errors
 
 

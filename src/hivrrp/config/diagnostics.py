@@ -48,6 +48,10 @@ class Diagnostic:
     where: Where
     message: str
     key: str | None = None  # the keyword, for warnings that repeat once per occurrence
+    # False: one of keepalived's config errors that it corrects and runs with
+    # (strict mode taking authentication away): `check` fails, as keepalived
+    # -t does (exit 5), but the daemon logs it and runs, as keepalived does.
+    fatal: bool = True
 
     def __str__(self) -> str:
         context = self.where.context()
@@ -56,6 +60,8 @@ class Diagnostic:
 
     def as_dict(self) -> dict:
         record = {"file": self.where.file, "line": self.where.line, "message": self.message}
+        if not self.fatal:
+            record["fatal"] = False
         context = self.where.context()
         if context:
             record["context"] = context
@@ -73,8 +79,9 @@ class Diagnostics:
     def written(self, key: object, where: Where, keyword: str) -> None:
         self.places[key] = (where, keyword)
 
-    def error(self, where: Where, message: str, key: str | None = None) -> None:
-        self.items.append(Diagnostic("error", where, message, key))
+    def error(self, where: Where, message: str, key: str | None = None, *,
+              fatal: bool = True) -> None:
+        self.items.append(Diagnostic("error", where, message, key, fatal))
 
     def warning(self, where: Where, message: str, key: str | None = None) -> None:
         self.items.append(Diagnostic("warning", where, message, key))

@@ -19,7 +19,7 @@ IGNORED_TOP_LEVEL = frozenset({
 })
 
 IGNORED_GLOBAL = frozenset({
-    "vrrp_strict", "vrrp_ipsets", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
+    "vrrp_ipsets", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
     "vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
     "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
     "process_monitor_rcv_bufs", "process_monitor_rcv_bufs_force", "vrrp_priority",
@@ -47,10 +47,10 @@ IGNORED_GLOBAL = frozenset({
 })
 
 IGNORED_INSTANCE = frozenset({
-    "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "vrf", "auth_hmac", "track_bfd",
-    "garp_extra_if", "strict_mode", "kernel_rx_buf_size", "track_src_ip", "unicast_fault_no_peer",
+    "use_vmac_addr", "use_ipvlan", "vrf", "auth_hmac", "track_bfd",
+    "garp_extra_if", "kernel_rx_buf_size", "track_src_ip", "unicast_fault_no_peer",
     "old_unicast_checksum", "promote_secondaries", "no_virtual_ipaddress",
-    "owner_ignore_adverts", "timer_expired_backup", "native_ipv6", "linkbeat_use_polling",
+    "timer_expired_backup", "native_ipv6", "linkbeat_use_polling",
     "notify_master_rx_lower_pri_script", "smtp_alert_vrrp",
 })
 
@@ -90,7 +90,6 @@ NOT_ACTED_ON: dict[str, str] = {
     # global_defs
     "vrrp_check_unicast_src": _UNICAST_SRC,
     "vrrp_skip_check_adv_addr": _ADV_ADDR,
-    "vrrp_owner_ignore_adverts": "an address owner (priority 255) still processes adverts",
     "vrrp_startup_delay": "instances start at once, without the delay",
     "dynamic_interfaces": ("interfaces that appear or come back later are always picked up, "
                            "whatever this says"),

@@ -137,6 +137,7 @@ class GlobalDefs:
     check_unicast_src: bool = False
     v3_checksum_as_v2: bool = False
     owner_ignore_adverts: bool = False
+    vrrp_strict: bool = False                # every instance's strict_mode unless it says
     startup_delay: float = 0.0
     script_user: str | None = None
     script_group: str | None = None
@@ -198,7 +199,9 @@ _RARE_DEFAULTS: dict[str, object] = {
     "nopreempt": False,
     "preempt_delay": 0.0,
     "garp": dict,                            # per-instance overrides
-    "accept": None,
+    "accept": None,                          # a bool once validated (keepalived's default)
+    "strict_mode": None,                     # a bool once validated (None: vrrp_strict's)
+    "owner_ignore_adverts": None,            # a bool once validated
     "tracks": list,
     "notify": dict,                          # master/backup/fault/stop/...
     "notify_master_rx_lower_pri": None,
@@ -211,6 +214,8 @@ _RARE_DEFAULTS: dict[str, object] = {
     "check_unicast_src": False,
     "dont_track_primary": False,
     "use_vmac": False,
+    "vmac_mac": None,                        # use_vmac's MAC address, as written
+    "vmac_xmit_base": False,
     "sync_group": None,
     "complete": True,                        # False when a required keyword had a bad value
 }
@@ -272,7 +277,9 @@ class Instance:
         nopreempt: bool
         preempt_delay: float
         garp: Mapping[str, float | int]
-        accept: bool | None
+        accept: bool                 # None only until validated
+        strict_mode: bool            # None only until validated
+        owner_ignore_adverts: bool   # None only until validated
         tracks: Sequence[TrackRef]
         notify: Mapping[str, Script]
         notify_master_rx_lower_pri: Script | None
@@ -285,6 +292,8 @@ class Instance:
         check_unicast_src: bool
         dont_track_primary: bool
         use_vmac: str | bool
+        vmac_mac: str | None
+        vmac_xmit_base: bool
         sync_group: str | None
         complete: bool
 

@@ -32,7 +32,11 @@ def summary(path: str, result) -> str:
                   for t in owner.tracks if t.kind == "interface"}
     trackers = (len(config.scripts) + len(config.track_processes) + len(config.track_files)
                 + len(interfaces))
-    verdict = "OK" if result.ok else f"FAILED: {_plural(len(result.errors), 'error')}"
+    verdict = "OK" if result.clean else f"FAILED: {_plural(len(result.errors), 'error')}"
+    if result.ok and not result.clean:
+        # keepalived -t fails these too, and keepalived runs them corrected.
+        verdict += (" (hivrrp run, as keepalived, runs with "
+                    f"{'it' if len(result.errors) == 1 else 'them'} corrected)")
     lines = [
         f"{path}: {verdict}, {_plural(len(result.warnings), 'warning')}",
         f"  {_plural(len(instances), 'instance')} on {_plural(len(config.interfaces()), 'interface')}"

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
+from hivrrp.config import strict as strict_mode
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef
 from hivrrp.notify import scriptsec
@@ -27,6 +28,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
     # An interface's /sys files are read once however many instances name it:
     # 10,000 instances on one interface read them 20,000 times (0.27 s).
     kind = functools.cache(_interface_type) if check_host else _not_read
+    flags = functools.cache(_interface_flags) if check_host else _not_read
     mtu = functools.cache(_interface_mtu) if check_host else _not_read
     for inst in config.instances:
         if inst.name in names:
@@ -34,7 +36,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
                                    f"{names[inst.name].where}")
             continue
         names[inst.name] = inst
-        if _instance(config, inst, diag, kind):
+        if _instance(config, inst, diag, kind, flags):
             valid.append(inst)
     config.instances = valid
     _advert_room(config, diag, mtu)
@@ -72,13 +74,21 @@ def _interface_mtu(name: str) -> int | None:
     return _sys_net(name, "mtu")
 
 
+def _interface_flags(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/flags") as f:
+            return int(f.read(), 16)
+    except (OSError, ValueError):
+        return None
+
+
 def _not_read(name: str) -> None:
     """Without check_host: nothing is known of this host's interfaces."""
     return None
 
 
 def _instance(config: Config, inst: Instance, diag: Diagnostics,
-              kind: Callable[[str], int | None]) -> bool:
+              kind: Callable[[str], int | None], flags: Callable[[str], int | None]) -> bool:
     """keepalived's vrrp_complete_instance; False drops the instance."""
     g = config.global_defs
     label = f"vrrp_instance {inst.name}"
@@ -93,13 +103,12 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
         diag.error(inst.where, f"{label}: interface {inst.interface} is a loopback interface: "
                                "VRRP cannot run on it")
         return False
+    strict = strict_mode.resolve(inst, g)
     # Family: from the VIPs, else the unicast addresses, else IPv4.
     if inst.vips:
         inst.family = inst.vips[0].family
     elif inst.unicast_src_ip or inst.unicast_peers:
         inst.family = (inst.unicast_src_ip or inst.unicast_peers[0].address).version
-    else:
-        diag.warning(inst.where, f"{label}: no virtual_ipaddress")
     if inst.interface is None and not (inst.unicast_peers and inst.family == 4):
         diag.error(inst.where, f"{label}: interface is not set (only unicast instances with "
                                "IPv4 addresses can do without)")
@@ -116,20 +125,31 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
         if value is not None and value.version != inst.family:
             diag.error(inst.where, f"{label}: {attribute} {value} is not IPv{inst.family}")
     # Version: the instance's, else the global one; IPv6 is always v3.
+    strict_mode.version(inst, diag)
     if inst.version is None:
         inst.version = g.vrrp_version
     if inst.family == 6 and inst.version == 2:
         diag.warning(inst.where, f"{label}: VRRPv2 is IPv4 only; this IPv6 instance runs as "
                                  "VRRPv3 (as keepalived does)")
         inst.version = 3
-    if inst.auth_type or inst.auth_pass:
+    if not inst.vips:
+        if inst.version == 3 or strict:
+            # keepalived refuses the whole configuration (-t exits 5).
+            diag.error(inst.where, f"({inst.name}) No VIP specified; at least one is required")
+            return False
+        diag.warning(inst.where, f"{label}: no virtual_ipaddress")
+    # Priority: 100 by default, 255 for `state MASTER` without a priority (vrrp.c).
+    if not inst.priority_given and inst.state == "MASTER":
+        inst.priority = 255
+    strict_mode.state(inst, diag)
+    if not strict_mode.authentication(inst, diag) and (inst.auth_type or inst.auth_pass):
         if inst.version == 3:
             diag.error(inst.where, f"{label}: authentication exists only in VRRPv2")
         elif inst.auth_type is None or inst.auth_pass is None:
             diag.error(inst.where, f"{label}: authentication needs both auth_type and auth_pass")
-    # Priority: 100 by default, 255 for `state MASTER` without a priority (vrrp.c).
-    if not inst.priority_given and inst.state == "MASTER":
-        inst.priority = 255
+    strict_mode.unicast(inst, diag, flags)
+    strict_mode.vmac_mac(inst, diag)
+    strict_mode.link_local(inst, diag)
     _advert_int(inst, diag, label)
     if inst.nopreempt:
         if inst.state == "MASTER":
@@ -139,10 +159,15 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
         elif inst.priority == 255:
             diag.warning(inst.where, f"{label}: nopreempt has no effect on the address owner "
                                      "(priority 255)")
-    if inst.preempt_delay and (inst.nopreempt or inst.state == "MASTER"):
-        diag.warning(inst.where, f"{label}: preempt_delay is ignored with "
-                                 f"{'nopreempt' if inst.nopreempt else 'state MASTER'}")
+    if inst.preempt_delay and inst.state == "MASTER":
+        diag.warning(inst.where, f"{label}: preempt_delay is ignored with state MASTER")
         inst.preempt_delay = 0.0
+    strict_mode.preempt_delay(inst, diag)
+    if inst.preempt_delay and inst.nopreempt:
+        diag.warning(inst.where, f"{label}: preempt_delay is ignored with nopreempt")
+        inst.preempt_delay = 0.0
+    strict_mode.settle(inst, g, diag)
+    strict_mode.vmac_xmit_base(inst, diag)
     return True
 
 

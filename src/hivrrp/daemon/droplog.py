@@ -94,6 +94,8 @@ _TEXTS: dict[str, Callable[[Drop, str, int, int], str]] = {
     "type": lambda d, s, got, want: f"Invalid packet type from {s}. {got} and expect {want}",
     "checksum": lambda d, s, got, want: f"Invalid VRRPv{got} checksum from {s}",
     "length": _length,
+    "owner": lambda d, s, got, want: (
+        f"Dropping packet(s) from {s} since we are address owner"),
     "unknown_vrid": lambda d, s, got, want: (
         f"advert from {s} for VRID {d.vrid}, which no instance has here"),
     "vrid": lambda d, s, got, want: f"advert from {s} with VRID 0",

@@ -103,8 +103,8 @@ async def read_config(path: str, config_id: str | None,
     if result.ok:
         return result.config
     log.error("reload rejected (%s): the running configuration stays",
-              plural(len(result.errors), "error"))
-    return Rejected(tuple(str(d) for d in result.errors))
+              plural(len(result.fatal), "error"))
+    return Rejected(tuple(str(d) for d in result.fatal))
 
 
 async def run_each(steps: list[Callable[[], object]]) -> None:

@@ -254,7 +254,8 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
             lower_prio_no_advert=_either(inst.lower_prio_no_advert, g.lower_prio_no_advert),
             higher_prio_send_advert=_either(inst.higher_prio_send_advert,
                                             g.higher_prio_send_advert),
-            pseudo_header=not g.v3_checksum_as_v2, track_link=not inst.dont_track_primary)
+            pseudo_header=not g.v3_checksum_as_v2, track_link=not inst.dont_track_primary,
+            owner_ignore_adverts=bool(inst.owner_ignore_adverts))
         vips = _vips(inst, link, links, report)
         faults = 0
         if link is None:

@@ -27,10 +27,10 @@ Element = tuple[int, str, bytes]
 
 
 def accepts(inst: Instance) -> bool:
-    """The instance's accept mode. keepalived resolves an unset one when it
-    loads the file (accept unless vrrp_strict, or with priority 255); the
-    strict-mode work resolves it in the model, and until then unset means
-    accept, the default without vrrp_strict. The one place that reads it."""
+    """The instance's accept mode, as config/strict.py resolved it when the
+    file was validated (keepalived: accept unless vrrp_strict, or with
+    priority 255). Unset (a model never validated) reads as accept, the
+    default without vrrp_strict. The one place that reads it."""
     return True if inst.accept is None else bool(inst.accept)
 
 

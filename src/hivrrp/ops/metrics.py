@@ -57,7 +57,8 @@ RECEIVE_ERRORS = (
     ("length", "packet_length_errors"), ("ttl", "ip_ttl_errors"),
     ("type", "invalid_type_received"), ("interval", "advert_interval_errors"),
     ("address_list", "address_list_errors"), ("auth_invalid_type", "auth_invalid_type"),
-    ("auth_type_mismatch", "auth_type_mismatch"), ("auth_failure", "auth_failure"))
+    ("auth_type_mismatch", "auth_type_mismatch"), ("auth_failure", "auth_failure"),
+    ("owner", "owner_ignored_adverts"))
 INSTANCE_COUNTERS = (
     ("hivrrp_adverts_sent_total", "adverts_sent", "Adverts sent."),
     ("hivrrp_adverts_received_total", "adverts_received",

@@ -56,6 +56,14 @@ def _notify_script_timeout(b: Builder, node: Node, target: GlobalDefs) -> None:
         target.notify_script_timeout = seconds or None   # 0: no timeout, as keepalived
 
 
+def _vrrp_strict(b: Builder, node: Node, target: GlobalDefs) -> None:
+    # keepalived 2.2.7 reads no value: `vrrp_strict off` turns strict mode on.
+    if node.args:
+        b.diag.warning(node.where, f"vrrp_strict takes no value: '{' '.join(node.args)}' is "
+                                   "ignored and strict mode is on, as in keepalived")
+    target.vrrp_strict = True
+
+
 def _notification_email(b: Builder, node: Node, target: GlobalDefs) -> None:
     for child in b.block(node):
         target.notification_email.extend([child.keyword, *child.args])
@@ -130,6 +138,7 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "vrrp_check_unicast_src": setter("check_unicast_src", "bool"),
     "v3_checksum_as_v2": setter("v3_checksum_as_v2", "bool"),
     "vrrp_owner_ignore_adverts": setter("owner_ignore_adverts", "bool"),
+    "vrrp_strict": _vrrp_strict,
     "vrrp_startup_delay": setter("startup_delay", "timer", 0, 3600),
     "script_user": _script_user,
     "enable_script_security": _enable_script_security,

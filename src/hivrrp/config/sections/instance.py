@@ -17,10 +17,22 @@ if TYPE_CHECKING:
     from hivrrp.config.builder import Builder
 
 
+# Keywords whose line strict mode's messages point at (config/strict.py);
+# the model keeps no position of its own for them.
+PLACED = frozenset({
+    "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
+    "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
+    "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
+})
+
+
 def instance(b: Builder, node: Node) -> None:
     inst = b.section(node, "instance", Instance, INSTANCE_HANDLERS, keywords.IGNORED_INSTANCE)
     if inst is not None:
         b.config.instances.append(inst)
+        for child in node.children or ():
+            if child.keyword in PLACED:
+                b.diag.written((id(inst), child.keyword), child.where, child.keyword)
 
 
 def _state(b: Builder, node: Node, inst: Instance) -> None:
@@ -131,7 +143,22 @@ def _accept(value: bool):
 def _use_vmac(b: Builder, node: Node, inst: Instance) -> None:
     b.diag.warning(node.where, "use_vmac is not supported by hivrrp yet: the VIPs are added "
                                "to the interface itself")
-    inst.use_vmac = node.args[0] if node.args else True
+    # keepalived: up to two words, a MAC address (it has a ':', which no
+    # interface name can) and the VMAC's name, in either order.
+    inst.use_vmac = True
+    for word in node.args[:2]:
+        if ":" in word:
+            inst.vmac_mac = word
+        else:
+            inst.use_vmac = word
+    b.no_more(node, 2)
+
+
+def _vmac_xmit_base(b: Builder, node: Node, inst: Instance) -> None:
+    b.no_more(node, 0)
+    b.diag.warning(node.where, "vmac_xmit_base is not supported by hivrrp yet (use_vmac "
+                               "neither): adverts go out of the interface itself")
+    inst.vmac_xmit_base = True
 
 
 def _ignore_with_value(b: Builder, node: Node, inst: Instance) -> None:
@@ -175,6 +202,9 @@ INSTANCE_HANDLERS: dict[str, Callable] = {
     "notify_priority_changes": setter("notify_priority_changes", "bool"),
     "smtp_alert": setter("smtp_alert", "bool"),
     "use_vmac": _use_vmac,
+    "vmac_xmit_base": _vmac_xmit_base,
+    "strict_mode": setter("strict_mode", "bool"),
+    "owner_ignore_adverts": setter("owner_ignore_adverts", "bool"),
     "down_timer_adverts": setter("down_timer_adverts", "int", 1, 100),
     "lower_prio_no_advert": setter("lower_prio_no_advert", "bool"),
     "higher_prio_send_advert": setter("higher_prio_send_advert", "bool"),
