@@ -11,6 +11,8 @@ command -v keepalived >/dev/null || missing+=(keepalived)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v sysctl >/dev/null || missing+=(procps)
 command -v ping >/dev/null || missing+=(iputils-ping)
+# nft reads the no_accept tables back (test_no_accept.py); the daemon itself does not need it.
+command -v nft >/dev/null || missing+=(nftables)
 # FRR's zebra and bgpd for test_bgp_frr.py (started by the test, not as a service).
 [ -x /usr/lib/frr/bgpd ] || missing+=(frr)
 # ip(8) names protocols from /etc/protocols: the rule tests read "ipproto tcp".

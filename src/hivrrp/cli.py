@@ -341,15 +341,18 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
                       plural(len(result.fatal), "configuration error"))
             sys.exit(1)
         try:
-            found, failures = asyncio.run(release_vips(result.config))
+            found, failures, table_error = asyncio.run(release_vips(result.config))
         except PermissionError as exc:
             log.error("hivrrp release needs root (netlink): %s", exc)
             sys.exit(2)
+        # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
+        refused = os.strerror(errno.EPERM)
         if failures:
             log.error("release: %d of %s not removed", len(failures), plural(found, "VIP"))
-            # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
-            refused = os.strerror(errno.EPERM)
             sys.exit(2 if any(f.startswith(refused) for f in failures) else 1)
+        if table_error:
+            log.error("release: the nftables table was not removed")
+            sys.exit(2 if refused in table_error else 1)
         log.info("release: %s", f"removed {plural(found, 'VIP')} left over"
                  if found else "no VIP left over")
     finally:
@@ -518,6 +521,9 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     now = time.time()
     click.echo(daemon_line(reply.get("daemon") or {}, socket_path, now))
     _other_namespace_warning(reply.get("daemon") or {}, socket_path)
+    firewall = (reply.get("daemon") or {}).get("firewall") or {}
+    if firewall.get("problem"):
+        click.echo(f"hivrrp status: no_accept is NOT enforced: {firewall['problem']}", err=True)
     header = ("INSTANCE", "INTERFACE", "VRID", "STATE", "PRIO", "MASTER", "VIPS", "SINCE")
     lines = [header]
     for r in rows:

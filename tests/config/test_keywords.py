@@ -207,8 +207,8 @@ def test_garp_and_protocol_options(tmp_path):
         5, True, True, False, True, True)
     assert (inst.notify_priority_changes, inst.smtp_alert) == (True, False)
     assert str(inst.mcast_dst_ip) == "224.0.0.100"
-    assert not_acted_on(result) == ["skip_check_adv_addr", "accept", "check_unicast_src"]
-    assert len(result.warnings) == 3
+    assert not_acted_on(result) == ["skip_check_adv_addr", "check_unicast_src"]
+    assert len(result.warnings) == 2
     # smtp_alert has no effect on VRRP: the info line, not a warning.
     assert [d.message.split(":")[0] for d in result.infos] == ["smtp_alert"]
 
@@ -593,7 +593,7 @@ def test_sync_group_tracking_weight_keeps_the_weights(tmp_path):
     assert uses.priority_range("VI_2") == (-20 - 10 - 2 * 253, 2 * 253)  # two files
 
 
-@pytest.mark.parametrize("keyword", ["vrrp_iptables", "nftables"])
+@pytest.mark.parametrize("keyword", ["lvs_flush"])
 def test_recognised_but_unsupported_global_keywords_are_warnings(tmp_path, keyword):
     result, _ = one_instance(tmp_path, prefix=f"global_defs {{\n{keyword}\n}}\n")
     assert result.ok

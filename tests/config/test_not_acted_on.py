@@ -1,6 +1,6 @@
 """Keywords parsed into the model but not acted on by the daemon are warnings, never silent.
 
-A config that relies on one (e-mail alerts, `accept`, `check_unicast_src`, a unicast TTL) must not
+A config that relies on one (e-mail alerts, `check_unicast_src`, a unicast TTL) must not
 pass `hivrrp check` as "OK, 0 warnings" while the daemon does something else.
 """
 
@@ -95,7 +95,6 @@ SAMPLES = {
     "max_ttl": (inst("unicast_peer {\n 192.0.2.9 max_ttl 255\n }"), 8),
     "check_unicast_src": (inst("check_unicast_src"), 7),
     "skip_check_adv_addr": (inst("skip_check_adv_addr"), 7),
-    "accept": (inst("accept"), 7),
 }
 
 # Keywords the daemon acts on now (tracking, notify scripts and FIFOs, script
@@ -135,6 +134,13 @@ ACTED_ON = {
     "vmac_xmit_base": inst("use_vmac\n    vmac_xmit_base"),
     "vmac_prefix": glob("vmac_prefix vx") + inst("use_vmac"),
     "disable_local_igmp": glob("disable_local_igmp") + inst("use_vmac"),
+    # The no_accept firewall (kernel/firewall.py).
+    "accept": inst("accept"),
+    "no_accept": inst("no_accept"),
+    "nftables": glob("nftables"),
+    "nftables_priority": glob("nftables_priority -5"),
+    "nftables_counters": glob("nftables_counters"),
+    "nftables_ifindex": glob("nftables_ifindex"),
 }
 
 
@@ -186,9 +192,9 @@ def test_no_email_keyword_no_info_line(tmp_path):
 
 def test_unsupported_keywords_keep_their_own_warnings(tmp_path):
     result = load_text(tmp_path, glob("lvs_flush") + inst(
-        "no_accept\n    track_bfd {\n b\n }"))
+        "track_bfd {\n b\n }"))
     assert not_acted_on(result.warnings) == []
-    assert [d.message.split(" ")[0] for d in result.warnings] == ["'lvs_flush'", "no_accept",
+    assert [d.message.split(" ")[0] for d in result.warnings] == ["'lvs_flush'",
                                                                   "'track_bfd'"]
 
 

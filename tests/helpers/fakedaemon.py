@@ -31,6 +31,12 @@ class FakeNetlink:
         self.links_now = dict(links)
         self.addresses_now = list(addresses)
         self.applied: list = []
+        # (add, address) in the order the no_accept drop sets were told, and
+        # where the address changes fell between them ("vips", count).
+        self.drops: list = []
+        self.firewall = None
+        self.firewall_started: tuple | None = None    # (settings, families)
+        self.firewall_stopped = False
         self.link_dumps = 0
         self.on_link_dump = None       # called after a links() dump was taken
         self.closed = False
@@ -50,10 +56,20 @@ class FakeNetlink:
         await asyncio.sleep(0)
         return list(self.addresses_now)
 
-    async def apply(self, changes):
+    async def apply(self, changes, drop=(), undrop=()):
         await asyncio.sleep(0)
+        self.drops += [(True, c.address) for c in drop]
+        if drop or undrop:
+            self.drops.append(("vips", len(changes)))
+        self.drops += [(False, c.address) for c in undrop]
         self.applied.extend(changes)
         return []
+
+    async def start_firewall(self, settings, families) -> None:
+        self.firewall_started = (settings, families)
+
+    async def stop_firewall(self) -> None:
+        self.firewall_stopped = True
 
     async def routing(self, add, entries):
         await asyncio.sleep(0)

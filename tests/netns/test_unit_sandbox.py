@@ -5,10 +5,10 @@ SystemCallFilter, its sockets against RestrictAddressFamilies and its writes
 against ProtectSystem=full and ProtectHome=read-only.
 
 The work is what the capabilities are there for: a VIP (NET_ADMIN) on a
-master that sends adverts (NET_RAW), a notify script that runs as
-script_user (SETUID, SETGID), and a track script as script_user killed at
-its timeout (KILL: it is another user's process group). Without any one of
-them this test fails.
+no_accept master (its nftables table: NET_ADMIN over AF_NETLINK) that sends
+adverts (NET_RAW), a notify script that runs as script_user (SETUID, SETGID),
+and a track script as script_user killed at its timeout (KILL: it is another
+user's process group). Without any one of them this test fails.
 """
 
 import configparser
@@ -106,7 +106,7 @@ def test_the_daemon_works_inside_the_units_sandbox(lan):
             f'vrrp_script slow {{\n    script "{track}"\n    interval 30\n    timeout 1\n'
             "    weight -10\n}\n"
             + conf(200, extra=f'    state MASTER\n    notify_master "{notify}"\n'
-                              "    track_script {\n        slow\n    }\n")))
+                              "    track_script {\n        slow\n    }\n    no_accept\n")))
         trace = work / "trace"
         pid_file = work / "hivrrp.pid"
         with open(lan.workdir / "r1-hivrrp.log", "ab") as log:    # lan.log() reads it
@@ -118,6 +118,9 @@ def test_the_daemon_works_inside_the_units_sandbox(lan):
                                stdout=log, stderr=subprocess.STDOUT)
         try:
             assert lan.wait_has(VIP, "r1", 20) is not None, lan.log("r1")
+            # no_accept's drop set holds the VIP: nfnetlink works in the sandbox.
+            assert VIP in lan.run(ns, "nft", "list", "set", "ip", "hivrrp", "vips").stdout, \
+                lan.log("r1")
             uid = out / "notify-uid"
             assert wait_for(uid.exists, 10), f"notify_master never ran\n{lan.log('r1')}"
             assert uid.read_text().strip() == str(nobody)
@@ -132,6 +135,8 @@ def test_the_daemon_works_inside_the_units_sandbox(lan):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
             lan.stop(traced, timeout=20)
         assert "Operation not permitted" not in lan.log("r1"), lan.log("r1")
+        assert "NOT enforced" not in lan.log("r1")
+        assert "nftables: table ip hivrrp removed" in lan.log("r1"), lan.log("r1")
 
         lines = trace.read_text().splitlines()
     allowed = syscall_set(unit["SystemCallFilter"])

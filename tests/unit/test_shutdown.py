@@ -71,6 +71,6 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
     assert "shutdown step failed" in caplog.text
     # Releasing failed at its first step and the announcer's close raised:
     # the sockets and netlink were closed all the same.
-    assert calls == ["control.close", "driver.close", "trackers.close", "notifications.close",
-                     "vmac.close", "netlink.close", "systemd.close"], calls
+    assert calls == ["control.close", "netlink.stop_firewall", "driver.close", "trackers.close",
+                     "notifications.close", "vmac.close", "netlink.close", "systemd.close"], calls
     assert caplog.text.count("shutdown step failed") == 2

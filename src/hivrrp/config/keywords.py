@@ -19,8 +19,7 @@ IGNORED_TOP_LEVEL = frozenset({
 })
 
 IGNORED_GLOBAL = frozenset({
-    "vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority",
-    "nftables_counters", "nftables_ifindex", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
+    "vrrp_ipsets", "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier",
     "vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
     "vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
     "process_monitor_rcv_bufs", "process_monitor_rcv_bufs_force", "vrrp_priority",
@@ -101,5 +100,4 @@ NOT_ACTED_ON: dict[str, str] = {
     "max_ttl": _TTL,
     "check_unicast_src": _UNICAST_SRC,
     "skip_check_adv_addr": _ADV_ADDR,
-    "accept": "hivrrp never filters traffic to the VIPs, so they accept it anyway",
 }

@@ -110,6 +110,9 @@ class TrackRef:
 # 64 and the same at 256 (bench/notify_throughput.py, 2 cores: past 64 the CPU
 # limits it, not the bound). keepalived has no bound at all.
 NOTIFY_SCRIPT_CONCURRENCY = 64
+# The no_accept firewall's table when the file names none (keepalived's is
+# "keepalived": the two daemons' tables never clash).
+DEFAULT_NFTABLES_TABLE = "hivrrp"
 
 
 @dataclass(slots=True)
@@ -157,6 +160,11 @@ class GlobalDefs:
     log_unknown_vrids: bool = False
     vmac_prefix: str | None = None           # VMAC names: PREFIX.VRID (keepalived: "vrrp")
     disable_local_igmp: bool = False         # no IGMP reports for 224.0.0.0/24
+    # The no_accept firewall (kernel/firewall.py): keepalived's `nftables [NAME]`
+    # (vrrp_iptables asks for it too), `nftables_priority`, `nftables_counters`.
+    nftables_table: str | None = None        # None: not named, DEFAULT_NFTABLES_TABLE
+    nftables_priority: int = -1
+    nftables_counters: bool = False
     # hivrrp's own (keywords.HIVRRP_GLOBAL): keepalived has neither setting.
     notify_script_timeout: float | None = None    # None: never killed, as keepalived
     notify_script_concurrency: int = NOTIFY_SCRIPT_CONCURRENCY

@@ -14,12 +14,21 @@ from dataclasses import dataclass
 
 from hivrrp.daemon.plan import InstancePlan, Plan
 from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.firewall_policy import filters
 from hivrrp.kernel.routing import Routing
 
 
 @dataclass(frozen=True, slots=True)
 class SetVips:
     """Addresses to add or remove, in order."""
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetDrops:
+    """A no_accept master's VIPs into (add) or out of the firewall's drop sets.
+    `changes` are the instance's own VIP additions (only their addresses count)."""
+    add: bool
     changes: tuple[Change, ...]
 
 
@@ -46,7 +55,7 @@ class StopAnnouncing:
     name: str
 
 
-Action = SetVips | SetRoutes | Announce | StopAnnouncing
+Action = SetVips | SetDrops | SetRoutes | Announce | StopAnnouncing
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +90,24 @@ def transition(inst: InstancePlan, old: str, new: str, reason: str) -> list[Acti
         return []
     if new == "MASTER":
         # Routes after their addresses: a virtual route may use a VIP as source.
-        return [SetVips(inst.vips), SetRoutes(True, inst.routes), Announce(inst.name, "master")]
+        # A no_accept master's VIPs are dropped before they are added
+        # (vipqueue applies drop additions first): none answers meanwhile.
+        actions: list[Action] = [SetDrops(True, inst.vips)] if filters(inst.config) else []
+        return actions + [SetVips(inst.vips), SetRoutes(True, inst.routes),
+                          Announce(inst.name, "master")]
     if old == "MASTER":
         return release(inst)
     return []
 
 
 def release(inst: InstancePlan) -> list[Action]:
-    """A master's VIPs and routes go away (routes first, the reverse of adding)."""
-    return [StopAnnouncing(inst.name), SetRoutes(False, inst.routes),
-            SetVips(tuple(c.removal() for c in inst.vips))]
+    """A master's VIPs and routes go away (routes first, the reverse of adding),
+    then its drops (vipqueue applies drop removals after the VIPs)."""
+    actions: list[Action] = [StopAnnouncing(inst.name), SetRoutes(False, inst.routes),
+                             SetVips(tuple(c.removal() for c in inst.vips))]
+    if filters(inst.config):
+        actions.append(SetDrops(False, inst.vips))
+    return actions
 
 
 def vip_removed(inst: InstancePlan, state: str | None, ifindex: int,
@@ -117,9 +134,13 @@ def reloaded(old: Plan, new: Plan, kept: dict[str, str],
     kept maps new names to old ones; old_states are the old instances' states
     at the swap. Kept masters get only the difference of their VIPs and routes,
     removed masters are released, renamed ones stop announcing under the old name.
+    A kept master that starts or stops filtering (accept <-> no_accept, priority
+    255) has all its VIPs put into or taken out of the drop sets.
     """
     add_vips: list[Change] = []
     remove_vips: list[Change] = []
+    add_drops: list[Change] = []
+    remove_drops: list[Change] = []
     add_routes: list[Routing] = []
     remove_routes: list[Routing] = []
     stop: list[str] = []
@@ -129,23 +150,40 @@ def reloaded(old: Plan, new: Plan, kept: dict[str, str],
         before, after = old.instances[old_name], new.instances[new_name]
         if new_name != old_name:
             stop.append(old_name)
-        if before.vips == after.vips and before.routes == after.routes:
+        filtered, filtering = filters(before.config), filters(after.config)
+        if (before.vips == after.vips and before.routes == after.routes
+                and filtered == filtering):
             continue   # the usual case, and 4,000 set comparisons cost 20 ms of loop
         have = {(c.index, c.address) for c in before.vips}
         want = {(c.index, c.address) for c in after.vips}
-        add_vips += [c for c in after.vips if (c.index, c.address) not in have]
-        remove_vips += [c.removal() for c in before.vips if (c.index, c.address) not in want]
+        added = [c for c in after.vips if (c.index, c.address) not in have]
+        gone = [c for c in before.vips if (c.index, c.address) not in want]
+        add_vips += added
+        remove_vips += [c.removal() for c in gone]
         remove_routes += [r for r in before.routes if r not in after.routes]
         add_routes += [r for r in after.routes if r not in before.routes]
+        if filtering:
+            add_drops += added if filtered else after.vips
+        if filtered:
+            remove_drops += gone if filtering else before.vips
     carried = set(kept.values())
     for name, inst in old.instances.items():
         if name not in carried and old_states.get(name) == "MASTER":
             stop.append(name)
             remove_routes += inst.routes
             remove_vips += [c.removal() for c in inst.vips]
+            if filters(inst.config):
+                remove_drops += inst.vips
     actions: list[Action] = [StopAnnouncing(name) for name in stop]
     if remove_routes:
         actions.append(SetRoutes(False, tuple(remove_routes)))
+    # vipqueue puts drop additions before the addresses and removals after
+    # them, whatever the order here; here only the last word on an address
+    # counts: a VIP handed from one filtering master to another stays dropped.
+    if remove_drops:
+        actions.append(SetDrops(False, tuple(remove_drops)))
+    if add_drops:
+        actions.append(SetDrops(True, tuple(add_drops)))
     if remove_vips or add_vips:
         actions.append(SetVips(tuple(remove_vips + add_vips)))
     if add_routes:

@@ -23,6 +23,7 @@ from hivrrp.daemon.droplog import DropLog
 from hivrrp.daemon.lifecycle import Lifecycle, collect_before_freeze, read_config, run_each
 from hivrrp.daemon.memory import Trimmer
 from hivrrp.daemon.plan import Plan, build_off_loop, carry_over
+from hivrrp.kernel import firewall_policy
 from hivrrp.kernel.announce_policy import AnnouncePolicy
 from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.kernel.netlink import Link, Netlink
@@ -149,6 +150,9 @@ class Daemon:
                                        vmacs=vmacs.names)
         ahead = await self.trackers.prepare(self.config)
         await remove_leftovers(self.netlink.apply, plan, addresses)
+        # After the leftover VIPs are gone: a killed run's table replaced.
+        await self.netlink.start_firewall(firewall_policy.Settings.of(self.config.global_defs),
+                                          firewall_policy.families(plan.instances.values()))
         self.driver.open_sockets({i.config.family for i in plan.instances.values()},
                                  len(plan.names))
         self.install(plan, built_on, ahead)
@@ -300,6 +304,11 @@ class Daemon:
         self.lifecycle.check()
         ahead = await self.trackers.prepare(config)
         self.lifecycle.check()
+        running = self.netlink.firewall
+        note = running is not None and firewall_policy.settings_change(
+            running.settings, firewall_policy.Settings.of(config.global_defs))
+        if note:
+            log.warning("reload: %s", note)
         # From here to the end nothing awaits: the old plan's indexes stay valid.
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
@@ -390,7 +399,8 @@ class Daemon:
         # (halted: it can no longer swap plans); it is waited for only before
         # netlink closes under it.
         await run_each([self.lifecycle.halt, self._close_control, self._close_metrics,
-                        self._release, self.driver.close, self.garp.close, self.trackers.close,
+                        self._release, self.netlink.stop_firewall, self.driver.close,
+                        self.garp.close, self.trackers.close,
                         self.notifications.close, self._wait_for_reload, self.vmac.close,
                         self.netlink.close, self.systemd.close])
 

@@ -18,10 +18,13 @@ import sys
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hivrrp._wire import DEFAULT_MTU
 from hivrrp.kernel.addrbatch import AddressBatcher, Change
+from hivrrp.kernel.firewall import Firewall
+from hivrrp.kernel.firewall_policy import Settings
 from hivrrp.kernel.pyroute2_lean import install as lean_pyroute2
 from hivrrp.kernel.pyroute2_lean import iproute_class
 from hivrrp.kernel.routing import Routing
@@ -74,6 +77,7 @@ class Netlink:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netlink")
         self.ipr = None
         self.batcher: AddressBatcher | None = None
+        self.firewall: Firewall | None = None    # start_firewall() makes it
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -111,9 +115,34 @@ class Netlink:
                         msg.get("address"), msg.get("prefixlen"), msg.get("scope"))
                 for msg in self.ipr.get_addr()]
 
-    async def apply(self, changes: list[Change]) -> list[tuple[Change, str]]:
-        """Apply address changes in one trip to the worker; returns the failures."""
-        return await self._run(self.batcher.apply, changes)
+    async def apply(self, changes: list[Change], drop: Sequence[Change] = (),
+                    undrop: Sequence[Change] = ()) -> list[tuple[Change, str]]:
+        """Apply address changes in one trip to the worker; returns the failures.
+        `drop` / `undrop`: VIPs into and out of the no_accept drop sets, in the
+        same trip, one transaction each: into them before the addresses change,
+        out of them after (the firewall counts and logs its own failures)."""
+        return await self._run(self._apply, changes, drop, undrop)
+
+    def _apply(self, changes: list[Change], drop: Sequence[Change],
+               undrop: Sequence[Change]) -> list[tuple[Change, str]]:
+        if drop and self.firewall is not None:
+            self.firewall.update(drop, [])
+        failures = self.batcher.apply(changes) if changes else []
+        if undrop and self.firewall is not None:
+            self.firewall.update([], undrop)
+        return failures
+
+    async def start_firewall(self, settings: Settings, families: set[int]) -> None:
+        """The no_accept tables: a previous run's replaced, `families`' made."""
+        def start() -> None:
+            self.firewall = Firewall(settings)
+            self.firewall.start(families)
+        await self._run(start)
+
+    async def stop_firewall(self) -> None:
+        """The tables removed (after the VIPs)."""
+        if self.firewall is not None:
+            await self._run(self.firewall.stop)
 
     async def routing(self, add: bool, entries: list[Routing]) -> list[tuple[Routing, str]]:
         """Add or remove routes and rules; existing (add) or missing (remove) ones are fine."""
@@ -141,6 +170,8 @@ class Netlink:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _close(self) -> None:
+        if self.firewall is not None:
+            self.firewall.close()
         if self.batcher is not None:
             self.batcher.close()
         if self.ipr is not None:

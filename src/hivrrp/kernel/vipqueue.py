@@ -5,7 +5,10 @@ next trip, in one stream of requests: a mass takeover of 4,000 instances is a
 handful of trips, not 4,000. Within a trip only the last word on each address
 and each route counts (a flap inside one trip ends as it should), route
 removals go before the address changes and route additions after them, and
-announcements wait until the addresses they announce are in place.
+announcements wait until the addresses they announce are in place. The
+no_accept drop sets change in the same trip: additions before the addresses
+(a new master's VIP never answers unfiltered), removals after them (nor does
+a leaving one's), each one transaction however many instances moved.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hivrrp.daemon.plan import Plan
-from hivrrp.daemon.reactor import Action, Announce, SetRoutes, SetVips
+from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
 from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.firewall_policy import key as drop_key
 from hivrrp.kernel.netlink import Address
 from hivrrp.kernel.routing import Routing
 from hivrrp.util.tasks import spawn
@@ -25,7 +29,9 @@ from hivrrp.util.text import plural
 
 log = logging.getLogger("hivrrp")
 
-ApplyVips = Callable[[list[Change]], Awaitable[list[tuple[Change, str]]]]
+# apply_vips(changes) or, when the drop sets change too, apply_vips(changes,
+# drop=..., undrop=...): one trip either way (kernel.netlink.Netlink.apply).
+ApplyVips = Callable[..., Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
 
 
@@ -70,6 +76,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.vips: dict[tuple[int, str], Change] = {}
+        self.drops: dict[tuple[str, int], tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
 
@@ -79,6 +86,9 @@ class Batch:
                 key = (change.index, change.address)
                 self.vips.pop(key, None)   # re-inserted last: the order of the final word
                 self.vips[key] = change
+        elif isinstance(action, SetDrops):
+            for change in action.changes:
+                self.drops[drop_key(change)] = (action.add, change)
         elif isinstance(action, SetRoutes):
             for entry in action.entries:
                 key = repr(entry)       # specs are dicts: their repr is the identity
@@ -88,10 +98,13 @@ class Batch:
             self.announce.append(action)
 
     def __bool__(self) -> bool:
-        return bool(self.vips or self.routes or self.announce)
+        return bool(self.vips or self.drops or self.routes or self.announce)
 
     def route_changes(self, add: bool) -> list[Routing]:
         return [entry for is_add, entry in self.routes.values() if is_add == add]
+
+    def drop_changes(self, add: bool) -> list[Change]:
+        return [change for is_add, change in self.drops.values() if is_add == add]
 
 
 class VipQueue:
@@ -141,10 +154,14 @@ class VipQueue:
 
     async def _apply(self, batch: Batch) -> None:
         await self._routes(False, batch.route_changes(False))
-        if batch.vips:
+        if batch.vips or batch.drops:
             changes = list(batch.vips.values())
             started = time.monotonic()
-            failed = await self.apply_vips(changes)
+            if batch.drops:
+                failed = await self.apply_vips(changes, drop=batch.drop_changes(True),
+                                               undrop=batch.drop_changes(False))
+            else:
+                failed = await self.apply_vips(changes)
             for change in changes:
                 self.changes["add" if change.add else "remove"] += 1
             for change, error in failed:

@@ -69,11 +69,13 @@ class Snapshot:
 def daemon_info(daemon: DaemonView) -> dict:
     """Which daemon answered: `ip netns exec X hivrrp status` names X's."""
     started = getattr(daemon, "started_at", None)
+    firewall = getattr(getattr(daemon, "netlink", None), "firewall", None)
     return {"pid": os.getpid(), "version": hivrrp_version(),
             "config_file": getattr(daemon, "config_path", ""),
             "started": round(started, 3) if started else None,
             "uptime": round(time.time() - started, 1) if started else None,
-            "namespace": getattr(daemon, "namespace", None), "netns_id": netns_id()}
+            "namespace": getattr(daemon, "namespace", None), "netns_id": netns_id(),
+            "firewall": firewall.status() if firewall is not None else None}
 
 
 def netns_id() -> str | None:

@@ -232,6 +232,22 @@ class DaemonCollector:
         yield CounterMetricFamily("hivrrp_netlink_errors",
                                   "VIP and route changes the kernel refused.",
                                   value=d.vips.failures)
+        firewall = d.netlink.firewall
+        if firewall is not None:
+            status = firewall.status()
+            yield CounterMetricFamily("hivrrp_nftables_transactions",
+                                      "no_accept firewall transactions sent.",
+                                      value=status["transactions"])
+            yield CounterMetricFamily("hivrrp_nftables_errors",
+                                      "no_accept firewall transactions the kernel refused.",
+                                      value=status["failures"])
+            yield GaugeMetricFamily("hivrrp_nftables_drop_elements",
+                                    "VIPs of no_accept masters in the drop sets.",
+                                    value=status["elements"])
+            yield GaugeMetricFamily("hivrrp_nftables_unavailable",
+                                    "1 when no_accept cannot be enforced (no nf_tables, "
+                                    "not allowed): the VIPs accept traffic.",
+                                    value=int(status["problem"] is not None))
         plan = d.plan
         if plan is not None:
             drops = CounterMetricFamily(

@@ -6,24 +6,32 @@ ARP and traffic, and a routing daemon that announces connected routes (the BGP
 recipe in conf/frr/) goes on announcing them until something removes them. The
 next `hivrrp run` does so at start; this is that same step on its own, for
 systemd's ExecStopPost= (which runs after any stop, crashes included) and for
-an operator who will not restart the daemon.
+an operator who will not restart the daemon. The no_accept firewall's tables
+such a daemon left go too (they would drop the VIPs' traffic on whichever
+router holds them next: here, after a restart with accept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from hivrrp.config.model import Config
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.plan import build
+from hivrrp.kernel.firewall import Firewall, FirewallError, table_names
+from hivrrp.kernel.firewall_policy import Settings
 from hivrrp.kernel.netlink import Netlink
 from hivrrp.kernel.vipqueue import remove_leftovers
 from hivrrp.kernel.vmac import VmacManager
 
+log = logging.getLogger("hivrrp")
 
-async def release(config: Config) -> tuple[int, list[str]]:
-    """Remove every VIP of `config` found on its interface: (found, the kernel's
-    reasons for those not removed).
+
+async def release(config: Config) -> tuple[int, list[str], str | None]:
+    """Remove every VIP of `config` found on its interface, then the no_accept
+    tables: (VIPs found, the kernel's reasons for those not removed, why the
+    tables were not removed or None).
 
     The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
     netlink = Netlink()
@@ -41,7 +49,26 @@ async def release(config: Config) -> tuple[int, list[str]]:
         # and would read in the journal as if the daemon had faulted.
         plan = await asyncio.to_thread(build, config, links, addresses,
                                        now_us(asyncio.get_running_loop()), True)
-        return await remove_leftovers(netlink.apply, plan, addresses)
+        found, failures = await remove_leftovers(netlink.apply, plan, addresses)
+        # After the VIPs: none is up unfiltered meanwhile.
+        return found, failures, await asyncio.to_thread(remove_tables,
+                                                        Settings.of(config.global_defs))
     finally:
         await vmacs.close()
         netlink.close()
+
+
+def remove_tables(settings: Settings) -> str | None:
+    """The no_accept tables a dead daemon left, removed; the reason if not."""
+    firewall = Firewall(settings)
+    try:
+        removed = firewall.remove_leftovers()
+    except (OSError, FirewallError) as exc:
+        log.error("cannot remove the nftables table %s: %s",
+                  table_names(settings, (4, 6)), exc)
+        return str(exc)
+    finally:
+        firewall.close()
+    if removed:
+        log.info("removed the nftables table %s left over", table_names(settings, removed))
+    return None

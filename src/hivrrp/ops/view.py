@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hivrrp.daemon.lifecycle import Lifecycle
     from hivrrp.daemon.plan import Plan
     from hivrrp.kernel.linkwatch import LinkWatch
+    from hivrrp.kernel.netlink import Netlink
     from hivrrp.kernel.vipqueue import VipQueue
     from hivrrp.notify.events import Notifications
     from hivrrp.tracking.hub import TrackerHub
@@ -37,6 +38,8 @@ class DaemonView(Protocol):
     notifications: Notifications
     vips: VipQueue
     links: LinkWatch
+    # Its `firewall` (no_accept's nftables tables): status() from any thread.
+    netlink: Netlink
     # `set-priority` overrides, kept across rebuilds (a reload drops them).
     runtime_priority: dict[str, int]
     # The metrics server itself (its refused-connection counts), or None.

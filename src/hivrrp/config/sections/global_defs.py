@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hivrrp.config import keywords
+from hivrrp.config.model import DEFAULT_NFTABLES_TABLE as DEFAULT_TABLE
 from hivrrp.config.model import GlobalDefs
 from hivrrp.config.sections.common import setter, version
 from hivrrp.config.tree import Node
@@ -94,6 +95,41 @@ def _fifo(attribute: str):   # one path argument (FIFOs, dump files)
     return handler
 
 
+# keepalived's NFT_NAME_MAXLEN: a longer table name is refused by the kernel.
+NFT_NAME_MAXLEN = 256
+
+
+def _nftables(b: Builder, node: Node, target: GlobalDefs) -> None:
+    """`nftables [NAME]`, as keepalived: the first one wins (a `vrrp_iptables`
+    before it counts), and it puts the chain priority back to -1."""
+    b.no_more(node, 1)
+    if target.nftables_table is not None:
+        b.diag.warning(node.where, "nftables already specified - ignoring")
+        return
+    name = node.args[0] if node.args else DEFAULT_TABLE
+    if len(name) >= NFT_NAME_MAXLEN:
+        b.diag.warning(node.where, "nftables table name too long - ignoring")
+        return
+    target.nftables_table = name
+    target.nftables_priority = -1
+
+
+def _vrrp_iptables(b: Builder, node: Node, target: GlobalDefs) -> None:
+    # keepalived built without iptables (Debian's) does the same: an nftables
+    # table of the default name, and a line saying so.
+    b.diag.warning(node.where, "hivrrp filters with nftables, not iptables: vrrp_iptables "
+                               f"means an nftables table '{target.nftables_table or DEFAULT_TABLE}'"
+                               "; replace it with 'nftables'")
+    if target.nftables_table is None:
+        target.nftables_table = DEFAULT_TABLE
+        target.nftables_priority = -1
+
+
+def _ignore(b: Builder, node: Node, target: GlobalDefs) -> None:
+    """Accepted with no effect: what it asks for is what hivrrp always does."""
+    b.no_more(node, 0)
+
+
 GLOBAL_HANDLERS: dict[str, Callable] = {
     "router_id": setter("router_id", "word"),
     "vrrp_version": version,
@@ -138,6 +174,14 @@ GLOBAL_HANDLERS: dict[str, Callable] = {
     "log_unknown_vrids": setter("log_unknown_vrids", "bool"),
     "vmac_prefix": _vmac_prefix,
     "disable_local_igmp": setter("disable_local_igmp", "bool"),
+    "nftables": _nftables,
+    "nftables_priority": setter("nftables_priority", "int", -2**31, 2**31 - 1),
+    "nftables_counters": setter("nftables_counters", "bool"),
+    # keepalived keys the IPv6 link-local VIPs of dont_track_primary instances
+    # by interface name unless this is set; hivrrp keys them all by index (a
+    # rebuild follows an interface that comes back with another one).
+    "nftables_ifindex": _ignore,
+    "vrrp_iptables": _vrrp_iptables,
     # hivrrp's own (keywords.HIVRRP_GLOBAL)
     "hivrrp_notify_script_timeout": _notify_script_timeout,
     "hivrrp_notify_script_concurrency": setter("notify_script_concurrency", "int", 1, 65535),

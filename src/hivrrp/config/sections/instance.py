@@ -137,9 +137,6 @@ def _garp(attribute: str, kind: str, *limits):
 def _accept(value: bool):
     def handler(b: Builder, node: Node, inst: Instance) -> None:
         b.no_more(node, 0)
-        if not value:
-            b.diag.warning(node.where, "no_accept is not supported by hivrrp yet: the VIPs "
-                                       "accept traffic on a non-owner master")
         inst.accept = value
     return handler
 
