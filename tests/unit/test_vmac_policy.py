@@ -25,7 +25,8 @@ ETH1 = LinkInfo(2, "eth1", bytes.fromhex("020000000001"), True, True, True, "vet
                 ipv4=tuple([0] * 7 + [0] + [0] * 10 + [0] + [0] * 20))
 ETH2 = LinkInfo(3, "eth2", bytes.fromhex("020000000002"), True, True, True, "veth", group=7,
                 master=9)
-LINKS = {"eth1": ETH1, "eth2": ETH2}
+VRF = LinkInfo(9, "blue", bytes(6), True, True, False, "vrf")
+LINKS = {"eth1": ETH1, "eth2": ETH2, "blue": VRF}
 PRIVATE, BRIDGE = 1, 4
 
 
@@ -73,6 +74,15 @@ def test_a_fresh_vmac_per_instance_with_the_vrrp_mac(tmp_path):
     assert (v4.ipv6, v4.link_local, v6.ipv6, v6.link_local) == (False, None, True, "fe80::1")
     # Link group and master (a VRF) from the parent.
     assert (other.group, other.master, v4.group, v4.master) == (7, 9, 0, 0)
+
+
+def test_a_bridge_master_of_the_parent_is_not_copied(tmp_path):
+    """keepalived copies only a VRF master: the parent's bridge (or bond)
+    would enslave the VMAC itself and take its frames."""
+    bridge = LinkInfo(9, "br0", bytes(6), True, True, True, "bridge")
+    c = config(tmp_path, inst("VI_2", 51, "192.0.2.27/24", interface="eth2"))
+    want = wanted(c, {**LINKS, "blue": bridge}, set(), {}, reload=False)
+    assert (want.vmacs["VI_2"].master, want.vmacs["VI_2"].group) == (0, 7)
 
 
 def test_vmac_prefix_and_names_taken_by_other_links(tmp_path):

@@ -83,7 +83,7 @@ class Vmac:
     family: int
     ipv6: bool                     # IPv6 on (disable_ipv6=0)
     link_local: str | None         # the IPv6 source address it carries
-    master: int = 0                # the parent's (a VRF)
+    master: int = 0                # the parent's VRF, 0: none or not a VRF
     group: int = 0                 # the parent's link group
 
 
@@ -143,6 +143,9 @@ def wanted(config: Config, links: dict[str, LinkInfo], ours: Iterable[str],
     taken: set[str] = set()            # names instances before this one have
     claimed: set[int] = set()          # links instances before this one have
     prefix = config.global_defs.vmac_prefix or "vrrp"
+    # keepalived copies the parent's master only when it is a VRF
+    # (vrf_master_ifp): a bridge or bond master would enslave the VMAC itself.
+    vrfs = {link.index for link in links.values() if link.kind == "vrf"}
     for inst in config.instances:
         if not inst.use_vmac:
             continue
@@ -199,7 +202,8 @@ def wanted(config: Config, links: dict[str, LinkInfo], ours: Iterable[str],
                     inst.family, inst.family == 6 or any(v.family == 6 for v in inst.excluded_vips),
                     sources.get(inst.name) if inst.family == 6 and not inst.vmac_xmit_base
                     else None,
-                    parent.master if parent else 0, parent.group if parent else 0)
+                    parent.master if parent and parent.master in vrfs else 0,
+                    parent.group if parent else 0)
         out.vmacs[inst.name] = vmac
         if parent is None:
             continue                   # made when the interface appears (a rebuild)
