@@ -1,0 +1,269 @@
+"""Review of issue 20's no_accept firewall without root: the drop sets against a
+stand-in kernel that keeps tables and elements as nf_tables does, and the daemon's
+shutdown with a trip still in flight.
+
+Each test reproduces a finding; those that fail today are xfail(strict=True)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+import time
+
+import pytest
+
+from helpers.conf import load_text, write
+from helpers.fakedaemon import FakeMonitor, FakeNetlink
+from helpers.nftkernel import Kernel, kind
+from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.config import load
+from hivrrp.daemon import wiring
+from hivrrp.daemon.driver import Driver
+from hivrrp.daemon.driver import now_us
+from hivrrp.kernel import nftables as nft
+from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.firewall import Firewall
+from hivrrp.kernel.firewall_policy import Settings
+from hivrrp.kernel.netlink import Netlink
+from hivrrp.kernel.rtnl import messages
+
+NFPROTO_FAMILY = {2: 4, 10: 6}
+
+
+class StatefulKernel(Kernel):
+    """Kernel, but it remembers which tables exist and what their sets hold,
+    applies a committed transaction, and refuses elements for a missing table
+    (ENOENT), as nf_tables does. `events` records what was committed, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements: dict[int, set[bytes]] = {}
+        self.events: list[str] = []
+
+    def send(self, data: bytes) -> int:
+        parsed = list(messages(data))
+        if parsed[0][0] != nft.NFNL_MSG_BATCH_BEGIN or self.refuse_all is not None or self.refuse:
+            return super().send(data)
+        tables = set(self.tables)
+        elements = {f: set(e) for f, e in self.elements.items()}
+        events = []
+        for message_type, _flags, _seq, body in parsed[1:-1]:
+            family = NFPROTO_FAMILY[body[0]]
+            what = kind(message_type)
+            if what == nft.NFT_MSG_NEWTABLE:
+                tables.add(family)
+                elements.setdefault(family, set())
+            elif what == nft.NFT_MSG_DELTABLE:
+                tables.discard(family)
+                elements.pop(family, None)
+                events.append(f"delete table {family}")
+            elif what in (nft.NFT_MSG_NEWSETELEM, nft.NFT_MSG_DELSETELEM):
+                if family not in tables:
+                    self.refuse = {what: errno.ENOENT}
+                    return super().send(data)
+                keys = {body[i:i + 4] for i in range(len(body) - 4)}  # crude: presence only
+                if what == nft.NFT_MSG_NEWSETELEM:
+                    elements[family] |= keys
+                    events.append(f"add elements {family}")
+                else:
+                    events.append(f"delete elements {family}")
+        self.tables, self.elements = tables, elements
+        self.events += events
+        return super().send(data)
+
+
+def vip(address: str, index: int = 2, add: bool = True) -> Change:
+    return Change(add, index, 6 if ":" in address else 4, address, 64 if ":" in address else 24)
+
+
+@pytest.fixture
+def kernel():
+    return StatefulKernel()
+
+
+@pytest.fixture
+def firewall(kernel, monkeypatch):
+    fw = Firewall(Settings("hivrrp", -1, False), clock=lambda: 0.0)
+    monkeypatch.setattr(fw, "_socket", lambda: kernel)
+    monkeypatch.setattr("hivrrp.kernel.firewall.os.path.exists", lambda path: True)
+    return fw
+
+
+# --------------------------------------------------------------------- firewall
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "firewall.Firewall.stop returns early once `problem` is set: a family the kernel "
+    "refuses mid-run (here ip6 at a reload, EAFNOSUPPORT) leaves the ip table that start "
+    "made, with its elements, after a clean stop"))
+def test_stop_removes_the_tables_even_after_the_kernel_refused_a_family(firewall, kernel):
+    firewall.start({4})
+    firewall.update([vip("192.0.2.10")], [])
+    assert kernel.tables == {4}
+    # A reload brings the first IPv6 no_accept instance; this kernel has no ip6 nf_tables.
+    kernel.refuse = {nft.NFT_MSG_NEWTABLE: errno.EAFNOSUPPORT}
+    firewall.update([vip("fd00::10")], [])
+    assert firewall.problem is not None
+    firewall.stop()
+    assert kernel.tables == set(), "the ip table outlived the daemon"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the same `problem`: once set by one family's refusal, no later change is sent for "
+    "the other either, so the ip drop set is frozen (a master that leaves stays in it, "
+    "one that comes is not added) while the log says only that filtering is off"))
+def test_a_family_the_kernel_refuses_does_not_freeze_the_other(firewall, kernel):
+    firewall.start({4})
+    kernel.refuse = {nft.NFT_MSG_NEWTABLE: errno.EAFNOSUPPORT}
+    firewall.update([vip("fd00::10")], [])
+    sent = len(kernel.batches)
+    firewall.update([vip("192.0.2.11")], [])
+    assert len(kernel.batches) > sent, "the IPv4 master's VIP never reached the drop set"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "firewall_policy.DropSet is a set, not a count: two no_accept masters holding one "
+    "global VIP on two interfaces share one element (firewall_policy.key), and the first "
+    "to leave takes it out under the other (keepalived 2.2.7 fares no better: its second "
+    "NLM_F_EXCL add fails the batch)"))
+def test_a_shared_vip_stays_dropped_while_one_of_its_masters_holds_it(firewall, kernel):
+    firewall.start({4})
+    firewall.update([vip("192.0.2.10", index=2)], [])       # master A on eth0
+    firewall.update([vip("192.0.2.10", index=3)], [])       # master B on eth1
+    firewall.update([], [vip("192.0.2.10", index=2)])       # A leaves; B is master still
+    assert len(firewall.drops.elements) == 1
+    assert nft.NFT_MSG_DELSETELEM not in kernel.kinds()
+
+
+def test_a_multibyte_table_name_check_accepts_is_refused_by_the_kernel(tmp_path):
+    """`nftables NAME` is measured in characters (global_defs._nftables), the kernel
+    (and keepalived, strlen) in bytes: 200 'é' pass `hivrrp check` as OK and the kernel
+    refuses them (ERANGE), so no_accept is not enforced at all. Passes today: it shows
+    what check accepts; the xfail below is the behaviour wanted."""
+    result = load_text(tmp_path, "global_defs {\n    nftables " + "é" * 200 + "\n}\n"
+                       + instance_text("VI_1", 51, ["192.0.2.51/24"], extra="    no_accept\n"))
+    assert result.clean
+    assert len(result.config.global_defs.nftables_table.encode()) > 255
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "config/sections/global_defs.py _nftables compares len(name) (characters) with "
+    "NFT_NAME_MAXLEN; keepalived and the kernel count bytes: use len(name.encode())"))
+def test_a_table_name_too_long_in_bytes_is_refused_by_check(tmp_path):
+    result = load_text(tmp_path, "global_defs {\n    nftables " + "é" * 200 + "\n}\n"
+                       + instance_text("VI_1", 51, ["192.0.2.51/24"], extra="    no_accept\n"))
+    assert "nftables table name too long - ignoring" in [d.message for d in result.warnings]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Firewall._leftovers raises FirewallError('cannot read the nftables tables: ...') and "
+    "start() wraps it in 'cannot read the nftables tables (...)': the log and `hivrrp "
+    "status` say it twice"))
+def test_a_refused_table_read_is_said_once(firewall, kernel, caplog):
+    real_send = kernel.send
+
+    def send(data: bytes) -> int:
+        parsed = list(messages(data))
+        if kind(parsed[0][0]) == nft.NFT_MSG_GETTABLE:
+            kernel.queue.append(Kernel._ack(parsed[0][2], errno.ERANGE))
+            return len(data)
+        return real_send(data)
+    kernel.send = send
+    firewall.start({4})
+    assert firewall.problem is not None
+    assert firewall.problem.count("cannot read the nftables tables") == 1, firewall.problem
+
+
+# ---------------------------------------------------------------- daemon shutdown
+
+
+class SlowBatcher:
+    """Addresses that take `delay` seconds to apply (a loaded kernel, thousands of
+    VIPs); records when they were applied."""
+
+    def __init__(self, kernel: StatefulKernel, delay: float) -> None:
+        self.kernel, self.delay = kernel, delay
+        self.slow = False                      # from the takeover on
+        self.started = threading.Event()
+
+    def apply(self, changes):
+        if self.slow:
+            self.started.set()
+            time.sleep(self.delay)
+        for change in changes:
+            self.kernel.events.append(f"{'add' if change.add else 'remove'} vip {change.address}")
+        return []
+
+    def close(self):
+        pass
+
+
+class FirewallNetlink(FakeNetlink):
+    """FakeNetlink whose apply/start_firewall/stop_firewall are the real Netlink's,
+    on its real worker thread, with a real Firewall over a StatefulKernel."""
+
+    def __init__(self, links, addresses, kernel, delay) -> None:
+        super().__init__(links, addresses)
+        self.real = Netlink()
+        self.real.batcher = SlowBatcher(kernel, delay)
+
+    @property
+    def firewall(self):
+        return getattr(self, "real", None) and self.real.firewall
+
+    @firewall.setter
+    def firewall(self, value):
+        pass
+
+    async def apply(self, changes, drop=(), undrop=()):
+        return await self.real.apply(changes, drop, undrop)
+
+    async def start_firewall(self, settings, families):
+        await self.real.start_firewall(settings, families)
+
+    async def stop_firewall(self):
+        await self.real.stop_firewall()
+
+    def close(self):
+        self.real.executor.shutdown(wait=True)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "wiring.Daemon.shutdown: when the VIPs' drain times out (SHUTDOWN_WAIT) with a trip in "
+    "flight, stop_firewall runs before the queued release trip: the table goes while the "
+    "VIP is still up (unfiltered), then the release's drop removal fails (ENOENT, logged "
+    "as an error) and a 'rebuild' follows at exit"))
+def test_a_slow_trip_at_shutdown_removes_the_table_only_after_the_vips(tmp_path, monkeypatch,
+                                                                       caplog):
+    kernel = StatefulKernel()
+    monkeypatch.setattr(Firewall, "_socket", lambda self: kernel)
+    monkeypatch.setattr("hivrrp.kernel.firewall.os.path.exists", lambda path: True)
+    monkeypatch.setattr(wiring, "SHUTDOWN_WAIT", 0.2)
+    netlink = FirewallNetlink(LINKS, ADDRESSES, kernel, delay=0.6)
+
+    async def scenario():
+        text = instance_text("VI_1", 51, ["192.0.2.51/24"], extra="    no_accept\n")
+        monkeypatch.setattr(Driver, "open_sockets", lambda self, families, count: None)
+        monkeypatch.setattr(Driver, "set_memberships", lambda self, wanted: None)
+        path = write(tmp_path, "keepalived.conf", text)
+        result = load(str(path), config_id="main", check_host=False)
+        d = wiring.Daemon(result.config, str(path), "main", netlink=netlink,
+                          monitor=FakeMonitor())
+        await d.start()
+        kernel.events.clear()                  # the start's own table replacement
+        netlink.real.batcher.slow = True
+        i = d.plan.index["VI_1"]
+        assert d.plan.engine.force(i, "MASTER", now_us(d.loop), "admin")
+        d.driver.after_engine_work()
+        # The takeover's trip is on the netlink thread, in the slow address step.
+        await asyncio.get_running_loop().run_in_executor(None, netlink.real.batcher.started.wait)
+        await d.shutdown()
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    events = kernel.events
+    assert "remove vip 192.0.2.51" in events and "delete table 4" in events, events
+    assert events.index("remove vip 192.0.2.51") < events.index("delete table 4"), events
+    assert "nftables: cannot change" not in caplog.text, caplog.text
