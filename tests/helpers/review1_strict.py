@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helpers.strict_corpus import conf
+from helpers.strict_corpus import STRICT, conf
 
 
 @dataclass
@@ -41,4 +41,13 @@ CASES: dict[str, Disagreement] = {
         conf("    preempt_delay 5\n", head="    state MASTER\n", priority="255"), 5, True,
         "keepalived: config error 'Warning - preempt delay will not work with initial "
         "state MASTER - clearing' (-t exits 5); hivrrp: a warning, check exits 0"),
+    "nftables name too long": Disagreement(
+        conf(glob=STRICT + "    nftables " + "x" * 300 + "\n"), 5, True,
+        "keepalived: config error 'nftables table name too long - ignoring' (-t exits 5); "
+        "hivrrp: the same text as a warning, check exits 0"),
+    "nftables name too long in bytes": Disagreement(
+        conf(glob=STRICT + "    nftables " + "\u00e9" * 200 + "\n"), 5, True,
+        "global_defs._nftables measures characters, keepalived (strlen) and the kernel "
+        "bytes: hivrrp check says nothing, and the daemon's table is refused (ERANGE): "
+        "no_accept NOT enforced"),
 }
