@@ -257,3 +257,72 @@ def test_a_slow_trip_at_shutdown_removes_the_table_only_after_the_vips(tmp_path,
     assert "remove vip 192.0.2.51" in events and "delete table 4" in events, events
     assert events.index("remove vip 192.0.2.51") < events.index("delete table 4"), events
     assert "nftables: cannot change" not in caplog.text, caplog.text
+
+
+# ------------------------------------------- transitions, reloads, SIGTERM interleaved
+
+
+def modes_text(modes: dict[str, str]) -> str:
+    return "".join(instance_text(name, 51 + k, [f"192.0.2.{51 + k}/24"], extra=f"    {mode}\n")
+                   for k, (name, mode) in enumerate(sorted(modes.items())))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_drop_set_follows_masters_through_interleaved_reloads(tmp_path, monkeypatch, seed):
+    """Invariant, whatever the order of transitions, reloads flipping accept, and the
+    trips in flight: once settled, the drop set holds exactly the VIPs of the masters
+    that filter, and at exit no table is left. (Passes today: no finding here.)"""
+    import random
+
+    from helpers.fakedaemon import settle
+
+    rng = random.Random(seed)
+    kernel = StatefulKernel()
+    monkeypatch.setattr(Firewall, "_socket", lambda self: kernel)
+    monkeypatch.setattr("hivrrp.kernel.firewall.os.path.exists", lambda path: True)
+    monkeypatch.setattr(Driver, "open_sockets", lambda self, families, count: None)
+    monkeypatch.setattr(Driver, "set_memberships", lambda self, wanted: None)
+    netlink = FirewallNetlink(LINKS, ADDRESSES, kernel, delay=0.0)
+    names = ["VI_1", "VI_2", "VI_3"]
+
+    async def scenario():
+        modes = {n: rng.choice(["accept", "no_accept"]) for n in names}
+        path = write(tmp_path, "keepalived.conf", modes_text(modes))
+        result = load(str(path), config_id="main", check_host=False)
+        d = wiring.Daemon(result.config, str(path), "main", netlink=netlink,
+                          monitor=FakeMonitor())
+        await d.start()
+        for _step in range(8):
+            for _ in range(rng.randint(1, 3)):
+                op = rng.random()
+                if op < 0.6:
+                    name = rng.choice(names)
+                    i = d.plan.index[name]
+                    d.plan.engine.force(i, rng.choice(["MASTER", "BACKUP"]), now_us(d.loop),
+                                        "admin")
+                    d.driver.after_engine_work()
+                else:
+                    modes[rng.choice(names)] = rng.choice(["accept", "no_accept"])
+                    write(tmp_path, "keepalived.conf", modes_text(modes))
+                    d.lifecycle.request_reload()
+                await asyncio.sleep(rng.choice([0, 0, 0.001, 0.01]))
+            await settle(d)
+            states = d.plan.states()
+            want = {f"192.0.2.{51 + k}" for k, n in enumerate(sorted(modes))
+                    if states[n] == "MASTER" and modes[n] == "no_accept"}
+            have = {".".join(str(b) for b in e[2]) for e in d.netlink.firewall.drops.elements}
+            assert have == want, (states, modes)
+            assert d.netlink.firewall.in_step
+        # SIGTERM with a transition and a reload in flight.
+        i = d.plan.index[rng.choice(names)]
+        d.plan.engine.force(i, "MASTER", now_us(d.loop), "admin")
+        d.driver.after_engine_work()
+        modes[rng.choice(names)] = rng.choice(["accept", "no_accept"])
+        write(tmp_path, "keepalived.conf", modes_text(modes))
+        d.lifecycle.request_reload()
+        await asyncio.sleep(rng.choice([0, 0.001, 0.01]))
+        d.lifecycle.halt()
+        await d.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert kernel.tables == set()
