@@ -326,3 +326,32 @@ def test_the_drop_set_follows_masters_through_interleaved_reloads(tmp_path, monk
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert kernel.tables == set()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kernel/netlink.py Netlink._apply calls firewall.update unguarded before the "
+    "addresses: anything it raises besides OSError/FirewallError (a bug, an encoding "
+    "error) skips the whole trip's address changes, and the masters stay without VIPs "
+    "(vipqueue logs the exception and never retries)"))
+def test_a_firewall_exception_does_not_cost_the_trip_its_addresses():
+    applied = []
+
+    class Batcher:
+        def apply(self, changes):
+            applied.extend(changes)
+            return []
+
+    class Broken:
+        def update(self, add, remove):
+            raise ValueError("a bug in the drop set code")
+
+    netlink = Netlink()
+    netlink.batcher, netlink.firewall = Batcher(), Broken()
+    change = vip("192.0.2.51")
+    try:
+        asyncio.run(netlink.apply([change], drop=[change]))
+    except ValueError:
+        pass
+    finally:
+        netlink.executor.shutdown(wait=True)
+    assert applied == [change]
