@@ -123,11 +123,6 @@ def test_a_family_the_kernel_refuses_does_not_freeze_the_other(firewall, kernel)
     assert len(kernel.batches) > sent, "the IPv4 master's VIP never reached the drop set"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firewall_policy.DropSet is a set, not a count: two no_accept masters holding one "
-    "global VIP on two interfaces share one element (firewall_policy.key), and the first "
-    "to leave takes it out under the other (keepalived 2.2.7 fares no better: its second "
-    "NLM_F_EXCL add fails the batch)"))
 def test_a_shared_vip_stays_dropped_while_one_of_its_masters_holds_it(firewall, kernel):
     firewall.start({4})
     firewall.update([vip("192.0.2.10", index=2)], [])       # master A on eth0

@@ -31,7 +31,7 @@ from hivrrp.kernel.addrbatch import (
     Change,
     errors,
 )
-from hivrrp.kernel.firewall_policy import DropSet, Element, Settings, element
+from hivrrp.kernel.firewall_policy import DropSet, Element, Settings, element, holder
 from hivrrp.kernel.sockets import force_buffers
 from hivrrp.util.ratelimit import RateLimiter
 from hivrrp.util.text import plural
@@ -113,8 +113,8 @@ class Firewall:
 
     def update(self, add: Sequence[Change], remove: Sequence[Change]) -> None:
         """Addresses into and out of the drop sets, in one transaction."""
-        added, removed = self.drops.change([element(c) for c in add],
-                                           [element(c) for c in remove])
+        added, removed = self.drops.change([(element(c), holder(c)) for c in add],
+                                           [(element(c), holder(c)) for c in remove])
         if self.problem is not None:
             return              # said at start: the kernel cannot filter
         if not self.in_step:
