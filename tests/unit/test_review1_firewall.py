@@ -323,11 +323,6 @@ def test_the_drop_set_follows_masters_through_interleaved_reloads(tmp_path, monk
     assert kernel.tables == set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel/netlink.py Netlink._apply calls firewall.update unguarded before the "
-    "addresses: anything it raises besides OSError/FirewallError (a bug, an encoding "
-    "error) skips the whole trip's address changes, and the masters stay without VIPs "
-    "(vipqueue logs the exception and never retries)"))
 def test_a_firewall_exception_does_not_cost_the_trip_its_addresses():
     applied = []
 
@@ -362,3 +357,31 @@ def test_a_transient_failure_at_start_is_retried(firewall, kernel):
     assert firewall.problem is not None or not firewall.in_step
     firewall.update([vip("192.0.2.51")], [])
     assert kernel.tables == {4} and firewall.problem is None
+
+
+def test_a_firewall_bug_is_logged_once_and_the_sets_rebuilt_after(caplog):
+    applied = []
+
+    class Batcher:
+        def apply(self, changes):
+            applied.extend(changes)
+            return []
+
+    class Buggy:
+        in_step = True
+
+        def update(self, add, remove):
+            raise ValueError("a bug in the drop set code")
+
+    netlink = Netlink()
+    netlink.batcher, netlink.firewall = Batcher(), Buggy()
+    change = vip("192.0.2.51")
+    try:
+        for _ in range(3):
+            asyncio.run(netlink.apply([change], drop=[change], undrop=[change]))
+    finally:
+        netlink.executor.shutdown(wait=True)
+    assert applied == [change] * 3
+    assert caplog.text.count("nftables: the drop set update failed (a bug in the drop set "
+                             "code)") == 1
+    assert "Traceback" in caplog.text and not netlink.firewall.in_step

@@ -28,6 +28,7 @@ from hivrrp.kernel.pyroute2_lean import iproute_class
 from hivrrp.kernel.routing import Routing
 from hivrrp.kernel.rtnl import RTM_NEWADDR
 from hivrrp.kernel.sockets import attach_filter, borrowed, force_buffers
+from hivrrp.util.ratelimit import RateLimiter
 
 log = logging.getLogger("hivrrp.kernel.netlink")
 
@@ -38,6 +39,7 @@ IFF_RUNNING = 0x40
 MONITOR_BUFFER = 32 << 20
 CLOSE_TIMEOUT = 5.0            # seconds for the netlink thread to close its sockets
 RESUBSCRIBE_DELAY = 0.05       # seconds; bounds the CPU if subscribing keeps failing
+FIREWALL_BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of one firewall bug
 
 # Here, on the importing thread: the netlink and monitor threads then import
 # the same lean submodules, and never the placeholder's set-up at once.
@@ -68,6 +70,7 @@ class Netlink:
         self.ipr = None
         self.batcher: AddressBatcher | None = None
         self.firewall: Firewall | None = None    # start_firewall() makes it
+        self.firewall_bugs = RateLimiter(FIREWALL_BUG_LOG_PERIOD)
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -111,12 +114,27 @@ class Netlink:
 
     def _apply(self, changes: list[Change], drop: Sequence[Change],
                undrop: Sequence[Change]) -> list[tuple[Change, str]]:
-        if drop and self.firewall is not None:
-            self.firewall.update(drop, [])
+        if drop:
+            self._drops(drop, [])
         failures = self.batcher.apply(changes) if changes else []
-        if undrop and self.firewall is not None:
-            self.firewall.update([], undrop)
+        if undrop:
+            self._drops([], undrop)
         return failures
+
+    def _drops(self, add: Sequence[Change], remove: Sequence[Change]) -> None:
+        """The firewall's own failures are its to count and log; anything else
+        it raises (a bug) must not cost the trip its address changes."""
+        firewall = self.firewall
+        if firewall is None:
+            return
+        try:
+            firewall.update(add, remove)
+        except Exception as exc:  # noqa: BLE001 - see above
+            if self.firewall_bugs.note(repr(exc), None, time.monotonic()):
+                log.error("nftables: the drop set update failed (%s); the addresses are "
+                          "changed all the same, the drop sets rebuilt at the next change",
+                          exc or type(exc).__name__, exc_info=exc)
+            firewall.in_step = False
 
     async def start_firewall(self, settings: Settings, families: set[int]) -> None:
         """The no_accept tables: a previous run's replaced, `families`' made."""
