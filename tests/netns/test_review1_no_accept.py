@@ -39,10 +39,6 @@ def killed_no_accept_master(lan):
     return client, r1, config
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firewall._leftovers(probe=False) asks only when /sys/module/nf_tables exists; a "
-    "kernel with nf_tables built in (CONFIG_NF_TABLES=y, as this host's) has no such "
-    "directory, so `hivrrp release` never removes a killed run's table"))
 def test_release_removes_a_killed_runs_table(lan):
     if os.path.exists("/sys/module/nf_tables"):
         pytest.skip("nf_tables is a loaded module here: the finding needs it built in")
@@ -52,10 +48,6 @@ def test_release_removes_a_killed_runs_table(lan):
     assert tables(lan, r1) == set(), done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the same: a start with no filtering instance does not probe for a leftover table "
-    "when nf_tables is built in, so the killed run's drop set keeps dropping the VIP of "
-    "the new, accepting, master"))
 def test_a_start_with_accept_after_a_killed_no_accept_run_answers(lan):
     if os.path.exists("/sys/module/nf_tables"):
         pytest.skip("nf_tables is a loaded module here: the finding needs it built in")
@@ -67,10 +59,6 @@ def test_a_start_with_accept_after_a_killed_no_accept_run_answers(lan):
     lan.stop(second)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the table's name is not remembered: a killed run's table under the old name is "
-    "removed by neither `hivrrp release` nor the next start, which know only the new "
-    "name, and its drop set keeps dropping the VIP"))
 def test_a_renamed_table_after_a_kill_is_not_left_dropping(lan):
     client, r1, config = killed_no_accept_master(lan)
     # The operator renames the table (e.g. to keep it apart from another tool's) and
@@ -106,20 +94,13 @@ def test_a_flushed_ruleset_is_noticed(lan):
     assert enforced or said, (status.stdout, status.stderr, lan.log("r1"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "release (and start) delete whatever table carries the configured name: with "
-    "`nftables keepalived` in the file (a name keepalived's own config may well spell "
-    "out), a keepalived running in the namespace loses its table. Nothing marks a table "
-    "as hivrrp's (NFTA_TABLE_USERDATA, or NFT_TABLE_F_OWNER)"))
 def test_release_leaves_a_table_it_did_not_make(lan):
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
     for command in (("add", "table", "ip", "keepalived"),
                     ("add", "set", "ip", "keepalived", "vips", "{ type ipv4_addr; }"),
                     ("add", "element", "ip", "keepalived", "vips", "{ 192.0.2.99 }")):
         lan.run(r1, "nft", *command)
-    # As on a host where nf_tables is a loaded module (see the built-in finding above).
-    code = ("import hivrrp.kernel.firewall as fw; fw.NF_TABLES_LOADED = '/sys/module'\n"
-            "from hivrrp.ops.release import remove_tables\n"
+    code = ("from hivrrp.ops.release import remove_tables\n"
             "from hivrrp.kernel.firewall_policy import Settings\n"
             "print(remove_tables(Settings('keepalived', -1, False)))\n")
     done = subprocess.run(["ip", "netns", "exec", r1, sys.executable, "-c", code],

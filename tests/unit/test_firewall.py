@@ -148,7 +148,7 @@ def test_stop_removes_the_tables_it_made(firewall, kernel, caplog):
 
 def test_release_removes_only_what_a_dead_daemon_left(firewall, kernel):
     kernel.tables = {6}
-    assert firewall.remove_leftovers() == [6]
+    assert firewall.remove_leftovers() == [(6, "hivrrp")]
     assert kernel.kinds() == [nft.NFT_MSG_NEWTABLE, nft.NFT_MSG_DELTABLE]
     kernel.tables = set()
     assert firewall.remove_leftovers() == []

@@ -94,10 +94,6 @@ def firewall(kernel, monkeypatch):
 # --------------------------------------------------------------------- firewall
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firewall.Firewall.stop returns early once `problem` is set: a family the kernel "
-    "refuses mid-run (here ip6 at a reload, EAFNOSUPPORT) leaves the ip table that start "
-    "made, with its elements, after a clean stop"))
 def test_stop_removes_the_tables_even_after_the_kernel_refused_a_family(firewall, kernel):
     firewall.start({4})
     firewall.update([vip("192.0.2.10")], [])
@@ -110,10 +106,6 @@ def test_stop_removes_the_tables_even_after_the_kernel_refused_a_family(firewall
     assert kernel.tables == set(), "the ip table outlived the daemon"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the same `problem`: once set by one family's refusal, no later change is sent for "
-    "the other either, so the ip drop set is frozen (a master that leaves stays in it, "
-    "one that comes is not added) while the log says only that filtering is off"))
 def test_a_family_the_kernel_refuses_does_not_freeze_the_other(firewall, kernel):
     firewall.start({4})
     kernel.refuse = {nft.NFT_MSG_NEWTABLE: errno.EAFNOSUPPORT}
@@ -142,10 +134,6 @@ def test_a_table_name_too_long_in_bytes_is_refused_by_check(tmp_path):
     assert "nftables table name too long - ignoring" in said
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Firewall._leftovers raises FirewallError('cannot read the nftables tables: ...') and "
-    "start() wraps it in 'cannot read the nftables tables (...)': the log and `hivrrp "
-    "status` say it twice"))
 def test_a_refused_table_read_is_said_once(firewall, kernel, caplog):
     real_send = kernel.send
 
@@ -356,10 +344,6 @@ def test_a_firewall_exception_does_not_cost_the_trip_its_addresses():
     assert applied == [change]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Firewall.start passes sticky=True for every failure, so a transient one (ENOMEM, "
-    "ENOBUFS, no answer in time) disables no_accept for the rest of the run: no later "
-    "update or reload tries again, although update() tells UNAVAILABLE errors apart"))
 def test_a_transient_failure_at_start_is_retried(firewall, kernel):
     kernel.refuse = {nft.NFT_MSG_NEWCHAIN: errno.ENOMEM}
     firewall.start({4})
