@@ -1,16 +1,19 @@
 """Whose nftables tables are whose: hivrrp's mark on its tables, what a dead run left
 (under any name) removed, another's table of our name left alone, a kernel with
-nf_tables built in asked. Against the stand-in kernel of tests/helpers/nftkernel.py,
-without root."""
+nf_tables built in asked, and a table removed behind the daemon's back noticed and
+rebuilt. Against the stand-in kernel of tests/helpers/nftkernel.py, without root."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 
 import pytest
 
 from helpers.nftkernel import Kernel, StatefulKernel, firewall_on, vip
 from hivrrp.kernel import firewall as fw
+from hivrrp.kernel import netlink
 from hivrrp.kernel import nftables as nft
 from hivrrp.kernel.firewall_policy import Settings
 from hivrrp.ops.release import remove_tables
@@ -135,3 +138,110 @@ def test_a_host_without_nf_tables_is_not_asked_when_nothing_needs_a_table(monkey
     assert kernel.dumps == 0 and kernel.batches == []
     firewall.start({4})                            # needed: asked (and the module loads)
     assert kernel.dumps == 1
+
+
+# --------------------------------------------------- removed behind our back
+
+
+def test_a_flushed_table_is_noticed_rebuilt_and_said_once_a_minute(firewall, kernel, caplog):
+    firewall.start({4})
+    firewall.update([vip("192.0.2.10"), vip("192.0.2.11")], [])
+    sent = len(kernel.batches)
+    firewall.check()
+    assert len(kernel.batches) == sent                     # all there: nothing sent
+    kernel.tables = set()                                  # nft flush ruleset
+    firewall.check()
+    assert kernel.tables == {4} and firewall.in_step and firewall.problem is None
+    rebuild = kernel.kinds()
+    assert rebuild[-1] == nft.NFT_MSG_NEWSETELEM
+    assert kernel.batches[-1][-2][2].count(b"\x08\x00\x01\x00\xc0\x00\x02") == 2
+    assert ("nftables: table ip hivrrp was removed behind hivrrp's back (`nft flush "
+            "ruleset`, a restart of the nftables service?): rebuilding it with 2 drop set "
+            "elements") in caplog.text
+    kernel.tables = set()
+    firewall.check()
+    assert kernel.tables == {4}
+    assert caplog.text.count("removed behind") == 1        # the next: in a summary
+    assert "ERROR" not in caplog.text
+
+
+def test_status_is_out_of_step_while_a_removed_table_cannot_be_made_again(firewall, kernel):
+    firewall.start({4})
+    kernel.tables = set()
+    kernel.refuse = {nft.NFT_MSG_NEWCHAIN: 12}             # ENOMEM, once
+    firewall.check()
+    assert not firewall.status()["in_step"] and firewall.status()["problem"]
+    assert firewall.needs_check()
+    firewall.check()                                       # the next look makes it again
+    assert kernel.tables == {4} and firewall.status()["in_step"]
+    assert firewall.status()["problem"] is None
+
+
+def test_a_release_after_a_flush_is_no_error(monkeypatch, caplog):
+    """SIGTERM before the next check: the drops' removal meets no table."""
+    kernel = StatefulKernel()
+    firewall = firewall_on(kernel, monkeypatch)
+    firewall.start({4})
+    firewall.update([vip("192.0.2.10")], [])
+    kernel.flush()
+    firewall.update([], [vip("192.0.2.10")])
+    firewall.stop()
+    assert kernel.tables == set()
+    assert "removed behind hivrrp's back" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_nothing_is_looked_at_without_a_table(firewall, kernel):
+    firewall.start(set())
+    assert not firewall.needs_check()
+    firewall.check()
+    assert kernel.dumps == 1                               # the start's, no other
+
+
+def test_the_tables_are_looked_at_every_few_seconds_on_the_netlink_thread(monkeypatch):
+    seen = []
+    held = threading.Event()
+    held.set()
+
+    class Firewall:
+        def __init__(self, settings):
+            pass
+
+        def start(self, families):
+            pass
+
+        def needs_check(self):
+            return held.is_set()
+
+        def check(self):
+            seen.append(threading.current_thread().name)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(netlink, "Firewall", Firewall)
+    monkeypatch.setattr(netlink, "FIREWALL_CHECK_PERIOD", 0.01)
+
+    async def scenario():
+        nl = netlink.Netlink()
+        try:
+            await nl.start_firewall(Settings("hivrrp", -1, False), {4})
+            for _ in range(500):
+                if len(seen) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            held.clear()                                   # no table any more
+            await asyncio.sleep(0.05)
+            looked = len(seen)
+            await asyncio.sleep(0.1)
+            assert len(seen) == looked
+            await nl.stop_firewall()
+            assert nl.firewall_watch is None
+        finally:
+            nl.executor.shutdown(wait=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert len(seen) >= 3 and all(name.startswith("netlink") for name in seen)

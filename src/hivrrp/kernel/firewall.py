@@ -13,7 +13,10 @@ The VIPs of the filtering masters go in and out of the sets in one
 transaction per trip to the netlink thread, however many instances moved
 (netlink.Netlink.apply). A transaction is all or nothing: a failed one leaves
 the sets as they were, and they are rebuilt whole, from what they must hold,
-at once and again at each later change until that succeeds. What the kernel cannot do at all (no nf_tables for a family,
+at once and again at each later change and check() until that succeeds.
+check(), every few seconds while a table is held, notices one removed behind
+our back (`nft flush ruleset`, which a restart of the nftables service runs)
+and rebuilds it. What the kernel cannot do at all (no nf_tables for a family,
 not allowed) is said once per family, and that family is left alone for the
 run; the other goes on. Messages are encoded by kernel/nftables.py; the
 policy is firewall_policy.py.
@@ -134,6 +137,7 @@ class Firewall:
         self.transactions = 0                 # sent, including failed ones
         self.failures = 0
         self.limiter = RateLimiter(FAILURE_LOG_PERIOD)
+        self.losses = RateLimiter(FAILURE_LOG_PERIOD)
 
     # ------------------------------------------------------------ interface
 
@@ -177,13 +181,40 @@ class Firewall:
             self._transaction(messages)
         except (OSError, FirewallError) as exc:
             what = f"change {plural(len(added) + len(removed), 'drop set element')}"
-            self._failed(what, exc, {e[0] for e in added + removed})
+            if not self._noticed_loss(exc):
+                self._failed(what, exc, {e[0] for e in added + removed})
             self._resync()
             return
         if new:
             self.tables = self.tables | new
             log.info("nftables: table %s created for no_accept (priority %d)",
                      table_names(self.settings, new), self.settings.priority)
+
+    def check(self) -> None:
+        """Every few seconds (Netlink): a rebuild owed since a failure tried
+        again, and a table removed behind our back noticed and made again."""
+        self._log_summaries()
+        if self.stopped:
+            return
+        if not self.in_step or self.stale:
+            self._resync()
+            return
+        if not self.tables - self.problems.keys():
+            return
+        try:
+            gone = self._gone()
+        except (OSError, FirewallError) as exc:
+            self.failures += 1
+            self._say("read the nftables tables", str(exc))
+            return
+        if gone:
+            self._lost(gone)
+            self._resync()
+
+    def needs_check(self) -> bool:
+        """Whether check() has anything to look at (read from the loop)."""
+        return not self.stopped and bool(not self.in_step or self.stale
+                                         or self.tables - self.problems.keys())
 
     def stop(self) -> None:
         """The tables this run holds removed: after the VIPs, so none is up
@@ -335,6 +366,45 @@ class Firewall:
                 out.append((family, name, userdata == nft.MARK))
         return out
 
+    def _gone(self) -> set[int]:
+        """The families whose table this run holds that are no longer there as
+        ours. One now of our name but not ours is another's: left alone."""
+        found = self._list()
+        table = self.settings.table
+        present = {family for family, name, marked in found
+                   if name == table and (marked or not self.marks)}
+        held = self.tables - self.problems.keys()
+        replaced = {family for family, name, marked in found
+                    if name == table and not marked and self.marks} & held
+        for family in sorted(replaced):
+            self.tables = self.tables - {family}
+            self._taken(family)
+        return held - present - replaced
+
+    def _noticed_loss(self, exc: Exception) -> bool:
+        """A change refused for want of its table (ENOENT): gone behind our
+        back, said as that rather than as an error. True if it was."""
+        if getattr(exc, "code", None) != errno.ENOENT:
+            return False
+        try:
+            gone = self._gone()
+        except (OSError, FirewallError):
+            return False
+        if not gone:
+            return False
+        self.failures += 1
+        self._lost(gone)
+        return True
+
+    def _lost(self, gone: set[int]) -> None:
+        self.in_step = False
+        self.trouble = f"the table {table_names(self.settings, gone)} was removed by someone else"
+        if self.losses.note("lost", None, self.clock()):
+            log.warning("nftables: table %s was removed behind hivrrp's back (`nft flush "
+                        "ruleset`, a restart of the nftables service?): rebuilding it with %s",
+                        table_names(self.settings, gone),
+                        plural(len(self.drops.elements), "drop set element"))
+
     def _taken(self, family: int) -> None:
         """Our name is another's table in `family`: it is left alone, and so
         no_accept goes unenforced there, loudly."""
@@ -351,7 +421,7 @@ class Firewall:
 
     def _failed(self, what: str, exc: Exception, families: Iterable[int]) -> None:
         """A refused or failed request: the sets are out of step (rebuilt at
-        the next change). A kernel that cannot filter a family is
+        the next change or check). A kernel that cannot filter a family is
         said once, and that family left alone for the run."""
         self.failures += 1
         self.in_step = False
@@ -371,7 +441,7 @@ class Firewall:
                               what, reason, labels(fresh))
                 return
             # No family to blame: a dead run's tables that cannot be removed,
-            # said once below, and not tried again at every change.
+            # said once below, and not tried again every few seconds.
             self.stale = set()
         self.trouble = f"cannot {what}: {reason}"
         self._say(what, reason)
@@ -387,6 +457,9 @@ class Firewall:
             log.error("nftables: %s more times in %.0f s: cannot %s: %s",
                       plural(summary.repeats, "failure"), summary.seconds, summary.item,
                       summary.key)
+        for summary in self.losses.due(now, everything):
+            log.warning("nftables: a table removed behind hivrrp's back %s more in %.0f s "
+                        "(each rebuilt)", plural(summary.repeats, "time"), summary.seconds)
 
     def _socket(self) -> socket.socket:
         if self.sock is None:

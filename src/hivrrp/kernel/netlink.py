@@ -29,6 +29,7 @@ from hivrrp.kernel.routing import Routing
 from hivrrp.kernel.rtnl import RTM_NEWADDR
 from hivrrp.kernel.sockets import attach_filter, borrowed, force_buffers
 from hivrrp.util.ratelimit import RateLimiter
+from hivrrp.util.tasks import spawn
 
 log = logging.getLogger("hivrrp.kernel.netlink")
 
@@ -39,6 +40,9 @@ IFF_RUNNING = 0x40
 MONITOR_BUFFER = 32 << 20
 CLOSE_TIMEOUT = 5.0            # seconds for the netlink thread to close its sockets
 RESUBSCRIBE_DELAY = 0.05       # seconds; bounds the CPU if subscribing keeps failing
+# Seconds between two looks at the no_accept tables (Firewall.check): a
+# ruleset flushed behind our back lets the VIPs answer until then.
+FIREWALL_CHECK_PERIOD = 3.0
 FIREWALL_BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of one firewall bug
 
 # Here, on the importing thread: the netlink and monitor threads then import
@@ -70,6 +74,7 @@ class Netlink:
         self.ipr = None
         self.batcher: AddressBatcher | None = None
         self.firewall: Firewall | None = None    # start_firewall() makes it
+        self.firewall_watch: asyncio.Task | None = None
         self.firewall_bugs = RateLimiter(FIREWALL_BUG_LOG_PERIOD)
 
     async def _run(self, function, *args):
@@ -137,16 +142,38 @@ class Netlink:
             firewall.in_step = False
 
     async def start_firewall(self, settings: Settings, families: set[int]) -> None:
-        """The no_accept tables: a previous run's replaced, `families`' made."""
+        """The no_accept tables: a previous run's removed, `families`' made,
+        then looked at every FIREWALL_CHECK_PERIOD."""
         def start() -> None:
             self.firewall = Firewall(settings)
             self.firewall.start(families)
         await self._run(start)
+        self.firewall_watch = spawn(self._watch_firewall(), "watch the nftables tables")
+
+    async def _watch_firewall(self) -> None:
+        while True:
+            await asyncio.sleep(FIREWALL_CHECK_PERIOD)
+            firewall = self.firewall
+            if firewall is None or not firewall.needs_check():
+                continue
+            try:
+                # A trip of its own: between the VIPs' trips, never inside one.
+                await self._run(firewall.check)
+            except Exception as exc:  # noqa: BLE001 - a bug: the next look may do better
+                if self.firewall_bugs.note(repr(exc), None, time.monotonic()):
+                    log.error("nftables: checking the tables failed: %s",
+                              exc or type(exc).__name__, exc_info=exc)
 
     async def stop_firewall(self) -> None:
         """The tables removed (after the VIPs)."""
+        self._stop_watching()
         if self.firewall is not None:
             await self._run(self.firewall.stop)
+
+    def _stop_watching(self) -> None:
+        if self.firewall_watch is not None:
+            self.firewall_watch.cancel()
+            self.firewall_watch = None
 
     async def routing(self, add: bool, entries: list[Routing]) -> list[tuple[Routing, str]]:
         """Add or remove routes and rules; existing (add) or missing (remove) ones are fine."""
@@ -167,6 +194,7 @@ class Netlink:
 
     def close(self) -> None:
         """Never raises: at exit a stuck netlink thread is reported, not fatal."""
+        self._stop_watching()
         try:
             self.executor.submit(self._close).result(timeout=CLOSE_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - timeout, or whatever pyroute2 raised
