@@ -1,8 +1,8 @@
-"""Review of issue 20's no_accept firewall against the real kernel: what a killed run
-leaves, and what happens to the table behind the daemon's back.
-
-Each test reproduces a finding; those that fail today are xfail(strict=True), so the
-fix turns them into plain passes (and the marker must go)."""
+"""no_accept's tables on a real (namespaced) kernel, beyond the daemon's own run: what a
+SIGKILLed run leaves (under its name or an older one) is removed by `hivrrp release`
+and by the next start, also where nf_tables is built in (no /sys/module/nf_tables); a
+table hivrrp did not make stays; a ruleset flushed behind the daemon's back is
+noticed and the table made again."""
 
 from __future__ import annotations
 
