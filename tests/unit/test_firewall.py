@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from helpers.nftkernel import Kernel, kind
+from helpers.nftkernel import Kernel, kind, vip
 from hivrrp.kernel import nftables as nft
 from hivrrp.kernel.addrbatch import Change
 from hivrrp.kernel.firewall import Firewall
@@ -148,7 +148,7 @@ def test_stop_removes_the_tables_it_made(firewall, kernel, caplog):
 
 def test_release_removes_only_what_a_dead_daemon_left(firewall, kernel):
     kernel.tables = {6}
-    assert firewall.remove_leftovers() == [6]
+    assert firewall.remove_leftovers() == [(6, "hivrrp")]
     assert kernel.kinds() == [nft.NFT_MSG_NEWTABLE, nft.NFT_MSG_DELTABLE]
     kernel.tables = set()
     assert firewall.remove_leftovers() == []
@@ -165,3 +165,12 @@ def test_a_kernel_that_stops_filtering_midway_is_said_once_and_left_alone(firewa
     assert len(kernel.batches) == 2              # nor any later change
     assert caplog.text.count("no_accept is NOT enforced") == 1
     assert firewall.status()["problem"].startswith("cannot change 2 drop set elements")
+
+
+def test_a_shared_vip_stays_dropped_while_one_of_its_masters_holds_it(firewall, kernel):
+    firewall.start({4})
+    firewall.update([vip("192.0.2.10", index=2)], [])       # master A on eth0
+    firewall.update([vip("192.0.2.10", index=3)], [])       # master B on eth1
+    firewall.update([], [vip("192.0.2.10", index=2)])       # A leaves; B is master still
+    assert len(firewall.drops.elements) == 1
+    assert nft.NFT_MSG_DELSETELEM not in kernel.kinds()

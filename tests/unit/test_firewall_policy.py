@@ -14,7 +14,7 @@ from hivrrp.daemon.plan import match
 from hivrrp.daemon.reactor import Announce, SetDrops, SetRoutes, SetVips, StopAnnouncing
 from hivrrp.kernel import firewall_policy as policy
 from hivrrp.kernel.addrbatch import Change
-from hivrrp.kernel.vipqueue import VipQueue
+from hivrrp.kernel.vipqueue import Batch, VipQueue
 
 
 def one(tmp_path, extra="", priority=100, vips=("192.0.2.26/24",), name="VI_1", vrid=51):
@@ -49,19 +49,38 @@ def test_elements_ipv4_ipv6_and_link_local_keyed_by_interface():
                                   + struct.pack("=I", 3))
     assert policy.element(febf)[1] == "vips_link_local"
     assert policy.element(not_ll)[1] == "vips" and policy.element(short)[1] == "vips"
-    # One global address on two interfaces is one element; a link-local one is two.
-    assert policy.key(v4) == policy.key(Change(True, 9, 4, "192.0.2.26", 24))
-    assert policy.key(ll) != policy.key(Change(True, 9, 6, "fe80::26", 64))
+    # One global address on two interfaces is one element (with two holders);
+    # a link-local one is two.
+    other = Change(True, 9, 4, "192.0.2.26", 24)
+    assert policy.element(v4) == policy.element(other)
+    assert policy.holder(v4) != policy.holder(other)
+    assert policy.element(ll) != policy.element(Change(True, 9, 6, "fe80::26", 64))
 
 
 def test_the_drop_set_sends_only_what_changes_the_kernels_sets():
     drops = policy.DropSet()
     a, b = (4, "vips", b"\1\1\1\1"), (4, "vips", b"\2\2\2\2")
-    assert drops.change([a, b, a], []) == ([a, b], [])
-    assert drops.change([a], []) == ([], [])             # already there
-    assert drops.change([], [b, b]) == ([], [b])
-    assert drops.change([], [b]) == ([], [])             # absent: a removal would fail
-    assert drops.elements == {a}
+    ha, hb = (2, "1.1.1.1"), (2, "2.2.2.2")
+    assert drops.change([(a, ha), (b, hb), (a, ha)], []) == ([a, b], [])
+    assert drops.change([(a, ha)], []) == ([], [])               # already there
+    assert drops.change([], [(b, hb), (b, hb)]) == ([], [b])
+    assert drops.change([], [(b, hb)]) == ([], [])               # absent: a removal would fail
+    assert list(drops.elements) == [a]
+
+
+def test_an_element_stays_while_any_of_its_holders_does():
+    drops = policy.DropSet()
+    a = (4, "vips", b"\1\1\1\1")
+    eth0, eth1 = (2, "1.1.1.1"), (3, "1.1.1.1")     # one VIP, two masters' interfaces
+    assert drops.change([(a, eth0)], []) == ([a], [])
+    assert drops.change([(a, eth1)], []) == ([], [])
+    assert drops.change([], [(a, eth0)]) == ([], [])
+    assert drops.change([], [(a, eth0)]) == ([], [])             # not a holder twice over
+    assert drops.change([], [(a, eth1)]) == ([], [a])
+    # Handed over within one update: it never leaves the set.
+    assert drops.change([(a, eth0)], []) == ([a], [])
+    assert drops.change([(a, eth1)], [(a, eth0)]) == ([], [])
+    assert drops.elements == {a: {eth1}}
 
 
 def test_settings_from_global_defs_and_what_a_reload_cannot_change():
@@ -198,3 +217,15 @@ def test_a_trip_without_drops_calls_apply_as_before(tmp_path):
 
     asyncio.run(scenario())
     assert seen == [1]
+
+
+def test_a_trip_keeps_the_drops_of_two_masters_sharing_a_vip():
+    """One global VIP, two masters on two interfaces: the last word is per master,
+    not per address, or the leaving one's removal would be lost (and the element
+    kept after both left) or taken for the other's."""
+    a = Change(True, 2, 4, "192.0.2.26", 24)
+    b = Change(True, 3, 4, "192.0.2.26", 24)
+    batch = Batch()
+    batch.add(SetDrops(False, (a,)))                # A leaves ...
+    batch.add(SetDrops(True, (b,)))                 # ... and B takes over, in one trip
+    assert batch.drop_changes(False) == [a] and batch.drop_changes(True) == [b]

@@ -58,7 +58,8 @@ def test_every_shutdown_step_runs_even_when_earlier_ones_fail(caplog):
         daemon.plan = None                            # no engine: stop_all fails too
         daemon.vips = Recorder(calls, "vips")
         daemon.garp = Broken()                        # its close() raises
-        daemon.netlink = Recorder(calls, "netlink")
+        daemon.netlink = AsyncRecorder(calls, "netlink")   # stop_firewall is awaited
+        daemon.netlink.firewall = None                # no no_accept table to wait for
         daemon.trackers = Recorder(calls, "trackers")
         daemon.notifications = Recorder(calls, "notifications")
         daemon.systemd = Recorder(calls, "systemd")

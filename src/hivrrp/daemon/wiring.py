@@ -48,6 +48,9 @@ log = logging.getLogger("hivrrp")
 SHUTDOWN_WAIT = 10.0           # seconds for the masters' VIPs and routes to go at exit
 RELOAD_EXIT_WAIT = 5.0         # seconds for an abandoned reload's worker step to end at exit
 VMAC_SETTLE_WAIT = 5.0         # seconds for the monitor to tell the VMACs a reload made
+# Seconds more, past SHUTDOWN_WAIT, for the masters' VIPs to go before the
+# no_accept tables do; after that the tables stay for `hivrrp release`.
+FIREWALL_EXIT_WAIT = 5.0
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
 
@@ -399,10 +402,24 @@ class Daemon:
         # (halted: it can no longer swap plans); it is waited for only before
         # netlink closes under it.
         await run_each([self.lifecycle.halt, self._close_control, self._close_metrics,
-                        self._release, self.netlink.stop_firewall, self.driver.close,
+                        self._release, self._stop_firewall, self.driver.close,
                         self.garp.close, self.trackers.close,
                         self.notifications.close, self._wait_for_reload, self.vmac.close,
                         self.netlink.close, self.systemd.close])
+
+    async def _stop_firewall(self) -> None:
+        # Only after the VIPs' release trip: when the drain gave up with a
+        # slow trip in flight, the release trip still waits its turn, and a
+        # table removed before it would leave its VIPs up unfiltered.
+        firewall = self.netlink.firewall
+        if firewall is not None and firewall.tables and self.vips.task is not None:
+            try:
+                await asyncio.wait_for(self.vips.idle(), FIREWALL_EXIT_WAIT)
+            except TimeoutError:
+                log.error("nftables: the tables stay: the VIPs are not all removed yet "
+                          "(`hivrrp release` removes both, in order)")
+                return
+        await self.netlink.stop_firewall()
 
     async def _wait_for_reload(self) -> None:
         await self.lifecycle.stop(RELOAD_EXIT_WAIT)

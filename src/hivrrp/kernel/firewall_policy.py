@@ -24,6 +24,8 @@ _LINK_LOCAL_PREFIXES = frozenset({"fe8", "fe9", "fea", "feb"})     # fe80::/10
 
 # (family, set name, key bytes): one element of one of the drop sets.
 Element = tuple[int, str, bytes]
+# (interface index, address): one master's VIP, holding its element.
+Holder = tuple[int, str]
 
 
 def accepts(inst: Instance) -> bool:
@@ -49,12 +51,11 @@ def is_link_local(change: Change) -> bool:
     return len(first) == 4 and first[:3] in _LINK_LOCAL_PREFIXES
 
 
-def key(change: Change) -> tuple[str, int]:
-    """The identity of a VIP in the drop sets: its address, and for an IPv6
-    link-local one its interface too (the same fe80:: address is another on
-    another link). Two instances with one global VIP on two interfaces share
-    its element, as in keepalived."""
-    return change.address, change.index if is_link_local(change) else 0
+def holder(change: Change) -> Holder:
+    """Who holds a VIP's element: the VIP on its interface. Two masters with
+    one global VIP on two interfaces share its element (the kernel's sets key
+    it by address alone), and it stays while either holds it."""
+    return change.index, change.address
 
 
 def element(change: Change) -> Element:
@@ -99,19 +100,32 @@ def families(instances) -> set[int]:
 
 
 class DropSet:
-    """What the kernel's drop sets hold (or must, once in step again)."""
+    """What the kernel's drop sets hold (or must, once in step again): each
+    element with the VIPs holding it. An element stays while any filtering
+    master holds it: keepalived 2.2.7 takes a shared global VIP out of its set
+    when the first of its masters leaves (and its second add, NLM_F_EXCL,
+    fails the whole batch)."""
 
     def __init__(self) -> None:
-        self.elements: set[Element] = set()
+        self.elements: dict[Element, set[Holder]] = {}
 
-    def change(self, add: list[Element], remove: list[Element]
+    def change(self, add: list[tuple[Element, Holder]], remove: list[tuple[Element, Holder]]
                ) -> tuple[list[Element], list[Element]]:
-        """Record additions and removals; returns those that change the sets
-        (in the kernel, removing an absent element fails the whole transaction)."""
-        added = [e for e in dict.fromkeys(add) if e not in self.elements]
-        self.elements.update(added)
-        removed = [e for e in dict.fromkeys(remove) if e in self.elements]
-        self.elements.difference_update(removed)
+        """Record holders gained and lost; returns the elements that enter and
+        leave the sets (in the kernel, removing an absent element fails the
+        whole transaction). A holder added twice is one holder."""
+        touched = dict.fromkeys(e for e, _holder in add + remove)
+        before = {e for e in touched if e in self.elements}
+        for e, who in add:
+            self.elements.setdefault(e, set()).add(who)
+        for e, who in remove:
+            holders = self.elements.get(e)
+            if holders is not None:
+                holders.discard(who)
+                if not holders:
+                    del self.elements[e]
+        added = [e for e in touched if e not in before and e in self.elements]
+        removed = [e for e in touched if e in before and e not in self.elements]
         return added, removed
 
     def by_set(self, elements: list[Element] | None = None) -> dict[tuple[int, str], list[bytes]]:

@@ -14,8 +14,8 @@ import errno
 import logging
 import select
 import socket
-import sys
 import struct
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +30,8 @@ from hivrrp.kernel.pyroute2_lean import iproute_class
 from hivrrp.kernel.routing import Routing
 from hivrrp.kernel.rtnl import IFADDRMSG, RTM_DELADDR, RTM_NEWADDR, attributes, messages
 from hivrrp.kernel.sockets import attach_filter, borrowed, force_buffers
+from hivrrp.util.ratelimit import RateLimiter
+from hivrrp.util.tasks import spawn
 
 log = logging.getLogger("hivrrp.kernel.netlink")
 
@@ -48,6 +50,10 @@ RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFINFOMSG = struct.Struct("=BxHiII")          # family, type, index, flags, change
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU = 1, 3, 4
 IFA_ADDRESS = 1
+# Seconds between two looks at the no_accept tables (Firewall.check): a
+# ruleset flushed behind our back lets the VIPs answer until then.
+FIREWALL_CHECK_PERIOD = 3.0
+FIREWALL_BUG_LOG_PERIOD = 60.0  # seconds between two tracebacks of one firewall bug
 
 # Here, on the importing thread: the netlink and monitor threads then import
 # the same lean submodules, and never the placeholder's set-up at once.
@@ -78,6 +84,8 @@ class Netlink:
         self.ipr = None
         self.batcher: AddressBatcher | None = None
         self.firewall: Firewall | None = None    # start_firewall() makes it
+        self.firewall_watch: asyncio.Task | None = None
+        self.firewall_bugs = RateLimiter(FIREWALL_BUG_LOG_PERIOD)
 
     async def _run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -125,24 +133,61 @@ class Netlink:
 
     def _apply(self, changes: list[Change], drop: Sequence[Change],
                undrop: Sequence[Change]) -> list[tuple[Change, str]]:
-        if drop and self.firewall is not None:
-            self.firewall.update(drop, [])
+        if drop:
+            self._drops(drop, [])
         failures = self.batcher.apply(changes) if changes else []
-        if undrop and self.firewall is not None:
-            self.firewall.update([], undrop)
+        if undrop:
+            self._drops([], undrop)
         return failures
 
+    def _drops(self, add: Sequence[Change], remove: Sequence[Change]) -> None:
+        """The firewall's own failures are its to count and log; anything else
+        it raises (a bug) must not cost the trip its address changes."""
+        firewall = self.firewall
+        if firewall is None:
+            return
+        try:
+            firewall.update(add, remove)
+        except Exception as exc:  # noqa: BLE001 - see above
+            if self.firewall_bugs.note(repr(exc), None, time.monotonic()):
+                log.error("nftables: the drop set update failed (%s); the addresses are "
+                          "changed all the same, the drop sets rebuilt at the next change",
+                          exc or type(exc).__name__, exc_info=exc)
+            firewall.in_step = False
+
     async def start_firewall(self, settings: Settings, families: set[int]) -> None:
-        """The no_accept tables: a previous run's replaced, `families`' made."""
+        """The no_accept tables: a previous run's removed, `families`' made,
+        then looked at every FIREWALL_CHECK_PERIOD."""
         def start() -> None:
             self.firewall = Firewall(settings)
             self.firewall.start(families)
         await self._run(start)
+        self.firewall_watch = spawn(self._watch_firewall(), "watch the nftables tables")
+
+    async def _watch_firewall(self) -> None:
+        while True:
+            await asyncio.sleep(FIREWALL_CHECK_PERIOD)
+            firewall = self.firewall
+            if firewall is None or not firewall.needs_check():
+                continue
+            try:
+                # A trip of its own: between the VIPs' trips, never inside one.
+                await self._run(firewall.check)
+            except Exception as exc:  # noqa: BLE001 - a bug: the next look may do better
+                if self.firewall_bugs.note(repr(exc), None, time.monotonic()):
+                    log.error("nftables: checking the tables failed: %s",
+                              exc or type(exc).__name__, exc_info=exc)
 
     async def stop_firewall(self) -> None:
         """The tables removed (after the VIPs)."""
+        self._stop_watching()
         if self.firewall is not None:
             await self._run(self.firewall.stop)
+
+    def _stop_watching(self) -> None:
+        if self.firewall_watch is not None:
+            self.firewall_watch.cancel()
+            self.firewall_watch = None
 
     async def routing(self, add: bool, entries: list[Routing]) -> list[tuple[Routing, str]]:
         """Add or remove routes and rules; existing (add) or missing (remove) ones are fine."""
@@ -163,6 +208,7 @@ class Netlink:
 
     def close(self) -> None:
         """Never raises: at exit a stuck netlink thread is reported, not fatal."""
+        self._stop_watching()
         try:
             self.executor.submit(self._close).result(timeout=CLOSE_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - timeout, or whatever pyroute2 raised

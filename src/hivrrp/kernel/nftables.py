@@ -24,7 +24,10 @@ The same tables keepalived 2.2.7 makes (vrrp_nftables.c), as `nft list` shows th
     }
 
 keepalived adds the link-local set and chains at its first link-local VIP;
-here they come with the table, empty until one is needed.
+here they come with the table, empty until one is needed. Each table carries
+hivrrp's mark, a comment (NFTA_TABLE_USERDATA, kept by the kernel since 5.13;
+`nft list` shows `comment "managed by hivrrp"`): what tells a table a killed
+run left, whatever its name, from another's that has the configured name.
 
 Library choice. pyroute2 (a dependency already) has nfnetlink message classes
 for tables, chains, sets and rules, nested expression attributes included:
@@ -46,7 +49,7 @@ import socket
 import struct
 
 from hivrrp.kernel.pyroute2_lean import install as lean_pyroute2
-from hivrrp.kernel.rtnl import HEADER, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST
+from hivrrp.kernel.rtnl import HEADER, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST
 
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
@@ -56,6 +59,7 @@ NLM_F_APPEND = 0x800
 NLA_F_NESTED = 0x8000
 NFPROTO = {4: 2, 6: 10}                       # NFPROTO_IPV4, NFPROTO_IPV6
 FAMILY_NAMES = {4: "ip", 6: "ip6"}
+FAMILY_OF = {code: family for family, code in NFPROTO.items()}
 NFGENMSG = struct.Struct("!BBH")              # family, version, res_id (big-endian)
 NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT = 1, 3
 NF_DROP, NF_ACCEPT, NFT_GOTO = 0, 1, -4
@@ -77,7 +81,11 @@ IPV6_NEXT_HEADER = 6
 
 NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY, NFTA_DATA_VALUE = 1, 1, 1
-NFTA_TABLE_NAME = 1
+NFTA_TABLE_NAME, NFTA_TABLE_USERDATA = 1, 6
+# The mark: libnftnl's user data, one comment TLV (NFTNL_UDATA_TABLE_COMMENT,
+# length with the NUL), so that `nft list` shows it as the table's comment.
+MARK_TEXT = b"managed by hivrrp"
+MARK = bytes([0, len(MARK_TEXT) + 1]) + MARK_TEXT + b"\0"
 
 
 def _nftsocket():
@@ -143,11 +151,30 @@ def _batch_marker(kind: int, seq: int) -> bytes:
     return HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
 
 
-def get_table(family: int, table: str, seq: int) -> bytes:
-    """A request for the table (its answer tells whether it exists)."""
-    numbered = bytearray(_table_msg(NFT_MSG_GETTABLE, NLM_F_ACK, family, table))
+def list_tables(seq: int) -> bytes:
+    """A dump of every table of every family (answered with NEWTABLE messages
+    then NLMSG_DONE)."""
+    numbered = bytearray(_message(NFT_MSG_GETTABLE, NLM_F_DUMP, 0, b""))
     struct.pack_into("=I", numbered, 8, seq)
     return bytes(numbered)
+
+
+def parse_table(body: bytes) -> tuple[int | None, str, bytes | None]:
+    """(family 4/6 or None for another, name, user data) of a NEWTABLE message's body."""
+    family = FAMILY_OF.get(body[0]) if body else None
+    name, userdata = "", None
+    offset = NFGENMSG.size
+    while offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        if length < 4:
+            break
+        value = body[offset + 4:offset + length]
+        if kind & 0x3FFF == NFTA_TABLE_NAME:
+            name = value.split(b"\0", 1)[0].decode(errors="replace")
+        elif kind & 0x3FFF == NFTA_TABLE_USERDATA:
+            userdata = value
+        offset += (length + 3) & ~3
+    return family, name, userdata
 
 
 def delete_table(family: int, table: str) -> list[bytes]:
@@ -159,8 +186,11 @@ def delete_table(family: int, table: str) -> list[bytes]:
 
 
 def create_table(family: int, table: str, priority: int, counters: bool) -> list[bytes]:
-    """The table, its sets, chains and rules (sets empty but neighbour discovery's)."""
-    out = [_table_msg(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, table)]
+    """The table with hivrrp's mark, its sets, chains and rules (sets empty but
+    neighbour discovery's)."""
+    out = [_message(NFT_MSG_NEWTABLE, NLM_F_CREATE, family,
+                    _attr(NFTA_TABLE_NAME, table.encode() + b"\0")
+                    + _attr(NFTA_TABLE_USERDATA, MARK))]
     for name, hook in (("in", NF_INET_LOCAL_IN), ("out", NF_INET_LOCAL_OUT)):
         out.append(_chain(family, table, name, (hook, priority)))
     key = (TYPE_IPADDR, 4) if family == 4 else (TYPE_IP6ADDR, 16)

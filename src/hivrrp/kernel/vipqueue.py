@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
 from hivrrp.kernel.addrbatch import Change
-from hivrrp.kernel.firewall_policy import key as drop_key
+from hivrrp.kernel.firewall_policy import Holder, holder
 from hivrrp.kernel.netlink import Address
 from hivrrp.kernel.routing import Routing
 from hivrrp.util.tasks import spawn
@@ -76,7 +76,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.vips: dict[tuple[int, str], Change] = {}
-        self.drops: dict[tuple[str, int], tuple[bool, Change]] = {}
+        self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
 
@@ -88,7 +88,7 @@ class Batch:
                 self.vips[key] = change
         elif isinstance(action, SetDrops):
             for change in action.changes:
-                self.drops[drop_key(change)] = (action.add, change)
+                self.drops[holder(change)] = (action.add, change)
         elif isinstance(action, SetRoutes):
             for entry in action.entries:
                 key = repr(entry)       # specs are dicts: their repr is the identity

@@ -245,8 +245,9 @@ class DaemonCollector:
                                     "VIPs of no_accept masters in the drop sets.",
                                     value=status["elements"])
             yield GaugeMetricFamily("hivrrp_nftables_unavailable",
-                                    "1 when no_accept cannot be enforced (no nf_tables, "
-                                    "not allowed): the VIPs accept traffic.",
+                                    "1 while no_accept is not (all) enforced: no "
+                                    "nf_tables, not allowed, another's table of our name, "
+                                    "or the tables out of step until rebuilt.",
                                     value=int(status["problem"] is not None))
         plan = d.plan
         if plan is not None:

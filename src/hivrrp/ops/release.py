@@ -7,8 +7,9 @@ recipe in conf/frr/) goes on announcing them until something removes them. The
 next `hivrrp run` does so at start; this is that same step on its own, for
 systemd's ExecStopPost= (which runs after any stop, crashes included) and for
 an operator who will not restart the daemon. The no_accept firewall's tables
-such a daemon left go too (they would drop the VIPs' traffic on whichever
-router holds them next: here, after a restart with accept).
+such a daemon left go too, whatever the name it gave them (they would drop
+the VIPs' traffic on whichever router holds them next: here, after a restart
+with accept); a table of the configured name hivrrp did not make stays.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from hivrrp.config.model import Config
 from hivrrp.daemon.driver import now_us
 from hivrrp.daemon.plan import build
-from hivrrp.kernel.firewall import Firewall, FirewallError, table_names
+from hivrrp.kernel.firewall import Firewall, FirewallError, names
 from hivrrp.kernel.firewall_policy import Settings
 from hivrrp.kernel.netlink import Netlink
 from hivrrp.kernel.vipqueue import remove_leftovers
@@ -59,16 +60,16 @@ async def release(config: Config) -> tuple[int, list[str], str | None]:
 
 
 def remove_tables(settings: Settings) -> str | None:
-    """The no_accept tables a dead daemon left, removed; the reason if not."""
+    """The no_accept tables a dead daemon left (hivrrp's mark, whatever their
+    name), removed; the reason if not."""
     firewall = Firewall(settings)
     try:
         removed = firewall.remove_leftovers()
     except (OSError, FirewallError) as exc:
-        log.error("cannot remove the nftables table %s: %s",
-                  table_names(settings, (4, 6)), exc)
+        log.error("cannot remove the nftables tables left over: %s", exc)
         return str(exc)
     finally:
         firewall.close()
     if removed:
-        log.info("removed the nftables table %s left over", table_names(settings, removed))
+        log.info("removed the nftables table %s left over", names(removed))
     return None
