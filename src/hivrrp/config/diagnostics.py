@@ -130,39 +130,42 @@ REPEATS_SHOWN = 5
 def condense(diagnostics: list[Diagnostic], shown: int = REPEATS_SHOWN) -> list[str]:
     """The lines to print: all of them, but a keyed one only `shown` times.
 
-    A generated config can track a script in each of 4,000 instances; 4,000
-    identical lines would bury everything else. The rest become one line at
-    the first one left out; `--json` and the counts keep every occurrence.
+    A generated config can track a script in each of 4,000 instances, or
+    have strict mode take the authentication of each away; 4,000 identical
+    lines would bury everything else. The rest become one line at the first
+    one left out; `--json` and the counts keep every occurrence. A key counts
+    apart for each severity, so a warning never stands in for errors.
     """
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     lines: list[str] = []
-    summary_at: dict[str, int] = {}
-    severity: dict[str, str] = {}
+    summary_at: dict[tuple[str, str], int] = {}
     for diagnostic in diagnostics:
-        key = diagnostic.key
-        if key is None:
+        if diagnostic.key is None:
             lines.append(str(diagnostic))
             continue
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= shown:
+        group = (diagnostic.severity, diagnostic.key)
+        seen[group] = seen.get(group, 0) + 1
+        if seen[group] <= shown:
             lines.append(str(diagnostic))
-        elif key not in summary_at:
-            summary_at[key] = len(lines)
-            severity[key] = diagnostic.severity
+        elif group not in summary_at:
+            summary_at[group] = len(lines)
             lines.append(f"{diagnostic.where}: {diagnostic.severity}: ")
-    for key, index in summary_at.items():
-        more = seen[key] - shown
-        lines[index] += (f"... and {plural(more, f'more {key} {severity[key]}')} "
+    for (severity, key), index in summary_at.items():
+        more = seen[severity, key] - shown
+        lines[index] += (f"... and {plural(more, f'more {key} {severity}')} "
                          "like these (hivrrp check --json lists every one)")
     return lines
 
 
 def log_problems(result, log) -> None:
-    """A load's problems in the daemon's log (start and reload alike): warnings
-    condensed as `check` prints them, then infos, then errors."""
+    """A load's problems in the daemon's log (start and reload alike), as
+    `check` prints them: warnings, infos, then errors, repeats condensed.
+    The errors here are mostly keepalived's corrections the daemon runs
+    with (strict mode's), one per instance of a generated file: logged in
+    full they would be thousands of lines at every start and reload."""
     for line in condense(result.warnings):
         log.warning("%s", line)
     for diagnostic in result.infos:
         log.info("%s", diagnostic)
-    for diagnostic in result.errors:
-        log.error("%s", diagnostic)
+    for line in condense(result.errors):
+        log.error("%s", line)

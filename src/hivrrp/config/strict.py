@@ -29,6 +29,7 @@ from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import GlobalDefs, Instance
 
 OWNER = 255
+STRICT = "strict-mode "         # the rules' keys: "... and 999 more strict-mode state errors"
 DOWN_TIMER_ADVERTS = 3          # keepalived's VRRP_DOWN_TIMER_ADVERTS
 
 
@@ -38,8 +39,12 @@ def at(diag: Diagnostics, inst: Instance, keyword: str) -> Where:
     return diag.places.get((id(inst), keyword), (inst.where, keyword))[0]
 
 
-def _corrected(diag: Diagnostics, where: Where, inst: Instance, message: str) -> None:
-    diag.error(where, f"({inst.name}) {message}", fatal=False)
+def _corrected(diag: Diagnostics, where: Where, inst: Instance, message: str,
+               rule: str) -> None:
+    """One of keepalived's corrections. `rule` keys it: a generated file makes
+    the same correction in each of thousands of instances, and `check` and the
+    daemon's log (at every start and reload) show a few and count the rest."""
+    diag.error(where, f"({inst.name}) {message}", key=rule, fatal=False)
 
 
 def resolve(inst: Instance, g: GlobalDefs) -> bool:
@@ -54,7 +59,7 @@ def version(inst: Instance, diag: Diagnostics) -> None:
     from vrrp_version becomes v3 without a word from keepalived.)"""
     if inst.strict_mode and inst.family == 6 and inst.version == 2:
         _corrected(diag, at(diag, inst, "version"), inst,
-                   "cannot use IPv6 with VRRP version 2; setting version 3")
+                   "cannot use IPv6 with VRRP version 2; setting version 3", STRICT + "version")
         inst.version = 3
 
 
@@ -64,7 +69,7 @@ def state(inst: Instance, diag: Diagnostics) -> None:
     owner = inst.priority == OWNER
     if inst.strict_mode and inst.state is not None and (inst.state == "MASTER") != owner:
         _corrected(diag, at(diag, inst, "state"), inst,
-                   "State MASTER must match being address owner")
+                   "State MASTER must match being address owner", STRICT + "state")
         inst.state = "MASTER" if owner else "BACKUP"
 
 
@@ -75,7 +80,7 @@ def authentication(inst: Instance, diag: Diagnostics) -> bool:
     if not inst.strict_mode or not (inst.auth_type or inst.auth_pass):
         return False
     _corrected(diag, at(diag, inst, "authentication"), inst,
-               "Strict mode does not support authentication. Ignoring.")
+               "Strict mode does not support authentication. Ignoring.", STRICT + "authentication")
     inst.auth_type = inst.auth_pass = None
     return True
 
@@ -96,14 +101,14 @@ def unicast(inst: Instance, diag: Diagnostics, flags: Callable[[str], int | None
                      f"({inst.name}) unicast peers on {inst.interface}, which can multicast, "
                      "in strict mode: keepalived 2.2.7 (and hivrrp) run them, keepalived 2.4.0 "
                      "and later refuse the configuration (\"Unicast peers are not supported "
-                     "in strict mode\")")
+                     "in strict mode\")", key=STRICT + "unicast_peer")
 
 
 def vmac_mac(inst: Instance, diag: Diagnostics) -> None:
     if inst.strict_mode and inst.vmac_mac is not None:
         diag.error(at(diag, inst, "use_vmac"),
                    f"({inst.name}): cannot specify MAC address with strict mode - clearing",
-                   fatal=False)
+                   key=STRICT + "use_vmac", fatal=False)
         inst.vmac_mac = None
 
 
@@ -113,13 +118,13 @@ def link_local(inst: Instance, diag: Diagnostics) -> None:
     if (inst.strict_mode and inst.family == 6 and not inst.unicast_peers and inst.vips
             and not ipaddress.IPv6Address(inst.vips[0].address).is_link_local):
         _corrected(diag, inst.vips[0].where, inst,
-                   "the first IPv6 VIP address must be link local")
+                   "the first IPv6 VIP address must be link local", STRICT + "first IPv6 VIP")
 
 
 def preempt_delay(inst: Instance, diag: Diagnostics) -> None:
     if inst.strict_mode and inst.preempt_delay:
         _corrected(diag, at(diag, inst, "preempt_delay"), inst,
-                   "preempt_delay is incompatible with strict mode - resetting")
+                   "preempt_delay is incompatible with strict mode - resetting", STRICT + "preempt_delay")
         inst.preempt_delay = 0.0
 
 
@@ -132,7 +137,7 @@ def settle(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> None:
     owner = inst.priority == OWNER
     if strict and (inst.down_timer_adverts or g.down_timer_adverts) != DOWN_TIMER_ADVERTS:
         _corrected(diag, at(diag, inst, "down_timer_adverts"), inst,
-                   "down_timer_adverts is incompatible with strict mode - resetting")
+                   "down_timer_adverts is incompatible with strict mode - resetting", STRICT + "down_timer_adverts")
         inst.down_timer_adverts = DOWN_TIMER_ADVERTS
     # Accept mode: on unless strict, always for the owner (keepalived: "At
     # some point we might want to change this to make non accept_mode the
@@ -142,7 +147,7 @@ def settle(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> None:
     if inst.accept and not owner and strict and inst.version == 2:
         _corrected(diag, at(diag, inst, "accept"), inst,
                    "warning - accept mode for VRRP version 2 does not comply with RFC3768 "
-                   "- resetting")
+                   "- resetting", STRICT + "accept")
         inst.accept = False
     if strict:
         _lower_priority(inst, diag)
@@ -161,16 +166,18 @@ def _lower_priority(inst: Instance, diag: Diagnostics) -> None:
             ("lower_prio_delay", "garp_lower_prio_delay",
              "Strict mode requires no repeat garp delay. resetting")):
         if garp.get(key):
-            _corrected(diag, at(diag, inst, keyword), inst, message)
+            _corrected(diag, at(diag, inst, keyword), inst, message, STRICT + keyword)
         garp[key] = 0
     inst.garp = garp
     if inst.lower_prio_no_advert is False:
         _corrected(diag, at(diag, inst, "lower_prio_no_advert"), inst,
-                   "Strict mode requires no lower priority advert. resetting")
+                   "Strict mode requires no lower priority advert. resetting",
+                   STRICT + "lower_prio_no_advert")
     inst.lower_prio_no_advert = True
     if inst.higher_prio_send_advert:
         _corrected(diag, at(diag, inst, "higher_prio_send_advert"), inst,
-                   "strict mode requires higher_prio_send_advert to be clear. resetting")
+                   "strict mode requires higher_prio_send_advert to be clear. resetting",
+                   STRICT + "higher_prio_send_advert")
     inst.higher_prio_send_advert = False
 
 
@@ -185,14 +192,14 @@ def _owner_ignore_adverts(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> N
     where = at(diag, inst, "owner_ignore_adverts")
     if inst.owner_ignore_adverts is True and not owner:
         _corrected(diag, where, inst, f"ignoring owner_ignore_adverts since priority is not "
-                                      f"{OWNER}")
+                                      f"{OWNER}", "owner_ignore_adverts")
         inst.owner_ignore_adverts = False
     elif inst.owner_ignore_adverts is None:
         inst.owner_ignore_adverts = owner and (bool(inst.strict_mode)
                                                or g.owner_ignore_adverts)
     elif owner and not inst.owner_ignore_adverts and inst.strict_mode:
         _corrected(diag, where, inst, f"strict_mode with priority {OWNER} requires "
-                                      "owner_ignore_adverts")
+                                      "owner_ignore_adverts", STRICT + "owner_ignore_adverts")
         inst.owner_ignore_adverts = True
 
 
@@ -200,5 +207,5 @@ def vmac_xmit_base(inst: Instance, diag: Diagnostics) -> None:
     """Strict: adverts go out of the VMAC, never of its parent."""
     if inst.strict_mode and inst.use_vmac and inst.vmac_xmit_base:
         _corrected(diag, at(diag, inst, "vmac_xmit_base"), inst,
-                   "xmit_base is incompatible with strict mode - resetting")
+                   "xmit_base is incompatible with strict mode - resetting", STRICT + "vmac_xmit_base")
         inst.vmac_xmit_base = False
