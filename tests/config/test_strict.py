@@ -61,6 +61,46 @@ def test_without_strict_mode_authentication_stays(tmp_path):
     assert result.clean and (inst.auth_type, inst.auth_pass) == ("PASS", "1111")
 
 
+AH = "    authentication {\n        auth_type AH\n        auth_pass 1111\n    }\n"
+
+
+def test_ah_is_taken_away_in_strict_mode_and_runs(tmp_path):
+    # keepalived 2.2.7 runs it without authentication (-t exits 5); hivrrp refused it
+    # at parse time, so `hivrrp run` refused what keepalived runs.
+    result, inst = load(tmp_path, STRICT + instance(AH))
+    assert corrected(result) == [
+        (11, "(VI_1) Strict mode does not support authentication. Ignoring.")]
+    assert (inst.auth_type, inst.auth_pass) == (None, None)
+
+
+def test_ah_is_refused_where_it_would_be_sent(tmp_path):
+    # keepalived runs IPsec AH; hivrrp sends none, so the daemon refuses the file
+    # rather than run an instance no keepalived peer would accept.
+    result, _ = load(tmp_path, instance(AH))
+    assert [(d.where.line, d.message) for d in result.fatal] == [
+        (9, "(VI_1) auth_type AH (IPsec AH) is not supported by hivrrp; use PASS or no "
+            "authentication")]
+
+
+@pytest.mark.parametrize("head, body, message", [
+    ("    version 3\n", AH, "(VI_1) VRRP version 3 does not support authentication. Ignoring."),
+    ("", "    authentication {\n        auth_type AH\n    }\n",
+     "(VI_1) Authentication specified but no password given. Ignoring"),
+])
+def test_ah_that_keepalived_takes_away_runs(tmp_path, head, body, message):
+    result, inst = load(tmp_path, instance(body, head=head))
+    assert [d.message for d in result.errors] == [message] and result.ok
+    assert (inst.auth_type, inst.auth_pass) == (None, None)
+
+
+@pytest.mark.parametrize("prefix", [STRICT, ""])
+def test_a_password_alone_is_no_authentication(tmp_path, prefix):
+    # keepalived tests auth_type only, and says nothing (-t exits 0).
+    result, inst = load(tmp_path, prefix + instance(
+        "    authentication {\n        auth_pass 1111\n    }\n"))
+    assert result.clean and (inst.auth_type, inst.auth_pass) == (None, None)
+
+
 def test_ipv6_with_version_2_becomes_version_3(tmp_path):
     result, inst = load(tmp_path, STRICT + instance(
         head="    version 2\n", vips=("fe80::26/64", "fd00::26/64")))

@@ -19,20 +19,7 @@ class Disagreement:
     check_agrees: bool = False   # only `hivrrp run` disagrees, `check` exits as -t does
 
 
-AUTH_PASS_ONLY = "    authentication {\n        auth_pass 1111\n    }\n"
-AUTH_AH = "    authentication {\n        auth_type AH\n        auth_pass 1111\n    }\n"
-
 CASES: dict[str, Disagreement] = {
-    "auth_pass without auth_type": Disagreement(
-        conf(AUTH_PASS_ONLY), 0, True,
-        "config/strict.py authentication() tests auth_type or auth_pass; keepalived "
-        "tests auth_type != NONE only, so it says nothing and -t exits 0; hivrrp check "
-        "reports 'Strict mode does not support authentication' and exits 1"),
-    "auth_type AH": Disagreement(
-        conf(AUTH_AH), 5, True,
-        "keepalived's strict rule takes AH away and runs; hivrrp's parse-time AH refusal "
-        "is fatal, so `hivrrp run` refuses a configuration keepalived runs",
-        check_agrees=True),
     "nopreempt at priority 255": Disagreement(
         conf("    nopreempt\n", priority="255"), 5, True,
         "keepalived: config error 'nopreempt is incompatible with priority 255. resetting "

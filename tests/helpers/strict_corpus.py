@@ -1,6 +1,8 @@
 """Strict-mode configurations, one per rule of keepalived 2.2.7's vrrp_complete_instance()
-plus Debian's sample, with what `keepalived -t` says of each (recorded with keepalived
-2.2.7 in a namespace where interface eth1 exists) and what `hivrrp check` must say.
+plus Debian's sample, and the rules beside them that keepalived applies with or without
+strict mode (authentication, preemption), with what `keepalived -t` says of each (recorded
+with keepalived 2.2.7 in a namespace where interface eth1 exists) and what `hivrrp check`
+must say.
 
 hivrrp's messages are keepalived's own, at the offending keyword's line: for each case
 `keepalived -t` prints every message of `errors` and `hivrrp check` prints each as an
@@ -43,6 +45,9 @@ class Case:
 
 STRICT = "    vrrp_strict\n"
 AUTH = "    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n"
+AUTH_PASS_ONLY = "    authentication {\n        auth_pass 1111\n    }\n"
+AUTH_TYPE_ONLY = "    authentication {\n        auth_type PASS\n    }\n"
+AUTH_AH = "    authentication {\n        auth_type AH\n        auth_pass 1111\n    }\n"
 
 
 def conf(inside: str = "", *, glob: str = STRICT, head: str = "", priority: str = "100",
@@ -63,6 +68,19 @@ CASES: dict[str, Case] = {
     "nothing to correct": Case(conf(), []),
     "authentication": Case(conf(AUTH), [
         ("authentication {", "(VI_1) Strict mode does not support authentication. Ignoring.")]),
+    # keepalived tests auth_type only: a password alone is no authentication, said nothing of.
+    "auth_pass without auth_type": Case(conf(AUTH_PASS_ONLY), []),
+    "auth_pass without auth_type, not strict": Case(conf(AUTH_PASS_ONLY, glob=""), []),
+    # Strict mode takes AH away like PASS, and keepalived runs it (outside strict mode
+    # hivrrp refuses AH: tests/config/test_strict.py).
+    "auth_type AH": Case(conf(AUTH_AH), [
+        ("authentication {", "(VI_1) Strict mode does not support authentication. Ignoring.")]),
+    "auth_type without auth_pass, not strict": Case(conf(AUTH_TYPE_ONLY, glob=""), [
+        ("authentication {", "(VI_1) Authentication specified but no password given. Ignoring")]),
+    "authentication with version 3, not strict": Case(
+        conf(AUTH, glob="", head="    version 3\n"), [
+            ("authentication {",
+             "(VI_1) VRRP version 3 does not support authentication. Ignoring.")]),
     "IPv6 with version 2": Case(
         conf(head="    version 2\n", vips=("fe80::26/64", "fd00::26/64")),
         [("version 2", "(VI_1) cannot use IPv6 with VRRP version 2; setting version 3")]),

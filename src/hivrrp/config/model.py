@@ -188,7 +188,7 @@ copyreg.pickle(MappingProxyType, lambda mapping: (_read_only, (dict(mapping),)))
 # fill. Their values live in Instance._rare, not in a slot each.
 _RARE_DEFAULTS: dict[str, object] = {
     "priority_given": False,
-    "auth_type": None,                       # PASS (AH is refused)
+    "auth_type": None,                       # PASS (AH is refused by validation)
     "auth_pass": None,
     "excluded_vips": list,
     "routes": list,

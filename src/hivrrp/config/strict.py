@@ -76,8 +76,11 @@ def state(inst: Instance, diag: Diagnostics) -> None:
 def authentication(inst: Instance, diag: Diagnostics) -> bool:
     """No authentication in strict mode: adverts go without, as keepalived's
     do (with PASS kept, a keepalived peer drops every advert: "received a 1
-    auth, expecting 0!", and both become master). True when it took it away."""
-    if not inst.strict_mode or not (inst.auth_type or inst.auth_pass):
+    auth, expecting 0!", and both become master). AH goes the same way, so a
+    strict AH instance runs (hivrrp refuses AH only where it would be sent).
+    Only an auth_type is authentication: an auth_pass alone is none, and
+    keepalived says nothing of it. True when it took it away."""
+    if not (inst.strict_mode and inst.auth_type):
         return False
     _corrected(diag, at(diag, inst, "authentication"), inst,
                "Strict mode does not support authentication. Ignoring.", STRICT + "authentication")

@@ -142,11 +142,7 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
     if not inst.priority_given and inst.state == "MASTER":
         inst.priority = 255
     strict_mode.state(inst, diag)
-    if not strict_mode.authentication(inst, diag) and (inst.auth_type or inst.auth_pass):
-        if inst.version == 3:
-            diag.error(inst.where, f"{label}: authentication exists only in VRRPv2")
-        elif inst.auth_type is None or inst.auth_pass is None:
-            diag.error(inst.where, f"{label}: authentication needs both auth_type and auth_pass")
+    _authentication(inst, diag)
     _vmac_unicast(inst, diag)
     strict_mode.unicast(inst, diag, flags)
     strict_mode.vmac_mac(inst, diag)
@@ -196,6 +192,30 @@ def _vmac(inst: Instance, diag: Diagnostics) -> None:
         diag.error(strict_mode.at(diag, inst, "vmac_xmit_base"),
                    f"({inst.name}) vmac_xmit_base is only valid with a vmac", fatal=False)
         inst.vmac_xmit_base = False
+
+
+def _authentication(inst: Instance, diag: Diagnostics) -> None:
+    """keepalived's chain, in its order: strict mode, then VRRPv3, then a
+    missing password take the authentication away (config errors it runs
+    with); an auth_pass without auth_type is no authentication and no error.
+    AH that survives them is refused: hivrrp sends no IPsec AH."""
+    where = strict_mode.at(diag, inst, "authentication")
+    if strict_mode.authentication(inst, diag) or inst.auth_type is None:
+        pass
+    elif inst.version == 3:
+        diag.error(where, f"({inst.name}) VRRP version 3 does not support authentication. "
+                          "Ignoring.", key="authentication", fatal=False)
+        inst.auth_type = None
+    elif not inst.auth_pass:
+        diag.error(where, f"({inst.name}) Authentication specified but no password given. "
+                          "Ignoring", key="authentication", fatal=False)
+        inst.auth_type = None
+    elif inst.auth_type == "AH":
+        diag.error(strict_mode.at(diag, inst, "auth_type"),
+                   f"({inst.name}) auth_type AH (IPsec AH) is not supported by hivrrp; use "
+                   "PASS or no authentication", key="auth_type AH")
+    if inst.auth_type is None:
+        inst.auth_pass = None
 
 
 def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:

@@ -64,11 +64,11 @@ def _authentication(b: Builder, node: Node, inst: Instance) -> None:
     for child in b.block(node):
         if child.keyword == "auth_type":
             value = b.arg(child)
-            if value == "PASS":
-                inst.auth_type = "PASS"
-            elif value == "AH":
-                b.diag.error(child.where, "auth_type AH (IPsec AH) is not supported by hivrrp; "
-                                          "use PASS or no authentication")
+            if value in ("PASS", "AH"):
+                # AH is judged in validate.authentication: strict mode and VRRPv3
+                # take it away, as any authentication, and keepalived runs that.
+                inst.auth_type = value
+                b.diag.written((id(inst), "auth_type"), child.where, "auth_type")
             elif value is not None:
                 b.diag.error(child.where, f"auth_type: '{value}' is not PASS or AH")
         elif child.keyword == "auth_pass":
