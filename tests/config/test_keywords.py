@@ -171,7 +171,9 @@ def test_preemption_keywords(tmp_path):
     _, inst = one_instance(tmp_path, "state BACKUP\nnopreempt\n")
     assert inst.nopreempt
     result, inst = one_instance(tmp_path, "state MASTER\npriority 100\nnopreempt\n")
-    assert not inst.nopreempt and "nopreempt does not work" in result.warnings[0].message
+    assert not inst.nopreempt and result.ok
+    assert [d.message for d in result.errors] == [
+        "(VI_1) Warning - nopreempt will not work with initial state MASTER - clearing"]
     _, inst = one_instance(tmp_path, "preempt_delay 5.5\npreempt\n")
     assert inst.preempt_delay == 5.5
     result, _ = one_instance(tmp_path, "preempt_delay 1001\n")

@@ -20,14 +20,6 @@ class Disagreement:
 
 
 CASES: dict[str, Disagreement] = {
-    "nopreempt at priority 255": Disagreement(
-        conf("    nopreempt\n", priority="255"), 5, True,
-        "keepalived: config error 'nopreempt is incompatible with priority 255. resetting "
-        "nopreempt' (-t exits 5); hivrrp: a warning, check exits 0"),
-    "preempt_delay with state MASTER": Disagreement(
-        conf("    preempt_delay 5\n", head="    state MASTER\n", priority="255"), 5, True,
-        "keepalived: config error 'Warning - preempt delay will not work with initial "
-        "state MASTER - clearing' (-t exits 5); hivrrp: a warning, check exits 0"),
     "nftables name too long": Disagreement(
         conf(glob=STRICT + "    nftables " + "x" * 300 + "\n"), 5, True,
         "keepalived: config error 'nftables table name too long - ignoring' (-t exits 5); "

@@ -101,6 +101,36 @@ CASES: dict[str, Case] = {
         ("fd00::26", "(VI_1) the first IPv6 VIP address must be link local")]),
     "preempt_delay": Case(conf("    preempt_delay 5\n"), [
         ("preempt_delay", "(VI_1) preempt_delay is incompatible with strict mode - resetting")]),
+    # Preemption: keepalived's rules with or without strict mode. The initial state is
+    # MASTER when written so, or unwritten at priority 255.
+    "nopreempt at priority 255": Case(conf("    nopreempt\n", priority="255"), [
+        ("nopreempt", "(VI_1) nopreempt is incompatible with priority 255. resetting nopreempt")]),
+    "nopreempt at priority 255, not strict": Case(
+        conf("    nopreempt\n", glob="", priority="255"), [
+            ("nopreempt",
+             "(VI_1) nopreempt is incompatible with priority 255. resetting nopreempt")]),
+    "nopreempt with state MASTER, not strict": Case(
+        conf("    nopreempt\n", glob="", head="    state MASTER\n"), [
+            ("nopreempt", "(VI_1) Warning - nopreempt will not work with initial state MASTER "
+                          "- clearing")]),
+    "preempt_delay with state MASTER": Case(
+        conf("    preempt_delay 5\n", head="    state MASTER\n", priority="255"), [
+            ("preempt_delay", "(VI_1) Warning - preempt delay will not work with initial state "
+                              "MASTER - clearing")]),
+    "preempt_delay at priority 255": Case(conf("    preempt_delay 5\n", priority="255"), [
+        ("preempt_delay", "(VI_1) Warning - preempt delay will not work with initial state "
+                          "MASTER - clearing")]),
+    "preempt_delay with state MASTER, not strict": Case(
+        conf("    preempt_delay 5\n", glob="", head="    state MASTER\n"), [
+            ("preempt_delay", "(VI_1) Warning - preempt delay will not work with initial state "
+                              "MASTER - clearing")]),
+    "preempt_delay with nopreempt": Case(conf("    preempt_delay 5\n    nopreempt\n"), [
+        ("preempt_delay", "(VI_1) preempt_delay is incompatible with strict mode - resetting"),
+        ("preempt_delay", "(VI_1) preempt_delay is incompatible with nopreempt mode - resetting")]),
+    "preempt_delay with nopreempt, not strict": Case(
+        conf("    preempt_delay 5\n    nopreempt\n", glob=""), [
+            ("preempt_delay",
+             "(VI_1) preempt_delay is incompatible with nopreempt mode - resetting")]),
     "down_timer_adverts": Case(conf("    down_timer_adverts 5\n"), [
         ("down_timer_adverts",
          "(VI_1) down_timer_adverts is incompatible with strict mode - resetting")]),

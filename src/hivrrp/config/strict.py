@@ -39,12 +39,14 @@ def at(diag: Diagnostics, inst: Instance, keyword: str) -> Where:
     return diag.places.get((id(inst), keyword), (inst.where, keyword))[0]
 
 
-def _corrected(diag: Diagnostics, where: Where, inst: Instance, message: str,
-               rule: str) -> None:
-    """One of keepalived's corrections. `rule` keys it: a generated file makes
-    the same correction in each of thousands of instances, and `check` and the
-    daemon's log (at every start and reload) show a few and count the rest."""
-    diag.error(where, f"({inst.name}) {message}", key=rule, fatal=False)
+def corrected(diag: Diagnostics, where: Where, inst: Instance, message: str,
+              rule: str) -> None:
+   """One of keepalived's config errors that it corrects and runs with (also
+   outside strict mode: validate uses it too). `rule` keys it: a generated
+   file makes the same correction in each of thousands of instances, and
+   `check` and the daemon's log (at every start and reload) show a few and
+   count the rest."""
+   diag.error(where, f"({inst.name}) {message}", key=rule, fatal=False)
 
 
 def resolve(inst: Instance, g: GlobalDefs) -> bool:
@@ -58,8 +60,8 @@ def version(inst: Instance, diag: Diagnostics) -> None:
     """An IPv6 instance that says `version 2` runs as v3. (One that takes v2
     from vrrp_version becomes v3 without a word from keepalived.)"""
     if inst.strict_mode and inst.family == 6 and inst.version == 2:
-        _corrected(diag, at(diag, inst, "version"), inst,
-                   "cannot use IPv6 with VRRP version 2; setting version 3", STRICT + "version")
+        corrected(diag, at(diag, inst, "version"), inst,
+                  "cannot use IPv6 with VRRP version 2; setting version 3", STRICT + "version")
         inst.version = 3
 
 
@@ -68,8 +70,8 @@ def state(inst: Instance, diag: Diagnostics) -> None:
     priority (keepalived sets its initial state from it)."""
     owner = inst.priority == OWNER
     if inst.strict_mode and inst.state is not None and (inst.state == "MASTER") != owner:
-        _corrected(diag, at(diag, inst, "state"), inst,
-                   "State MASTER must match being address owner", STRICT + "state")
+        corrected(diag, at(diag, inst, "state"), inst,
+                  "State MASTER must match being address owner", STRICT + "state")
         inst.state = "MASTER" if owner else "BACKUP"
 
 
@@ -82,8 +84,8 @@ def authentication(inst: Instance, diag: Diagnostics) -> bool:
     keepalived says nothing of it. True when it took it away."""
     if not (inst.strict_mode and inst.auth_type):
         return False
-    _corrected(diag, at(diag, inst, "authentication"), inst,
-               "Strict mode does not support authentication. Ignoring.", STRICT + "authentication")
+    corrected(diag, at(diag, inst, "authentication"), inst,
+              "Strict mode does not support authentication. Ignoring.", STRICT + "authentication")
     inst.auth_type = inst.auth_pass = None
     return True
 
@@ -120,14 +122,15 @@ def link_local(inst: Instance, diag: Diagnostics) -> None:
     keepalived reports it (only in strict mode) and runs the instance as it is."""
     if (inst.strict_mode and inst.family == 6 and not inst.unicast_peers and inst.vips
             and not ipaddress.IPv6Address(inst.vips[0].address).is_link_local):
-        _corrected(diag, inst.vips[0].where, inst,
-                   "the first IPv6 VIP address must be link local", STRICT + "first IPv6 VIP")
+        corrected(diag, inst.vips[0].where, inst,
+                  "the first IPv6 VIP address must be link local", STRICT + "first IPv6 VIP")
 
 
 def preempt_delay(inst: Instance, diag: Diagnostics) -> None:
     if inst.strict_mode and inst.preempt_delay:
-        _corrected(diag, at(diag, inst, "preempt_delay"), inst,
-                   "preempt_delay is incompatible with strict mode - resetting", STRICT + "preempt_delay")
+        corrected(diag, at(diag, inst, "preempt_delay"), inst,
+                  "preempt_delay is incompatible with strict mode - resetting",
+                  STRICT + "preempt_delay")
         inst.preempt_delay = 0.0
 
 
@@ -139,8 +142,9 @@ def settle(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> None:
     strict = inst.strict_mode
     owner = inst.priority == OWNER
     if strict and (inst.down_timer_adverts or g.down_timer_adverts) != DOWN_TIMER_ADVERTS:
-        _corrected(diag, at(diag, inst, "down_timer_adverts"), inst,
-                   "down_timer_adverts is incompatible with strict mode - resetting", STRICT + "down_timer_adverts")
+        corrected(diag, at(diag, inst, "down_timer_adverts"), inst,
+                  "down_timer_adverts is incompatible with strict mode - resetting",
+                  STRICT + "down_timer_adverts")
         inst.down_timer_adverts = DOWN_TIMER_ADVERTS
     # Accept mode: on unless strict, always for the owner (keepalived: "At
     # some point we might want to change this to make non accept_mode the
@@ -148,9 +152,9 @@ def settle(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> None:
     if inst.accept is None:
         inst.accept = owner or not strict
     if inst.accept and not owner and strict and inst.version == 2:
-        _corrected(diag, at(diag, inst, "accept"), inst,
-                   "warning - accept mode for VRRP version 2 does not comply with RFC3768 "
-                   "- resetting", STRICT + "accept")
+        corrected(diag, at(diag, inst, "accept"), inst,
+                  "warning - accept mode for VRRP version 2 does not comply with RFC3768 "
+                  "- resetting", STRICT + "accept")
         inst.accept = False
     if strict:
         _lower_priority(inst, diag)
@@ -169,18 +173,18 @@ def _lower_priority(inst: Instance, diag: Diagnostics) -> None:
             ("lower_prio_delay", "garp_lower_prio_delay",
              "Strict mode requires no repeat garp delay. resetting")):
         if garp.get(key):
-            _corrected(diag, at(diag, inst, keyword), inst, message, STRICT + keyword)
+            corrected(diag, at(diag, inst, keyword), inst, message, STRICT + keyword)
         garp[key] = 0
     inst.garp = garp
     if inst.lower_prio_no_advert is False:
-        _corrected(diag, at(diag, inst, "lower_prio_no_advert"), inst,
-                   "Strict mode requires no lower priority advert. resetting",
-                   STRICT + "lower_prio_no_advert")
+        corrected(diag, at(diag, inst, "lower_prio_no_advert"), inst,
+                  "Strict mode requires no lower priority advert. resetting",
+                  STRICT + "lower_prio_no_advert")
     inst.lower_prio_no_advert = True
     if inst.higher_prio_send_advert:
-        _corrected(diag, at(diag, inst, "higher_prio_send_advert"), inst,
-                   "strict mode requires higher_prio_send_advert to be clear. resetting",
-                   STRICT + "higher_prio_send_advert")
+        corrected(diag, at(diag, inst, "higher_prio_send_advert"), inst,
+                  "strict mode requires higher_prio_send_advert to be clear. resetting",
+                  STRICT + "higher_prio_send_advert")
     inst.higher_prio_send_advert = False
 
 
@@ -194,21 +198,22 @@ def _owner_ignore_adverts(inst: Instance, g: GlobalDefs, diag: Diagnostics) -> N
     owner = inst.priority == OWNER
     where = at(diag, inst, "owner_ignore_adverts")
     if inst.owner_ignore_adverts is True and not owner:
-        _corrected(diag, where, inst, f"ignoring owner_ignore_adverts since priority is not "
-                                      f"{OWNER}", "owner_ignore_adverts")
+        corrected(diag, where, inst, f"ignoring owner_ignore_adverts since priority is not "
+                                     f"{OWNER}", "owner_ignore_adverts")
         inst.owner_ignore_adverts = False
     elif inst.owner_ignore_adverts is None:
         inst.owner_ignore_adverts = owner and (bool(inst.strict_mode)
                                                or g.owner_ignore_adverts)
     elif owner and not inst.owner_ignore_adverts and inst.strict_mode:
-        _corrected(diag, where, inst, f"strict_mode with priority {OWNER} requires "
-                                      "owner_ignore_adverts", STRICT + "owner_ignore_adverts")
+        corrected(diag, where, inst, f"strict_mode with priority {OWNER} requires "
+                                     "owner_ignore_adverts", STRICT + "owner_ignore_adverts")
         inst.owner_ignore_adverts = True
 
 
 def vmac_xmit_base(inst: Instance, diag: Diagnostics) -> None:
     """Strict: adverts go out of the VMAC, never of its parent."""
     if inst.strict_mode and inst.use_vmac and inst.vmac_xmit_base:
-        _corrected(diag, at(diag, inst, "vmac_xmit_base"), inst,
-                   "xmit_base is incompatible with strict mode - resetting", STRICT + "vmac_xmit_base")
+        corrected(diag, at(diag, inst, "vmac_xmit_base"), inst,
+                  "xmit_base is incompatible with strict mode - resetting",
+                  STRICT + "vmac_xmit_base")
         inst.vmac_xmit_base = False

@@ -148,21 +148,7 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
     strict_mode.vmac_mac(inst, diag)
     strict_mode.link_local(inst, diag)
     _advert_int(inst, diag, label)
-    if inst.nopreempt:
-        if inst.state == "MASTER":
-            diag.warning(inst.where, f"{label}: nopreempt does not work with state MASTER; "
-                                     "ignored (as keepalived does)")
-            inst.nopreempt = False
-        elif inst.priority == 255:
-            diag.warning(inst.where, f"{label}: nopreempt has no effect on the address owner "
-                                     "(priority 255)")
-    if inst.preempt_delay and inst.state == "MASTER":
-        diag.warning(inst.where, f"{label}: preempt_delay is ignored with state MASTER")
-        inst.preempt_delay = 0.0
-    strict_mode.preempt_delay(inst, diag)
-    if inst.preempt_delay and inst.nopreempt:
-        diag.warning(inst.where, f"{label}: preempt_delay is ignored with nopreempt")
-        inst.preempt_delay = 0.0
+    _preemption(inst, diag)
     strict_mode.settle(inst, g, diag)
     strict_mode.vmac_xmit_base(inst, diag)
     _vmac(inst, diag)
@@ -192,6 +178,39 @@ def _vmac(inst: Instance, diag: Diagnostics) -> None:
         diag.error(strict_mode.at(diag, inst, "vmac_xmit_base"),
                    f"({inst.name}) vmac_xmit_base is only valid with a vmac", fatal=False)
         inst.vmac_xmit_base = False
+
+
+def _preemption(inst: Instance, diag: Diagnostics) -> None:
+    """keepalived's rules, in its order: config errors (-t exits 5) that it
+    corrects and runs with. The initial state is MASTER when written so or,
+    unwritten, for the address owner (keepalived derives it from the
+    priority), and strict mode has settled it already."""
+    corrected = strict_mode.corrected
+    nopreempt = strict_mode.at(diag, inst, "nopreempt")
+    delay = strict_mode.at(diag, inst, "preempt_delay")
+    if inst.nopreempt and inst.priority == strict_mode.OWNER:
+        corrected(diag, nopreempt, inst, f"nopreempt is incompatible with priority "
+                                         f"{strict_mode.OWNER}. resetting nopreempt",
+                  "nopreempt at priority 255")
+        inst.nopreempt = False
+    if inst.state == "MASTER" or (inst.state is None and inst.priority == strict_mode.OWNER):
+        if inst.nopreempt:
+            corrected(diag, nopreempt, inst, "Warning - nopreempt will not work with initial "
+                                             "state MASTER - clearing",
+                      "nopreempt with state MASTER")
+            inst.nopreempt = False
+        if inst.preempt_delay:
+            corrected(diag, delay, inst, "Warning - preempt delay will not work with initial "
+                                         "state MASTER - clearing",
+                      "preempt_delay with state MASTER")
+            inst.preempt_delay = 0.0
+    if inst.preempt_delay:
+        # Both may be said: keepalived tests nopreempt after strict mode's reset.
+        strict_mode.preempt_delay(inst, diag)
+        if inst.nopreempt:
+            corrected(diag, delay, inst, "preempt_delay is incompatible with nopreempt mode - "
+                                         "resetting", "preempt_delay with nopreempt")
+            inst.preempt_delay = 0.0
 
 
 def _authentication(inst: Instance, diag: Diagnostics) -> None:

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from hivrrp.config.builder import Builder
 
 
-# Keywords whose line strict mode's messages point at (config/strict.py);
+# Keywords whose line strict mode's and validate's corrections point at;
 # the model keeps no position of its own for them.
 PLACED = frozenset({
     "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
     "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
     "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
+    "nopreempt",
 })
 
 
