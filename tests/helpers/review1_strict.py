@@ -20,13 +20,4 @@ class Disagreement:
 
 
 CASES: dict[str, Disagreement] = {
-    "nftables name too long": Disagreement(
-        conf(glob=STRICT + "    nftables " + "x" * 300 + "\n"), 5, True,
-        "keepalived: config error 'nftables table name too long - ignoring' (-t exits 5); "
-        "hivrrp: the same text as a warning, check exits 0"),
-    "nftables name too long in bytes": Disagreement(
-        conf(glob=STRICT + "    nftables " + "\u00e9" * 200 + "\n"), 5, True,
-        "global_defs._nftables measures characters, keepalived (strlen) and the kernel "
-        "bytes: hivrrp check says nothing, and the daemon's table is refused (ERANGE): "
-        "no_accept NOT enforced"),
 }

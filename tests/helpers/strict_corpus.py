@@ -177,6 +177,17 @@ CASES: dict[str, Case] = {
     "vrrp_strict off is strict": Case(conf("    preempt_delay 5\n", glob="    vrrp_strict off\n"),
                                       [("preempt_delay", "(VI_1) preempt_delay is incompatible "
                                                          "with strict mode - resetting")]),
+    # `nftables` is read as keepalived reads it; what it ignores is a config error it runs
+    # with. The name is measured in bytes (keepalived's strlen, the kernel's limit).
+    "nftables name too long": Case(conf(glob=STRICT + "    nftables " + "x" * 300 + "\n"), [
+        ("nftables ", "nftables table name too long - ignoring")]),
+    "nftables name too long in bytes": Case(
+        conf(glob=STRICT + "    nftables " + "\u00e9" * 128 + "\n"), [
+            ("nftables ", "nftables table name too long - ignoring")]),
+    "nftables name of 255 bytes": Case(
+        conf(glob=STRICT + "    nftables " + "\u00e9" * 127 + "t\n"), []),
+    "nftables twice": Case(conf(glob=STRICT + "    nftables one\n    nftables two\n"), [
+        ("nftables two", "nftables already specified - ignoring")]),
     "Debian's sample": Case(debian_sample(), [
         ("state MASTER", "(VI_1) State MASTER must match being address owner"),
         ("authentication {", "(VI_1) Strict mode does not support authentication. Ignoring.")],

@@ -95,20 +95,24 @@ def _fifo(attribute: str):   # one path argument (FIFOs, dump files)
     return handler
 
 
-# keepalived's NFT_NAME_MAXLEN: a longer table name is refused by the kernel.
+# keepalived's NFT_TABLE_MAXNAMELEN, in bytes with the NUL, as the kernel
+# counts it: a longer table name is refused (ERANGE), and no_accept with it.
 NFT_NAME_MAXLEN = 256
 
 
 def _nftables(b: Builder, node: Node, target: GlobalDefs) -> None:
     """`nftables [NAME]`, as keepalived: the first one wins (a `vrrp_iptables`
-    before it counts), and it puts the chain priority back to -1."""
+    before it counts), and it puts the chain priority back to -1. What it
+    ignores is a config error it runs with (-t exits 5): a second one, and a
+    name too long (in bytes: keepalived's strlen), after which the table is
+    the default one, as keepalived's is."""
     b.no_more(node, 1)
     if target.nftables_table is not None:
-        b.diag.warning(node.where, "nftables already specified - ignoring")
+        b.diag.error(node.where, "nftables already specified - ignoring", fatal=False)
         return
     name = node.args[0] if node.args else DEFAULT_TABLE
-    if len(name) >= NFT_NAME_MAXLEN:
-        b.diag.warning(node.where, "nftables table name too long - ignoring")
+    if len(name.encode()) >= NFT_NAME_MAXLEN:
+        b.diag.error(node.where, "nftables table name too long - ignoring", fatal=False)
         return
     target.nftables_table = name
     target.nftables_priority = -1
