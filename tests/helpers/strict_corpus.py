@@ -51,11 +51,12 @@ AUTH_AH = "    authentication {\n        auth_type AH\n        auth_pass 1111\n 
 
 
 def conf(inside: str = "", *, glob: str = STRICT, head: str = "", priority: str = "100",
-         vips=("192.0.2.26/24",), interface: str = "eth1") -> str:
+         vips=("192.0.2.26/24",), interface: str = "eth1", advert: str = "1") -> str:
     vip_lines = "".join(f"        {v}\n" for v in vips)
     vip_block = f"    virtual_ipaddress {{\n{vip_lines}    }}\n" if vips else ""
     return (f"global_defs {{\n{glob}}}\nvrrp_instance VI_1 {{\n{head}    interface {interface}\n"
-            f"    virtual_router_id 51\n    priority {priority}\n    advert_int 1\n{vip_block}"
+            f"    virtual_router_id 51\n    priority {priority}\n    advert_int {advert}\n"
+            f"{vip_block}"
             f"{inside}}}\n")
 
 
@@ -177,6 +178,18 @@ CASES: dict[str, Case] = {
     "vrrp_strict off is strict": Case(conf("    preempt_delay 5\n", glob="    vrrp_strict off\n"),
                                       [("preempt_delay", "(VI_1) preempt_delay is incompatible "
                                                          "with strict mode - resetting")]),
+    # advert_int: rounded half up to whole seconds (v2) or 10 ms (v3), clamped to 40.95 s.
+    "advert_int not whole seconds in version 2": Case(conf(advert="2.5"), [
+        ("advert_int", "(VI_1) VRRPv2 advertisement interval 2.500000s must be an integer. "
+                       "rounding")]),
+    "advert_int not in 10 ms in version 3, not strict": Case(
+        conf(glob="", head="    version 3\n", advert="0.015"), [
+            ("advert_int", "(VI_1) VRRPv3 advertisement interval 0.015000s must be in units "
+                           "of 10ms - rounding")]),
+    "advert_int above 40.95 s in version 3": Case(
+        conf(head="    version 3\n", advert="41"), [
+            ("advert_int", "(VI_1) VRRPv3 advertisement interval 41.00s is out of range. "
+                           "Must be less than 40.96s. Setting to 40.95s")]),
     # `nftables` is read as keepalived reads it; what it ignores is a config error it runs
     # with. The name is measured in bytes (keepalived's strlen, the kernel's limit).
     "nftables name too long": Case(conf(glob=STRICT + "    nftables " + "x" * 300 + "\n"), [

@@ -147,11 +147,11 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
     strict_mode.unicast(inst, diag, flags)
     strict_mode.vmac_mac(inst, diag)
     strict_mode.link_local(inst, diag)
-    _advert_int(inst, diag, label)
     _preemption(inst, diag)
     strict_mode.settle(inst, g, diag)
     strict_mode.vmac_xmit_base(inst, diag)
     _vmac(inst, diag)
+    _advert_int(inst, diag)
     return True
 
 
@@ -237,28 +237,34 @@ def _authentication(inst: Instance, diag: Diagnostics) -> None:
         inst.auth_pass = None
 
 
-def _advert_int(inst: Instance, diag: Diagnostics, label: str) -> None:
-    """v2 counts whole seconds (1..255), v3 centiseconds (0.01..40.95); keepalived rounds."""
-    value = inst.advert_int
+US = 1_000_000                  # keepalived's timers count microseconds (TIMER_HZ)
+V3_UNIT = US // 100             # VRRPv3 adverts carry centiseconds, in 12 bits
+V3_MAX = 4095 * V3_UNIT
+
+
+def _advert_int(inst: Instance, diag: Diagnostics) -> None:
+    """v2 counts whole seconds, v3 centiseconds up to 40.95 s. keepalived
+    rounds half up (never to 0) and clamps, each a config error it runs with
+    (-t exits 5), in its words."""
+    where = strict_mode.at(diag, inst, "advert_int")
+    us = round(inst.advert_int * US)
     if inst.version == 2:
-        rounded = max(1, round(value))
-        if rounded > 255:
-            diag.error(inst.where, f"{label}: advert_int {value:g} is above 255 s for VRRPv2")
-            rounded = 255
-        elif rounded != value:
-            diag.warning(inst.where, f"{label}: VRRPv2 advert_int is whole seconds; {value:g} "
-                                     f"is used as {rounded}")
-        inst.advert_int = float(rounded)
+        unit, what = US, "must be an integer. rounding"
     else:
-        centiseconds = round(value * 100)
-        if not 1 <= centiseconds <= 4095:
-            diag.error(inst.where, f"{label}: advert_int {value:g} is outside 0.01..40.95 s "
-                                   "for VRRPv3")
-            centiseconds = min(4095, max(1, centiseconds))
-        elif abs(centiseconds - value * 100) > 1e-6:
-            diag.warning(inst.where, f"{label}: VRRPv3 advert_int is in centiseconds; "
-                                     f"{value:g} is used as {centiseconds / 100:g}")
-        inst.advert_int = centiseconds / 100
+        unit, what = V3_UNIT, "must be in units of 10ms - rounding"
+        if us >= V3_MAX + V3_UNIT:
+            strict_mode.corrected(diag, where, inst, f"VRRPv3 advertisement interval "
+                                  f"{us / US:.2f}s is out of range. Must be less than 40.96s. "
+                                  "Setting to 40.95s", "advert_int")
+            us = V3_MAX
+    if us % unit:
+        strict_mode.corrected(diag, where, inst, f"VRRPv{inst.version} advertisement interval "
+                              f"{us / US:f}s {what}", "advert_int")
+        us = max(unit, (us + unit // 2) // unit * unit)
+        if inst.version == 3:
+            # keepalived would send 40.955 s as 4096 cs, 0 in 12 bits: 40.95 s here.
+            us = min(us, V3_MAX)
+    inst.advert_int = us / US
 
 
 def _advert_room(config: Config, diag: Diagnostics, mtu_of: Callable[[str], int | None]) -> None:

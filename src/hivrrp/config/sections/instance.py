@@ -23,7 +23,7 @@ PLACED = frozenset({
     "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
     "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
     "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
-    "nopreempt",
+    "nopreempt", "advert_int",
 })
 
 
@@ -55,7 +55,7 @@ def _priority(b: Builder, node: Node, inst: Instance) -> None:
 
 
 def _advert_int(b: Builder, node: Node, inst: Instance) -> None:
-    value = b.timer(node, 0.001, 255)
+    value = b.timer(node, 0.01, 255)   # keepalived's range, v2 and v3 alike
     b.no_more(node, 1)
     if value is not None:
         inst.advert_int = value
