@@ -75,7 +75,21 @@ def test_global_version_and_ipv6_forces_v3(tmp_path):
     """)
     [inst] = result.config.instances
     assert (inst.family, inst.version) == (6, 3)
-    assert result.ok and "runs as VRRPv3" in result.warnings[0].message
+    assert result.ok and [(d.where.line, d.message) for d in result.warnings] == [
+        (5, "vrrp_instance V6: VRRPv2 is IPv4 only; hivrrp runs this IPv6 instance as VRRPv3 "
+            "(keepalived 2.2.7 outside strict mode sends VRRPv2 over IPv6 when `version 2` "
+            "comes before the VIPs)")]
+
+
+def test_ipv6_takes_version_3_over_the_global_version_2_without_a_word(tmp_path):
+    # keepalived 2.2.7: an IPv6 instance that does not say `version` is VRRPv3, silently.
+    result = load_text(tmp_path, "global_defs {\n    vrrp_version 2\n}\n"
+                                 "vrrp_instance V6 {\n    interface eth0\n"
+                                 "    virtual_router_id 9\n    virtual_ipaddress {\n"
+                                 "        fe80::9/64\n    }\n}\n")
+    [inst] = result.config.instances
+    assert (inst.family, inst.version) == (6, 3)
+    assert result.clean and result.warnings == []
 
 
 def test_authentication(tmp_path):

@@ -124,13 +124,16 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
         value = getattr(inst, attribute)
         if value is not None and value.version != inst.family:
             diag.error(inst.where, f"{label}: {attribute} {value} is not IPv{inst.family}")
-    # Version: the instance's, else the global one; IPv6 is always v3.
+    # Version: the instance's, else the global one for IPv4; IPv6 is v3 (keepalived
+    # says nothing when the 2 is vrrp_version's).
     strict_mode.version(inst, diag)
     if inst.version is None:
-        inst.version = g.vrrp_version
-    if inst.family == 6 and inst.version == 2:
-        diag.warning(inst.where, f"{label}: VRRPv2 is IPv4 only; this IPv6 instance runs as "
-                                 "VRRPv3 (as keepalived does)")
+        inst.version = 3 if inst.family == 6 else g.vrrp_version
+    elif inst.family == 6 and inst.version == 2:
+        diag.warning(strict_mode.at(diag, inst, "version"),
+                     f"{label}: VRRPv2 is IPv4 only; hivrrp runs this IPv6 instance as VRRPv3 "
+                     "(keepalived 2.2.7 outside strict mode sends VRRPv2 over IPv6 when "
+                     "`version 2` comes before the VIPs)", key="version 2 with IPv6")
         inst.version = 3
     if not inst.vips:
         if inst.version == 3 or strict:
