@@ -63,6 +63,9 @@ def test_errors_inside_includes_carry_the_include_chain(tmp_path):
             interface eth0
             virtual_router_id 1
             priority 999
+            virtual_ipaddress {
+                192.0.2.1
+            }
         }
         """)
     write(tmp_path, "middle.conf", "include instances/*.conf\n")
@@ -123,6 +126,7 @@ def test_value_keyword_given_a_block_and_vice_versa(tmp_path):
     assert messages(result.errors) == [
         (2, "priority does not take a '{' block"),
         (3, "virtual_ipaddress: expected a '{' block"),
+        (1, "(VI_1) No VIP specified; at least one is sensible"),   # so none was read
     ]
 
 

@@ -94,6 +94,8 @@ CASES: dict[str, Case] = {
     "state MASTER at 255": Case(conf(head="    state MASTER\n", priority="255"), []),
     "no VIP": Case(conf(vips=()), [
         ("vrrp_instance", "(VI_1) No VIP specified; at least one is required")], fatal=True),
+    "no VIP in version 2, not strict": Case(conf(glob="", vips=()), [
+        ("vrrp_instance", "(VI_1) No VIP specified; at least one is sensible")]),
     "user VMAC address": Case(conf("    use_vmac 02:11:22:33:44:55\n"), [
         ("use_vmac", "(VI_1): cannot specify MAC address with strict mode - clearing")]),
     "vmac_xmit_base": Case(conf("    use_vmac\n    vmac_xmit_base\n"), [

@@ -140,7 +140,9 @@ def _instance(config: Config, inst: Instance, diag: Diagnostics,
             # keepalived refuses the whole configuration (-t exits 5).
             diag.error(inst.where, f"({inst.name}) No VIP specified; at least one is required")
             return False
-        diag.warning(inst.where, f"{label}: no virtual_ipaddress")
+        # keepalived -t exits 5 on this too, and runs the instance.
+        diag.error(inst.where, f"({inst.name}) No VIP specified; at least one is sensible",
+                   key="no VIP", fatal=False)
     # Priority: 100 by default, 255 for `state MASTER` without a priority (vrrp.c).
     if not inst.priority_given and inst.state == "MASTER":
         inst.priority = 255
