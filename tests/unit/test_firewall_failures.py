@@ -95,9 +95,6 @@ def test_a_firewall_exception_does_not_cost_the_trip_its_addresses():
     assert applied == [change]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config/sections/global_defs.py _nftables compares len(name) (characters) with "
-    "NFT_NAME_MAXLEN; keepalived and the kernel count bytes: use len(name.encode())"))
 def test_a_table_name_too_long_in_bytes_is_refused_by_check(tmp_path):
     # The kernel refuses such a name (ERANGE): no_accept would not be enforced at all.
     result = load_text(tmp_path, "global_defs {\n    nftables " + "é" * 200 + "\n}\n"
