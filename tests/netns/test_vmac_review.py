@@ -23,8 +23,6 @@ VMAC4_KEYS = ("arp_ignore", "accept_local", "rp_filter", "promote_secondaries")
 REBUILD = "re-applying the configuration"
 
 
-@pytest.mark.xfail(strict=True, reason="LinkTable.deleted keeps the VMAC, since() asks "
-                   "for a rebuild at every install: a busy loop while the parent is away")
 def test_a_deleted_parent_does_not_make_the_daemon_rebuild_in_a_loop(lan):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24")))
@@ -47,8 +45,6 @@ def test_a_deleted_parent_does_not_make_the_daemon_rebuild_in_a_loop(lan):
     assert away.count(REBUILD) <= 2, f"{away.count(REBUILD)} rebuilds in 2 s:\n{away[:1500]}"
 
 
-@pytest.mark.xfail(strict=True, reason="an AF_BRIDGE RTM_DELLINK is taken for the VMAC's "
-                   "deletion, which LinkTable.deleted never forgets: a busy rebuild loop")
 def test_a_vmac_leaving_a_bridge_is_not_made_again_in_a_loop(lan):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24")))

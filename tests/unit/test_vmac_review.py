@@ -63,8 +63,6 @@ def rebuilds(decisions) -> list:
 
 # ------------------------------------------------------------------ the rebuild loop
 
-@pytest.mark.xfail(strict=True, reason="LinkTable.deleted is never cleared while the "
-                   "deleted link keeps its index in the table: every install asks again")
 def test_a_rebuild_that_cannot_make_the_vmac_again_asks_for_no_other(tmp_path):
     """The parent deleted (the kernel deletes its VMACs with it): the VMAC's
     deletion asks for one rebuild; that rebuild cannot make it again (no
@@ -80,8 +78,6 @@ def test_a_rebuild_that_cannot_make_the_vmac_again_asks_for_no_other(tmp_path):
     assert rebuilds(table.since(built_on, again)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="a link whose RTM_DELLINK was not its deletion "
-                   "(AF_BRIDGE) stays in LinkTable.deleted: every install asks again")
 def test_a_vmac_that_left_a_bridge_is_not_made_again_and_again(tmp_path):
     """`ip link set VMAC nomaster` after enslaving it: the kernel sends an
     AF_BRIDGE RTM_DELLINK for the port (the link stays, same index), then
@@ -93,8 +89,6 @@ def test_a_vmac_that_left_a_bridge_is_not_made_again_and_again(tmp_path):
     assert rebuilds(table.since(built_on, plan(tmp_path, links=built_on))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="netlink._events reads any ifinfomsg family: an "
-                   "AF_BRIDGE RTM_DELLINK (a port leaving its bridge) becomes 'dellink'")
 def test_a_port_leaving_its_bridge_is_not_a_deleted_link():
     name = b"vrrp.51\0"
     attr = struct.pack("=HH", 4 + len(name), 3) + name + b"\0" * (-len(name) % 4)
