@@ -61,8 +61,6 @@ def test_a_vmac_leaving_a_bridge_is_not_made_again_in_a_loop(lan):
         f"{since.count(REBUILD)} rebuilds in 2 s:\n{since[:1500]}")
 
 
-@pytest.mark.xfail(strict=True, reason="the sysctls' own values are kept in memory only: "
-                   "a restart after SIGKILL takes the changed ones for them")
 def test_a_restart_after_sigkill_still_puts_the_real_sysctls_back(lan):
     """SIGKILL (watchdog, OOM, crash), restart, clean stop: the parent's
     arp_ignore/arp_filter, all/default rp_filter and
@@ -84,6 +82,23 @@ def test_a_restart_after_sigkill_still_puts_the_real_sysctls_back(lan):
     lan.stop(second)
     assert second.returncode == 0
     assert sysctls(lan, hv, SAVED) == before
+
+
+def test_release_after_sigkill_puts_the_real_sysctls_back(lan, tmp_path):
+    """The unit's ExecStopPost after a SIGKILL: the VMAC deleted and the
+    sysctls back as they were before the daemon ran."""
+    hv = lan.node("hv", ipv4="192.0.2.2/24")
+    lan.run(hv, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2")
+    before = sysctls(lan, hv, SAVED)
+    config = lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24"))
+    first = lan.hivrrp("hv", config)
+    assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")
+    lan.kill(first)
+    first.wait(10)
+    done = lan.run(hv, sys.executable, "-m", "hivrrp", "release", "-f", str(config),
+                   "--pid-file", str(tmp_path / "release.pid"))
+    assert "vrrp.51" not in links(lan, hv), done.stderr
+    assert sysctls(lan, hv, SAVED) == before, done.stderr
 
 
 @pytest.mark.xfail(strict=True, reason="vmacnl.configure() sends the IPv4 devconf and the "

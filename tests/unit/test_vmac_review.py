@@ -183,7 +183,7 @@ class FailingBatcher:
 @pytest.mark.xfail(strict=True, reason="one ERROR line per VMAC, per reload and rebuild")
 def test_the_same_refusal_for_every_vmac_is_said_once(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(vmac_module, "RUNNING_WAIT", 0.0)
-    manager = VmacManager(netlink=None)
+    manager = VmacManager(netlink=None, state_path=str(tmp_path / "state.json"))
     manager.batcher = FailingBatcher()
     manager._read_path = lambda path: 0           # no sysctl to touch
     cfg = config(tmp_path, *(inst(f"VI_{v}", v, f"10.0.{v}.1/24") for v in range(1, 201)))
@@ -203,12 +203,31 @@ class PartlyFailingBatcher(FailingBatcher):
 
 @pytest.mark.xfail(strict=True, reason="_delete logs every requested deletion as done, "
                    "failed ones included")
-def test_a_vmac_that_could_not_be_deleted_is_not_said_deleted(caplog):
+def test_a_vmac_that_could_not_be_deleted_is_not_said_deleted(tmp_path, caplog):
     from hivrrp.kernel.vmac_policy import Delete
-    manager = VmacManager(netlink=None)
+    manager = VmacManager(netlink=None, state_path=str(tmp_path / "state.json"))
     manager.batcher = PartlyFailingBatcher({**POLICY_LINKS,
                                             "vrrp.51": macvlan(9, "vrrp.51", "00005e000133")})
     with caplog.at_level(logging.INFO, logger="hivrrp"):
         manager._delete([Delete("vrrp.51", 9, "stopping")])
     said = [r.getMessage() for r in caplog.records]
     assert not any(line.startswith("VMACs deleted") and "vrrp.51" in line for line in said), said
+
+
+# ------------------------------------------------------------------ the sysctls' own values on disk
+
+def test_the_state_file_gives_back_what_it_was_given(tmp_path):
+    from hivrrp.kernel.vmac_policy import ParentState, RpFilter
+    from hivrrp.kernel.vmac_state import StateFile, decode, encode
+    rp = RpFilter(2, 1, {3: 0})
+    parents = {2: ParentState({"arp_ignore": 0, "arp_filter": 0}, {"vrrp.51"})}
+    text = encode(rp, 1, parents)
+    assert decode(text) == (rp, 1, parents)
+    assert encode(RpFilter(), None, {}) is None          # nothing changed: no file
+    state = StateFile(str(tmp_path / "run" / "s.json"))
+    state.save(text)
+    assert StateFile(state.path).load() == (rp, 1, parents)
+    state.save(None)
+    assert not (tmp_path / "run" / "s.json").exists()
+    (tmp_path / "bad.json").write_text("[1]")
+    assert StateFile(str(tmp_path / "bad.json")).load() is None    # said, not raised

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from hivrrp.config.model import Config
 from hivrrp.kernel import vmacnl
 from hivrrp.kernel.netlink import Address, Netlink
+from hivrrp.kernel.vmac_state import StateFile, encode
 from hivrrp.kernel.vmac_policy import (
     VMAC_SYSCTLS,
     Adopt,
@@ -75,7 +76,7 @@ def configured(v: Vmac, link: LinkInfo) -> bool:
 
 
 class VmacManager:
-    def __init__(self, netlink: Netlink) -> None:
+    def __init__(self, netlink: Netlink, state_path: str | None = None) -> None:
         self.netlink = netlink
         self.batcher: vmacnl.LinkBatcher | None = None
         self.ours: dict[str, int] = {}            # VMAC name -> ifindex
@@ -85,12 +86,17 @@ class VmacManager:
         self.igmp_reports: int | None = None      # igmp_link_local_mcast_reports before us
         self.disable_local_igmp = False           # keepalived's keyword: even without VMACs
         self.failed_sysctls: set[str] = set()     # kinds already logged
+        # The sysctls' own values on disk too (vmac_state.py); read once, at
+        # the first call on the netlink thread (its path takes /proc look-ups).
+        self.state = StateFile(state_path)
+        self.state_loaded = False
 
     # ------------------------------------------------------------ the loop's side
 
     async def ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
         """Make the links what `config` asks (nothing at all without use_vmac)."""
-        if (not self.ours and not any(i.use_vmac for i in config.instances)
+        if (self.state_loaded and not self.ours and not self.parents
+                and not any(i.use_vmac for i in config.instances)
                 and not config.global_defs.disable_local_igmp and self.igmp_reports is None):
             return NONE
         try:
@@ -109,23 +115,71 @@ class VmacManager:
 
     async def close(self) -> None:
         """At exit: every VMAC of ours deleted, the sysctls we changed put back."""
-        if self.ours or self.rp.active or self.igmp_reports is not None:
+        if self.ours or self.rp.active or self.igmp_reports is not None or self.parents:
             self.disable_local_igmp = False      # put back at exit whatever asked for it
-            await self.netlink.run(self._delete, retired(self.ours, set(), "stopping"))
+            await self.netlink.run(self._stop)
         if self.batcher is not None:
             await self.netlink.run(self.batcher.close)
             self.batcher = None
 
     async def release(self, config: Config) -> list[str]:
         """`hivrrp release` after a daemon died: the VMACs of `config` it left
-        (a macvlan of an instance's interface with the instance's MAC) deleted."""
-        if not any(i.use_vmac for i in config.instances):
-            return []
+        (a macvlan of an instance's interface with the instance's MAC) deleted,
+        and the sysctls it changed put back (from the file it kept them in)."""
         return await self.netlink.run(self._release, config)
 
     # ------------------------------------------------------------ the netlink thread
 
+    def _load_state(self) -> None:
+        """A daemon that died with sysctls changed left their own values: those
+        are put back, not the changed ones this one would read."""
+        if self.state_loaded:
+            return
+        self.state_loaded = True
+        state = self.state.load()
+        if state is None:
+            return
+        self.rp, self.igmp_reports, self.parents = state
+        # Put back by hand (or by `hivrrp release`) meanwhile: what we would
+        # change is the present value again, read as usual.
+        if self.rp.active and self._read("ipv4", "all", "rp_filter") != 0:
+            self.rp = RpFilter()
+        if self.igmp_reports is not None and self._read_path(IGMP_LLM_REPORTS) != 0:
+            self.igmp_reports = None
+        log.info("NOTICE: the sysctls' own values from %s (left by a daemon that did not "
+                 "put them back)", self.state.path)
+
+    def _save_state(self) -> None:
+        self.state.save(encode(self.rp, self.igmp_reports, self.parents))
+
+    def _forget_parents(self, keep: Iterable[str]) -> None:
+        """Parents whose recorded VMACs are none of `keep` (a dead daemon's):
+        their own values put back."""
+        keep = set(keep)
+        gone = {name for p in self.parents.values() for name in p.vmacs if name not in keep}
+        if not gone:
+            return
+        links = {link.index: link for link in self._links().values()}
+        requests, names = [], []
+        for name in gone:
+            for index, values in parent_released(self.parents, name):
+                if index in links:
+                    requests.append(vmacnl.devconf(index, values))
+                    names.append(links[index].name)
+        for position, why in self._send(requests):
+            log.error("cannot put back the sysctls of %s: %s", names[position], why)
+
+    def _stop(self) -> None:
+        self._delete(retired(self.ours, set(), "stopping"))
+        self._forget_parents(())
+        self._restore_unused()
+        self._save_state()
+
     def _release(self, config: Config) -> list[str]:
+        self._load_state()
+        if not any(i.use_vmac for i in config.instances):
+            self._stop()
+            return []
         want = wanted(config, self._links(), (), {}, reload=False)
         # Only what has the instance's MAC on its interface: a link that merely
         # bears a configured name may be someone else's.
@@ -142,6 +196,7 @@ class VmacManager:
 
     def _ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
         started = time.monotonic()
+        self._load_state()
         links = self._links()
         sources = ipv6_sources(config, links, [(a.index, a.family, a.address)
                                                for a in addresses])
@@ -160,6 +215,9 @@ class VmacManager:
         if self.disable_local_igmp or any(v.family == 4 for v in want.vmacs.values()):
             self._quiet_igmp()
         made = self._make(want.actions, links)
+        self._forget_parents(self.ours)       # a dead daemon's VMACs' parents
+        self._restore_unused()
+        self._save_state()
         if made:
             log.info("VMACs: %s made, %s put right, %s adopted in %.2f s",
                      made["made"], made["fixed"], made["adopted"], time.monotonic() - started)
@@ -215,6 +273,7 @@ class VmacManager:
                 if parent is not None:
                     changes = parent_changes(self.parents, parent, v.name)
                     if changes:
+                        self._save_state()      # their own values first
                         requests.append(vmacnl.devconf(parent.index, changes))
                         what.append(f"arp_ignore and arp_filter of {parent.name}")
         for position, why in self._send(requests):
@@ -296,6 +355,11 @@ class VmacManager:
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
+        self._restore_unused()
+        self._save_state()
+
+    def _restore_unused(self) -> None:
+        """rp_filter and IGMP put back when no IPv4 VMAC of ours is left."""
         if not any(f == 4 for f in self.family.values()):
             if self.rp.active:
                 self._restore_rp_filter()
@@ -317,6 +381,7 @@ class VmacManager:
         new_default, raise_ = clear_rp_filter(self.rp, all_value, default_value, links)
         if not self.rp.active:
             return
+        self._save_state()                      # their own values first
         if new_default is not None:
             log.info("NOTICE: setting sysctl net.ipv4.conf.default.rp_filter from %d to %d",
                      default_value, new_default)
@@ -358,8 +423,12 @@ class VmacManager:
         value = self._read_path(IGMP_LLM_REPORTS)
         if not value:
             return                 # 0 already (or unreadable: said)
-        if self._write_path(IGMP_LLM_REPORTS, 0, "net.ipv4.igmp_link_local_mcast_reports"):
-            self.igmp_reports = value
+        self.igmp_reports = value
+        self._save_state()                      # its own value first
+        if not self._write_path(IGMP_LLM_REPORTS, 0, "net.ipv4.igmp_link_local_mcast_reports"):
+            self.igmp_reports = None
+            self._save_state()
+        else:
             log.info("NOTICE: setting sysctl net.ipv4.igmp_link_local_mcast_reports from %d to "
                      "0: no IGMP report from a VMAC's virtual MAC", value)
 

@@ -38,8 +38,8 @@ async def release(config: Config) -> tuple[int, list[str], str | None]:
     vmacs = VmacManager(netlink)
     try:
         await netlink.start()
-        # Its VMACs first, and the VIPs on them with them. The sysctls the
-        # daemon set stay: what they were before it died in with it.
+        # Its VMACs first, and the VIPs on them with them; the sysctls it
+        # changed put back from the file it kept their own values in.
         await vmacs.release(config)
         links = await netlink.links()
         addresses = await netlink.addresses()
