@@ -101,8 +101,6 @@ def test_release_after_sigkill_puts_the_real_sysctls_back(lan, tmp_path):
     assert sysctls(lan, hv, SAVED) == before, done.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="vmacnl.configure() sends the IPv4 devconf and the "
-                   "IPv6 addrgen mode in one request: no IPv6 on the link, none is set")
 def test_an_ipv4_vmac_gets_its_sysctls_on_a_parent_without_ipv6(lan):
     """A parent with an MTU below 1280 has no IPv6 (nor has any link on a
     kernel booted with ipv6.disable=1): the kernel refuses the AF_INET6 part

@@ -231,3 +231,24 @@ def test_the_state_file_gives_back_what_it_was_given(tmp_path):
     assert not (tmp_path / "run" / "s.json").exists()
     (tmp_path / "bad.json").write_text("[1]")
     assert StateFile(str(tmp_path / "bad.json")).load() is None    # said, not raised
+
+
+# ------------------------------------------------------------------ a parent without IPv6
+
+def test_a_vmac_without_ipv6_is_configured_once_its_ipv4_sysctls_are_set():
+    """No IPv6 on the link (MTU < 1280, ipv6.disable=1): no address generation
+    mode to set, so nothing to send again at every reload; the IPv4 devconf
+    goes in a request of its own, which such a link does not refuse."""
+    from types import SimpleNamespace
+
+    from hivrrp.kernel import vmacnl
+    from hivrrp.kernel.vmac import configured
+    from hivrrp.kernel.vmac_policy import VMAC_SYSCTLS
+    ipv4 = [0] * 40
+    for key, value in VMAC_SYSCTLS.items():
+        ipv4[vmacnl.DEVCONF[key] - 1] = value
+    link = LinkInfo(9, "vrrp.51", bytes.fromhex("00005e000133"), True, True, True, "macvlan",
+                    1, 2, ipv4=tuple(ipv4), disable_ipv6=None, addrgen=None)
+    assert configured(SimpleNamespace(family=4), link)
+    request = vmacnl.devconf(9, VMAC_SYSCTLS)
+    assert struct.pack("=HH", 4 + 4, socket.AF_INET6) not in request[2]   # no AF_INET6 part

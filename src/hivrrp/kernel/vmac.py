@@ -68,11 +68,19 @@ class Vmacs:
 NONE = Vmacs()
 
 
+def needs_addrgen(link: LinkInfo) -> bool:
+    """Its IPv6 address generation mode to set (a link without IPv6 has none)."""
+    return link.addrgen is not None and link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE
+
+
+def needs_sysctls(v: Vmac, link: LinkInfo) -> bool:
+    return v.family == 4 and any(link.devconf(key) != value
+                                 for key, value in VMAC_SYSCTLS.items())
+
+
 def configured(v: Vmac, link: LinkInfo) -> bool:
     """Has the VMAC its sysctls and address generation mode already?"""
-    if link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE:
-        return False
-    return v.family != 4 or all(link.devconf(key) == value for key, value in VMAC_SYSCTLS.items())
+    return not needs_addrgen(link) and not needs_sysctls(v, link)
 
 
 class VmacManager:
@@ -263,10 +271,11 @@ class VmacManager:
         # a link is a netlink event for the monitor, a thousand at each reload.
         requests, what = [], []
         for v, link, _kind in ready:
-            if not configured(v, link):
-                requests.append(vmacnl.configure(link.index,
-                                                 VMAC_SYSCTLS if v.family == 4 else None,
-                                                 addrgen_none=True))
+            if needs_addrgen(link):
+                requests.append(vmacnl.addrgen_none(link.index))
+                what.append(f"the IPv6 address generation mode of {v.name}")
+            if needs_sysctls(v, link):
+                requests.append(vmacnl.devconf(link.index, VMAC_SYSCTLS))
                 what.append(f"the sysctls of {v.name}")
             if v.family == 4:
                 parent = links.get(v.parent)
@@ -280,6 +289,8 @@ class VmacManager:
             log.error("cannot set %s: %s", what[position], why)
         for v, link, _kind in ready:
             wanted_value = 0 if v.ipv6 else 1
+            if link.disable_ipv6 is None and not v.ipv6:
+                continue          # no IPv6 on the link: nothing to turn off
             if link.disable_ipv6 != wanted_value:
                 self._sysctl("ipv6", v.name, "disable_ipv6", wanted_value)
         # 3. up, then the IPv6 source address (one already there: EEXIST, no event)
