@@ -127,8 +127,6 @@ def test_an_ipv4_vmac_gets_its_sysctls_on_a_parent_without_ipv6(lan):
     assert ours == theirs, lan.log("hv")
 
 
-@pytest.mark.xfail(strict=True, reason="release ignores the VMAC deletions' failures "
-                   "(and logs them as deleted): exit status 0")
 def test_release_says_so_when_it_cannot_delete_a_dead_daemons_vmac(lan, tmp_path):
     """`hivrrp release` without CAP_NET_ADMIN (documented: exit status 2) and
     a VMAC left by a dead daemon: the VMAC stays, so it must not exit 0."""

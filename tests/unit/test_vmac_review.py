@@ -180,7 +180,6 @@ class FailingBatcher:
         return [(position, "Device or resource busy") for position in range(len(requests))]
 
 
-@pytest.mark.xfail(strict=True, reason="one ERROR line per VMAC, per reload and rebuild")
 def test_the_same_refusal_for_every_vmac_is_said_once(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(vmac_module, "RUNNING_WAIT", 0.0)
     manager = VmacManager(netlink=None, state_path=str(tmp_path / "state.json"))
@@ -201,8 +200,6 @@ class PartlyFailingBatcher(FailingBatcher):
         return dict(self._links)
 
 
-@pytest.mark.xfail(strict=True, reason="_delete logs every requested deletion as done, "
-                   "failed ones included")
 def test_a_vmac_that_could_not_be_deleted_is_not_said_deleted(tmp_path, caplog):
     from hivrrp.kernel.vmac_policy import Delete
     manager = VmacManager(netlink=None, state_path=str(tmp_path / "state.json"))

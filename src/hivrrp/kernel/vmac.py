@@ -68,6 +68,18 @@ class Vmacs:
 NONE = Vmacs()
 
 
+def say_refused(what: str, refused: list[tuple[str, str]]) -> None:
+    """One ERROR line per reason, naming the first and counting the others: a
+    kernel that refuses 1,000 VMACs (EPERM, EBUSY) for one reason says it once
+    per batch, not 1,000 times per reload."""
+    by_why: dict[str, list[str]] = {}
+    for name, why in refused:
+        by_why.setdefault(why, []).append(name)
+    for why, names in by_why.items():
+        more = f" and {plural(len(names) - 1, 'other')}" if len(names) > 1 else ""
+        log.error("%s %s%s: %s", what, names[0], more, why)
+
+
 def needs_addrgen(link: LinkInfo) -> bool:
     """Its IPv6 address generation mode to set (a link without IPv6 has none)."""
     return link.addrgen is not None and link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE
@@ -133,7 +145,8 @@ class VmacManager:
     async def release(self, config: Config) -> list[str]:
         """`hivrrp release` after a daemon died: the VMACs of `config` it left
         (a macvlan of an instance's interface with the instance's MAC) deleted,
-        and the sysctls it changed put back (from the file it kept them in)."""
+        and the sysctls it changed put back (from the file it kept them in).
+        The deletions that failed ("NAME: reason")."""
         return await self.netlink.run(self._release, config)
 
     # ------------------------------------------------------------ the netlink thread
@@ -177,25 +190,26 @@ class VmacManager:
         for position, why in self._send(requests):
             log.error("cannot put back the sysctls of %s: %s", names[position], why)
 
-    def _stop(self) -> None:
-        self._delete(retired(self.ours, set(), "stopping"))
+    def _stop(self) -> list[str]:
+        failures = self._delete(retired(self.ours, set(), "stopping"))
         self._forget_parents(())
         self._restore_unused()
         self._save_state()
+        return failures
 
     def _release(self, config: Config) -> list[str]:
+        """The deletions that failed ("NAME: reason")."""
         self._load_state()
         if not any(i.use_vmac for i in config.instances):
-            self._stop()
-            return []
+            return self._stop()
         want = wanted(config, self._links(), (), {}, reload=False)
         # Only what has the instance's MAC on its interface: a link that merely
         # bears a configured name may be someone else's.
         leftovers = [Delete(a.vmac.name, a.index, "left by a daemon that died")
                      for a in want.actions
                      if isinstance(a, Adopt) or (isinstance(a, Fix) and a.why == "mode")]
-        self._delete(leftovers)
-        return [d.name for d in leftovers]
+        failures = self._delete(leftovers)
+        return failures + self._stop()
 
     def _links(self) -> dict[str, LinkInfo]:
         if self.batcher is None:
@@ -249,11 +263,13 @@ class VmacManager:
             elif isinstance(action, Fix):
                 requests.append(vmacnl.update_macvlan(action.index, v.mac))
                 whose.append(action)
+        refused: dict[str, list[tuple[str, str]]] = {"create": [], "update": []}
         for position, why in self._send(requests):
             action = whose[position]
-            verb = "create" if isinstance(action, Create) else "update"
-            log.error("(%s): Unable to %s VMAC interface %s: %s", action.vmac.instance, verb,
-                      action.vmac.name, why)
+            refused["create" if isinstance(action, Create) else "update"].append(
+                (f"{action.vmac.name} ({action.vmac.instance})", why))
+        for verb, items in refused.items():
+            say_refused(f"Unable to {verb} VMAC interface", items)
         if requests:
             links = self._links()       # the new ones' indexes
         ready: list[tuple[Vmac, LinkInfo, str]] = []
@@ -285,8 +301,8 @@ class VmacManager:
                         self._save_state()      # their own values first
                         requests.append(vmacnl.devconf(parent.index, changes))
                         what.append(f"arp_ignore and arp_filter of {parent.name}")
-        for position, why in self._send(requests):
-            log.error("cannot set %s: %s", what[position], why)
+        say_refused("cannot set", [(what[position], why)
+                                   for position, why in self._send(requests)])
         for v, link, _kind in ready:
             wanted_value = 0 if v.ipv6 else 1
             if link.disable_ipv6 is None and not v.ipv6:
@@ -302,9 +318,9 @@ class VmacManager:
             if v.link_local is not None:
                 requests.append(vmacnl.link_local(link.index, v.link_local))
                 what.append(f"{v.link_local} on {v.name}")
-        for position, why in self._send(requests):
-            if not why.startswith("File exists"):
-                log.error("(VMAC) cannot set %s: %s", what[position], why)
+        say_refused("(VMAC) cannot set", [(what[position], why)
+                                          for position, why in self._send(requests)
+                                          if not why.startswith("File exists")])
         settling = self._wait_running({v.name: link.index for v, link, _ in ready}, links)
         counts = {"made": 0, "fixed": 0, "adopted": 0}
         for _v, _link, kind in ready:
@@ -338,9 +354,11 @@ class VmacManager:
                 return expect
             time.sleep(RUNNING_POLL)
 
-    def _delete(self, deletions: list[Delete]) -> None:
+    def _delete(self, deletions: list[Delete]) -> list[str]:
+        """The VMACs deleted; the failures returned ("NAME: reason"), said once
+        per reason."""
         if not deletions and not self.rp.active and self.igmp_reports is None:
-            return
+            return []
         links = {link.index: link for link in self._links().values()}
         requests, gone = [], []
         for d in deletions:
@@ -356,18 +374,24 @@ class VmacManager:
                 if index in links:
                     requests.append(vmacnl.devconf(index, values))
                     gone.append(links[index].name)
+        failed, sysctls, failures = set(), [], []
         for position, why in self._send(requests):
             d = gone[position]
             if isinstance(d, str):
-                log.error("cannot put back the sysctls of %s: %s", d, why)
-            elif "No such device" not in why:
-                log.error("cannot delete VMAC %s: %s", d.name, why)
-        deleted = [d.name for d in gone if isinstance(d, Delete)]
+                sysctls.append((d, why))
+            elif "No such device" not in why:     # gone already: as good as deleted
+                failed.add(position)
+                failures.append((d.name, why))
+        say_refused("cannot put back the sysctls of", sysctls)
+        say_refused("cannot delete VMAC", failures)
+        deleted = [d.name for position, d in enumerate(gone)
+                   if isinstance(d, Delete) and position not in failed]
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
         self._restore_unused()
         self._save_state()
+        return [f"{name}: {why}" for name, why in failures]
 
     def _restore_unused(self) -> None:
         """rp_filter and IGMP put back when no IPv4 VMAC of ours is left."""

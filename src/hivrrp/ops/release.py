@@ -28,10 +28,10 @@ from hivrrp.kernel.vmac import VmacManager
 log = logging.getLogger("hivrrp")
 
 
-async def release(config: Config) -> tuple[int, list[str], str | None]:
+async def release(config: Config) -> tuple[int, list[str], str | None, list[str]]:
     """Remove every VIP of `config` found on its interface, then the no_accept
     tables: (VIPs found, the kernel's reasons for those not removed, why the
-    tables were not removed or None).
+    tables were not removed or None, the VMACs not deleted with the reasons).
 
     The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
     netlink = Netlink()
@@ -40,7 +40,7 @@ async def release(config: Config) -> tuple[int, list[str], str | None]:
         await netlink.start()
         # Its VMACs first, and the VIPs on them with them; the sysctls it
         # changed put back from the file it kept their own values in.
-        await vmacs.release(config)
+        vmac_failures = await vmacs.release(config)
         links = await netlink.links()
         addresses = await netlink.addresses()
         # The same plan `run` would build, so the same VIPs on the same
@@ -52,7 +52,7 @@ async def release(config: Config) -> tuple[int, list[str], str | None]:
         found, failures = await remove_leftovers(netlink.apply, plan, addresses)
         # After the VIPs: none is up unfiltered meanwhile.
         return found, failures, await asyncio.to_thread(remove_tables,
-                                                        Settings.of(config.global_defs))
+                                                        Settings.of(config.global_defs)), vmac_failures
     finally:
         await vmacs.close()
         netlink.close()
