@@ -122,8 +122,6 @@ def watch_for(tmp_path, links_dump):
     return watch, lifecycle
 
 
-@pytest.mark.xfail(strict=True, reason="settle() is re-checked on monitor callbacks only, "
-                   "not after a resync's dump replaced the table")
 def test_a_resync_during_settle_ends_the_wait(tmp_path):
     """An overrun while a reload waits for the news of the VMACs it made: the
     resync's dump shows them as expected, the reload goes on. Today it waits
@@ -142,7 +140,6 @@ def test_a_resync_during_settle_ends_the_wait(tmp_path):
     assert settled and took < 1.0, (settled, took)
 
 
-@pytest.mark.xfail(strict=True, reason="settle() does not end when the daemon halts")
 def test_sigterm_ends_a_reloads_wait_for_the_monitor(tmp_path):
     """SIGTERM while a reload waits for the monitor (which _release stops at
     once): the wait should end at once, not after VMAC_SETTLE_WAIT (5 s,
