@@ -502,7 +502,7 @@ class VmacManager:
             kind = f"{name.split('.conf.')[0]}/{name.rsplit('.', 1)[-1]}/{exc.errno}"
             if kind not in self.failed_sysctls:
                 self.failed_sysctls.add(kind)
-                hint = (" (under systemd: /proc/sys/net must be writable, see "
+                hint = (" (under systemd: it must be writable, see "
                         "ReadWritePaths= in hivrrp.service)" if exc.errno == 30 else "")
                 log.error("cannot set %s = %d: %s%s (said once for this setting)", name, value,
                           exc.strerror or exc, hint)
