@@ -143,8 +143,6 @@ def test_release_says_so_when_it_cannot_delete_a_dead_daemons_vmac(lan, tmp_path
         done.returncode, done.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="one RTM_DELLINK per VMAC: the kernel takes ~16 ms "
-                   "for each (here), 1,000 VMACs ~16 s of the unit's TimeoutStopSec=30s")
 def test_stopping_250_vmacs_takes_less_than_two_seconds(lan):
     """Measured on this branch (2 shared cores, kernel 6.18): SIGTERM to exit
     4.4-5.9 s for 250 VMAC instances (0.02 s without use_vmac); 1,000

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ SYSCTL = "/proc/sys/net/{family}/conf/{interface}/{key}"
 IGMP_LLM_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 RUNNING_WAIT = 3.0            # seconds for new VMACs to show their carrier
 RUNNING_POLL = 0.02
+GROUP_DELETE_MIN = 4          # VMACs deleted at once from which a link group is worth it
 
 
 @dataclass(frozen=True)
@@ -360,38 +362,57 @@ class VmacManager:
         if not deletions and not self.rp.active and self.igmp_reports is None:
             return []
         links = {link.index: link for link in self._links().values()}
-        requests, gone = [], []
+        doomed, requests, parents = [], [], []
         for d in deletions:
             link = links.get(d.index)
             # Only a macvlan still at that index: an index is not reused soon,
             # but nothing else is ever deleted here.
             if link is not None and link.kind == "macvlan":
-                requests.append(vmacnl.delete(d.index))
-                gone.append(d)
+                doomed.append(d)
             self.ours.pop(d.name, None)
             self.family.pop(d.name, None)
             for index, values in parent_released(self.parents, d.name):
                 if index in links:
                     requests.append(vmacnl.devconf(index, values))
-                    gone.append(links[index].name)
-        failed, sysctls, failures = set(), [], []
-        for position, why in self._send(requests):
-            d = gone[position]
-            if isinstance(d, str):
-                sysctls.append((d, why))
-            elif "No such device" not in why:     # gone already: as good as deleted
-                failed.add(position)
-                failures.append((d.name, why))
-        say_refused("cannot put back the sysctls of", sysctls)
+                    parents.append(links[index].name)
+        failures = self._delete_links(doomed, links)
         say_refused("cannot delete VMAC", failures)
-        deleted = [d.name for position, d in enumerate(gone)
-                   if isinstance(d, Delete) and position not in failed]
+        say_refused("cannot put back the sysctls of",
+                    [(parents[position], why) for position, why in self._send(requests)])
+        failed = {name for name, _why in failures}
+        deleted = [d.name for d in doomed if d.name not in failed]
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
         self._restore_unused()
         self._save_state()
         return [f"{name}: {why}" for name, why in failures]
+
+    def _delete_links(self, doomed: list[Delete],
+                      links: dict[int, LinkInfo]) -> list[tuple[str, str]]:
+        """The links deleted: many moved to a link group of their own, then
+        the group deleted in one request (a stop with 1,000 VMACs within
+        TimeoutStopSec); a few, or when the group holds a link not ours (put
+        there meanwhile) or is refused, one request each. The failures."""
+        if len(doomed) < GROUP_DELETE_MIN:
+            return self._delete_each(doomed)
+        used = {link.group for link in links.values()}
+        group = next(g for g in (random.randrange(1 << 20, 1 << 31) for _ in range(100))
+                     if g not in used)
+        refused = {position for position, _why in
+                   self._send([vmacnl.set_group(d.index, group) for d in doomed])}
+        moved = [d for position, d in enumerate(doomed) if position not in refused]
+        in_group = {link.index for link in self._links().values() if link.group == group}
+        if moved and in_group == {d.index for d in moved}:
+            if not self._send([vmacnl.delete_group(group)]):
+                return self._delete_each([d for position, d in enumerate(doomed)
+                                          if position in refused])
+        return self._delete_each(doomed)
+
+    def _delete_each(self, doomed: list[Delete]) -> list[tuple[str, str]]:
+        return [(doomed[position].name, why)
+                for position, why in self._send([vmacnl.delete(d.index) for d in doomed])
+                if "No such device" not in why]     # gone already: as good as deleted
 
     def _restore_unused(self) -> None:
         """rp_filter and IGMP put back when no IPv4 VMAC of ours is left."""
