@@ -51,8 +51,8 @@ async def release(config: Config) -> tuple[int, list[str], str | None, list[str]
                                        now_us(asyncio.get_running_loop()), True)
         found, failures = await remove_leftovers(netlink.apply, plan, addresses)
         # After the VIPs: none is up unfiltered meanwhile.
-        return found, failures, await asyncio.to_thread(remove_tables,
-                                                        Settings.of(config.global_defs)), vmac_failures
+        table_error = await asyncio.to_thread(remove_tables, Settings.of(config.global_defs))
+        return found, failures, table_error, vmac_failures
     finally:
         await vmacs.close()
         netlink.close()

@@ -1,5 +1,7 @@
-"""Review of use_vmac (issue 20 point 3), without root: each test reproduces
-one finding; xfail(strict=True) while the code under review has it."""
+"""use_vmac's failure paths without root: the rebuild loop on a deleted link,
+an AF_BRIDGE dellink, settle() and resyncs or SIGTERM, non-ASCII prefixes,
+one log line per refusal, deletions said done only when done, the sysctls'
+own values on disk, a parent without IPv6."""
 
 from __future__ import annotations
 
@@ -67,9 +69,9 @@ def test_a_rebuild_that_cannot_make_the_vmac_again_asks_for_no_other(tmp_path):
     """The parent deleted (the kernel deletes its VMACs with it): the VMAC's
     deletion asks for one rebuild; that rebuild cannot make it again (no
     parent), builds on the table's links (the deleted VMAC down, its old index)
-    and installs: since() must not ask for another. Today it does, and the
-    daemon rebuilds in a busy loop until the parent is back (netns reproduction:
-    tests/netns/test_vmac_review.py, ~400 rebuilds a second)."""
+    and installs: since() must not ask for another. It used to, and the
+    daemon rebuilt in a busy loop until the parent is back (netns reproduction:
+    tests/netns/test_vmac_failures.py, ~400 rebuilds a second)."""
     p = plan(tmp_path)
     table = LinkTable(WITH_VMAC)
     assert rebuilds(table.handle([GONE, DELLINK], p)) == [Rebuild("VMAC vrrp.51 was deleted")]
@@ -81,7 +83,7 @@ def test_a_rebuild_that_cannot_make_the_vmac_again_asks_for_no_other(tmp_path):
 def test_a_vmac_that_left_a_bridge_is_not_made_again_and_again(tmp_path):
     """`ip link set VMAC nomaster` after enslaving it: the kernel sends an
     AF_BRIDGE RTM_DELLINK for the port (the link stays, same index), then
-    RTM_NEWLINK. At most one rebuild; today every rebuild asks for the next."""
+    RTM_NEWLINK. At most one rebuild (every rebuild used to ask for the next)."""
     p = plan(tmp_path)
     table = LinkTable(WITH_VMAC)
     table.handle([GONE, DELLINK, ("link", 9, "vrrp.51", VMAC.mac, True, 1500)], p)
@@ -124,8 +126,8 @@ def watch_for(tmp_path, links_dump):
 
 def test_a_resync_during_settle_ends_the_wait(tmp_path):
     """An overrun while a reload waits for the news of the VMACs it made: the
-    resync's dump shows them as expected, the reload goes on. Today it waits
-    the whole VMAC_SETTLE_WAIT and logs that the news is late."""
+    resync's dump shows them as expected, the reload goes on. It used to wait
+    the whole VMAC_SETTLE_WAIT and log that the news was late."""
     async def scenario():
         watch, _ = watch_for(tmp_path, WITH_VMAC)           # the dump: vrrp.51 up
         loop = asyncio.get_running_loop()
@@ -206,7 +208,7 @@ def test_a_vmac_that_could_not_be_deleted_is_not_said_deleted(tmp_path, caplog):
     assert not any(line.startswith("VMACs deleted") and "vrrp.51" in line for line in said), said
 
 
-# ------------------------------------------------------------------ the sysctls' own values on disk
+# ------------------------------------------------------------ the sysctls' own values on disk
 
 def test_the_state_file_gives_back_what_it_was_given(tmp_path):
     from hivrrp.kernel.vmac_policy import ParentState, RpFilter

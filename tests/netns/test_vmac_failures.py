@@ -1,5 +1,6 @@
-"""Review of use_vmac (issue 20 point 3): reproductions in namespaces, each
-xfail(strict=True) while the code under review has the fault it shows."""
+"""use_vmac's failure paths in namespaces: a parent deleted, a VMAC leaving a
+bridge, a SIGKILL and its restart or release, a parent without IPv6, a release
+without CAP_NET_ADMIN, a stop with many VMACs."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_a_deleted_parent_does_not_make_the_daemon_rebuild_in_a_loop(lan):
     assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")[-3000:]
     lan.stop(hivrrp)
     # One rebuild for the VMAC's deletion (and perhaps one for the parent's);
-    # the code under review: ~400 a second, 5 log lines each.
+    # before the fix: ~400 a second, 5 log lines each.
     assert away.count(REBUILD) <= 2, f"{away.count(REBUILD)} rebuilds in 2 s:\n{away[:1500]}"
 
 
@@ -64,8 +65,8 @@ def test_a_restart_after_sigkill_still_puts_the_real_sysctls_back(lan):
     """SIGKILL (watchdog, OOM, crash), restart, clean stop: the parent's
     arp_ignore/arp_filter, all/default rp_filter and
     igmp_link_local_mcast_reports must end as they were before the first run.
-    Today they stay changed for good (all.rp_filter=0 for the namespace);
-    `hivrrp release` (the unit's ExecStopPost) leaves them too."""
+    They used to stay changed for good (all.rp_filter=0 for the namespace);
+    `hivrrp release` (the unit's ExecStopPost) left them too."""
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     lan.run(hv, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2",
             "net.ipv4.conf.default.rp_filter=1")
@@ -144,11 +145,11 @@ def test_release_says_so_when_it_cannot_delete_a_dead_daemons_vmac(lan, tmp_path
 
 
 def test_stopping_250_vmacs_takes_less_than_two_seconds(lan):
-    """Measured on this branch (2 shared cores, kernel 6.18): SIGTERM to exit
+    """Measured before the link-group deletion (2 shared cores, kernel 6.18): SIGTERM to exit
     4.4-5.9 s for 250 VMAC instances (0.02 s without use_vmac); 1,000
     macvlans deleted one request each 16.4 s, in one `ip link del group`
-    0.14 s. At 2,000 VMACs a stop outlasts TimeoutStopSec and systemd
-    SIGKILLs it: the VMACs and the sysctls stay (see the SIGKILL test)."""
+    0.14 s. At 2,000 VMACs a stop outlasted TimeoutStopSec and systemd
+    SIGKILLed it."""
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     text = "".join(instance(f"VI_{v}", v, f"10.0.{v}.1/24") for v in range(1, 251))
     hivrrp = lan.hivrrp("hv", lan.write("hv.conf", text))
