@@ -316,7 +316,7 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
     shipped unit runs it after every stop, with run's options: those other
     than -f, -i and --pid-file are ignored). Refuses while a daemon runs here.
     Exit status: 0 (also when nothing was left), 1 a daemon runs, the
-    configuration is invalid or a VIP could not be removed, 2 not root (or
+    configuration is invalid or a VIP or VMAC could not be removed, 2 not root (or
     without CAP_NET_ADMIN).
     """
     import asyncio
@@ -341,18 +341,25 @@ def release(config_file: str, config_id: str | None, pid_file: str) -> None:
                       plural(len(result.fatal), "configuration error"))
             sys.exit(1)
         try:
-            found, failures, table_error = asyncio.run(release_vips(result.config))
+            found, failures, table_error, vmac_failures = asyncio.run(
+                release_vips(result.config))
         except PermissionError as exc:
             log.error("hivrrp release needs root (netlink): %s", exc)
             sys.exit(2)
         # Refused for want of CAP_NET_ADMIN is "not allowed" (2), as for run.
         refused = os.strerror(errno.EPERM)
+        status = 0
+        if vmac_failures:
+            log.error("release: %s not deleted", plural(len(vmac_failures), "VMAC"))
+            status = max(status, 2 if any(refused in f for f in vmac_failures) else 1)
         if failures:
             log.error("release: %d of %s not removed", len(failures), plural(found, "VIP"))
-            sys.exit(2 if any(f.startswith(refused) for f in failures) else 1)
+            status = max(status, 2 if any(f.startswith(refused) for f in failures) else 1)
         if table_error:
             log.error("release: the nftables table was not removed")
-            sys.exit(2 if refused in table_error else 1)
+            status = max(status, 2 if refused in table_error else 1)
+        if status:
+            sys.exit(status)
         log.info("release: %s", f"removed {plural(found, 'VIP')} left over"
                  if found else "no VIP left over")
     finally:

@@ -154,8 +154,10 @@ def test_the_daemon_works_inside_the_units_sandbox(lan):
 
 
 def writable() -> tuple[str, ...]:
-    """The unit's ReadWritePaths=: holes in the read-only ones."""
-    return tuple(path.rstrip("/") + "/" for path in service().get("ReadWritePaths", "").split())
+    """The unit's ReadWritePaths=: holes in the read-only ones (a directory
+    with its "/", to be a prefix of what is under it only)."""
+    paths = (path.removeprefix("-") for path in service().get("ReadWritePaths", "").split())
+    return tuple(path if os.path.isfile(path) else path.rstrip("/") + "/" for path in paths)
 
 
 @pytest.mark.parametrize("carved", [True, False], ids=["ReadWritePaths", "without"])
@@ -166,14 +168,15 @@ def test_vmac_sysctls_under_the_units_read_only_proc_sys(lan, carved):
     mount namespace of the daemon's own: use_vmac's /proc writes (IPv6 off on
     an IPv4 VMAC, all/default rp_filter) work with the hole, and without it
     the daemon says what it could not set, and why, and runs."""
-    assert writable() == ("/proc/sys/net/",)
+    assert writable() == ("/proc/sys/net/ipv4/conf/", "/proc/sys/net/ipv6/conf/",
+                          "/proc/sys/net/ipv4/igmp_link_local_mcast_reports")
     ns = lan.node("r1", ipv4="192.0.2.1/24")
     lan.run(ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
     config = lan.write("r1.conf", conf(200, extra="    use_vmac\n"))
     mounts = "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys"
     if carved:
-        mounts += (" && mount --bind /proc/sys/net /proc/sys/net"
-                   " && mount -o remount,bind,rw /proc/sys/net")
+        for path in writable():
+            mounts += f" && mount --bind {path} {path} && mount -o remount,bind,rw {path}"
     bounding = ",".join(["-all"] + ["+" + cap.lower().removeprefix("cap_")
                                     for cap in service()["CapabilityBoundingSet"].split()])
     with open(lan.workdir / "r1-hivrrp.log", "ab") as log:
@@ -195,12 +198,13 @@ def test_vmac_sysctls_under_the_units_read_only_proc_sys(lan, carved):
         if carved:
             assert sysctl("ipv6/conf/vrrp.51/disable_ipv6") == "1"
             assert sysctl("ipv4/conf/all/rp_filter") == "0"
+            assert sysctl("ipv4/igmp_link_local_mcast_reports") == "0"
             assert "cannot set" not in lan.log("r1"), lan.log("r1")
         else:
             assert sysctl("ipv6/conf/vrrp.51/disable_ipv6") == "0"
             assert sysctl("ipv4/conf/all/rp_filter") == "1"
             assert ("cannot set net.ipv6.conf.vrrp.51.disable_ipv6 = 1: Read-only file system "
-                    "(under systemd: /proc/sys/net must be writable, see ReadWritePaths= in "
+                    "(under systemd: it must be writable, see ReadWritePaths= in "
                     "hivrrp.service)") in lan.log("r1")
             # Netlink sets the rest all the same.
             assert sysctl("ipv4/conf/vrrp.51/arp_ignore") == "1"

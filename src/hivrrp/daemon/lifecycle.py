@@ -160,6 +160,8 @@ class Lifecycle:
         self.waiting: list[asyncio.Future] = []
         self.answering: list[asyncio.Future] = []
         self.abort = Abort()           # the read in flight: SIGTERM kills its parse child
+        # Told at halt(): waits of a run in flight that must end at once.
+        self.on_halt: list[Callable[[], None]] = []
 
     def start(self) -> None:
         """The daemon runs: requests that came during start-up (a SIGHUP) run now."""
@@ -207,6 +209,8 @@ class Lifecycle:
         abandoned = Outcome("abandoned", "hivrrp is stopping")
         self._answer(self.waiting, abandoned)
         self._answer(self.answering, abandoned)
+        for halted in self.on_halt:
+            halted()
 
     async def stop(self, timeout: float | None = None) -> None:
         """halt(), then wait (at most `timeout` s) for the run in flight to end."""

@@ -94,8 +94,9 @@ class LinkTable:
                     waiting = {}   # one rebuild serves them all
             elif kind == "dellink":
                 _, index, name = event
-                self.deleted.add(name)
-                if not self.building:
+                if self.building:
+                    self.deleted.add(name)       # judged against the plan it installs
+                else:
                     decisions += _vmac_gone(name, index, plan)
             elif kind == "resync":
                 decisions.append(Resync())
@@ -107,8 +108,7 @@ class LinkTable:
         old = self.links.get(name)
         self.links[name] = link
         self.generation += 1
-        if old is None or old.index != index:
-            self.deleted.discard(name)     # (made again)
+        self.deleted.discard(name)         # (made again, or it was not deleted)
         if self.building and plan.interfaces.get(name) != index:
             # Not a link of the running plan's (a VMAC the reload is making, or
             # making again): the plan being built is judged against it at its
@@ -123,7 +123,8 @@ class LinkTable:
         for name, old in self.links.items():
             if name not in links:   # deleted meanwhile: as RTM_DELLINK would have said
                 links[name] = Link(old.index, name, old.mac, False)
-                self.deleted.add(name)
+                if self.building:
+                    self.deleted.add(name)   # judged at the installation, as in handle()
                 gone.append((name, old.index))
         decisions: list[Decision] = []
         for name, link in links.items():
@@ -142,6 +143,7 @@ class LinkTable:
             if snapshot.get(name) != link:
                 decisions += _judge(link, snapshot.get(name), plan)
             if name in self.deleted:
+                self.deleted.discard(name)       # one rebuild per deletion
                 decisions += _vmac_gone(name, link.index, plan)
         return _dedupe(decisions)
 

@@ -49,6 +49,8 @@ class LinkWatch:
         # settle(): links the monitor has yet to tell in their final state.
         self.awaited: dict[str, tuple[int, bool]] = {}
         self.settled: asyncio.Future | None = None
+        # A SIGTERM ends the wait: the run in flight gives up at its next step.
+        lifecycle.on_halt.append(self._end_settle)
 
     def installed(self, plan: Plan, built_on: dict[str, Link]) -> None:
         """A plan became the running one: apply what the links did while it was
@@ -83,6 +85,10 @@ class LinkWatch:
             return False
         finally:
             self.awaited, self.settled = {}, None
+
+    def _end_settle(self) -> None:
+        if self.settled is not None and not self.settled.done():
+            self.settled.set_result(True)
 
     def _check_settled(self) -> None:
         links = self.table.links
@@ -141,6 +147,8 @@ class LinkWatch:
             return
         plan = self.current_plan()
         self.carry_out(self.table.replace(links, plan), plan)
+        if self.awaited:
+            self._check_settled()     # the dump may show what a reload waits for
         self.dispatch(reactor.resync(plan))
         if plan.waiting:
             spawn(self.look_for_sources(), "look for source addresses")

@@ -363,7 +363,9 @@ KEEP_ALL = [(0x06, 0, 0, 0xFFFFFFFF)]
 def _events(kind: int, body: bytes) -> list[tuple]:
     """The tuples of one rtnetlink message (see Monitor)."""
     if kind in (RTM_NEWLINK, RTM_DELLINK) and len(body) >= IFINFOMSG.size:
-        _family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
+        family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
+        if family != socket.AF_UNSPEC:
+            return []              # AF_BRIDGE: a bridge port's news, not the link's
         name, mac, mtu = "", b"\0" * 6, DEFAULT_MTU
         for key, payload in attributes(body, IFINFOMSG.size):
             if key == IFLA_IFNAME:

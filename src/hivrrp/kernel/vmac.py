@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from hivrrp.config.model import Config
 from hivrrp.kernel import vmacnl
 from hivrrp.kernel.netlink import Address, Netlink
+from hivrrp.kernel.vmac_state import StateFile, encode
 from hivrrp.kernel.vmac_policy import (
     VMAC_SYSCTLS,
     Adopt,
@@ -52,6 +54,7 @@ SYSCTL = "/proc/sys/net/{family}/conf/{interface}/{key}"
 IGMP_LLM_REPORTS = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports"
 RUNNING_WAIT = 3.0            # seconds for new VMACs to show their carrier
 RUNNING_POLL = 0.02
+GROUP_DELETE_MIN = 4          # VMACs deleted at once from which a link group is worth it
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,35 @@ class Vmacs:
 NONE = Vmacs()
 
 
+def say_refused(what: str, refused: list[tuple[str, str]]) -> None:
+    """One ERROR line per reason, naming the first and counting the others: a
+    kernel that refuses 1,000 VMACs (EPERM, EBUSY) for one reason says it once
+    per batch, not 1,000 times per reload."""
+    by_why: dict[str, list[str]] = {}
+    for name, why in refused:
+        by_why.setdefault(why, []).append(name)
+    for why, names in by_why.items():
+        more = f" and {plural(len(names) - 1, 'other')}" if len(names) > 1 else ""
+        log.error("%s %s%s: %s", what, names[0], more, why)
+
+
+def needs_addrgen(link: LinkInfo) -> bool:
+    """Its IPv6 address generation mode to set (a link without IPv6 has none)."""
+    return link.addrgen is not None and link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE
+
+
+def needs_sysctls(v: Vmac, link: LinkInfo) -> bool:
+    return v.family == 4 and any(link.devconf(key) != value
+                                 for key, value in VMAC_SYSCTLS.items())
+
+
 def configured(v: Vmac, link: LinkInfo) -> bool:
     """Has the VMAC its sysctls and address generation mode already?"""
-    if link.addrgen != vmacnl.IN6_ADDR_GEN_MODE_NONE:
-        return False
-    return v.family != 4 or all(link.devconf(key) == value for key, value in VMAC_SYSCTLS.items())
+    return not needs_addrgen(link) and not needs_sysctls(v, link)
 
 
 class VmacManager:
-    def __init__(self, netlink: Netlink) -> None:
+    def __init__(self, netlink: Netlink, state_path: str | None = None) -> None:
         self.netlink = netlink
         self.batcher: vmacnl.LinkBatcher | None = None
         self.ours: dict[str, int] = {}            # VMAC name -> ifindex
@@ -85,12 +108,17 @@ class VmacManager:
         self.igmp_reports: int | None = None      # igmp_link_local_mcast_reports before us
         self.disable_local_igmp = False           # keepalived's keyword: even without VMACs
         self.failed_sysctls: set[str] = set()     # kinds already logged
+        # The sysctls' own values on disk too (vmac_state.py); read once, at
+        # the first call on the netlink thread (its path takes /proc look-ups).
+        self.state = StateFile(state_path)
+        self.state_loaded = False
 
     # ------------------------------------------------------------ the loop's side
 
     async def ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
         """Make the links what `config` asks (nothing at all without use_vmac)."""
-        if (not self.ours and not any(i.use_vmac for i in config.instances)
+        if (self.state_loaded and not self.ours and not self.parents
+                and not any(i.use_vmac for i in config.instances)
                 and not config.global_defs.disable_local_igmp and self.igmp_reports is None):
             return NONE
         try:
@@ -109,31 +137,81 @@ class VmacManager:
 
     async def close(self) -> None:
         """At exit: every VMAC of ours deleted, the sysctls we changed put back."""
-        if self.ours or self.rp.active or self.igmp_reports is not None:
+        if self.ours or self.rp.active or self.igmp_reports is not None or self.parents:
             self.disable_local_igmp = False      # put back at exit whatever asked for it
-            await self.netlink.run(self._delete, retired(self.ours, set(), "stopping"))
+            await self.netlink.run(self._stop)
         if self.batcher is not None:
             await self.netlink.run(self.batcher.close)
             self.batcher = None
 
     async def release(self, config: Config) -> list[str]:
         """`hivrrp release` after a daemon died: the VMACs of `config` it left
-        (a macvlan of an instance's interface with the instance's MAC) deleted."""
-        if not any(i.use_vmac for i in config.instances):
-            return []
+        (a macvlan of an instance's interface with the instance's MAC) deleted,
+        and the sysctls it changed put back (from the file it kept them in).
+        The deletions that failed ("NAME: reason")."""
         return await self.netlink.run(self._release, config)
 
     # ------------------------------------------------------------ the netlink thread
 
+    def _load_state(self) -> None:
+        """A daemon that died with sysctls changed left their own values: those
+        are put back, not the changed ones this one would read."""
+        if self.state_loaded:
+            return
+        self.state_loaded = True
+        state = self.state.load()
+        if state is None:
+            return
+        self.rp, self.igmp_reports, self.parents = state
+        # Put back by hand (or by `hivrrp release`) meanwhile: what we would
+        # change is the present value again, read as usual.
+        if self.rp.active and self._read("ipv4", "all", "rp_filter") != 0:
+            self.rp = RpFilter()
+        if self.igmp_reports is not None and self._read_path(IGMP_LLM_REPORTS) != 0:
+            self.igmp_reports = None
+        log.info("NOTICE: the sysctls' own values from %s (left by a daemon that did not "
+                 "put them back)", self.state.path)
+
+    def _save_state(self) -> None:
+        self.state.save(encode(self.rp, self.igmp_reports, self.parents))
+
+    def _forget_parents(self, keep: Iterable[str]) -> None:
+        """Parents whose recorded VMACs are none of `keep` (a dead daemon's):
+        their own values put back."""
+        keep = set(keep)
+        gone = {name for p in self.parents.values() for name in p.vmacs if name not in keep}
+        if not gone:
+            return
+        links = {link.index: link for link in self._links().values()}
+        requests, names = [], []
+        for name in gone:
+            for index, values in parent_released(self.parents, name):
+                if index in links:
+                    requests.append(vmacnl.devconf(index, values))
+                    names.append(links[index].name)
+        for position, why in self._send(requests):
+            log.error("cannot put back the sysctls of %s: %s", names[position], why)
+
+    def _stop(self) -> list[str]:
+        failures = self._delete(retired(self.ours, set(), "stopping"))
+        self._forget_parents(())
+        self._restore_unused()
+        self._save_state()
+        return failures
+
     def _release(self, config: Config) -> list[str]:
+        """The deletions that failed ("NAME: reason")."""
+        self._load_state()
+        if not any(i.use_vmac for i in config.instances):
+            return self._stop()
         want = wanted(config, self._links(), (), {}, reload=False)
         # Only what has the instance's MAC on its interface: a link that merely
         # bears a configured name may be someone else's.
         leftovers = [Delete(a.vmac.name, a.index, "left by a daemon that died")
                      for a in want.actions
                      if isinstance(a, Adopt) or (isinstance(a, Fix) and a.why == "mode")]
-        self._delete(leftovers)
-        return [d.name for d in leftovers]
+        failures = self._delete(leftovers)
+        return failures + self._stop()
 
     def _links(self) -> dict[str, LinkInfo]:
         if self.batcher is None:
@@ -142,6 +220,7 @@ class VmacManager:
 
     def _ensure(self, config: Config, addresses: list[Address], reload: bool) -> Vmacs:
         started = time.monotonic()
+        self._load_state()
         links = self._links()
         sources = ipv6_sources(config, links, [(a.index, a.family, a.address)
                                                for a in addresses])
@@ -160,6 +239,9 @@ class VmacManager:
         if self.disable_local_igmp or any(v.family == 4 for v in want.vmacs.values()):
             self._quiet_igmp()
         made = self._make(want.actions, links)
+        self._forget_parents(self.ours)       # a dead daemon's VMACs' parents
+        self._restore_unused()
+        self._save_state()
         if made:
             log.info("VMACs: %s made, %s put right, %s adopted in %.2f s",
                      made["made"], made["fixed"], made["adopted"], time.monotonic() - started)
@@ -183,11 +265,13 @@ class VmacManager:
             elif isinstance(action, Fix):
                 requests.append(vmacnl.update_macvlan(action.index, v.mac))
                 whose.append(action)
+        refused: dict[str, list[tuple[str, str]]] = {"create": [], "update": []}
         for position, why in self._send(requests):
             action = whose[position]
-            verb = "create" if isinstance(action, Create) else "update"
-            log.error("(%s): Unable to %s VMAC interface %s: %s", action.vmac.instance, verb,
-                      action.vmac.name, why)
+            refused["create" if isinstance(action, Create) else "update"].append(
+                (f"{action.vmac.name} ({action.vmac.instance})", why))
+        for verb, items in refused.items():
+            say_refused(f"Unable to {verb} VMAC interface", items)
         if requests:
             links = self._links()       # the new ones' indexes
         ready: list[tuple[Vmac, LinkInfo, str]] = []
@@ -205,22 +289,26 @@ class VmacManager:
         # a link is a netlink event for the monitor, a thousand at each reload.
         requests, what = [], []
         for v, link, _kind in ready:
-            if not configured(v, link):
-                requests.append(vmacnl.configure(link.index,
-                                                 VMAC_SYSCTLS if v.family == 4 else None,
-                                                 addrgen_none=True))
+            if needs_addrgen(link):
+                requests.append(vmacnl.addrgen_none(link.index))
+                what.append(f"the IPv6 address generation mode of {v.name}")
+            if needs_sysctls(v, link):
+                requests.append(vmacnl.devconf(link.index, VMAC_SYSCTLS))
                 what.append(f"the sysctls of {v.name}")
             if v.family == 4:
                 parent = links.get(v.parent)
                 if parent is not None:
                     changes = parent_changes(self.parents, parent, v.name)
                     if changes:
+                        self._save_state()      # their own values first
                         requests.append(vmacnl.devconf(parent.index, changes))
                         what.append(f"arp_ignore and arp_filter of {parent.name}")
-        for position, why in self._send(requests):
-            log.error("cannot set %s: %s", what[position], why)
+        say_refused("cannot set", [(what[position], why)
+                                   for position, why in self._send(requests)])
         for v, link, _kind in ready:
             wanted_value = 0 if v.ipv6 else 1
+            if link.disable_ipv6 is None and not v.ipv6:
+                continue          # no IPv6 on the link: nothing to turn off
             if link.disable_ipv6 != wanted_value:
                 self._sysctl("ipv6", v.name, "disable_ipv6", wanted_value)
         # 3. up, then the IPv6 source address (one already there: EEXIST, no event)
@@ -232,9 +320,9 @@ class VmacManager:
             if v.link_local is not None:
                 requests.append(vmacnl.link_local(link.index, v.link_local))
                 what.append(f"{v.link_local} on {v.name}")
-        for position, why in self._send(requests):
-            if not why.startswith("File exists"):
-                log.error("(VMAC) cannot set %s: %s", what[position], why)
+        say_refused("(VMAC) cannot set", [(what[position], why)
+                                          for position, why in self._send(requests)
+                                          if not why.startswith("File exists")])
         settling = self._wait_running({v.name: link.index for v, link, _ in ready}, links)
         counts = {"made": 0, "fixed": 0, "adopted": 0}
         for _v, _link, kind in ready:
@@ -268,34 +356,66 @@ class VmacManager:
                 return expect
             time.sleep(RUNNING_POLL)
 
-    def _delete(self, deletions: list[Delete]) -> None:
+    def _delete(self, deletions: list[Delete]) -> list[str]:
+        """The VMACs deleted; the failures returned ("NAME: reason"), said once
+        per reason."""
         if not deletions and not self.rp.active and self.igmp_reports is None:
-            return
+            return []
         links = {link.index: link for link in self._links().values()}
-        requests, gone = [], []
+        doomed, requests, parents = [], [], []
         for d in deletions:
             link = links.get(d.index)
             # Only a macvlan still at that index: an index is not reused soon,
             # but nothing else is ever deleted here.
             if link is not None and link.kind == "macvlan":
-                requests.append(vmacnl.delete(d.index))
-                gone.append(d)
+                doomed.append(d)
             self.ours.pop(d.name, None)
             self.family.pop(d.name, None)
             for index, values in parent_released(self.parents, d.name):
                 if index in links:
                     requests.append(vmacnl.devconf(index, values))
-                    gone.append(links[index].name)
-        for position, why in self._send(requests):
-            d = gone[position]
-            if isinstance(d, str):
-                log.error("cannot put back the sysctls of %s: %s", d, why)
-            elif "No such device" not in why:
-                log.error("cannot delete VMAC %s: %s", d.name, why)
-        deleted = [d.name for d in gone if isinstance(d, Delete)]
+                    parents.append(links[index].name)
+        failures = self._delete_links(doomed, links)
+        say_refused("cannot delete VMAC", failures)
+        say_refused("cannot put back the sysctls of",
+                    [(parents[position], why) for position, why in self._send(requests)])
+        failed = {name for name, _why in failures}
+        deleted = [d.name for d in doomed if d.name not in failed]
         if deleted:
             log.info("VMACs deleted (%s): %s", deletions[0].why, ", ".join(deleted[:8])
                      + (f" and {len(deleted) - 8} more" if len(deleted) > 8 else ""))
+        self._restore_unused()
+        self._save_state()
+        return [f"{name}: {why}" for name, why in failures]
+
+    def _delete_links(self, doomed: list[Delete],
+                      links: dict[int, LinkInfo]) -> list[tuple[str, str]]:
+        """The links deleted: many moved to a link group of their own, then
+        the group deleted in one request (a stop with 1,000 VMACs within
+        TimeoutStopSec); a few, or when the group holds a link not ours (put
+        there meanwhile) or is refused, one request each. The failures."""
+        if len(doomed) < GROUP_DELETE_MIN:
+            return self._delete_each(doomed)
+        used = {link.group for link in links.values()}
+        group = next(g for g in (random.randrange(1 << 20, 1 << 31) for _ in range(100))
+                     if g not in used)
+        refused = {position for position, _why in
+                   self._send([vmacnl.set_group(d.index, group) for d in doomed])}
+        moved = [d for position, d in enumerate(doomed) if position not in refused]
+        in_group = {link.index for link in self._links().values() if link.group == group}
+        if moved and in_group == {d.index for d in moved}:
+            if not self._send([vmacnl.delete_group(group)]):
+                return self._delete_each([d for position, d in enumerate(doomed)
+                                          if position in refused])
+        return self._delete_each(doomed)
+
+    def _delete_each(self, doomed: list[Delete]) -> list[tuple[str, str]]:
+        return [(doomed[position].name, why)
+                for position, why in self._send([vmacnl.delete(d.index) for d in doomed])
+                if "No such device" not in why]     # gone already: as good as deleted
+
+    def _restore_unused(self) -> None:
+        """rp_filter and IGMP put back when no IPv4 VMAC of ours is left."""
         if not any(f == 4 for f in self.family.values()):
             if self.rp.active:
                 self._restore_rp_filter()
@@ -317,6 +437,7 @@ class VmacManager:
         new_default, raise_ = clear_rp_filter(self.rp, all_value, default_value, links)
         if not self.rp.active:
             return
+        self._save_state()                      # their own values first
         if new_default is not None:
             log.info("NOTICE: setting sysctl net.ipv4.conf.default.rp_filter from %d to %d",
                      default_value, new_default)
@@ -358,8 +479,12 @@ class VmacManager:
         value = self._read_path(IGMP_LLM_REPORTS)
         if not value:
             return                 # 0 already (or unreadable: said)
-        if self._write_path(IGMP_LLM_REPORTS, 0, "net.ipv4.igmp_link_local_mcast_reports"):
-            self.igmp_reports = value
+        self.igmp_reports = value
+        self._save_state()                      # its own value first
+        if not self._write_path(IGMP_LLM_REPORTS, 0, "net.ipv4.igmp_link_local_mcast_reports"):
+            self.igmp_reports = None
+            self._save_state()
+        else:
             log.info("NOTICE: setting sysctl net.ipv4.igmp_link_local_mcast_reports from %d to "
                      "0: no IGMP report from a VMAC's virtual MAC", value)
 
@@ -398,7 +523,7 @@ class VmacManager:
             kind = f"{name.split('.conf.')[0]}/{name.rsplit('.', 1)[-1]}/{exc.errno}"
             if kind not in self.failed_sysctls:
                 self.failed_sysctls.add(kind)
-                hint = (" (under systemd: /proc/sys/net must be writable, see "
+                hint = (" (under systemd: it must be writable, see "
                         "ReadWritePaths= in hivrrp.service)" if exc.errno == 30 else "")
                 log.error("cannot set %s = %d: %s%s (said once for this setting)", name, value,
                           exc.strerror or exc, hint)

@@ -59,10 +59,14 @@ def vmac_mac(inst: Instance) -> bytes:
 def candidate_names(prefix: str, vrid: int, family: int) -> Iterable[str]:
     """keepalived's create_vmac_name: PREFIX.VRID, then PREFIX1.VRID, ...
     (IPv6: PREFIX6.VRID second, then 1, 2, 3, 4, 5, 7, ...), the prefix cut
-    so that the name fits in IFNAMSIZ - 1 bytes."""
+    so that the name fits in IFNAMSIZ - 1 bytes: bytes, not characters (a
+    non-ASCII prefix cut by characters made names the kernel refuses). Unlike
+    keepalived's snprintf, a character cut in two is dropped whole."""
+    raw = prefix.encode()
+
     def fit(number: str) -> str:
         tail = f"{number}.{vrid}"
-        return prefix[:IFNAMSIZ - 1 - len(tail)] + tail
+        return raw[:IFNAMSIZ - 1 - len(tail)].decode(errors="ignore") + tail
     yield fit("")
     if family == 6:
         yield fit("6")

@@ -29,19 +29,19 @@ from hivrrp.kernel.vmac import VmacManager
 log = logging.getLogger("hivrrp")
 
 
-async def release(config: Config) -> tuple[int, list[str], str | None]:
+async def release(config: Config) -> tuple[int, list[str], str | None, list[str]]:
     """Remove every VIP of `config` found on its interface, then the no_accept
     tables: (VIPs found, the kernel's reasons for those not removed, why the
-    tables were not removed or None).
+    tables were not removed or None, the VMACs not deleted with the reasons).
 
     The caller holds the daemon locks: a running daemon's VIPs are not leftovers."""
     netlink = Netlink()
     vmacs = VmacManager(netlink)
     try:
         await netlink.start()
-        # Its VMACs first, and the VIPs on them with them. The sysctls the
-        # daemon set stay: what they were before it died in with it.
-        await vmacs.release(config)
+        # Its VMACs first, and the VIPs on them with them; the sysctls it
+        # changed put back from the file it kept their own values in.
+        vmac_failures = await vmacs.release(config)
         links = await netlink.links()
         addresses = await netlink.addresses()
         # The same plan `run` would build, so the same VIPs on the same
@@ -52,8 +52,8 @@ async def release(config: Config) -> tuple[int, list[str], str | None]:
                                        now_us(asyncio.get_running_loop()), True)
         found, failures = await remove_leftovers(netlink.apply, plan, addresses)
         # After the VIPs: none is up unfiltered meanwhile.
-        return found, failures, await asyncio.to_thread(remove_tables,
-                                                        Settings.of(config.global_defs))
+        table_error = await asyncio.to_thread(remove_tables, Settings.of(config.global_defs))
+        return found, failures, table_error, vmac_failures
     finally:
         await vmacs.close()
         netlink.close()
