@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from netns_conf import MDI_100
 
 from helpers.netns import wait_for
-from netns_conf import MDI_100
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

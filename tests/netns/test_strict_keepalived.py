@@ -8,8 +8,8 @@ each dropped the other's adverts and both routers held the VIPs.
 """
 
 import re
-import signal
 import shutil
+import signal
 import time
 
 import pytest

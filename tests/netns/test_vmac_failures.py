@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
+from test_vmac import holder, instance, links, sysctls
 
 from helpers.netns import wait_for
-from test_vmac import holder, instance, links, sysctls
 
 pytestmark = pytest.mark.netns
 

@@ -10,8 +10,8 @@ import logging
 import socket
 import struct
 
-import pytest
-
+from helpers.conf import load_text
+from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp.daemon.lifecycle import Lifecycle
 from hivrrp.kernel import vmac as vmac_module
 from hivrrp.kernel.linkpolicy import LinkTable, Rebuild
@@ -19,11 +19,7 @@ from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.kernel.netlink import RTM_DELLINK, Link, _events
 from hivrrp.kernel.vmac import VmacManager
 from hivrrp.kernel.vmac_policy import candidate_names
-
 from hivrrp.kernel.vmacnl import LinkInfo
-
-from helpers.conf import load_text
-from helpers.plans import ADDRESSES, LINKS, instance_text
 
 # As tests/unit/test_vmac_plan.py and test_vmac_policy.py have them.
 VMAC = Link(9, "vrrp.51", bytes.fromhex("00005e000133"), True)

@@ -5,12 +5,12 @@ parent's address, and the VMAC's link state faults it."""
 from __future__ import annotations
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE
-from hivrrp.daemon.plan import build, source_appeared
-from hivrrp.kernel.linkpolicy import InterfaceState, LinkTable, Rebuild
-from hivrrp.kernel.netlink import Address, Link
 
 from helpers.conf import load_text
 from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp.daemon.plan import build, source_appeared
+from hivrrp.kernel.linkpolicy import InterfaceState, LinkTable, Rebuild
+from hivrrp.kernel.netlink import Address, Link
 
 VMAC = Link(9, "vrrp.51", bytes.fromhex("00005e000133"), True)
 WITH_VMAC = {**LINKS, "vrrp.51": VMAC}

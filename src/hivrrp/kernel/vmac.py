@@ -17,7 +17,6 @@ want of its VMAC rather than running half set up.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from hivrrp.config.model import Config
 from hivrrp.kernel import vmacnl
 from hivrrp.kernel.netlink import Address, Netlink
-from hivrrp.kernel.vmac_state import StateFile, encode
 from hivrrp.kernel.vmac_policy import (
     VMAC_SYSCTLS,
     Adopt,
@@ -45,6 +43,7 @@ from hivrrp.kernel.vmac_policy import (
     retired,
     wanted,
 )
+from hivrrp.kernel.vmac_state import StateFile, encode
 from hivrrp.kernel.vmacnl import LinkInfo
 from hivrrp.util.text import plural
 

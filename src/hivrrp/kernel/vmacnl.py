@@ -21,7 +21,6 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from hivrrp.kernel.addrbatch import NETLINK_CAP_ACK, NETLINK_EXT_ACK, SOL_NETLINK, errors
