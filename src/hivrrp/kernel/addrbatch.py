@@ -118,18 +118,30 @@ def _ext_ack_message(tlvs: bytes) -> str:
     return ""
 
 
+def request_socket(receive_buffer: int) -> socket.socket:
+    """A NETLINK_ROUTE socket of its own for batched requests (the VIPs', the
+    VMACs'): acks without the request echoed, the kernel's error text where
+    it has one, and room for an answer per request of a chunk."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        try:
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        except OSError:
+            pass  # older kernels: errors come without the kernel's text
+        force_buffers(sock, receive=receive_buffer)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class AddressBatcher:
     """Applies address changes in order; used from one thread at a time."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        try:
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        except OSError:
-            pass  # older kernels: errors come without the kernel's text
-        force_buffers(self.sock, receive=RECEIVE_BUFFER)
+        self.sock = request_socket(RECEIVE_BUFFER)
         self.seq = int.from_bytes(os.urandom(3), "big")
 
     def apply(self, changes: list[Change]) -> list[tuple[Change, str]]:

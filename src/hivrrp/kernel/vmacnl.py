@@ -23,7 +23,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from hivrrp.kernel.addrbatch import NETLINK_CAP_ACK, NETLINK_EXT_ACK, SOL_NETLINK, errors
+from hivrrp.kernel.addrbatch import errors, request_socket
 from hivrrp.kernel.rtnl import (
     ATTR,
     NLM_F_ACK,
@@ -38,7 +38,6 @@ from hivrrp.kernel.rtnl import (
     message,
     messages,
 )
-from hivrrp.kernel.sockets import force_buffers
 
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 IFINFOMSG = struct.Struct("=BxHiII")          # family, type, index, flags, change
@@ -252,18 +251,7 @@ class LinkBatcher:
     """A NETLINK_ROUTE socket of its own; used from one thread (netlink's)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        try:
-            self.sock.bind((0, 0))
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            try:
-                self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-            except OSError:
-                pass  # older kernels: errors come without the kernel's text
-            force_buffers(self.sock, receive=RECEIVE_BUFFER)
-        except OSError:
-            self.sock.close()
-            raise
+        self.sock = request_socket(RECEIVE_BUFFER)
         self.seq = int.from_bytes(os.urandom(3), "big")
 
     def links(self) -> dict[str, LinkInfo]:
