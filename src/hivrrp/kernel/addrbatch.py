@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from hivrrp.kernel.rtnl import (
     ATTR,
     HEADER,
+    IFA_ADDRESS,
+    IFA_F_NODAD,
+    IFA_LOCAL,
     IFADDRMSG,
     NLM_F_ACK,
     NLM_F_ACK_TLVS,
@@ -30,6 +33,7 @@ from hivrrp.kernel.rtnl import (
     NLMSG_ERROR,
     RTM_DELADDR,
     RTM_NEWADDR,
+    attr,
     message,
     messages,
 )
@@ -55,8 +59,7 @@ class Change:
 
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST = 1, 2, 3, 4
-IFA_F_NODAD = 0x02
+IFA_LABEL, IFA_BROADCAST = 3, 4
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 
@@ -67,16 +70,11 @@ ACK_TIMEOUT = 5.0                # seconds for the kernel to answer one chunk
 ALREADY_DONE = {True: {errno.EEXIST}, False: {errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT}}
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = ATTR.size + len(payload)
-    return ATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
 def encode(change: Change, seq: int, ack: bool = True) -> bytes:
     """One RTM_NEWADDR / RTM_DELADDR request, as `ip addr add/del` sends it."""
     family = socket.AF_INET if change.family == 4 else socket.AF_INET6
     address = socket.inet_pton(family, change.address)
-    attrs = _attr(IFA_LOCAL, address) + _attr(IFA_ADDRESS, address)
+    attrs = attr(IFA_LOCAL, address) + attr(IFA_ADDRESS, address)
     flags = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
     scope = ifa_flags = 0
     if change.add:
@@ -84,9 +82,9 @@ def encode(change: Change, seq: int, ack: bool = True) -> bytes:
         flags |= NLM_F_CREATE | NLM_F_EXCL
         scope = SCOPES.get(change.scope or "global", 0)
         if change.label:
-            attrs += _attr(IFA_LABEL, change.label.encode() + b"\0")
+            attrs += attr(IFA_LABEL, change.label.encode() + b"\0")
         if change.broadcast and change.family == 4:
-            attrs += _attr(IFA_BROADCAST, socket.inet_pton(socket.AF_INET, change.broadcast))
+            attrs += attr(IFA_BROADCAST, socket.inet_pton(socket.AF_INET, change.broadcast))
         if change.nodad and change.family == 6:
             ifa_flags = IFA_F_NODAD
     else:
@@ -118,11 +116,12 @@ def _ext_ack_message(tlvs: bytes) -> str:
     return ""
 
 
-def request_socket(receive_buffer: int) -> socket.socket:
-    """A NETLINK_ROUTE socket of its own for batched requests (the VIPs', the
-    VMACs'): acks without the request echoed, the kernel's error text where
-    it has one, and room for an answer per request of a chunk."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+def request_socket(receive_buffer: int, send_buffer: int = 0,
+                   protocol: int = socket.NETLINK_ROUTE) -> socket.socket:
+    """A netlink socket of its own for batched requests (the VIPs', the VMACs',
+    the nftables transactions): acks without the request echoed, the kernel's
+    error text where it has one, and room for an answer per request of a chunk."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
     try:
         sock.bind((0, 0))
         sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
@@ -130,7 +129,7 @@ def request_socket(receive_buffer: int) -> socket.socket:
             sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
         except OSError:
             pass  # older kernels: errors come without the kernel's text
-        force_buffers(sock, receive=receive_buffer)
+        force_buffers(sock, receive=receive_buffer, send=send_buffer)
     except OSError:
         sock.close()
         raise

@@ -38,15 +38,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hivrrp.kernel import nftables as nft
 from hivrrp.kernel.addrbatch import (
-    NETLINK_CAP_ACK,
-    NETLINK_EXT_ACK,
-    SOL_NETLINK,
     Change,
     errors,
+    request_socket,
 )
 from hivrrp.kernel.firewall_policy import DropSet, Element, Settings, element, holder
 from hivrrp.kernel.rtnl import NLMSG_DONE, NLMSG_ERROR, messages
-from hivrrp.kernel.sockets import force_buffers
 from hivrrp.util.ratelimit import RateLimiter
 from hivrrp.util.text import plural
 
@@ -463,19 +460,7 @@ class Firewall:
 
     def _socket(self) -> socket.socket:
         if self.sock is None:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            try:
-                sock.bind((0, 0))
-                sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-                try:
-                    sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-                except OSError:
-                    pass  # older kernels: errors come without the kernel's text
-                force_buffers(sock, receive=RECEIVE_BUFFER, send=SEND_BUFFER)
-            except OSError:
-                sock.close()
-                raise
-            self.sock = sock
+            self.sock = request_socket(RECEIVE_BUFFER, SEND_BUFFER, NETLINK_NETFILTER)
         return self.sock
 
     def _next_seq(self, count: int) -> int:

@@ -28,7 +28,20 @@ from hivrrp.kernel.firewall_policy import Settings
 from hivrrp.kernel.pyroute2_lean import install as lean_pyroute2
 from hivrrp.kernel.pyroute2_lean import iproute_class
 from hivrrp.kernel.routing import Routing
-from hivrrp.kernel.rtnl import IFADDRMSG, RTM_DELADDR, RTM_NEWADDR, attributes, messages
+from hivrrp.kernel.rtnl import (
+    IFA_ADDRESS,
+    IFADDRMSG,
+    IFINFOMSG,
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    IFLA_MTU,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    attributes,
+    messages,
+)
 from hivrrp.kernel.sockets import attach_filter, borrowed, force_buffers
 from hivrrp.util.ratelimit import RateLimiter
 from hivrrp.util.tasks import spawn
@@ -46,10 +59,6 @@ STOP_POLL = 0.5                # seconds: how soon the monitor thread sees stop(
 RECEIVE_SIZE = 65536           # bytes per read (a notification is one datagram, ~1.5 KiB)
 DRAIN_MAX = 512                # datagrams read before the loop hears of them
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-IFINFOMSG = struct.Struct("=BxHiII")          # family, type, index, flags, change
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU = 1, 3, 4
-IFA_ADDRESS = 1
 # Seconds between two looks at the no_accept tables (Firewall.check): a
 # ruleset flushed behind our back lets the VIPs answer until then.
 FIREWALL_CHECK_PERIOD = 3.0

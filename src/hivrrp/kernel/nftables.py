@@ -49,7 +49,7 @@ import socket
 import struct
 
 from hivrrp.kernel.pyroute2_lean import install as lean_pyroute2
-from hivrrp.kernel.rtnl import HEADER, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST
+from hivrrp.kernel.rtnl import HEADER, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, attr
 
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
@@ -100,11 +100,6 @@ def _type(kind: int) -> int:
     return (NFNL_SUBSYS_NFTABLES << 8) | kind
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
 def _message(kind: int, flags: int, family: int, attrs: bytes) -> bytes:
     body = NFGENMSG.pack(NFPROTO.get(family, 0), 0, 0) + attrs
     return HEADER.pack(HEADER.size + len(body), _type(kind), NLM_F_REQUEST | flags, 0, 0) + body
@@ -123,7 +118,7 @@ def _encoded(msg, kind: int, flags: int, family: int) -> bytes:
 def _table_msg(kind: int, flags: int, family: int, table: str) -> bytes:
     # One attribute: packed here, so that probing for and removing a table
     # (at every start, `hivrrp release`) needs no pyroute2.
-    return _message(kind, flags, family, _attr(NFTA_TABLE_NAME, table.encode() + b"\0"))
+    return _message(kind, flags, family, attr(NFTA_TABLE_NAME, table.encode() + b"\0"))
 
 
 # ----------------------------------------------------------------- batches
@@ -189,8 +184,8 @@ def create_table(family: int, table: str, priority: int, counters: bool) -> list
     """The table with hivrrp's mark, its sets, chains and rules (sets empty but
     neighbour discovery's)."""
     out = [_message(NFT_MSG_NEWTABLE, NLM_F_CREATE, family,
-                    _attr(NFTA_TABLE_NAME, table.encode() + b"\0")
-                    + _attr(NFTA_TABLE_USERDATA, MARK))]
+                    attr(NFTA_TABLE_NAME, table.encode() + b"\0")
+                    + attr(NFTA_TABLE_USERDATA, MARK))]
     for name, hook in (("in", NF_INET_LOCAL_IN), ("out", NF_INET_LOCAL_OUT)):
         out.append(_chain(family, table, name, (hook, priority)))
     key = (TYPE_IPADDR, 4) if family == 4 else (TYPE_IP6ADDR, 16)
@@ -314,15 +309,15 @@ def set_elements(family: int, table: str, set_name: str, keys: list[bytes],
     """NEWSETELEM (add) or DELSETELEM messages for `keys`, as many as needed.
     An addition of an element already there is no error (no NLM_F_EXCL); a
     removal of one that is not there fails the whole transaction."""
-    head = (_attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
-            + _attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0"))
+    head = (attr(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
+            + attr(NFTA_SET_ELEM_LIST_SET, set_name.encode() + b"\0"))
     kind, flags = (NFT_MSG_NEWSETELEM, NLM_F_CREATE) if add else (NFT_MSG_DELSETELEM, 0)
     out = []
     for k in range(0, len(keys), ELEMENTS_PER_MESSAGE):
         elements = b"".join(
-            _attr(NFTA_LIST_ELEM | NLA_F_NESTED,
-                  _attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, _attr(NFTA_DATA_VALUE, key)))
+            attr(NFTA_LIST_ELEM | NLA_F_NESTED,
+                  attr(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, key)))
             for key in keys[k:k + ELEMENTS_PER_MESSAGE])
         out.append(_message(kind, flags, family,
-                            head + _attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, elements)))
+                            head + attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, elements)))
     return out

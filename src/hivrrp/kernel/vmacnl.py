@@ -25,7 +25,12 @@ from dataclasses import dataclass
 
 from hivrrp.kernel.addrbatch import errors, request_socket
 from hivrrp.kernel.rtnl import (
-    ATTR,
+    IFA_F_NODAD,
+    IFA_LOCAL,
+    IFADDRMSG,
+    IFINFOMSG,
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_DUMP,
@@ -33,19 +38,20 @@ from hivrrp.kernel.rtnl import (
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
+    RTM_DELLINK,
+    RTM_GETLINK,
     RTM_NEWADDR,
+    RTM_NEWLINK,
+    attr,
     attributes,
     message,
     messages,
 )
 
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-IFINFOMSG = struct.Struct("=BxHiII")          # family, type, index, flags, change
-IFADDRMSG = struct.Struct("=BBBBi")
 IFF_UP, IFF_RUNNING = 0x1, 0x40
 ARPHRD_ETHER = 1
 
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_LINK, IFLA_MASTER = 5, 10
 IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_GROUP, IFLA_LINK_NETNSID = 18, 26, 27, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_MACVLAN_MODE = 1
@@ -54,8 +60,7 @@ IFLA_INET_CONF = 1
 IFLA_INET6_CONF, IFLA_INET6_ADDR_GEN_MODE = 2, 8
 IN6_ADDR_GEN_MODE_NONE = 1
 DEVCONF6_DISABLE_IPV6 = 26                    # index in IFLA_INET6_CONF (linux/ipv6.h)
-IFA_LOCAL, IFA_ADDRESS, IFA_CACHEINFO, IFA_FLAGS = 2, 1, 6, 8
-IFA_F_NODAD = 0x02
+IFA_CACHEINFO, IFA_FLAGS = 6, 8
 INFINITY_LIFE_TIME = 0xFFFFFFFF
 
 # IPv4 devconf settings by their IFLA_INET_CONF index (linux/ip.h IPV4_DEVCONF_*).
@@ -93,17 +98,12 @@ class LinkInfo:
 
 # ------------------------------------------------------------------ encoding
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = ATTR.size + len(payload)
-    return ATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack("=I", value))
+    return attr(kind, struct.pack("=I", value))
 
 
 def _name(name: str) -> bytes:
-    return _attr(IFLA_IFNAME, name.encode() + b"\0")
+    return attr(IFLA_IFNAME, name.encode() + b"\0")
 
 
 Request = tuple[int, int, bytes]          # (type, flags, body): the batch gives the sequence
@@ -113,10 +113,10 @@ def create_macvlan(name: str, parent: int, mac: bytes, master: int = 0,
                    group: int = 0) -> Request:
     """A private-mode macvlan on `parent` (keepalived's netlink_link_add_vmac).
     Private: frames from a host with our MAC (the peer's VMAC) reach only it."""
-    info = _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"macvlan")
-                 + _attr(IFLA_INFO_DATA, _u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE)))
+    info = attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"macvlan")
+                 + attr(IFLA_INFO_DATA, _u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE)))
     body = (IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + info + _u32(IFLA_LINK, parent)
-            + _name(name) + _attr(IFLA_ADDRESS, mac))
+            + _name(name) + attr(IFLA_ADDRESS, mac))
     if master:
         body += _u32(IFLA_MASTER, master)
     if group:
@@ -126,9 +126,9 @@ def create_macvlan(name: str, parent: int, mac: bytes, master: int = 0,
 
 def update_macvlan(index: int, mac: bytes) -> Request:
     """An existing macvlan put right: private mode, our MAC."""
-    info = _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"macvlan")
-                 + _attr(IFLA_INFO_DATA, _u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE)))
-    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + info + _attr(IFLA_ADDRESS, mac)
+    info = attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"macvlan")
+                 + attr(IFLA_INFO_DATA, _u32(IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE)))
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + info + attr(IFLA_ADDRESS, mac)
     return RTM_NEWLINK, 0, body
 
 
@@ -140,9 +140,9 @@ def addrgen_none(index: int) -> Request:
     (EAFNOSUPPORT) and the whole request with it, as keepalived, which sets
     them apart, does not. Not in the creating request: the kernel ignores
     IFLA_AF_SPEC there."""
-    spec = _attr(socket.AF_INET6, _attr(IFLA_INET6_ADDR_GEN_MODE,
+    spec = attr(socket.AF_INET6, attr(IFLA_INET6_ADDR_GEN_MODE,
                                         bytes([IN6_ADDR_GEN_MODE_NONE])))
-    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_AF_SPEC, spec)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr(IFLA_AF_SPEC, spec)
     return RTM_NEWLINK, 0, body
 
 
@@ -150,9 +150,9 @@ def devconf(index: int, values: dict[str, int]) -> Request:
     """IPv4 devconf of an existing link by index (a VMAC's, its parent's,
     rp_filter): netlink, as keepalived's netlink_set_interface_flags, no
     /proc/sys write."""
-    spec = _attr(socket.AF_INET, _attr(IFLA_INET_CONF, b"".join(
+    spec = attr(socket.AF_INET, attr(IFLA_INET_CONF, b"".join(
         _u32(DEVCONF[key], value) for key, value in values.items())))
-    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + _attr(IFLA_AF_SPEC, spec)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr(IFLA_AF_SPEC, spec)
     return RTM_NEWLINK, 0, body
 
 
@@ -184,7 +184,7 @@ def link_local(index: int, address: str) -> Request:
     packed = socket.inet_pton(socket.AF_INET6, address)
     cache = struct.pack("=IIII", 0, INFINITY_LIFE_TIME, 0, 0)
     body = (IFADDRMSG.pack(socket.AF_INET6, 64, IFA_F_NODAD, 253, index)
-            + _attr(IFA_LOCAL, packed) + _attr(IFA_CACHEINFO, cache)
+            + attr(IFA_LOCAL, packed) + attr(IFA_CACHEINFO, cache)
             + _u32(IFA_FLAGS, IFA_F_NODAD))
     return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body
 
