@@ -159,6 +159,7 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
 
     from hivrrp.config import load
     from hivrrp.config.diagnostics import condense
+    from hivrrp.config.followers import groups_of
     from hivrrp.config.summary import summary, tracking_report
 
     if file is not None and config_file is not None and file != config_file:
@@ -173,6 +174,7 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
             "file": config_file,
             "instances": [{**i.as_dict(), "tracking": tracking.get(i.name)}
                           for i in result.config.instances],
+            "leaders": groups_of(result.config),    # leader -> its followers (`follow`)
             "errors": [d.as_dict() for d in result.errors],
             "warnings": [d.as_dict() for d in result.warnings],
             "info": [d.as_dict() for d in result.infos],
