@@ -15,7 +15,7 @@ from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from hivrrp._wheel cimport TimerWheel
 from hivrrp._wire cimport (
@@ -635,23 +635,32 @@ cdef class Engine:
         followers masters; any other leader state makes its MASTER followers
         backups; one in FAULT or INIT keeps its own state (it takes its
         leader's when its fault clears, or when it starts). A leader that
-        stops (shutdown, removed by a reload) stops its followers with it."""
+        stops (shutdown, removed by a reload) stops its followers with it:
+        the masters marked, then the others."""
         cdef inst_t *leader = &self.insts[i]
         cdef int32_t f = leader.first_follower
         cdef inst_t *inst
         self.leading = i
         while f != -1:
             inst = &self.insts[f]
-            if leader.state == ST_INIT:
-                if inst.state != ST_INIT:
-                    self.leave(f, ST_INIT, now, EV_STOP)
-            elif leader.state == ST_MASTER:
+            if leader.state == ST_MASTER:
                 if inst.state == ST_BACKUP:
                     self.become_master(f, now, EV_LEADER)
+            elif inst.state == ST_MASTER and leader.state == ST_INIT:
+                self.leave(f, ST_INIT, now, EV_STOP)
             elif inst.state == ST_MASTER:
                 self.become_backup(f, now, EV_LEADER)
             f = inst.next_follower
         self.leading = -1
+        if leader.state == ST_INIT:
+            # The others stop too, unmarked: a marked run is one kind of move
+            # (every follower of a whole run went the same way), which the
+            # daemon may then apply as one precomputed change.
+            f = leader.first_follower
+            while f != -1:
+                if self.insts[f].state != ST_INIT:
+                    self.leave(f, ST_INIT, now, EV_STOP)
+                f = self.insts[f].next_follower
 
     cdef void align(self, int32_t i, int64_t now) noexcept nogil:
         """A running follower (BACKUP or MASTER) whose leader's state says
@@ -1509,15 +1518,20 @@ cdef class Engine:
         self.event_count = 0
         return out
 
-    def take_deferred(self, bint causes=False):
+    def take_deferred(self, bint causes=False, Py_ssize_t limit=-1):
         """The followers' events take_events(defer_followers=True) held back,
-        in order, shaped as take_events' (without the count)."""
-        cdef Py_ssize_t n
-        if self.deferred_count == 0:
+        in order, shaped as take_events' (without the count): the first
+        `limit` of them (all by default), the rest kept for the next call."""
+        cdef Py_ssize_t n, taken = self.deferred_count
+        if 0 <= limit < taken:
+            taken = limit
+        if taken == 0:
             return ()
-        out = [self.event_tuple(&self.deferred[n], causes) for n in range(self.deferred_count)]
-        self.deferred_count = 0
-        if self.deferred_cap > 4096:
+        out = [self.event_tuple(&self.deferred[n], causes) for n in range(taken)]
+        self.deferred_count -= taken
+        if self.deferred_count:
+            memmove(self.deferred, self.deferred + taken, self.deferred_count * sizeof(event_t))
+        elif self.deferred_cap > 4096:
             # A mass move's worth: not kept for the daemon's lifetime.
             free(self.deferred)
             self.deferred, self.deferred_cap = NULL, 0

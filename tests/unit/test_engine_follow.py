@@ -208,3 +208,34 @@ def test_a_leader_in_a_sync_group_moves_its_followers_when_forced():
     assert [e[3] for e in engine.take_events()] == ["sync_group", "leader", "leader"]
     engine.set_fault(0, FAULT_SYNC_GROUP, False, now)
     assert engine.states() == ["BACKUP"] * 3
+
+
+def test_a_stopping_leader_marks_its_master_followers_and_stops_the_others_after():
+    engine, now = master_group(3)
+    engine.set_fault(2, FAULT_INTERFACE, True, now)
+    engine.take_events()
+    engine.stop_all(now + 1)
+    events = engine.take_events(defer_followers=True)
+    # The marked run is one kind of move (every follower in it went MASTER -> INIT).
+    assert [e[:4] + (e[-1],) for e in events] == [
+        (0, "MASTER", "INIT", "stop", 2), (2, "FAULT", "INIT", "stop", 0)]
+    assert [e[:4] for e in engine.take_deferred(limit=1)] == [(1, "MASTER", "INIT", "stop")]
+    assert engine.deferred_pending == 1
+    assert [e[:4] for e in engine.take_deferred()] == [(3, "MASTER", "INIT", "stop")]
+
+
+def test_stop_all_stops_leaders_first_so_their_followers_go_with_them():
+    # Followers configured before their leader: stop_all still moves them as a group.
+    engine = Engine(3, now=0)
+    for k in range(3):
+        engine.add_instance(vrid=1 + k, ifindex=2, src=OWN, priority=200,
+                            addresses=[f"192.0.2.{100 + k}"])
+    engine.follow(0, 2)
+    engine.follow(1, 2)
+    engine.start_all(0)
+    engine.expire(engine.timer(2))
+    assert engine.states() == ["MASTER"] * 3
+    engine.take_events()
+    engine.stop_all(10 * SECOND)
+    assert engine.take_events(defer_followers=True) == [
+        (2, "MASTER", "INIT", "stop", 10 * SECOND, 2)]
