@@ -9,7 +9,17 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
-from hivrrp.kernel.addrbatch import SCOPES, Change, encode, errors
+from hivrrp.kernel.addrbatch import (
+    ENCODED_SEND,
+    ENCODED_SEQ,
+    SCOPES,
+    AddressBatcher,
+    Change,
+    _change_of,
+    encode,
+    encode_all,
+    errors,
+)
 
 
 def pyroute2_bytes(change: Change, seq: int, ack: bool) -> bytes:
@@ -76,3 +86,49 @@ def test_error_answers_are_read_with_the_kernels_text():
         (10).to_bytes(4, "little") + bytes(4) + bytes(4) + echoed
     assert list(errors(first + ack)) == [(9, 17, "Address already assigned"), (10, 0, "")]
     assert list(errors(first[:30])) == []  # a truncated datagram yields nothing, no exception
+
+
+# --- pre-encoded units (a follower group's VIPs, encoded at plan build) ------------
+
+
+def unit_changes(n, add=True, base=0):
+    return [Change(add, 2, 4, f"10.1.{(base + i) // 250}.{(base + i) % 250 + 1}", 16)
+            for i in range(n)]
+
+
+def test_an_encoded_unit_is_the_requests_the_batcher_would_make_only_the_last_acked():
+    changes = unit_changes(3)
+    unit = encode_all(changes, ENCODED_SEQ + 7, key="g")
+    assert unit.data == b"".join(encode(c, ENCODED_SEQ + 7 + i, ack=i == 2)
+                                 for i, c in enumerate(changes))
+    assert (unit.first, len(unit), unit.add) == (ENCODED_SEQ + 7, 3, True)
+
+
+def test_units_go_out_together_in_order_between_chunks_of_plain_changes():
+    batcher = AddressBatcher.__new__(AddressBatcher)     # no socket: only the plan of sends
+    batcher.seq = 5
+    plain_a, plain_b = unit_changes(2, base=100), unit_changes(1, base=200)
+    u1 = encode_all(unit_changes(3), ENCODED_SEQ, key=1)
+    u2 = encode_all(unit_changes(2, add=False), ENCODED_SEQ + 3, key=1)
+    sends = list(batcher._sends([*plain_a, u1, u2, *plain_b]))
+    assert [len(buffers) for buffers, _runs, _last in sends] == [1, 2, 1]
+    (_b0, runs0, last0), (b1, runs1, last1), (_b2, runs2, last2) = sends
+    assert runs0 == [(5, plain_a)] and last0 == 6
+    assert b1 == [u1.data, u2.data] and runs1 == [(u1.first, u1.changes), (u2.first, u2.changes)]
+    assert last1 == ENCODED_SEQ + 4
+    assert runs2 == [(7, plain_b)] and last2 == 7
+    # An answer's sequence number names its change, whichever run it is in.
+    assert _change_of(runs1, ENCODED_SEQ + 4) is u2.changes[1]
+    assert _change_of(runs1, ENCODED_SEQ + 1) is u1.changes[1]
+    assert _change_of(runs1, 3) is None
+
+
+def test_units_beyond_one_send_are_split_and_plain_seqs_never_reach_the_units():
+    batcher = AddressBatcher.__new__(AddressBatcher)
+    batcher.seq = ENCODED_SEQ - 1                    # about to run into the units' numbers
+    big = [encode_all(unit_changes(3000, base=3000 * k), ENCODED_SEQ + 3000 * k, key=k)
+           for k in range(4)]
+    sends = list(batcher._sends([*unit_changes(2), *big]))
+    assert sends[0][1][0][0] == 0                    # wrapped to 0, not into ENCODED_SEQ
+    assert all(sum(len(b) for b in buffers) <= ENCODED_SEND for buffers, _r, _l in sends[1:])
+    assert sum(len(runs) for _b, runs, _l in sends[1:]) == 4

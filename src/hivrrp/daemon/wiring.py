@@ -82,6 +82,10 @@ class Daemon:
         # set-priority overrides: kept across rebuilds (same config), gone at a reload.
         self.runtime_priority: dict[str, int] = {}
         self.lifecycle.on_reloading = self.on_reloading
+        # Followers' events the engine holds back, as the leaders' events
+        # said them: (how many, whether their group's actions went already).
+        self.follow_spans: list[tuple[int, bool]] = []
+        self.follow_report: asyncio.Handle | None = None
 
     async def main(self) -> int:
         from hivrrp import __version__
@@ -253,6 +257,11 @@ class Daemon:
     # ------------------------------------------------------------ events
 
     def on_engine_events(self, events: list[tuple]) -> None:
+        """Events of take_events(causes=True, defer_followers=True): the last
+        item of each is how many followers it moved, whose events the engine
+        holds back. Their VIPs, routes and announcements go now, as their
+        group's unit, in the event's place; what each follower's own event
+        says (log, notify) comes after, in report_followers()."""
         plan = self.plan
         engine, view = plan.engine, plan.view
         log_transitions(plan.names, events)
@@ -260,9 +269,15 @@ class Daemon:
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()
-        for index, old, new, reason, *_time_cause in events:
+        for index, old, new, reason, *rest in events:
             name = plan.names[index]
-            self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
+            inst = plan.instances[name]
+            if self.follow_spans and inst.config.follow is not None:
+                self.report_followers()   # a follower's earlier events before its own
+            self.dispatch(reactor.transition(inst, old, new, reason))
+            moved = rest[2] if len(rest) > 2 else 0
+            if moved:
+                self.followers_moved(name, old, new, moved)
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             if plan.sync_groups:
                 # Applied before the next event is judged: decisions read the
@@ -270,11 +285,50 @@ class Daemon:
                 self.apply_sync(self.sync.event(name, old, new, reason, view))
         if plan.sync_groups:
             self.apply_sync(self.sync.recheck(view))
+        if self.follow_spans and self.follow_report is None:
+            # After this callback, when the VIP queue's task has handed its
+            # trip to the netlink thread.
+            self.follow_report = self.loop.call_soon(self.report_followers)
+
+    def followers_moved(self, leader: str, old: str, new: str, moved: int) -> None:
+        """Leader `leader` moved `moved` followers with it: their group's
+        unit, worked out at build, when it moved them all; else each one's
+        actions from its own event, now (they stand here in the order)."""
+        group = self.plan.followers.get(leader)
+        actions = reactor.group_transition(group, old, new, moved) if group else None
+        self.follow_spans.append((moved, actions is not None))
+        if actions is None:
+            self.report_followers()
+        else:
+            self.dispatch(actions)
+
+    def report_followers(self) -> None:
+        """The followers' events the leaders' announced (follow_spans): logged
+        (condensed), notified, and for a partial move, acted on one by one."""
+        self.follow_report = None
+        spans, self.follow_spans = self.follow_spans, []
+        if not spans:
+            return
+        plan = self.plan
+        engine = plan.engine
+        events = engine.take_deferred(causes=True, limit=sum(count for count, _ in spans))
+        log_transitions(plan.names, events)
+        if len(events) > LOG_EACH_UP_TO and self.running:
+            self.trimmer.arm()
+        k = 0
+        for count, done in spans:
+            for index, old, new, reason, *_time_cause in events[k:k + count]:
+                name = plan.names[index]
+                if not done:
+                    self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
+                self.notifications.event(name, old, new, reason,
+                                         engine.effective_priority(index))
+            k += count
 
     def dispatch(self, actions: list[reactor.Action]) -> None:
         for action in actions:
             if isinstance(action, reactor.StopAnnouncing):
-                self.garp.stop(action.name)
+                self.garp.stop(action.name, action.followers)
         self.vips.submit(actions)
 
     # --------------------------------------------------------- lifecycle
@@ -313,6 +367,7 @@ class Daemon:
         if note:
             log.warning("reload: %s", note)
         # From here to the end nothing awaits: the old plan's indexes stay valid.
+        self.report_followers()     # what the old engine holds back, in its names
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
         self.droplog.take(old, everything=True)   # while its indexes still name its instances
