@@ -538,7 +538,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for r in rows:
         since = "-" if r["last_transition"] is None else _ago(now - r["last_transition"])
         vips = ",".join(r["vips"][:3]) + (f",+{len(r['vips']) - 3}" if len(r["vips"]) > 3 else "")
-        lines.append((r["instance"], r["interface"] or "-", str(r["vrid"]), r["state"],
+        state = r["state"] + (f" (follows {r['leader']})" if r.get("leader") else "")
+        lines.append((r["instance"], r["interface"] or "-", str(r["vrid"]), state,
                       f"{r['base_priority']}/{r['priority']}", r["master"] or "-", vips or "-",
                       since))
     widths = [max(len(line[k]) for line in lines) for k in range(len(header))]

@@ -237,3 +237,30 @@ def test_a_shutdown_releases_the_followers_with_their_leader(tmp_path, monkeypat
                                               for k in range(FOLLOWERS))
         d.driver.close()
     run(scenario())
+
+
+def test_operators_see_the_leader_the_mismatches_and_the_leaders_moves(tmp_path, monkeypatch):
+    from hivrrp.daemon.droplog import Drop, describe
+    from hivrrp.ops.control import rows_of, snapshot
+    from hivrrp.ops.metrics import InstanceLabels, Snapshot, render_instances
+
+    async def scenario():
+        d = await started(tmp_path, text(2), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        rows = {r["instance"]: r for r in rows_of(snapshot(d))}
+        assert rows["F1"]["leader"] == "L" and "leader" not in rows["L"]
+        body = b"".join(render_instances(d.plan, InstanceLabels(), 0.0,
+                                         Snapshot.of(d.plan.engine))).decode()
+        assert 'vrid="3",family="ipv4",version="2",vips="192.0.2.11",leader="L"' in body
+        assert 'hivrrp_leader_transitions_total{vrrp_instance="F1",interface="eth0",vrid="3",' \
+               'family="ipv4"} 1' in body
+        assert 'hivrrp_follow_mismatch_total{vrrp_instance="F1",' in body
+        d.driver.close()
+    run(scenario())
+    line = describe(Drop("F1", "follow_mismatch", bytes([192, 0, 2, 9]), (250, 200), None, 2, 3),
+                    str)
+    assert line == ("(F1) master by its leader, heard an advert for VRID 3 from 192.0.2.9 "
+                    "(priority 250, ours 200): another router is master of it too; kept (a "
+                    "follower obeys its leader only: does that router run hivrrp with the same "
+                    "`follow`?)")
