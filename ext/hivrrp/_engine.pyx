@@ -1518,16 +1518,18 @@ cdef class Engine:
         self.event_count = 0
         return out
 
-    def take_deferred(self, bint causes=False, Py_ssize_t limit=-1):
+    def take_deferred(self, bint causes=False, Py_ssize_t limit=-1, bint discard=False):
         """The followers' events take_events(defer_followers=True) held back,
         in order, shaped as take_events' (without the count): the first
-        `limit` of them (all by default), the rest kept for the next call."""
+        `limit` of them (all by default), the rest kept for the next call.
+        discard: only how many were taken (nobody wants them: no object each)."""
         cdef Py_ssize_t n, taken = self.deferred_count
         if 0 <= limit < taken:
             taken = limit
         if taken == 0:
-            return ()
-        out = [self.event_tuple(&self.deferred[n], causes) for n in range(taken)]
+            return 0 if discard else ()
+        out = (taken if discard
+               else [self.event_tuple(&self.deferred[n], causes) for n in range(taken)])
         self.deferred_count -= taken
         if self.deferred_count:
             memmove(self.deferred, self.deferred + taken, self.deferred_count * sizeof(event_t))

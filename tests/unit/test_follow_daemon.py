@@ -55,6 +55,8 @@ def record(d, monkeypatch):
         return real(name, old, new, reason, priority)
 
     monkeypatch.setattr(d.notifications, "event", event)
+    # As with a notify script or FIFO: the followers' events are handed over.
+    d.notifications.followers_silent = False
     return order
 
 
@@ -100,6 +102,32 @@ def test_a_leaders_election_is_one_unit_to_netlink_and_the_followers_reports_com
         assert len(d.frames) >= FOLLOWERS + 1
         d.driver.close()
     run(scenario())
+
+
+def test_followers_nobody_listens_to_are_not_handed_over_one_by_one(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, text(), LINKS, ADDRESSES, monkeypatch)
+        assert d.notifications.followers_silent
+        order = record(d, monkeypatch)
+        d.notifications.followers_silent = True
+        fire(d, "L")
+        await settle(d)
+        assert set(d.plan.states().values()) == {"MASTER"}
+        assert [e[1:] for e in order if e[0] == "notify"] == [("L", "MASTER", "master_down")]
+        assert d.plan.engine.deferred_pending == 0 and not d.follow_spans
+        d.driver.close()
+    run(scenario())
+    # A notify script on one follower (or a FIFO) and they are.
+    script = tmp_path / "notify.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    with_script = text().replace("    follow L\n", f"    follow L\n    notify {script}\n", 1)
+
+    async def listened():
+        d = await started(tmp_path, with_script, LINKS, ADDRESSES, monkeypatch)
+        assert not d.notifications.followers_silent
+        d.driver.close()
+    run(listened())
 
 
 def test_a_faulty_leader_releases_its_followers_as_one_unit(tmp_path, monkeypatch):
