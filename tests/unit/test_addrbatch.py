@@ -104,31 +104,34 @@ def test_an_encoded_unit_is_the_requests_the_batcher_would_make_only_the_last_ac
     assert (unit.first, len(unit), unit.add) == (ENCODED_SEQ + 7, 3, True)
 
 
-def test_units_go_out_together_in_order_between_chunks_of_plain_changes():
+def test_units_and_plain_changes_go_out_together_in_order():
     batcher = AddressBatcher.__new__(AddressBatcher)     # no socket: only the plan of sends
     batcher.seq = 5
     plain_a, plain_b = unit_changes(2, base=100), unit_changes(1, base=200)
     u1 = encode_all(unit_changes(3), ENCODED_SEQ, key=1)
     u2 = encode_all(unit_changes(2, add=False), ENCODED_SEQ + 3, key=1)
-    sends = list(batcher._sends([*plain_a, u1, u2, *plain_b]))
-    assert [len(buffers) for buffers, _runs, _last in sends] == [1, 2, 1]
-    (_b0, runs0, last0), (b1, runs1, last1), (_b2, runs2, last2) = sends
-    assert runs0 == [(5, plain_a)] and last0 == 6
-    assert b1 == [u1.data, u2.data] and runs1 == [(u1.first, u1.changes), (u2.first, u2.changes)]
-    assert last1 == ENCODED_SEQ + 4
-    assert runs2 == [(7, plain_b)] and last2 == 7
+    [(buffers, runs, last)] = list(batcher._sends([*plain_a, u1, u2, *plain_b]))
+    # Each run acknowledged at its end, the send done with the last run's answer.
+    assert buffers == [encode_all(plain_a, 5, None).data, u1.data, u2.data,
+                       encode_all(plain_b, 7, None).data]
+    assert runs == [(5, tuple(plain_a)), (u1.first, u1.changes), (u2.first, u2.changes),
+                    (7, tuple(plain_b))]
+    assert last == 7
     # An answer's sequence number names its change, whichever run it is in.
-    assert _change_of(runs1, ENCODED_SEQ + 4) is u2.changes[1]
-    assert _change_of(runs1, ENCODED_SEQ + 1) is u1.changes[1]
-    assert _change_of(runs1, 3) is None
+    assert _change_of(runs, ENCODED_SEQ + 4) is u2.changes[1]
+    assert _change_of(runs, ENCODED_SEQ + 1) is u1.changes[1]
+    assert _change_of(runs, 6) is plain_a[1]
+    assert _change_of(runs, 3) is None
 
 
 def test_units_beyond_one_send_are_split_and_plain_seqs_never_reach_the_units():
     batcher = AddressBatcher.__new__(AddressBatcher)
     batcher.seq = ENCODED_SEQ - 1                    # about to run into the units' numbers
-    big = [encode_all(unit_changes(3000, base=3000 * k), ENCODED_SEQ + 3000 * k, key=k)
+    big = [encode_all(unit_changes(4000, base=4000 * k), ENCODED_SEQ + 4000 * k, key=k)
            for k in range(4)]
     sends = list(batcher._sends([*unit_changes(2), *big]))
     assert sends[0][1][0][0] == 0                    # wrapped to 0, not into ENCODED_SEQ
-    assert all(sum(len(b) for b in buffers) <= ENCODED_SEND for buffers, _r, _l in sends[1:])
-    assert sum(len(runs) for _b, runs, _l in sends[1:]) == 4
+    assert len(sends) == 2                           # 16,000 requests of 40 bytes: 2 sends
+    assert all(sum(len(b) for b in buffers) <= ENCODED_SEND for buffers, _r, _l in sends)
+    assert [first for _b, runs, _l in sends for first, _c in runs] == [
+        0, *(ENCODED_SEQ + 4000 * k for k in range(4))]

@@ -96,10 +96,10 @@ IFA_LABEL, IFA_BROADCAST = 3, 4
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 
-CHUNK = 512                      # requests per sendmsg (about 32 KiB)
-# Pre-encoded units go out together up to this many bytes a sendmsg (the
-# kernel handles a whole message in the sender's system call), so that 10,000
-# follower VIPs are a few system calls, each a GIL release and reacquisition.
+CHUNK = 512                      # single changes per acknowledged run (about 32 KiB)
+# Runs go out together up to this many bytes a sendmsg (the kernel handles a
+# whole message in the sender's system call), so that 10,000 follower VIPs
+# are two system calls, each a GIL release and reacquisition.
 ENCODED_SEND = 512 << 10
 SEND_BUFFER = 2 * ENCODED_SEND   # netlink refuses a message larger than its send buffer
 RECEIVE_BUFFER = 4 << 20         # room for an error per request of a chunk
@@ -175,7 +175,8 @@ def request_socket(receive_buffer: int, send_buffer: int = 0,
 
 
 # One sendmsg's worth: its buffers, then (first seq, changes) of each run of
-# requests in it, and the seq whose answer ends it.
+# requests in it (each run's last request asks for an acknowledgement), and
+# the seq whose answer ends it.
 Send = tuple[list[bytes], list[tuple[int, Sequence[Change]]], int]
 
 
@@ -189,7 +190,7 @@ class AddressBatcher:
 
     def apply(self, changes: Sequence[Change | Encoded]) -> list[tuple[Change, str]]:
         """Returns the changes that failed, with why. Encoded units go out as
-        they are, several to a system call; the rest are encoded here."""
+        they are, the rest are encoded here; several to a system call."""
         failures: list[tuple[Change, str]] = []
         for buffers, runs, last in self._sends(changes):
             try:
@@ -204,48 +205,48 @@ class AddressBatcher:
         return failures
 
     def _sends(self, changes: Sequence[Change | Encoded]) -> Iterator[Send]:
-        plain: list[Change] = []
-        units: list[Encoded] = []
+        """The system calls for `changes`, in order: runs of single changes
+        encoded here in chunks of CHUNK, then everything packed into sends of
+        up to ENCODED_SEND bytes (a mass takeover interleaves each leader's
+        own VIP with its followers' unit: 80 sends, each a wait for the kernel
+        and for the GIL, where 2 do)."""
+        buffers: list[bytes] = []
+        runs: list[tuple[int, Sequence[Change]]] = []
         size = 0
+        for unit in self._units(changes):
+            if buffers and size + len(unit.data) > ENCODED_SEND:
+                yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+                buffers, runs, size = [], [], 0
+            buffers.append(unit.data)
+            runs.append((unit.first, unit.changes))
+            size += len(unit.data)
+        if buffers:
+            yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+
+    def _units(self, changes: Sequence[Change | Encoded]) -> Iterator[Encoded]:
+        plain: list[Change] = []
         for item in changes:
             if item.__class__ is Encoded:
                 if plain:
                     yield from self._chunks(plain)
                     plain = []
-                if units and size + len(item.data) > ENCODED_SEND:
-                    yield self._encoded(units)
-                    units, size = [], 0
                 if item.changes:
-                    units.append(item)
-                    size += len(item.data)
+                    yield item
             else:
-                if units:
-                    yield self._encoded(units)
-                    units, size = [], 0
                 plain.append(item)
         if plain:
             yield from self._chunks(plain)
-        if units:
-            yield self._encoded(units)
 
-    @staticmethod
-    def _encoded(units: list[Encoded]) -> Send:
-        return ([u.data for u in units], [(u.first, u.changes) for u in units],
-                (units[-1].first + len(units[-1].changes) - 1) & 0xFFFFFFFF)
-
-    def _chunks(self, changes: list[Change]) -> Iterator[Send]:
+    def _chunks(self, changes: list[Change]) -> Iterator[Encoded]:
         for k in range(0, len(changes), CHUNK):
             chunk = changes[k:k + CHUNK]
             if self.seq + len(chunk) > ENCODED_SEQ:
                 self.seq = 0
             first = self.seq
             self.seq += len(chunk)
-            last = len(chunk) - 1
             # Only the last request asks for an acknowledgement: the kernel
             # handles a chunk in order, so it arrives after every error.
-            yield ([b"".join(encode(change, first + i, ack=i == last)
-                             for i, change in enumerate(chunk))],
-                   [(first, chunk)], first + last)
+            yield encode_all(chunk, first, None)
 
     def _discard_stale(self) -> None:
         """Answers to a chunk given up on would be taken for the next one's."""
