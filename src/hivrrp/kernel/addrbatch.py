@@ -183,10 +183,16 @@ Send = tuple[list[bytes], list[tuple[int, Sequence[Change]]], int]
 class AddressBatcher:
     """Applies address changes in order; used from one thread at a time."""
 
+    send_limit = ENCODED_SEND
+
     def __init__(self) -> None:
         self.sock = request_socket(RECEIVE_BUFFER, SEND_BUFFER)
         self.seq = int.from_bytes(os.urandom(3), "big")
         self.stale = False      # a chunk went unanswered: its answers may still come
+        # Without the privilege to force it, the send buffer is capped
+        # (wmem_max), and netlink refuses a message beyond it (EMSGSIZE).
+        self.send_limit = max(CHUNK * 128, min(
+            ENCODED_SEND, self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 64))
 
     def apply(self, changes: Sequence[Change | Encoded]) -> list[tuple[Change, str]]:
         """Returns the changes that failed, with why. Encoded units go out as
@@ -214,7 +220,7 @@ class AddressBatcher:
         runs: list[tuple[int, Sequence[Change]]] = []
         size = 0
         for unit in self._units(changes):
-            if buffers and size + len(unit.data) > ENCODED_SEND:
+            if buffers and size + len(unit.data) > self.send_limit:
                 yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
                 buffers, runs, size = [], [], 0
             buffers.append(unit.data)
