@@ -139,8 +139,14 @@ class AnnouncePolicy:
                         s.lower_prio_repeat)
 
     def keep_refreshing(self, name: str) -> None:
-        """A master carried over by a reload keeps (or, if renamed, gets) its refresh chain."""
+        """A master carried over by a reload keeps (or, if renamed, gets) its
+        refresh chain; a follower whose group's chain runs has it there."""
         s = self._settings(name)
+        plan = self.current_plan()
+        leader = plan.instances[name].config.follow if s is not None else None
+        if leader is not None and any(kind.startswith("refresh") for kind in
+                                      self.pending.get((FOLLOWERS, leader), ())):
+            return
         if (s is not None and s.refresh > 0 and self.is_master(name)
                 and "refresh" not in self.pending.get(name, ())):
             self._later(name, "refresh", s.refresh, self._refresh, name)
