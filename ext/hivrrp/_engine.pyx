@@ -1220,6 +1220,8 @@ cdef class Engine:
 
         Already in `state`: nothing happens (no event), True. The forced state
         is not sticky: a forced master still steps down for a better advert.
+        A follower (follow()) is moved only to FAULT: MASTER and BACKUP are
+        its leader's to decide (False unless it is there already).
         """
         cdef inst_t *inst
         cdef uint8_t code, ev

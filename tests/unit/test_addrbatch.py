@@ -135,3 +135,27 @@ def test_units_beyond_one_send_are_split_and_plain_seqs_never_reach_the_units():
     assert all(sum(len(b) for b in buffers) <= ENCODED_SEND for buffers, _r, _l in sends)
     assert [first for _b, runs, _l in sends for first, _c in runs] == [
         0, *(ENCODED_SEQ + 4000 * k for k in range(4))]
+
+
+def test_a_send_never_outgrows_the_sockets_send_buffer(monkeypatch):
+    import hivrrp.kernel.addrbatch as addrbatch
+
+    def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
+        # What a process that may not force its buffers gets: SO_SNDBUF, capped.
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        return sock
+
+    monkeypatch.setattr(addrbatch, "request_socket", capped)
+    batcher = AddressBatcher()
+    try:
+        limit = batcher.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert batcher.send_limit < limit < ENCODED_SEND
+        units = [encode_all(unit_changes(2500, base=2500 * k), ENCODED_SEQ + 2500 * k, key=k)
+                 for k in range(4)]
+        sends = list(batcher._sends(units))
+        assert len(sends) == 4
+        assert all(sum(len(b) for b in buffers) <= batcher.send_limit
+                   for buffers, _r, _l in sends)
+    finally:
+        batcher.close()
