@@ -228,7 +228,8 @@ def measure(leaders: int, followers: int, rounds: int, workdir: str, one_by_one:
     kernel = kernel_cost(indexes, followers, rounds)
     print(f"kernel: {total} VIPs on {leaders} veths, median of {rounds} rounds")
     for label, seconds in kernel.items():
-        print(f"  {label:<15} {seconds * 1000:8.1f} ms  {seconds / total * 1e6:6.2f} us per address")
+        print(f"  {label:<15} {seconds * 1000:8.1f} ms  "
+              f"{seconds / total * 1e6:6.2f} us per address")
     import uvloop
     phases = uvloop.run(daemon_path(leaders, followers, rounds, workdir, one_by_one))
     keys = ("events", "dispatched", "trip start", "kernel done", "trip end", "reported")

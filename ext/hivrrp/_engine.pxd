@@ -100,7 +100,7 @@ cdef enum:
     F_WANTS_MASTER = 128        # sync member whose master-down timer fired, no master heard since
     F_IGNORE_LINK = 256         # dont_track_primary: its interface's link state does not fault it
     F_OWNER_IGNORE_ADVERTS = 512  # at priority 255, drop every advert received (strict mode)
-    F_FOLLOWER = 1024           # takes its leader's state (`follow`): no election, no periodic advert
+    F_FOLLOWER = 1024           # takes its leader's state (`follow`): no election, no advert timer
 
 # Per-instance counters (names: _engine.pyx COUNTERS). The ones every
 # received advert touches come first, in the instance's hot cache line.
