@@ -85,15 +85,16 @@ def progress(line: str) -> None:
 
 
 class Pinger:
-    """`ping -D -i 0.01` from the client namespace; reply times from its output."""
+    """`ping -D -i 0.01` (or `interval`) from the client namespace; reply times from its output."""
 
     REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
 
-    def __init__(self, ns: str, address: str, path: Path) -> None:
+    def __init__(self, ns: str, address: str, path: Path,
+                 interval: float = PING_INTERVAL) -> None:
         self.path = path
         self.out = open(path, "w")
         self.proc = subprocess.Popen(
-            in_netns(ns, "ping", "-n", "-D", "-i", str(PING_INTERVAL), "-W", "1", address),
+            in_netns(ns, "ping", "-n", "-D", "-i", f"{interval:g}", "-W", "1", address),
             stdout=self.out, stderr=subprocess.STDOUT)
         self.started = time.time()
 
