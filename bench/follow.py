@@ -100,6 +100,17 @@ def ping_targets(segments: list[Segment], instances: int, count: int) -> list[st
     return out
 
 
+def check_followers_quiet(result: dict, leader_int: float) -> None:
+    """A note if r1 sent far more than its leaders' adverts: a build that reads
+    `follow` but whose followers still advertise gives no follower figures."""
+    expected = result["leaders"] / leader_int
+    sent = result.get("master_pps")
+    if sent is not None and sent > 1.5 * expected + 100:
+        note = (f"r1 sent {sent} packets/s, its leaders' adverts are {expected:.0f}/s: "
+                "the followers advertise")
+        result["note"] = f"{result['note']}; {note}" if result.get("note") else note
+
+
 def configs(case: str, lab: Bridged, args) -> dict[str, str]:
     n = lab.instances
     if case == "follow":
@@ -147,6 +158,8 @@ def run_all(args, features: dict) -> list[dict]:
                     measure(lab, result, daemon, configs(case, lab, args),
                             f"{case}-{daemon}", args.window, result["master_down_interval_s"],
                             pings=pings, ping_interval=args.ping_interval)
+                    if case == "follow":
+                        check_followers_quiet(result, args.leader_int)
                     if "start_s" not in result or "unstable" in result.get("note", ""):
                         gave_up[(case, daemon)] = (f"skipped: could not hold it in round "
                                                    f"{round_ + 1}")

@@ -301,3 +301,14 @@ def test_the_case_plots_are_drawn(tmp_path):
     assert written == ["cases_cpu.png", "cases_failover.png"]
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
     assert plots.draw_cases([("followers", [])], tmp_path) == []
+
+
+def test_a_follower_run_whose_followers_advertise_gets_a_note():
+    quiet = {"leaders": 40, "master_pps": 4100}
+    follow.check_followers_quiet(quiet, 0.01)        # 40 leaders at 10 ms: 4,000 a second
+    assert "note" not in quiet
+    loud = {"leaders": 40, "master_pps": 14000, "note": "earlier"}
+    follow.check_followers_quiet(loud, 0.01)
+    assert loud["note"] == ("earlier; r1 sent 14000 packets/s, its leaders' adverts are "
+                            "4000/s: the followers advertise")
+    follow.check_followers_quiet({"leaders": 40}, 0.01)   # no figure (it failed earlier)
