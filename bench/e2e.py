@@ -51,7 +51,7 @@ from cleanup import ignoring_signals  # noqa: E402
 from hivrrp.tools.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
 from hivrrp.tools.lab.topology import in_netns  # noqa: E402
 from hivrrp.util.text import plural  # noqa: E402
-from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
+from scale import CLOCK_TICKS, cpu_ticks, kill_tree, rss_kib, tree  # noqa: E402
 
 SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP, VIP adds) over
 PING_INTERVAL = 0.01
@@ -230,11 +230,7 @@ class Run(Lab):
         try:
             time.sleep(0.5)
             killed_wall, killed = time.time(), time.monotonic()
-            for pid in tree(master.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_tree(master.pid)
             self.ports("r1", False)
             moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
             result["kill_failover_s"] = (None if moved is None

@@ -223,7 +223,7 @@ def main() -> None:
     print(f"N={args.instances}: follow = leaders at v3 {args.leader_int:g} s, the rest following; "
           f"independent = every instance at v3 {args.independent_int:g} s; medians of "
           f"{args.rounds} round(s), {args.window:g} s window")
-    for line in text_table(summary):
+    for line in text_table(summary, COLUMNS):
         print(line)
     for name, r in ratios.items():
         if r["median"] is not None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from cleanup import ignoring_signals
 from e2e import FAILOVER_SLACK, SETTLE, Pinger, Run, exec_time, longest_gap_ms, start_timeout
 from hivrrp.tools.lab import PER_SEGMENT, Segment
 from hivrrp.tools.lab.topology import in_netns
-from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree
+from scale import CLOCK_TICKS, cpu_ticks, kill_tree, rss_kib, tree
 
 PING_WARMUP = 1.0      # seconds of replies before the kill: every pinger has its ARP entry
 PING_AFTER = 1.0       # seconds of replies after every VIP moved
@@ -184,11 +182,7 @@ def takeover(lab: Run, result: dict, master, mdi: float, pings: list[str],
     try:
         time.sleep(PING_WARMUP if pingers else 0.2)
         killed_wall, killed = time.time(), time.monotonic()
-        for pid in tree(master.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tree(master.pid)
         if lab.power_cut:
             lab.ports("r1", False)
         monitor.wait_for(n, mdi + FAILOVER_SLACK)

@@ -312,3 +312,26 @@ def test_a_follower_run_whose_followers_advertise_gets_a_note():
     assert loud["note"] == ("earlier; r1 sent 14000 packets/s, its leaders' adverts are "
                             "4000/s: the followers advertise")
     follow.check_followers_quiet({"leaders": 40}, 0.01)   # no figure (it failed earlier)
+
+
+def test_a_kill_stops_the_whole_tree_before_the_first_sigkill(monkeypatch):
+    """keepalived's VRRP child takes its parent's death as a SIGTERM
+    (PR_SET_PDEATHSIG) and began a clean shutdown, priority-0 adverts and all,
+    when the parent was killed first: no process may see a death before every
+    one is stopped."""
+    import signal
+
+    import scale
+
+    calls = []
+
+    def kill(pid, signum):
+        calls.append((pid, signum))
+        if pid == 12:
+            raise ProcessLookupError      # gone already: the others are still killed
+
+    monkeypatch.setattr(scale, "tree", lambda pid: [pid, 11, 12])
+    monkeypatch.setattr(scale.os, "kill", kill)
+    scale.kill_tree(10)
+    assert calls == [(10, signal.SIGSTOP), (11, signal.SIGSTOP), (12, signal.SIGSTOP),
+                     (10, signal.SIGKILL), (11, signal.SIGKILL), (12, signal.SIGKILL)]
