@@ -91,7 +91,7 @@ def bars(ax, rows: list[dict], keys: list[tuple[str, str]], ylabel: str, title: 
         xs = [n + (i - (len(keys) - 1) / 2) * width for n in range(len(rows))]
         values = [r.get(key) for r in rows]
         drawn = ax.bar(xs, [v or 0 for v in values], width, label=name, color=colours[i % 3])
-        ax.bar_label(drawn, labels=["-" if v is None else f"{v:g}" for v in values],
+        ax.bar_label(drawn, labels=["-" if v is None else f"{v:.3g}" for v in values],
                      fontsize="x-small", padding=2)
     if mark:
         ticks = [(n, r[mark]) for n, r in enumerate(rows) if r.get(mark) is not None]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from hivrrp.util.text import plural
+
 HEADLINE = (4000, 3, 0.1)          # N, version, advert_int of the fast-failover figure
 HEADLINE_LIMIT_S = 0.5
 # Issue 21's targets, each beside its median (follower instances; the send path).
@@ -167,7 +169,7 @@ def follow(result: dict) -> list[str]:
     n, summary = result["instances"], result["summary"]
     lines = [f"## Follower instances: {n:,} VIPs, one leader per segment at VRRPv3 "
              f"{result['leader_int']:g} s, the rest following (medians of "
-             f"{result['rounds']} rounds, {result['window_s']:g} s window)", ""]
+             f"{plural(result['rounds'], 'round')}, {result['window_s']:g} s window)", ""]
     features = result.get("features") or {}
     if not features.get("follow", True):
         lines += [f"This build does not support `follow`: {features.get('follow_reason')}.", ""]
@@ -201,7 +203,8 @@ def follow(result: dict) -> list[str]:
 def sendpath(result: dict) -> list[str]:
     summary = result["summary"]
     lines = [f"## Advert send path: VRRPv3 {result['interval']:g} s, `--send-path raw` and "
-             f"`auto` (medians of {result['rounds']} rounds, {result['window_s']:g} s window)", ""]
+             f"`auto` (medians of {plural(result['rounds'], 'round')}, {result['window_s']:g} s "
+             "window)", ""]
     features = result.get("features") or {}
     if not features.get("send_path", True):
         lines += [f"This build has no `--send-path` ({features.get('send_path_reason')}): its "
