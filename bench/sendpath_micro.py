@@ -1,19 +1,26 @@
 """The advert's kernel cost per packet on each send path, on a veth pair in namespaces.
 
     python bench/sendpath_micro.py [--family 4|6] [--packets 100000] [--rounds 5] [--batch 250]
+                                   [--topology p2p|bridge] [--bridge-nf-off]
+                                   [--qdisc pfifo_fast] [--paths raw,packet] [--perf FILE]
 
 Two namespaces joined by one veth pair (a point-to-point segment, as between
-two routers). Inside the first, the same batch of VRRPv3 adverts (VRIDs
-1..batch, one VIP each) goes out again and again through each path, the
-paths interleaved within every round:
+two routers), or with --topology bridge the sender's veth into a bridge that
+floods to two more ports (a backup and a client, as the lab's and
+bench/e2e.py's segments). Inside the sender, the same batch of VRRPv3 adverts
+(VRIDs 1..batch, one VIP each) goes out again and again through each path,
+the paths interleaved within every round:
 
   raw       raw IP socket, IP_PKTINFO / IPV6_PKTINFO per message, sendmmsg
-            (hivrrp's only path before issue 21, `--send-path raw`)
+            (what `--send-path raw` does)
   packet    AF_PACKET with prebuilt Ethernet frames, sockaddr_ll per message,
-            sendmmsg (`--send-path auto`)
+            sendmmsg (what `--send-path auto` does)
   bypass    the same with PACKET_QDISC_BYPASS
-  ring      PACKET_TX_RING (TPACKET_V2): frames prebuilt in the ring, only
-            each frame's status written per packet, one send() per batch
+  ring      PACKET_TX_RING (TPACKET_V2): each frame copied into the ring and
+            its status set, one send() per batch
+  daemon-raw, daemon-frames
+            the daemon's own code: an engine with the same adverts queued,
+            sent by _io.PacketIO (raw) or with _io.FramePath (frames, IPv4)
 
 System time from getrusage per packet (the peer's receive runs in the
 sender's softirq on a veth and is counted too, the same for every path);
@@ -37,7 +44,7 @@ import subprocess
 import sys
 import time
 
-PATHS = ("raw", "packet", "bypass", "ring")
+PATHS = ("raw", "packet", "bypass", "ring", "daemon-raw", "daemon-frames")
 SOL_PACKET = 263
 PACKET_VERSION, PACKET_TX_RING, PACKET_QDISC_BYPASS = 10, 13, 20
 TPACKET_V2 = 1
@@ -186,6 +193,30 @@ class Ring:
         return len(self.whole) if sent > 0 else -1
 
 
+def daemon_paths(args, senders: dict, socks: list, ifindex: int, mac: bytes,
+                 raw: socket.socket) -> None:
+    from hivrrp._engine import Engine
+    from hivrrp._io import FramePath, PacketIO
+
+    from hivrrp.kernel.sockets import open_packet
+
+    engine = Engine(args.batch)
+    src, group = (SRC4, GROUP4) if args.family == 4 else (SRC6, GROUP6)
+    for vrid in range(1, args.batch + 1):
+        vip = f"10.100.{vrid}.1" if args.family == 4 else f"fd00::{vrid:x}"
+        engine.start(engine.add_instance(vrid=vrid, ifindex=ifindex, src=src, family=args.family,
+                                         version=3, priority=255, interval_cs=10,
+                                         addresses=[vip], group=group), 0)
+    assert engine.tx_count == args.batch      # queued once, sent again and again
+    raw_io = PacketIO(raw.fileno(), args.family, args.batch)
+    senders["daemon-raw"] = lambda: raw_io.send(engine)
+    packet = open_packet(4 << 20)
+    socks.append(packet)
+    frames = FramePath(packet.fileno(), args.batch)
+    frames.set_link(ifindex, mac, 1500)
+    senders["daemon-frames"] = lambda: raw_io.send(engine, frames)
+
+
 def inner(args) -> None:
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     ifname = args.inner
@@ -208,6 +239,7 @@ def inner(args) -> None:
             sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         socks.append(sock)
         senders[path] = (lambda s: lambda: libc.sendmmsg(s.fileno(), pb.msgs, pb.n, 0))(sock)
+    daemon_paths(args, senders, socks, ifindex, mac, raw)
     ring_sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     socks.append(ring_sock)
     ring = Ring(ring_sock, whole)
@@ -229,6 +261,8 @@ def inner(args) -> None:
                 if result < 0:
                     raise OSError(ctypes.get_errno(), f"{path}: sendmmsg failed")
                 sent += result if path != "ring" else args.batch
+            if not sent:
+                raise RuntimeError(f"{path}: nothing was sent")
             after = resource.getrusage(resource.RUSAGE_SELF)
             wall = time.perf_counter() - wall
             row[path] = {"sys_us": (after.ru_stime - before.ru_stime) / sent * 1e6,
@@ -243,8 +277,27 @@ def outer(args) -> None:
     t = Topology()
     try:
         r1, r2 = t.netns("r1"), t.netns("r2")
-        t.sh("ip", "link", "add", "sp0", "type", "veth", "peer", "name", "sp1", "netns", r2,
-             ns=r1)
+        if args.topology == "p2p":
+            t.sh("ip", "link", "add", "sp0", "type", "veth", "peer", "name", "sp1", "netns", r2,
+                 ns=r1)
+        else:
+            # The lab's and bench/e2e.py's segment: a bridge that floods every
+            # advert to the backup and a client.
+            switch, client = t.netns("sw"), t.netns("client")
+            bridge = t.segment(switch, 0)
+            if args.bridge_nf_off:
+                # A real switch runs no netfilter; a Linux bridge does while
+                # br_netfilter is loaded (built in here), on by default.
+                for key in ("iptables", "ip6tables", "arptables"):
+                    t.sh("sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0", ns=switch)
+            for ns, ifname in ((r1, "sp0"), (r2, "sp1"), (client, "sp2")):
+                t.ports += 1
+                port = f"{t.prefix}p{t.ports}"
+                t.sh("ip", "link", "add", port, "type", "veth", "peer", "name", ifname,
+                     "netns", ns, ns=switch)
+                t.sh("ip", "link", "set", port, "master", bridge, "up", ns=switch)
+            t.sh("sysctl", "-qw", "net.ipv6.conf.sp2.accept_dad=0", ns=client)
+            t.sh("ip", "link", "set", "sp2", "up", ns=client)
         for ns, ifname in ((r1, "sp0"), (r2, "sp1")):
             t.sh("sysctl", "-qw", f"net.ipv6.conf.{ifname}.accept_dad=0", ns=ns)
             t.sh("ip", "link", "set", ifname, "up", ns=ns)
@@ -269,11 +322,13 @@ def outer(args) -> None:
 
 
 def report(args, rounds: list[dict]) -> None:
-    print(f"IPv{args.family}, VRRPv3, qdisc {args.qdisc or 'none (noqueue)'}, "
+    bridge_nf = " (bridge-nf-call off)" if args.bridge_nf_off else ""
+    print(f"IPv{args.family}, VRRPv3, {args.topology}{bridge_nf}, "
+          f"qdisc {args.qdisc or 'none (noqueue)'}, "
           f"{args.batch} adverts per call, "
           f"{rounds[0]['raw']['sent']} packets per path and round, {args.rounds} rounds; "
           "system time per packet (µs), medians")
-    print(f"{'path':<8}{'sys µs':>9}{'user µs':>9}{'wall µs':>9}{'sys / raw':>11}")
+    print(f"{'path':<14}{'sys µs':>9}{'user µs':>9}{'wall µs':>9}{'sys / raw':>11}")
     summary = {}
     for path in args.paths:
         sys_us = statistics.median(r[path]["sys_us"] for r in rounds)
@@ -282,8 +337,9 @@ def report(args, rounds: list[dict]) -> None:
         wall = statistics.median(r[path]["wall_us"] for r in rounds)
         summary[path] = {"sys_us": round(sys_us, 3), "ratio_to_raw": round(ratio, 3),
                          "user_us": round(user, 3), "wall_us": round(wall, 3)}
-        print(f"{path:<8}{sys_us:>9.2f}{user:>9.2f}{wall:>9.2f}{ratio:>11.2f}")
-    print(json.dumps({"family": args.family, "qdisc": args.qdisc or "noqueue",
+        print(f"{path:<14}{sys_us:>9.2f}{user:>9.2f}{wall:>9.2f}{ratio:>11.2f}")
+    print(json.dumps({"family": args.family, "topology": args.topology + bridge_nf,
+                      "qdisc": args.qdisc or "noqueue",
                       "batch": args.batch, "rounds": args.rounds, "paths": summary}))
 
 
@@ -295,6 +351,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--paths", default=",".join(PATHS),
                         help="comma-separated, of " + ", ".join(PATHS) + " (raw always runs)")
+    parser.add_argument("--topology", choices=("p2p", "bridge"), default="p2p",
+                        help="p2p: one veth pair; bridge: the sender's veth into a bridge "
+                             "with two more ports (a backup and a client), as the lab's")
+    parser.add_argument("--bridge-nf-off", action="store_true",
+                        help="with --topology bridge: net.bridge.bridge-nf-call-*=0 in the "
+                             "switch (br_netfilter's hooks on every bridged frame)")
     parser.add_argument("--qdisc", default="",
                         help="a root qdisc on the sender's veth (veths have none by default; "
                              "a NIC has mq/fq_codel): e.g. fq_codel, pfifo_fast")

@@ -220,6 +220,7 @@ cdef class PacketIO:
         cdef in6_pktinfo *info6
         cdef int result
         cdef Py_ssize_t total = 0
+        cdef unsigned long long frames_before = frames.sent if frames is not None else 0
         k = 0
         while k < engine.tx_count:
             n = 0
@@ -283,7 +284,8 @@ cdef class PacketIO:
                     total += result
         self.sent += total
         if frames is not None:
-            total += frames.flush()
+            frames.flush_c()
+            total += frames.sent - frames_before   # take() flushes each full batch itself
         return total
 
 
