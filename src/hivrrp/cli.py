@@ -535,9 +535,6 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
         return
     now = time.time()
     click.echo(daemon_line(reply.get("daemon") or {}, socket_path, now))
-    send_path = (reply.get("daemon") or {}).get("send_path")
-    if send_path:
-        click.echo(f"send path {send_path['summary']}")
     _other_namespace_warning(reply.get("daemon") or {}, socket_path)
     firewall = (reply.get("daemon") or {}).get("firewall") or {}
     if firewall.get("problem"):
@@ -578,6 +575,8 @@ def daemon_line(daemon: dict, socket_path: str, now: float) -> str:
         parts.append(f"up {_ago(now - daemon['started']).removesuffix(' ago')}")
     parts.append(f"namespace {daemon.get('namespace') or '(host)'}")
     parts.append(f"socket {socket_path}")
+    if daemon.get("send_path"):
+        parts.append(f"send path {daemon['send_path']['summary']}")
     return ", ".join(parts)
 
 

@@ -145,7 +145,7 @@ def test_the_packet_path_sends_what_the_raw_path_sends(captures):
 
 def test_the_auto_run_really_sent_frames(captures):
     frames, log, status = captures["auto"]
-    assert status["mode"] == "auto" and status["frames"], status
+    assert status["mode"] == "auto" and status["frames"] and status["summary"] == "auto", status
     assert status["sent"] > 0 and status["send_errors"] == 0, status
     assert status["raw_unicast"] > 0 and status["raw_link"] == 0, status
     raw_status = captures["raw"][2]

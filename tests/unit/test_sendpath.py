@@ -252,3 +252,15 @@ def test_many_instances_with_one_reason_are_one_line():
 def test_a_link_without_an_ethernet_address_takes_no_frames():
     assert sendpath.link_reason(Link(2, "eth0", MAC, True)) is None
     assert "no Ethernet address" in sendpath.link_reason(Link(2, "eth0", bytes(6), True))
+
+
+def test_status_names_the_send_path_in_use():
+    from hivrrp.cli import daemon_line
+
+    line = daemon_line({"version": "1", "pid": 7, "send_path": {"summary": "auto"}}, "/s", 0)
+    assert line.endswith(", socket /s, send path auto")
+    driver = Driver(None, lambda events: None)
+    driver.frames_problem = "no packet socket ([Errno 1] Operation not permitted)"
+    assert driver.path_summary() == ("auto, but raw: no packet socket ([Errno 1] Operation not "
+                                     "permitted)")
+    assert driver_with_frames().path_summary() == "auto"

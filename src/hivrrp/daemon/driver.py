@@ -164,11 +164,9 @@ class Driver:
 
     def path_summary(self) -> str:
         """The send path in a few words, for the start line and `hivrrp status`."""
-        if self.send_path == "raw":
-            return "raw (every advert through the raw IP socket)"
-        if self.frames is None:
-            return f"auto, but raw: {self.frames_problem or 'sockets not open yet'}"
-        return "auto (multicast IPv4 adverts as AF_PACKET frames)"
+        if self.send_path == "raw" or self.frames is not None:
+            return self.send_path
+        return f"auto, but raw: {self.frames_problem or 'sockets not open yet'}"
 
     def path_status(self) -> dict:
         """The send path and its counters, for the control socket."""
