@@ -189,7 +189,7 @@ class Ring:
             m[base + 4:base + 8] = struct.pack("=I", len(frame))        # tp_len
             m[base:base + 4] = request
             self.head = (self.head + 1) % self.frames_nr
-        sent = self.sock.send(b"")
+        sent = self.sock.send(b"", socket.MSG_DONTWAIT)
         return len(self.whole) if sent > 0 else -1
 
 
