@@ -13,9 +13,11 @@ DIR/results.json (every figure, the machine, the command), DIR/results.md
 DIR/cpu.png, DIR/failover.png and DIR/rss.png. The end-to-end and footprint
 runs print their progress as they go.
 
---quick runs everything small (2-4 minutes; keepalived's time-outs decide): for a check, not for
+--quick runs everything small (3-6 minutes; keepalived's time-outs decide): for a check, not for
 figures to quote. Names: codec, engine, config_load, vips, metrics,
-footprint, e2e. vips, footprint and e2e need root (network namespaces).
+footprint, e2e, follow, sendpath. vips, footprint, e2e, follow and sendpath
+need root (network namespaces); follow and sendpath also draw
+DIR/cases_cpu.png and DIR/cases_failover.png.
 """
 
 from __future__ import annotations
@@ -61,7 +63,16 @@ BENCHMARKS = (
               ("--sizes", "100,1000,4000,10000", "--traced", "4000", "--allocator", "--json"),
               ("--sizes", "100,1000", "--traced", "0", "--json"), needs_root=True),
     Benchmark("e2e", "e2e.py", ("--json",), ("--json",), needs_root=True),
+    Benchmark("follow", "follow.py",
+              ("--instances", "10000", "--rounds", "3", "--window", "10", "--json"),
+              ("--instances", "500", "--rounds", "1", "--window", "3", "--json"), needs_root=True),
+    Benchmark("sendpath", "sendpath.py",
+              ("--instances", "10000", "--compare-instances", "4000", "--rounds", "3",
+               "--window", "10", "--json"),
+              ("--instances", "1000", "--compare-instances", "500", "--rounds", "1",
+               "--window", "3", "--json"), needs_root=True),
 )
+CASE_BENCHMARKS = ("follow", "sendpath")     # bar charts per case, not curves against N
 NAMES = tuple(b.name for b in BENCHMARKS)
 CLEANUP_WAIT = 120.0     # seconds a benchmark gets to clean up after Ctrl-C or SIGTERM
 QUICK_E2E = {"sizes": "100,1000", "modes": "3:0.1", "extra": "", "window": 3.0}
@@ -149,11 +160,26 @@ def on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def draw_plots(plotting, benchmarks: dict, out_dir: Path) -> list[str]:
+    """The e2e curves and the case bars, from whichever of them ran."""
+    written = []
+    e2e_results = (benchmarks.get("e2e") or {}).get("results")
+    if "e2e" in benchmarks:
+        written += plotting.draw(e2e_results[-1]["runs"] if e2e_results else [], out_dir)
+    cases = []
+    for name, title in (("follow", "followers"), ("sendpath", "send path")):
+        results = (benchmarks.get(name) or {}).get("results")
+        if results:
+            cases.append((title, results[-1].get("summary") or []))
+    written += plotting.draw_cases(cases, out_dir)
+    return written
+
+
 def main() -> None:
     # SIGTERM unwinds like Ctrl-C: run_one() passes it on and waits for the cleanup.
     signal.signal(signal.SIGTERM, on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="everything small, 2-4 minutes")
+    parser.add_argument("--quick", action="store_true", help="everything small, 3-6 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated, of {','.join(NAMES)}")
     parser.add_argument("--skip", default="", help="comma-separated names to leave out")
     parser.add_argument("--out", default=None, help="directory (default bench/results/DATE-TIME)")
@@ -203,20 +229,21 @@ def main() -> None:
         if bench.name == "e2e":
             extra = ("--sizes", e2e["sizes"], "--modes", e2e["modes"], "--extra", e2e["extra"],
                      "--window", str(e2e["window"]), "--daemons", args.daemons)
+        elif bench.name in CASE_BENCHMARKS:
+            extra = ("--daemons", args.daemons)
         document["benchmarks"][bench.name] = run_one(
             bench, (bench.quick if args.quick else bench.full) + extra)
         # Written after every benchmark: an interrupted run keeps what it measured.
         (out_dir / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     document["seconds"] = round(time.monotonic() - started, 1)
-    if not args.no_plots and "e2e" in document["benchmarks"]:
+    drawn = [n for n in ("e2e", *CASE_BENCHMARKS) if n in document["benchmarks"]]
+    if not args.no_plots and drawn:
         try:
             import plots as plotting
         except ImportError:
             document["plots"] = "not drawn: matplotlib is missing (pip install '.[bench]')"
         else:
-            e2e_results = document["benchmarks"]["e2e"]["results"]
-            plots = plotting.draw(e2e_results[-1]["runs"] if e2e_results else [], out_dir)
-            document["plots"] = plots
+            document["plots"] = draw_plots(plotting, document["benchmarks"], out_dir)
     (out_dir / "results.json").write_text(json.dumps(document, indent=1) + "\n")
     (out_dir / "results.md").write_text(report.markdown(document))
     plots = document.get("plots")

@@ -51,7 +51,7 @@ from cleanup import ignoring_signals  # noqa: E402
 from hivrrp.tools.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
 from hivrrp.tools.lab.topology import in_netns  # noqa: E402
 from hivrrp.util.text import plural  # noqa: E402
-from scale import CLOCK_TICKS, cpu_ticks, rss_kib, tree  # noqa: E402
+from scale import CLOCK_TICKS, cpu_ticks, kill_tree, rss_kib, tree  # noqa: E402
 
 SETTLE = 3.0                 # seconds after the last VIP: start-up bursts (GARP, VIP adds) over
 PING_INTERVAL = 0.01
@@ -85,15 +85,16 @@ def progress(line: str) -> None:
 
 
 class Pinger:
-    """`ping -D -i 0.01` from the client namespace; reply times from its output."""
+    """`ping -D -i 0.01` (or `interval`) from the client namespace; reply times from its output."""
 
     REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
 
-    def __init__(self, ns: str, address: str, path: Path) -> None:
+    def __init__(self, ns: str, address: str, path: Path,
+                 interval: float = PING_INTERVAL) -> None:
         self.path = path
         self.out = open(path, "w")
         self.proc = subprocess.Popen(
-            in_netns(ns, "ping", "-n", "-D", "-i", str(PING_INTERVAL), "-W", "1", address),
+            in_netns(ns, "ping", "-n", "-D", "-i", f"{interval:g}", "-W", "1", address),
             stdout=self.out, stderr=subprocess.STDOUT)
         self.started = time.time()
 
@@ -229,11 +230,7 @@ class Run(Lab):
         try:
             time.sleep(0.5)
             killed_wall, killed = time.time(), time.monotonic()
-            for pid in tree(master.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_tree(master.pid)
             self.ports("r1", False)
             moved = self.wait_for_vips("r2", mdi + FAILOVER_SLACK)
             result["kill_failover_s"] = (None if moved is None

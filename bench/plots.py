@@ -71,3 +71,62 @@ def draw(runs: list[dict], out_dir: Path) -> list[str]:
         plt.close(fig)
         written.append(name)
     return written
+
+
+def case_label(row: dict) -> str:
+    """A bar's name: the follower run's case, or the send-path run's topology and path."""
+    if "case" in row:
+        return f"{row['case']}\n{row['daemon']}"
+    path = row.get("send_path") or row["daemon"]
+    return f"{row['topology']} {row['instances']:,}\n{path}"
+
+
+def bars(ax, rows: list[dict], keys: list[tuple[str, str]], ylabel: str, title: str,
+         mark: str | None = None) -> None:
+    """Grouped bars, one group per case; a case without a figure shows "-".
+    mark: a figure drawn as a black tick across each group (Master_Down_Interval)."""
+    width = 0.8 / len(keys)
+    colours = ["tab:blue", "tab:orange", "tab:green"]
+    for i, (key, name) in enumerate(keys):
+        xs = [n + (i - (len(keys) - 1) / 2) * width for n in range(len(rows))]
+        values = [r.get(key) for r in rows]
+        drawn = ax.bar(xs, [v or 0 for v in values], width, label=name, color=colours[i % 3])
+        ax.bar_label(drawn, labels=["-" if v is None else f"{v:.3g}" for v in values],
+                     fontsize="x-small", padding=2)
+    if mark:
+        ticks = [(n, r[mark]) for n, r in enumerate(rows) if r.get(mark) is not None]
+        ax.scatter([n for n, _ in ticks], [v for _, v in ticks], marker="_", s=900,
+                   color="black", label="Master_Down_Interval", zorder=3)
+    ax.set_xticks(range(len(rows)), [case_label(r) for r in rows], fontsize="small")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+
+
+def draw_cases(summaries: list[tuple[str, list[dict]]], out_dir: Path) -> list[str]:
+    """cases_cpu.png and cases_failover.png: for every (title, medians) of the
+    follower and send-path runs, the master's and backup's CPU, and the
+    seconds from SIGKILL to the first and to every VIP on the peer."""
+    summaries = [(title, rows) for title, rows in summaries if rows]
+    if not summaries:
+        return []
+    figures = (
+        ("cases_cpu.png", [("master_cpu_percent", "master"), ("backup_cpu_percent", "backup")],
+         "% of one core", "steady CPU", None),
+        ("cases_failover.png", [("kill_first_vip_s", "first VIP"),
+                                ("kill_all_vips_s", "every VIP")],
+         "s after SIGKILL of the master", "VIPs on the peer", "master_down_interval_s"),
+    )
+    written = []
+    for name, keys, ylabel, what, mark in figures:
+        fig, axes = plt.subplots(1, len(summaries), squeeze=False,
+                                 figsize=(max(6, 1.6 * max(len(r) for _, r in summaries))
+                                          * len(summaries), 4.5))
+        for ax, (title, rows) in zip(axes[0], summaries):
+            bars(ax, rows, keys, ylabel, f"{title}: {what}", mark)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import statistics
 
+from hivrrp.util.text import plural
+
 HEADLINE = (4000, 3, 0.1)          # N, version, advert_int of the fast-failover figure
 HEADLINE_LIMIT_S = 0.5
+# Issue 21's targets, each beside its median (follower instances; the send path).
+FOLLOW_TARGETS = {"kill_all_vips_s": 0.1, "kill_ping_gap_max_ms": 100.0,
+                  "master_cpu_percent": 5.0, "backup_cpu_percent": 3.0}
+SENDPATH_TARGETS = {"master_cpu_percent": 20.0, "kill_all_vips_s": 0.45}
+SENDPATH_KEEPALIVED_RATIO = 0.25
 
 
 def cell(value, digits: int | None = None) -> str:
@@ -126,6 +133,107 @@ def footprint(result: dict) -> list[str]:
     return lines
 
 
+def verdict(value, target: float) -> str:
+    if value is None:
+        return "no figure"
+    return f"{'within' if value <= target else 'NOT within'} {target:g}"
+
+
+def case_rows(summary: list[dict], first: tuple[str, ...]) -> list[list[str]]:
+    """The medians of bench/cases.py, one row per case, `first` its leading keys."""
+    rows = []
+    for r in summary:
+        rows.append([*(cell(r.get(k)) if k != "instances" else f"{r[k]:,}" for k in first),
+                     cell(r.get("master_down_interval_s"), 3), cell(r.get("start_s"), 2),
+                     cell(r.get("master_cpu_percent"), 2), cell(r.get("backup_cpu_percent"), 2),
+                     cell(r.get("master_rss_mib"), 1), cell(r.get("backup_rss_mib"), 1),
+                     cell(r.get("master_pps")), cell(r.get("kill_first_vip_s"), 3),
+                     cell(r.get("kill_all_vips_s"), 3),
+                     *([cell(r.get("kill_ping_gap_max_ms"), 0),
+                        cell(r.get("kill_ping_gap_median_ms"), 0)] if "case" in first else []),
+                     f"{r.get('complete', 0)}/{r.get('rounds', 0)}", r.get("note", "")])
+    return rows
+
+
+CASE_HEADER = ["MDI s", "start s", "CPU master %", "CPU backup %", "RSS master MiB",
+               "RSS backup MiB", "adverts/s", "SIGKILL: first VIP s", "SIGKILL: all VIPs s"]
+
+
+def ratio_lines(ratios: dict) -> list[str]:
+    rows = [[name, f"{r['median']:.3f}x", ", ".join(f"{x:.3f}" for x in r["rounds"])]
+            for name, r in ratios.items() if r.get("median") is not None]
+    return table(["within each round", "median", "rounds"], rows) if rows else []
+
+
+def follow(result: dict) -> list[str]:
+    n, summary = result["instances"], result["summary"]
+    lines = [f"## Follower instances: {n:,} VIPs, one leader per segment at VRRPv3 "
+             f"{result['leader_int']:g} s, the rest following (medians of "
+             f"{plural(result['rounds'], 'round')}, {result['window_s']:g} s window)", ""]
+    features = result.get("features") or {}
+    if not features.get("follow", True):
+        lines += [f"This build does not support `follow`: {features.get('follow_reason')}.", ""]
+    ours = next((r for r in summary if r["case"] == "follow"), None)
+    if ours and ours.get("kill_all_vips_s") is not None:
+        lines += [
+            f"- every VIP on the backup {ours['kill_all_vips_s']:.3f} s after SIGKILL of the "
+            f"master ({verdict(ours['kill_all_vips_s'], FOLLOW_TARGETS['kill_all_vips_s'])} s; "
+            f"the first {cell(ours.get('kill_first_vip_s'), 3)} s; the leaders' "
+            f"Master_Down_Interval {ours['master_down_interval_s']:.3f} s)",
+            f"- client ping gap: longest {cell(ours.get('kill_ping_gap_max_ms'), 0)} ms "
+            f"({verdict(ours.get('kill_ping_gap_max_ms'), FOLLOW_TARGETS['kill_ping_gap_max_ms'])}"
+            f" ms), median over the pinged VIPs {cell(ours.get('kill_ping_gap_median_ms'), 0)} ms",
+            f"- steady CPU: master {cell(ours.get('master_cpu_percent'), 2)} % "
+            f"({verdict(ours.get('master_cpu_percent'), FOLLOW_TARGETS['master_cpu_percent'])}), "
+            f"backup {cell(ours.get('backup_cpu_percent'), 2)} % "
+            f"({verdict(ours.get('backup_cpu_percent'), FOLLOW_TARGETS['backup_cpu_percent'])}) "
+            "of a core", ""]
+    lines += table(["case", "daemon", *CASE_HEADER, "ping gap max ms", "ping gap median ms",
+                    "rounds complete", "note"], case_rows(summary, ("case", "daemon")))
+    lines += ratio_lines(result.get("ratios") or {})
+    lines += [f"follow: leaders at v3 {result['leader_int']:g} s, every other instance "
+              f"following its segment's leader; independent: every instance at v3 "
+              f"{result['independent_int']:g} s. SIGKILL is a power cut (the master's switch "
+              "ports go down with it); first/all VIPs are stamped by a netlink address monitor "
+              "in the backup's namespace; the ping gap is the longest silence per pinged VIP "
+              "(leader, first and last follower of segments spread over the lab).", ""]
+    return lines
+
+
+def sendpath(result: dict) -> list[str]:
+    summary = result["summary"]
+    lines = [f"## Advert send path: VRRPv3 {result['interval']:g} s, `--send-path raw` and "
+             f"`auto` (medians of {plural(result['rounds'], 'round')}, {result['window_s']:g} s "
+             "window)", ""]
+    features = result.get("features") or {}
+    if not features.get("send_path", True):
+        lines += [f"This build has no `--send-path` ({features.get('send_path_reason')}): its "
+                  "default path only.", ""]
+    for r in summary:
+        if (r.get("topology") == "p2p" and r.get("send_path") in ("auto", "default")
+                and r.get("instances", 0) >= 10000):
+            cpu, moved = r.get("master_cpu_percent"), r.get("kill_all_vips_s")
+            lines.append(
+                f"- p2p {r['instances']:,}, {r['send_path']} path: master {cell(cpu, 2)} % of a "
+                f"core ({verdict(cpu, SENDPATH_TARGETS['master_cpu_percent'])}), every VIP on "
+                f"the peer {cell(moved, 3)} s after SIGKILL "
+                f"({verdict(moved, SENDPATH_TARGETS['kill_all_vips_s'])} s)")
+    for name, r in (result.get("ratios") or {}).items():
+        if "/keepalived master" in name and r.get("median") is not None:
+            lines.append(f"- {name}: {r['median']:.3f}x "
+                         f"({verdict(r['median'], SENDPATH_KEEPALIVED_RATIO)})")
+    if lines[-1]:
+        lines.append("")
+    lines += table(["topology", "N", "daemon", "send path", *CASE_HEADER, "rounds complete",
+                    "note"], case_rows(summary, ("topology", "instances", "daemon", "send_path")))
+    lines += ratio_lines(result.get("ratios") or {})
+    lines += ["p2p: r1 and r2 joined by one veth pair per 250 instances (the kill is the "
+              "daemon's alone); bridge: the lab's bridged segments with a client (the kill is a "
+              "power cut). First/all VIPs are stamped by a netlink address monitor in the peer's "
+              "namespace.", ""]
+    return lines
+
+
 def micro(benchmarks: dict) -> list[str]:
     lines = ["## Micro-benchmarks", ""]
     rows = []
@@ -207,6 +315,12 @@ def markdown(document: dict) -> str:
     plots = document.get("plots")   # a list of files, or a note why none were drawn
     for plot in plots if isinstance(plots, list) else []:
         lines += [f"![{plot}]({plot})", ""]
+    found = first(benchmarks, "follow")
+    if found:
+        lines += follow(found)
+    found = first(benchmarks, "sendpath")
+    if found:
+        lines += sendpath(found)
     fp = first(benchmarks, "footprint")
     if fp:
         lines += footprint(fp)

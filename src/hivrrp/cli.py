@@ -214,9 +214,16 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
               help="With --metrics, also serve mehdy/keepalived-exporter's families "
                    "(keepalived_vrrp_state, keepalived_*_total), so dashboards and alerts "
                    "made for keepalived keep working. See docs/metrics.md.")
+@click.option("--send-path", type=click.Choice(["auto", "raw"]), default="auto",
+              show_default=True,
+              help="How adverts go out. auto: multicast IPv4 adverts on Ethernet links as "
+                   "whole frames on a packet socket (half the kernel's time per advert; "
+                   "netfilter's OUTPUT no longer sees them), the rest (unicast peers, IPv6, "
+                   "other links) through the raw IP socket, each fallback logged once. raw: "
+                   "every advert through the raw IP socket.")
 def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
         debug_libraries: bool, control_path: str, metrics_address: str | None,
-        metrics_compat: str | None) -> None:
+        metrics_compat: str | None, send_path: str) -> None:
     """Run VRRP in the foreground (systemd Type=notify); logs go to stderr.
 
     Starts only if the configuration is valid and no other hivrrp runs with
@@ -243,7 +250,7 @@ def run(config_file: str, config_id: str | None, pid_file: str, log_level: str,
     # remove the "leftover" VIPs that are the running one's.
     lock = _daemon_locks(pid_file, log, ": not starting a second one")
     try:
-        _run_locked(config_file, config_id, control_path, metrics, log)
+        _run_locked(config_file, config_id, control_path, metrics, log, send_path)
     finally:
         lock.release()
 
@@ -265,7 +272,8 @@ def _daemon_locks(pid_file: str, log, running_means: str = ""):
 
 
 def _run_locked(config_file: str, config_id: str | None, control_path: str,
-                metrics: tuple[str, int, str | None] | None, log) -> None:
+                metrics: tuple[str, int, str | None] | None, log,
+                send_path: str = "auto") -> None:
     from hivrrp.config.diagnostics import log_problems
     from hivrrp.config.isolated import load_isolated
     from hivrrp.util.text import plural
@@ -280,7 +288,7 @@ def _run_locked(config_file: str, config_id: str | None, control_path: str,
 
     try:
         code = daemon.run(result.config, config_file, config_id,
-                          None if control_path == "none" else control_path, metrics)
+                          None if control_path == "none" else control_path, metrics, send_path)
     except PermissionError as exc:
         log.error("hivrrp run needs root (raw sockets, netlink): %s", exc)
         sys.exit(2)
@@ -570,6 +578,8 @@ def daemon_line(daemon: dict, socket_path: str, now: float) -> str:
         parts.append(f"up {_ago(now - daemon['started']).removesuffix(' ago')}")
     parts.append(f"namespace {daemon.get('namespace') or '(host)'}")
     parts.append(f"socket {socket_path}")
+    if daemon.get("send_path"):
+        parts.append(f"send path {daemon['send_path']['summary']}")
     return ", ".join(parts)
 
 

@@ -39,7 +39,7 @@ def test_the_dump_reads_each_link_s_mtu():
 
 def test_a_link_event_carries_the_mtu_into_the_table(tmp_path):
     [event] = _events(RTM_NEWLINK, newlink(2, "eth0", MAC, 0x41, 1280))
-    assert event == ("link", 2, "eth0", MAC, True, 1280)
+    assert event == ("link", 2, "eth0", MAC, True, 1280, 1)     # 1: ARPHRD_ETHER
     table = LinkTable(LINKS)
     table.handle([event], plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])))
     assert table.links["eth0"].mtu == 1280

@@ -2,9 +2,11 @@
 
 Raw sockets are read in batches (recvmmsg) straight into the engine, one
 timer is armed at the engine's next deadline, and whatever the engine queued
-goes out in one sendmmsg per family. The engine's events, with their causes
-and how many followers each moved (held back in the engine), go to
-`on_events`; nothing here decides what they mean.
+goes out in one sendmmsg per family, the multicast IPv4 adverts as frames on
+a packet socket unless `--send-path raw` (kernel/sendpath.py says which and
+why). The engine's events, with their causes and how many followers each
+moved (held back in the engine), go to `on_events`; nothing here decides what
+they mean.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from hivrrp._engine import Engine
-from hivrrp._io import PacketIO
+from hivrrp._io import FramePath, PacketIO
 from hivrrp._wire import RxBatch
-from hivrrp.kernel.sockets import SocketPool
+from hivrrp.kernel import sendpath
+from hivrrp.kernel.sockets import SocketPool, open_packet
+
+if TYPE_CHECKING:
+    from hivrrp.daemon.plan import Plan
+    from hivrrp.kernel.netlink import Link
 
 log = logging.getLogger("hivrrp")
 
@@ -51,8 +60,16 @@ def timer_when(deadline_us: int) -> float:
 
 class Driver:
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 on_events: Callable[[list[tuple]], None]) -> None:
+                 on_events: Callable[[list[tuple]], None], send_path: str = "auto") -> None:
+        if send_path not in sendpath.MODES:
+            raise ValueError(f"send path is one of {', '.join(sendpath.MODES)}")
         self.loop = loop
+        self.send_path = send_path
+        self.packet_socket: socket.socket | None = None
+        self.frames: FramePath | None = None     # None: every advert on the raw sockets
+        self.frames_problem: str | None = None   # why `auto` runs without frames
+        self.links_told: dict[int, tuple[bytes, int, int]] = {}   # what frames knows, by index
+        self.raw_logged: set[tuple[str, str]] = set()   # (instance, reason) said in the log
         self.on_events = on_events
         self.engine: Engine | None = None
         self.pools: dict[int, SocketPool] = {}
@@ -79,10 +96,10 @@ class Driver:
         engine.take_events()
 
     def send(self, engine: Engine) -> None:
-        """Everything `engine` queued, in one sendmmsg per family."""
+        """Everything `engine` queued, in one sendmmsg per family and path."""
         if engine.tx_count:
             for io in self.senders:
-                io.send(engine)
+                io.send(engine, self.frames if io.family == 4 else None)
             engine.clear_tx()
 
     # ----------------------------------------------------------- sockets
@@ -98,6 +115,67 @@ class Driver:
                     raise
                 log.warning("no IPv%d VRRP socket (%s): IPv%d instances cannot be added by "
                             "a reload", family, exc, family)
+        if self.send_path == "auto":
+            self._open_frames(buffer_bytes)
+
+    def _open_frames(self, buffer_bytes: int) -> None:
+        try:
+            self.packet_socket = open_packet(buffer_bytes)
+        except OSError as exc:
+            self.frames_problem = f"no packet socket ({exc})"
+            log.warning("%s: every advert goes through the raw IP socket", self.frames_problem)
+            return
+        self.frames = FramePath(self.packet_socket.fileno(), RX_BATCH)
+
+    # ---------------------------------------------------------- send path
+
+    def sync_links(self, links: Mapping[str, Link]) -> None:
+        """Tell the packet path the links as they are now: a MAC that changed
+        is the frames' source from the next advert on. Called with the link
+        table whenever netlink news changed it (few links change: each is
+        compared, only the changed ones go to the frames' table)."""
+        if self.frames is None:
+            return
+        seen = set()
+        for link in links.values():
+            seen.add(link.index)
+            told = (link.mac, link.mtu, link.arphrd)
+            before = self.links_told.get(link.index)
+            if before == told:
+                continue
+            usable = sendpath.link_reason(link) is None
+            self.frames.set_link(link.index, link.mac, link.mtu, usable)
+            if before is not None and before[0] != link.mac and usable:
+                log.info("interface %s: MAC %s -> %s: adverts go out from the new one", link.name,
+                         before[0].hex(":"), link.mac.hex(":"))
+            self.links_told[link.index] = told
+        for index in [i for i in self.links_told if i not in seen]:
+            self.frames.forget_link(index)
+            del self.links_told[index]
+
+    def explain_paths(self, plan: Plan, links: Mapping[str, Link]) -> None:
+        """Log once per instance why its adverts keep the raw socket (unicast
+        peers, IPv6, a link that is not Ethernet): `plan` was just installed."""
+        if self.frames is None:
+            return
+        by_index = {link.index: link for link in links.values()}
+        reasons = sendpath.raw_reasons(plan.instances.values(), by_index)
+        for line in sendpath.fallback_lines(reasons, self.raw_logged):
+            log.info("%s", line)
+
+    def path_summary(self) -> str:
+        """The send path in a few words, for the start line and `hivrrp status`."""
+        if self.send_path == "raw" or self.frames is not None:
+            return self.send_path
+        return f"auto, but raw: {self.frames_problem or 'sockets not open yet'}"
+
+    def path_status(self) -> dict:
+        """The send path and its counters, for the control socket."""
+        status = {"mode": self.send_path, "frames": self.frames is not None,
+                  "summary": self.path_summary()}
+        if self.frames is not None:
+            status.update(self.frames.counters())
+        return status
 
     def set_memberships(self, wanted: set[tuple[int, bytes, int]]) -> None:
         """Join exactly the (family, group, ifindex) memberships in `wanted`."""
@@ -139,6 +217,10 @@ class Driver:
         self.ios.clear()
         for pool in self.pools.values():
             pool.close()
+        if self.packet_socket is not None:
+            self.frames = None
+            self.packet_socket.close()
+            self.packet_socket = None
 
     # ------------------------------------------------------------ events
 

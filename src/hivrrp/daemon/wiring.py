@@ -66,8 +66,10 @@ class Daemon:
     def __init__(self, config: Config, config_path: str = "", config_id: str | None = None,
                  *, netlink: Netlink | None = None, monitor=None,
                  control_path: str | None = None,
-                 metrics: tuple[str, int, str | None] | None = None) -> None:
+                 metrics: tuple[str, int, str | None] | None = None,
+                 send_path: str = "auto") -> None:
         self.config = config
+        self.send_path = send_path        # kernel/sendpath.py: auto or raw
         self.config_path = config_path
         self.started_at: float | None = None     # wall clock, for `hivrrp status`
         self.namespace = runpaths.namespace_name()
@@ -93,9 +95,10 @@ class Daemon:
 
     async def main(self) -> int:
         from hivrrp import __version__
-        log.info("hivrrp %s starting: configuration %s, pid %d%s", __version__,
+        log.info("hivrrp %s starting: configuration %s, pid %d%s, send path %s", __version__,
                  self.config_path or "(none)", os.getpid(),
-                 f", network namespace {self.namespace}" if self.namespace else "")
+                 f", network namespace {self.namespace}" if self.namespace else "",
+                 self.send_path)
         loop = asyncio.get_running_loop()
         stop = loop.create_future()
         # From the start: a signal during start-up must not kill us with the
@@ -133,7 +136,7 @@ class Daemon:
         """Everything up to running instances, unless `stop` came meanwhile."""
         self.loop = loop = asyncio.get_running_loop()
         self.started_at = time.time()
-        self.driver = Driver(loop, self.on_engine_events)
+        self.driver = Driver(loop, self.on_engine_events, self.send_path)
         self.droplog = DropLog(lambda: self.plan, lambda: self.links.table.by_index(),
                                loop.time)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
@@ -147,6 +150,7 @@ class Daemon:
         self.trackers = TrackerHub(loop, self.on_tracker_change, self.notifications.allows,
                                    self.notifications.run_as)
         self.links.on_links = self.on_links
+        self.links.on_link_table = self.driver.sync_links
         self.sync = SyncGroups({})
         self.running = False    # instances started and not stopping: trackers may start held ones
         await self.netlink.start()
@@ -212,6 +216,7 @@ class Daemon:
         self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
+        self.driver.explain_paths(plan, self.links.table.links)
 
     def start_instances(self, plan: Plan, names: list[str]) -> int:
         """Start instances in INIT, but not those an unweighted script without
@@ -587,9 +592,9 @@ def with_followers(count: int) -> str:
 
 def run(config: Config, config_path: str, config_id: str | None,
         control_path: str | None = None,
-        metrics: tuple[str, int, str | None] | None = None) -> int:
+        metrics: tuple[str, int, str | None] | None = None, send_path: str = "auto") -> int:
     """The caller holds the pid file's lock (hivrrp.ops.pidfile) throughout."""
     import uvloop
 
     return uvloop.run(Daemon(config, config_path, config_id, control_path=control_path,
-                             metrics=metrics).main())
+                             metrics=metrics, send_path=send_path).main())

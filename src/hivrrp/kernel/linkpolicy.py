@@ -103,8 +103,9 @@ class LinkTable:
         return _dedupe(decisions)
 
     def _link(self, event: tuple, plan: Plan) -> list[Decision]:
-        _, index, name, mac, up, *mtu = event     # an event without the MTU: the default
-        link = Link(index, name, mac, up, *mtu)
+        # An event without the MTU or link type (tests' older tuples): the defaults.
+        _, index, name, mac, up, *rest = event
+        link = Link(index, name, mac, up, *rest)
         old = self.links.get(name)
         self.links[name] = link
         self.generation += 1

@@ -29,6 +29,7 @@ from hivrrp.kernel.pyroute2_lean import install as lean_pyroute2
 from hivrrp.kernel.pyroute2_lean import iproute_class
 from hivrrp.kernel.routing import Routing
 from hivrrp.kernel.rtnl import (
+    ARPHRD_ETHER,
     IFA_ADDRESS,
     IFADDRMSG,
     IFINFOMSG,
@@ -76,6 +77,7 @@ class Link:
     mac: bytes
     up: bool                       # administratively up and carrier present
     mtu: int = DEFAULT_MTU         # how many VIPs fit in an advert depends on it
+    arphrd: int = ARPHRD_ETHER     # link type: adverts go out as frames on Ethernet only
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class Netlink:
             flags = msg.get("flags") or 0
             out[name] = Link(msg.get("index"), name, bytes.fromhex(mac.replace(":", "")),
                              bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
-                             msg.get("mtu") or DEFAULT_MTU)
+                             msg.get("mtu") or DEFAULT_MTU, msg.get("ifi_type", ARPHRD_ETHER))
         return out
 
     async def addresses(self) -> list[Address]:
@@ -243,7 +245,7 @@ class Monitor:
     collection at its end (the collector rests during a reload) then walked
     for 220-280 ms with the loop held. Each batch of messages becomes one
     callback on the loop with compact tuples:
-        ("link", index, name, mac, up, mtu), ("deladdr", index, family, address),
+        ("link", index, name, mac, up, mtu, arphrd), ("deladdr", index, family, address),
         ("newaddr", index, family, address) only while want_new_addresses(True),
         ("resync",) after a lost message (ENOBUFS): the daemon re-reads everything,
         ("dellink", index, name) after the "link" of a deleted link (a VMAC
@@ -372,7 +374,7 @@ KEEP_ALL = [(0x06, 0, 0, 0xFFFFFFFF)]
 def _events(kind: int, body: bytes) -> list[tuple]:
     """The tuples of one rtnetlink message (see Monitor)."""
     if kind in (RTM_NEWLINK, RTM_DELLINK) and len(body) >= IFINFOMSG.size:
-        family, _type, index, flags, _change = IFINFOMSG.unpack_from(body)
+        family, arphrd, index, flags, _change = IFINFOMSG.unpack_from(body)
         if family != socket.AF_UNSPEC:
             return []              # AF_BRIDGE: a bridge port's news, not the link's
         name, mac, mtu = "", b"\0" * 6, DEFAULT_MTU
@@ -384,7 +386,7 @@ def _events(kind: int, body: bytes) -> list[tuple]:
             elif key == IFLA_MTU and len(payload) >= 4:
                 mtu = struct.unpack_from("=I", payload)[0] or DEFAULT_MTU
         up = kind == RTM_NEWLINK and bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
-        link = ("link", index, name, mac, up, mtu)
+        link = ("link", index, name, mac, up, mtu, arphrd)
         if kind == RTM_DELLINK:
             return [link, ("dellink", index, name)]
         return [link]

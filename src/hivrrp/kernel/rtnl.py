@@ -19,6 +19,7 @@ HEADER = struct.Struct("=IHHII")               # nlmsghdr: len, type, flags, seq
 IFADDRMSG = struct.Struct("=BBBBi")            # family, prefixlen, flags, scope, index
 IFINFOMSG = struct.Struct("=BxHiII")           # family, type, index, flags, change
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU = 1, 3, 4
+ARPHRD_ETHER = 1                               # ifinfomsg's type of an Ethernet link
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFA_F_NODAD = 0x02
 ATTR = struct.Struct("=HH")                    # rtattr: len, type

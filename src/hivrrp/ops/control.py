@@ -75,7 +75,13 @@ def daemon_info(daemon: DaemonView) -> dict:
             "started": round(started, 3) if started else None,
             "uptime": round(time.time() - started, 1) if started else None,
             "namespace": getattr(daemon, "namespace", None), "netns_id": netns_id(),
-            "firewall": firewall.status() if firewall is not None else None}
+            "firewall": firewall.status() if firewall is not None else None,
+            "send_path": _send_path(daemon)}
+
+
+def _send_path(daemon: DaemonView) -> dict | None:
+    driver = getattr(daemon, "driver", None)
+    return driver.path_status() if driver is not None else None
 
 
 def netns_id() -> str | None:

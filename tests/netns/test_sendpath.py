@@ -1,0 +1,199 @@
+"""The adverts of one configuration sent by `--send-path raw` and by `auto`
+(AF_PACKET frames), captured on the peer's end of a veth and compared byte
+for byte: IPv4 and IPv6, VRRPv2 and v3, on the interface and on VMACs, with
+the interface's MAC changed while the daemon runs. Also decoded by tshark
+with checksum validation on.
+
+Fields that legitimately differ per packet: the IPv4 identification (the
+kernel's raw socket draws it from a counter per source and destination with
+random jumps over time, the packet path counts per link) and so the IPv4
+header checksum, which is checked on its own. Everything else must match.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers.netns import Lab, wait_for
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
+
+from hivrrp.cli import exchange
+
+pytestmark = pytest.mark.netns
+
+MAC_BEFORE, MAC_AFTER = "02:00:00:00:91:01", "02:00:00:00:91:02"
+R1, R2 = "10.91.0.1", "10.91.0.2"
+VMAC_V4 = bytes.fromhex("00005e00013c")       # VRID 60, IPv4
+VMAC_V6 = bytes.fromhex("00005e00023d")       # VRID 61, IPv6
+IPV4_ID = slice(18, 20)
+IPV4_CHECKSUM = slice(24, 26)
+
+
+def instance(name: str, vrid: int, vip: str, *, version: int = 3, extra: str = "") -> str:
+    # Priority 255: master at once, adverts from the start (0.1 s for v3, 1 s for v2).
+    interval = "1" if version == 2 else "0.1"
+    return (f"vrrp_instance {name} {{\n    interface IF\n    virtual_router_id {vrid}\n"
+            f"    priority 255\n    version {version}\n    advert_int {interval}\n{extra}"
+            f"    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n")
+
+
+CONFIG = ("global_defs {\n    vrrp_garp_master_delay 0\n}\n"
+          + instance("V3", 51, "10.91.0.51/24")
+          + instance("V2", 52, "10.91.0.52/24", version=2,
+                     extra="    authentication {\n        auth_type PASS\n"
+                           "        auth_pass secret\n    }\n")
+          + instance("UNICAST", 53, "10.91.0.53/24",
+                     extra=f"    unicast_peer {{\n        {R2}\n    }}\n")
+          + instance("V6", 54, "fd00:91::54/64")
+          + instance("VMAC4", 60, "10.91.0.60/24", extra="    use_vmac\n")
+          + instance("VMAC6", 61, "fd00:91::61/64", extra="    use_vmac\n"))
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory, namespaces_allowed):
+    """{mode: (frames, log text, the daemon's send path status)} for raw, then auto."""
+    if shutil.which("tcpdump") is None:
+        pytest.fail("tcpdump is missing: tests/run.sh installs it")
+    tmp = tmp_path_factory.mktemp("sendpath")
+    out = {}
+    with Lab() as lab:
+        r1, r2 = lab.netns("r1"), lab.netns("r2")
+        if1, if2 = lab.veth(r1, r2)
+        lab.run(r1, "ip", "addr", "add", f"{R1}/24", "dev", if1)
+        lab.run(r2, "ip", "addr", "add", f"{R2}/24", "dev", if2)
+        conf = tmp / "r1.conf"
+        conf.write_text(CONFIG.replace("IF", if1))
+        for mode in ("raw", "auto"):
+            lab.run(r1, "ip", "link", "set", "dev", if1, "address", MAC_BEFORE)
+            out[mode] = run_once(lab, r1, r2, if1, if2, conf, tmp, mode)
+    return out
+
+
+def run_once(lab: Lab, r1: str, r2: str, if1: str, if2: str, conf: Path, tmp: Path,
+             mode: str) -> tuple[list[bytes], str, dict | None]:
+    pcap, dump_log = tmp / f"{mode}.pcap", tmp / f"{mode}-tcpdump.log"
+    log_path, sock = tmp / f"{mode}.log", str(tmp / f"{mode}.sock")
+    with open(dump_log, "w") as dump_err:
+        # --immediate-mode: the last adverts (priority 0) must not wait in a
+        # ring block that tcpdump drops when it is stopped.
+        dump = lab.popen(r2, "tcpdump", "-i", if2, "-U", "--immediate-mode", "-n", "-w", str(pcap),
+                         "ip proto 112 or ip6 proto 112", stdout=subprocess.DEVNULL,
+                         stderr=dump_err)
+    assert wait_for(lambda: "listening on" in dump_log.read_text(), 10), dump_log.read_text()
+    with open(log_path, "w") as log:
+        daemon = lab.popen(r1, sys.executable, "-m", "hivrrp", "run", "-f", str(conf),
+                           "--control", sock, "--pid-file", str(tmp / f"{mode}.pid"),
+                           "--send-path", mode, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: "running 6 instances" in log_path.read_text(), 15), \
+            log_path.read_text()
+        time.sleep(0.4)
+        lab.run(r1, "ip", "link", "set", "dev", if1, "address", MAC_AFTER)
+        # A reload: the fallbacks are said once, not again for the new plan.
+        daemon.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reloaded:" in log_path.read_text(), 10), log_path.read_text()
+        time.sleep(0.8)       # past the v2 instance's second advert (1 s after the first)
+        status = exchange(sock, {"command": "status"})["daemon"].get("send_path")
+    finally:
+        lab.stop(daemon)      # SIGTERM: every master says priority 0
+    time.sleep(0.2)
+    lab.stop(dump, signal.SIGINT)
+    return [bytes(p) for p in rdpcap(str(pcap))], log_path.read_text(), status
+
+
+def ipv4_header_ok(frame: bytes) -> bool:
+    header = frame[14:34]
+    words = sum(int.from_bytes(header[k:k + 2], "big") for k in range(0, 20, 2))
+    while words >> 16:
+        words = (words & 0xFFFF) + (words >> 16)
+    return words == 0xFFFF
+
+
+def comparable(frame: bytes) -> bytes:
+    """The frame with the per-packet IPv4 fields blanked (IPv6 is whole)."""
+    if frame[12:14] == b"\x08\x00":
+        frame = bytearray(frame)
+        frame[IPV4_ID] = frame[IPV4_CHECKSUM] = b"\0\0"
+    return bytes(frame)
+
+
+def vrid_of(frame: bytes) -> int:
+    return frame[14 + 20 + 1] if frame[12:14] == b"\x08\x00" else frame[14 + 40 + 1]
+
+
+def test_the_packet_path_sends_what_the_raw_path_sends(captures):
+    raw, auto = ({comparable(f) for f in captures[mode][0]} for mode in ("raw", "auto"))
+    assert auto == raw, (sorted(f.hex() for f in auto - raw), sorted(f.hex() for f in raw - auto))
+    # Every instance was heard, at its priority and at 0 (the stop), from both MACs.
+    seen = {(vrid_of(f), f[14 + 20 + 2] if f[12:14] == b"\x08\x00" else f[14 + 40 + 2], f[6:12])
+            for f in auto}
+    mac_after = bytes.fromhex(MAC_AFTER.replace(":", ""))
+    mac_before = bytes.fromhex(MAC_BEFORE.replace(":", ""))
+    for vrid in (51, 53, 54):
+        assert {(vrid, 255, mac_before), (vrid, 255, mac_after), (vrid, 0, mac_after)} <= seen
+    assert {(52, 255, mac_before), (52, 0, mac_after)} <= seen
+    assert {(60, 255, VMAC_V4), (60, 0, VMAC_V4), (61, 255, VMAC_V6), (61, 0, VMAC_V6)} <= seen
+
+
+def test_the_auto_run_really_sent_frames(captures):
+    frames, log, status = captures["auto"]
+    assert status["mode"] == "auto" and status["frames"] and status["summary"] == "auto", status
+    assert status["sent"] > 0 and status["send_errors"] == 0, status
+    assert status["raw_unicast"] > 0 and status["raw_link"] == 0, status
+    raw_status = captures["raw"][2]
+    assert raw_status["mode"] == "raw" and not raw_status["frames"], raw_status
+
+
+def test_per_packet_ipv4_fields_are_valid(captures):
+    for mode in ("raw", "auto"):
+        frames = captures[mode][0]
+        ipv4 = [f for f in frames if f[12:14] == b"\x08\x00"]
+        assert ipv4, mode
+        for frame in ipv4:
+            assert ipv4_header_ok(frame), (mode, frame.hex())
+            ip = Ether(frame)[IP]                 # an independent reading: scapy's
+            assert (ip.tos, ip.ttl, ip.flags, ip.frag, ip.proto) == (0xC0, 255, "DF", 0, 112)
+
+
+def test_fallbacks_are_logged_once_with_their_reason(captures):
+    log = captures["auto"][1]
+    assert log.count("(UNICAST) adverts go through the raw IP socket: unicast peers") == 1, log
+    for name in ("V6", "VMAC6"):
+        assert log.count(f"({name}) adverts go through the raw IP socket: IPv6") == 1, log
+    for name in ("V3", "V2", "VMAC4"):
+        assert f"({name}) adverts go through the raw IP socket" not in log
+    assert "send path auto" in log
+    raw_log = captures["raw"][1]
+    assert "send path raw" in raw_log and "adverts go through the raw IP socket" not in raw_log
+
+
+@pytest.mark.parametrize("mode", ["raw", "auto"])
+def test_tshark_decodes_every_frame_cleanly(captures, mode, tmp_path):
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is missing: tests/run.sh installs it")
+    path = tmp_path / "frames.pcap"
+    from scapy.utils import wrpcap
+    wrpcap(str(path), [Ether(f) for f in captures[mode][0]])
+    checks = ["-o", "ip.check_checksum:TRUE"]
+    fields = subprocess.run(
+        ["tshark", "-n", "-r", str(path), *checks, "-T", "fields", "-E", "separator=,",
+         "-e", "frame.number", "-e", "ip.checksum.status", "-e", "vrrp.checksum.status",
+         "-e", "_ws.malformed", "-e", "_ws.expert.severity"],
+        capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert len(fields) == len(captures[mode][0])
+    for line in fields:
+        number, ip_status, vrrp_status, malformed, severity = line.split(",")
+        assert vrrp_status == "1", line                  # 1: Good
+        assert ip_status in ("1", ""), line               # "": IPv6, no header checksum
+        assert not malformed and not severity, line
+    expert = subprocess.run(["tshark", "-n", "-r", str(path), *checks, "-q", "-z", "expert,warn"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "Errors" not in expert and "Warns" not in expert, expert
