@@ -28,6 +28,8 @@ cdef enum event_reason:
     EV_SYNC_GROUP           # force(): a sync group moved this member
     EV_ADMIN                # force(): an operator asked for it
     EV_WANT_MASTER          # a sync-group member's master-down timer fired: it waits for its group
+    EV_LEADER               # a follower took its leader's state (`follow`)
+    EV_FOLLOW_REFRESH       # a master follower sent its refresh advert (no state change)
     EV_NREASONS
 
 # Why an instance is in FAULT (keepalived's flags_if_fault): any set bit faults
@@ -66,6 +68,7 @@ cdef enum:
     D_NOT_PEER                  # unicast instance: the sender is not a peer
     D_NOT_GROUP                 # multicast instance: sent elsewhere than our group
     D_OWNER                     # owner_ignore_adverts: we are the address owner
+    D_FOLLOW_MISMATCH           # a master follower heard another master (accepted, not obeyed)
     D_NREASONS
 
 # One kind of dropped advert, for the log: the first drop of a kind (instance
@@ -97,6 +100,7 @@ cdef enum:
     F_WANTS_MASTER = 128        # sync member whose master-down timer fired, no master heard since
     F_IGNORE_LINK = 256         # dont_track_primary: its interface's link state does not fault it
     F_OWNER_IGNORE_ADVERTS = 512  # at priority 255, drop every advert received (strict mode)
+    F_FOLLOWER = 1024           # takes its leader's state (`follow`): no election, no advert timer
 
 # Per-instance counters (names: _engine.pyx COUNTERS). The ones every
 # received advert touches come first, in the instance's hot cache line.
@@ -118,6 +122,8 @@ cdef enum:
     C_PRIORITY_ZERO_RX
     C_PRIORITY_ZERO_TX
     C_OWNER_IGNORED             # dropped by owner_ignore_adverts
+    C_FOLLOW_MISMATCH           # a master follower heard another router's advert for its VRID
+    C_LEADER_TRANSITIONS        # a follower's state changes made by its leader's
     C_NCOUNTERS
 
 # Field order is for the cache: line 0 holds what every received advert and
@@ -152,6 +158,15 @@ ctypedef struct inst_t:
     int32_t peer_count
     int64_t last_transition
     uint64_t counters[C_NCOUNTERS]
+    # Followers (`follow`), cold: read when a leader changes state and when a
+    # follower's refresh is due. A leader's followers are a chain through
+    # next_follower, in the order they were added.
+    int32_t leader                 # the leader's index; -1: elects on its own
+    int32_t first_follower         # -1: leads nobody
+    int32_t last_follower
+    int32_t next_follower
+    int32_t follower_count
+    int64_t follow_refresh_us      # a master follower's refresh period; 0: none
 
 
 cdef inline const uint8_t *current_master(const inst_t *inst) noexcept nogil:
@@ -184,6 +199,7 @@ ctypedef struct event_t:
     # of the advert that made a master step down) and both priorities.
     uint8_t master_priority
     uint8_t our_priority
+    uint8_t by_leader              # a follower moved by its leader in the same call (lead())
     int64_t time
     uint8_t master_src[16]
 
@@ -216,6 +232,12 @@ cdef class Engine:
     cdef event_t *evq
     cdef Py_ssize_t event_count
     cdef Py_ssize_t event_cap
+    # Followers' events held back by take_events(defer_followers=True) until
+    # take_deferred(): a mass move reports its leaders first.
+    cdef event_t *deferred
+    cdef Py_ssize_t deferred_count
+    cdef Py_ssize_t deferred_cap
+    cdef int32_t leading           # the leader moving its followers now (lead()), else -1
     # counters not tied to one instance (RFC 6527 keeps these global)
     cdef uint64_t drops[16]
     cdef uint64_t unknown_vrid
@@ -258,6 +280,9 @@ cdef class Engine:
     cdef void become_master(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
     cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
     cdef void leave(self, int32_t i, uint8_t new_state, int64_t now, uint8_t reason) noexcept nogil
+    cdef void lead(self, int32_t i, int64_t now) noexcept nogil
+    cdef void follower_rx(self, int32_t i, const vrrp_adv_t *r) noexcept nogil
+    cdef void align(self, int32_t i, int64_t now) noexcept nogil
     cdef void send(self, int32_t i, uint8_t priority) noexcept nogil
     cdef uint8_t target_priority(self, inst_t *inst) noexcept nogil
     cdef void apply_priority(self, int32_t i, int64_t now) noexcept nogil
@@ -270,6 +295,8 @@ cdef class Engine:
                     int64_t now) noexcept nogil
     cdef int64_t skew_us(self, inst_t *inst) noexcept nogil
     cdef int64_t master_down_us(self, inst_t *inst) noexcept nogil
+    cdef object event_tuple(self, event_t *e, bint causes)
+    cdef int defer(self, event_t *e) except -1
     cdef int check_index(self, Py_ssize_t i) except -1
     cdef int grow_adverts(self, Py_ssize_t needed) except -1
     cdef int grow_peers(self, Py_ssize_t needed) except -1

@@ -15,7 +15,7 @@ from cpython.buffer cimport PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from hivrrp._wheel cimport TimerWheel
 from hivrrp._wire cimport (
@@ -30,7 +30,7 @@ STATES = ("INIT", "BACKUP", "MASTER", "FAULT")
 EVENT_REASONS = (
     "start", "owner", "master_down", "preempt", "released", "higher_priority",
     "fault", "fault_cleared", "stop", "rx_lower_priority", "priority", "sync_group", "admin",
-    "want_master",
+    "want_master", "leader", "follow_refresh",
 )
 assert len(EVENT_REASONS) == EV_NREASONS
 # Counter names follow keepalived's stats file (vrrp_print.c), snake_cased, plus
@@ -41,7 +41,7 @@ COUNTERS = (
     "packet_length_errors", "ip_ttl_errors", "invalid_type_received",
     "advert_interval_errors", "address_list_errors", "auth_invalid_type",
     "auth_type_mismatch", "auth_failure", "priority_zero_received", "priority_zero_sent",
-    "owner_ignored_adverts",
+    "owner_ignored_adverts", "follow_mismatch", "leader_transitions",
 )
 assert len(COUNTERS) == C_NCOUNTERS
 
@@ -68,7 +68,7 @@ def fault_reasons(unsigned int flags):
 DROP_RECORD_REASONS = DROP_REASONS + ("",) * (D_UNKNOWN_VRID - R_NREASONS) + (
     "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
     "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
-    "not_group", "owner",
+    "not_group", "owner", "follow_mismatch",
 )
 assert len(DROP_RECORD_REASONS) == D_NREASONS
 # Drop records an engine keeps allocated across windows; a burst beyond this
@@ -79,6 +79,15 @@ cdef uint8_t ZERO16[16]
 memset(ZERO16, 0, 16)
 cdef int64_t SECOND = 1000000
 cdef int64_t CENTISECOND = 10000
+
+
+cdef inline int64_t refresh_offset(int32_t i, int64_t period) noexcept nogil:
+    """When in its period a follower that just became master sends its first
+    refresh: spread over the period by a multiplicative hash of its index, so
+    that the followers of a leader (which move in the same call) do not all
+    refresh in the same tick, period after period."""
+    cdef uint64_t h = <uint64_t>(i + 1) * 11400714819323198485ULL
+    return <int64_t>(<double>(h >> 11) * (1.0 / 9007199254740992.0) * <double>period)
 
 
 cdef inline uint32_t ifindex_hash(int32_t ifindex) noexcept nogil:
@@ -210,6 +219,9 @@ cdef class Engine:
         self.tx_arena = <uint8_t *>malloc(self.tx_arena_cap)
         self.event_cap = 64
         self.evq = <event_t *>malloc(self.event_cap * sizeof(event_t))
+        self.deferred = NULL
+        self.deferred_count = self.deferred_cap = 0
+        self.leading = -1
         if (self.insts == NULL or self.if_keys == NULL or self.if_numbers == NULL or self.tx == NULL
                 or self.tx_arena == NULL or self.evq == NULL):
             raise MemoryError()
@@ -246,6 +258,7 @@ cdef class Engine:
         free(self.tx)
         free(self.tx_arena)
         free(self.evq)
+        free(self.deferred)
         free(self.advert_dst)
         free(self.peer_addrs)
 
@@ -325,6 +338,7 @@ cdef class Engine:
         inst.preempt_delay_us = <int64_t>(preempt_delay * SECOND)
         memcpy(inst.src, <const char *>src_packed, len(src_packed))
         memcpy(inst.group, <const char *>group_packed, len(group_packed))
+        inst.leader = inst.first_follower = inst.last_follower = inst.next_follower = -1
         inst.flags = ((F_PREEMPT if preempt else 0)
                       | (F_LOWER_PRIO_NO_ADVERT if lower_prio_no_advert else 0)
                       | (F_HIGHER_PRIO_SEND_ADVERT if higher_prio_send_advert else 0)
@@ -456,8 +470,10 @@ cdef class Engine:
         old_skew = self.skew_us(inst)
         inst.effective_priority = effective
         self.event(i, inst.state, inst.state, EV_PRIORITY, now)
-        if inst.state != ST_BACKUP:
-            return   # a master's next advert carries it; INIT/FAULT use it when they come up
+        if inst.state != ST_BACKUP or inst.flags & F_FOLLOWER:
+            # A master's next advert carries it; INIT/FAULT use it when they
+            # come up; a follower's only shows in its refresh adverts.
+            return
         if effective == 255:
             # Became the address owner: an owner does not wait for a master
             # to go silent (RFC Initialize; our choice where keepalived keeps
@@ -474,24 +490,36 @@ cdef class Engine:
     cdef void event(self, int32_t i, uint8_t old_state, uint8_t new_state, uint8_t reason,
                     int64_t now) noexcept nogil:
         cdef void *p
+        cdef event_t *e
+        cdef bint room = True
         if self.event_count == self.event_cap:
             p = realloc(self.evq, 2 * self.event_cap * sizeof(event_t))
             if p == NULL:
                 self.output_overflow += 1
-                return
-            self.evq = <event_t *>p
-            self.event_cap *= 2
-        self.evq[self.event_count].instance = i
-        self.evq[self.event_count].old_state = old_state
-        self.evq[self.event_count].new_state = new_state
-        self.evq[self.event_count].reason = reason
-        self.evq[self.event_count].time = now
-        self.evq[self.event_count].master_priority = self.insts[i].master_priority
-        self.evq[self.event_count].our_priority = self.insts[i].effective_priority
-        memcpy(self.evq[self.event_count].master_src, self.insts[i].master_src, 16)
-        self.event_count += 1
+                room = False
+            else:
+                self.evq = <event_t *>p
+                self.event_cap *= 2
+        if room:
+            e = &self.evq[self.event_count]
+            e.instance = i
+            e.old_state = old_state
+            e.new_state = new_state
+            e.reason = reason
+            e.time = now
+            e.master_priority = self.insts[i].master_priority
+            e.our_priority = self.insts[i].effective_priority
+            e.by_leader = self.leading >= 0
+            memcpy(e.master_src, self.insts[i].master_src, 16)
+            self.event_count += 1
         if old_state != new_state:
             self.insts[i].last_transition = now
+            if self.leading >= 0:
+                self.insts[i].counters[C_LEADER_TRANSITIONS] += 1
+            elif self.insts[i].first_follower != -1:
+                # Its followers move in this call (an event lost for want of
+                # memory must not leave them behind), their events right after its own.
+                self.lead(i, now)
 
     cdef void send(self, int32_t i, uint8_t priority) noexcept nogil:
         cdef inst_t *inst = &self.insts[i]
@@ -540,8 +568,17 @@ cdef class Engine:
         inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
         inst.counters[C_BECAME_MASTER] += 1
-        self.send(i, inst.effective_priority)
-        self.wheel.schedule_c(i, now + inst.adver_int_us)
+        if inst.flags & F_FOLLOWER:
+            # No advert now: its leader's adverts speak for it, and 10,000
+            # followers moving at once must not queue 10,000 sends ahead of
+            # their VIPs. Its first refresh comes somewhere in the period.
+            if inst.follow_refresh_us > 0:
+                self.wheel.schedule_c(i, now + refresh_offset(i, inst.follow_refresh_us))
+            else:
+                self.wheel.cancel_c(i)
+        else:
+            self.send(i, inst.effective_priority)
+            self.wheel.schedule_c(i, now + inst.adver_int_us)
         self.event(i, old, ST_MASTER, reason, now)
 
     cdef void become_backup(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil:
@@ -552,7 +589,10 @@ cdef class Engine:
         inst.state = ST_BACKUP
         inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
-        self.wheel.schedule_c(i, now + self.master_down_us(inst))
+        if inst.flags & F_FOLLOWER:
+            self.wheel.cancel_c(i)       # no master-down timer: it does not elect
+        else:
+            self.wheel.schedule_c(i, now + self.master_down_us(inst))
         self.event(i, old, ST_BACKUP, reason, now)
 
     cdef void come_up(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil:
@@ -561,7 +601,13 @@ cdef class Engine:
         cdef inst_t *inst = &self.insts[i]
         # Whoever was master before we went down is not known to be now.
         forget_master(inst)
-        if inst.base_priority == 255:
+        if inst.flags & F_FOLLOWER:
+            # Its leader's state, now: MASTER with a master leader, else BACKUP.
+            if self.insts[inst.leader].state == ST_MASTER:
+                self.become_master(i, now, EV_LEADER if reason == EV_START else reason)
+            else:
+                self.become_backup(i, now, reason)
+        elif inst.base_priority == 255:
             self.become_master(i, now, EV_OWNER)
         else:
             self.become_backup(i, now, reason)
@@ -571,13 +617,60 @@ cdef class Engine:
         cdef inst_t *inst = &self.insts[i]
         cdef uint8_t old = inst.state
         if old == ST_MASTER:
-            self.send(i, 0)
+            # Not a follower: its priority 0 would reach only the peer's
+            # follower, which does not obey adverts; its leader's says it all.
+            if not inst.flags & F_FOLLOWER:
+                self.send(i, 0)
             inst.counters[C_RELEASED_MASTER] += 1
         self.wheel.cancel_c(i)
         inst.state = new_state
         inst.flags &= ~(F_HEARD_LOWER | F_HEARD_RELEASE | F_WANTS_MASTER)
         inst.preempt_at = 0
         self.event(i, old, new_state, reason, now)
+
+    cdef void lead(self, int32_t i, int64_t now) noexcept nogil:
+        """Leader i changed state: each of its followers takes the state that
+        follows from it, here, in one C loop (their events queue right after
+        the leader's, marked by_leader). A master leader makes its BACKUP
+        followers masters; any other leader state makes its MASTER followers
+        backups; one in FAULT or INIT keeps its own state (it takes its
+        leader's when its fault clears, or when it starts). A leader that
+        stops (shutdown, removed by a reload) stops its followers with it:
+        the masters marked, then the others."""
+        cdef inst_t *leader = &self.insts[i]
+        cdef int32_t f = leader.first_follower
+        cdef inst_t *inst
+        self.leading = i
+        while f != -1:
+            inst = &self.insts[f]
+            if leader.state == ST_MASTER:
+                if inst.state == ST_BACKUP:
+                    self.become_master(f, now, EV_LEADER)
+            elif inst.state == ST_MASTER and leader.state == ST_INIT:
+                self.leave(f, ST_INIT, now, EV_STOP)
+            elif inst.state == ST_MASTER:
+                self.become_backup(f, now, EV_LEADER)
+            f = inst.next_follower
+        self.leading = -1
+        if leader.state == ST_INIT:
+            # The others stop too, unmarked: a marked run is one kind of move
+            # (every follower of a whole run went the same way), which the
+            # daemon may then apply as one precomputed change.
+            f = leader.first_follower
+            while f != -1:
+                if self.insts[f].state != ST_INIT:
+                    self.leave(f, ST_INIT, now, EV_STOP)
+                f = self.insts[f].next_follower
+
+    cdef void align(self, int32_t i, int64_t now) noexcept nogil:
+        """A running follower (BACKUP or MASTER) whose leader's state says
+        otherwise takes it (a reload made it a follower, or gave it a new leader)."""
+        cdef inst_t *inst = &self.insts[i]
+        cdef bint master = self.insts[inst.leader].state == ST_MASTER
+        if inst.state == ST_BACKUP and master:
+            self.become_master(i, now, EV_LEADER)
+        elif inst.state == ST_MASTER and not master:
+            self.become_backup(i, now, EV_LEADER)
 
     # ----------------------------------------------------------- receive
 
@@ -707,7 +800,9 @@ cdef class Engine:
             inst.counters[C_CHECKSUM_NO_PSEUDO_RX] += 1
         if r.priority == 0:
             inst.counters[C_PRIORITY_ZERO_RX] += 1
-        if inst.state == ST_BACKUP:
+        if inst.flags & F_FOLLOWER:
+            self.follower_rx(i, r)
+        elif inst.state == ST_BACKUP:
             self.backup_rx(i, r, now)
         else:
             self.master_rx(i, r, now)
@@ -849,6 +944,20 @@ cdef class Engine:
         else:
             memset(d.addr, 0, 16)
 
+    cdef void follower_rx(self, int32_t i, const vrrp_adv_t *r) noexcept nogil:
+        """A valid advert for a follower's VRID: counted like any, never obeyed.
+        A backup notes the master it heard (status shows it); a master has
+        heard another master of its VRID: a follow mismatch, counted and
+        recorded per sender for the log (a peer that does not follow the
+        same leader, or does not follow at all)."""
+        cdef inst_t *inst = &self.insts[i]
+        if inst.state == ST_MASTER:
+            inst.counters[C_FOLLOW_MISMATCH] += 1
+            self.record_drop(i, r, D_FOLLOW_MISMATCH, r.priority, inst.effective_priority, NULL)
+        elif r.priority != 0:
+            inst.master_priority = r.priority
+            memcpy(inst.master_src, r.src, 16)
+
     cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil:
         cdef inst_t *inst = &self.insts[i]
         cdef bint accept
@@ -915,6 +1024,17 @@ cdef class Engine:
         cdef inst_t *inst = &self.insts[i]
         cdef int64_t following
         cdef uint8_t reason
+        if inst.flags & F_FOLLOWER:
+            # Its only timer: a master's refresh, one advert at its real
+            # priority (the daemon adds its GARP/NA on the event).
+            if inst.state == ST_MASTER and inst.follow_refresh_us > 0:
+                self.send(i, inst.effective_priority)
+                following = deadline + inst.follow_refresh_us
+                if following <= now:
+                    following = now + inst.follow_refresh_us
+                self.wheel.schedule_c(i, following)
+                self.event(i, ST_MASTER, ST_MASTER, EV_FOLLOW_REFRESH, now)
+            return
         if inst.state == ST_MASTER:
             self.send(i, inst.effective_priority)
             # Keep the cadence of the original schedule (no drift), unless
@@ -997,6 +1117,11 @@ cdef class Engine:
             self.start(i, now)
 
     def stop_all(self, int64_t now):
+        """Stop every instance, leaders first: each takes its followers with
+        it in one call (a shutdown releases a leader's group as one move)."""
+        for i in range(self.count):
+            if self.insts[i].first_follower != -1:
+                self.stop(i, now)
         for i in range(self.count):
             self.stop(i, now)
 
@@ -1022,8 +1147,10 @@ cdef class Engine:
         """A sync-group member does not become master on its own: when its
         master-down timer fires it emits "want_master" and stays BACKUP until
         force(i, "MASTER", ...) (see wants_master()). An address owner still
-        becomes master at once, as in keepalived."""
+        becomes master at once, as in keepalived. A follower cannot be one."""
         self.check_index(i)
+        if member and self.insts[i].flags & F_FOLLOWER:
+            raise ValueError(f"instance {i} follows a leader: it cannot be in a sync group")
         if member:
             self.insts[i].flags |= F_SYNC_MEMBER
         else:
@@ -1093,6 +1220,8 @@ cdef class Engine:
 
         Already in `state`: nothing happens (no event), True. The forced state
         is not sticky: a forced master still steps down for a better advert.
+        A follower (follow()) is moved only to FAULT: MASTER and BACKUP are
+        its leader's to decide (False unless it is there already).
         """
         cdef inst_t *inst
         cdef uint8_t code, ev
@@ -1105,6 +1234,8 @@ cdef class Engine:
         code = STATES.index(state)
         ev, flag = FORCE_REASONS[reason]
         inst = &self.insts[i]
+        if code != ST_FAULT and inst.flags & F_FOLLOWER:
+            return inst.state == code     # its leader decides: move the leader
         if code == ST_FAULT:
             inst.fault_flags |= flag
             if inst.state == ST_BACKUP or inst.state == ST_MASTER:
@@ -1123,13 +1254,77 @@ cdef class Engine:
             self.become_backup(<int32_t>i, now, ev)
         return True
 
+    def follow(self, Py_ssize_t i, Py_ssize_t leader, double refresh=60.0):
+        """Make instance i a follower of `leader` (both configured, neither
+        started yet). A follower takes its leader's state instead of
+        electing: MASTER while the leader is MASTER, BACKUP while it is
+        anything else, FAULT for its own reasons only (set_fault), and when
+        those clear, its leader's state again. The leader's transitions move
+        its followers in the same call (events with reason "leader", marked
+        for take_events(defer_followers=True)); a leader that stops stops
+        them. A follower has no master-down timer and sends no periodic
+        adverts: becoming master sends nothing (its first refresh falls
+        somewhere in the period), and while master it sends one advert at
+        its effective priority every `refresh` seconds (0: never), each with
+        a "follow_refresh" event for the daemon's GARP/NA. Leaving MASTER it
+        sends no priority 0: its leader's tells the peer. Adverts received
+        for it are checked and counted as usual and never obeyed; a master
+        follower counts each as a follow mismatch (counter follow_mismatch,
+        a drop record per sender for the log). No chains: a leader follows
+        nobody, a follower leads nobody; no sync-group members."""
+        cdef inst_t *inst
+        cdef inst_t *head
+        self.check_index(i)
+        self.check_index(leader)
+        inst, head = &self.insts[i], &self.insts[leader]
+        if i == leader:
+            raise ValueError("an instance cannot follow itself")
+        if head.flags & F_FOLLOWER or inst.first_follower != -1 or inst.flags & F_FOLLOWER:
+            raise ValueError("no chains: a leader follows nobody, a follower leads nobody "
+                             "and follows one leader")
+        if inst.flags & F_SYNC_MEMBER:
+            raise ValueError(f"instance {i} is in a sync group: it cannot follow")
+        if inst.state != ST_INIT:
+            raise ValueError(f"instance {i} is running: make it a follower before start()")
+        if not 0 <= refresh <= 86400:
+            raise ValueError("refresh is 0..86400 s (0: none)")
+        inst.flags |= F_FOLLOWER
+        inst.leader = <int32_t>leader
+        inst.follow_refresh_us = <int64_t>(refresh * SECOND)
+        if head.first_follower == -1:
+            head.first_follower = <int32_t>i
+        else:
+            self.insts[head.last_follower].next_follower = <int32_t>i
+        head.last_follower = <int32_t>i
+        head.follower_count += 1
+
+    def leader(self, Py_ssize_t i):
+        """The index of the instance i follows, None if it elects on its own."""
+        self.check_index(i)
+        return None if self.insts[i].leader < 0 else self.insts[i].leader
+
+    def followers(self, Py_ssize_t i):
+        """The indexes of i's followers, in the order they were added."""
+        cdef int32_t f
+        self.check_index(i)
+        out = []
+        f = self.insts[i].first_follower
+        while f != -1:
+            out.append(f)
+            f = self.insts[f].next_follower
+        return out
+
+    def follower_count(self, Py_ssize_t i):
+        self.check_index(i)
+        return self.insts[i].follower_count
+
     def snapshot(self, Py_ssize_t i):
         """An instance's runtime state, for carrying it across a reload (opaque)."""
         cdef inst_t *inst
         self.check_index(i)
         inst = &self.insts[i]
         return (inst.state, self.wheel.deadline(i), inst.master_adver_int_us, inst.preempt_at,
-                inst.flags & (F_HEARD_LOWER | F_HEARD_RELEASE), inst.master_priority,
+                inst.flags & (F_HEARD_LOWER | F_HEARD_RELEASE | F_FOLLOWER), inst.master_priority,
                 bytes(inst.master_src[:16]), tuple(inst.counters[k] for k in range(C_NCOUNTERS)),
                 inst.last_transition, inst.priority_delta, inst.fault_flags & FAULT_CARRIED,
                 inst.effective_priority)
@@ -1192,10 +1387,19 @@ cdef class Engine:
             self.restore_c(i, src.state,
                            old.wheel.timers[j].deadline if old.wheel.timers[j].slot != -1 else -1,
                            src.master_adver_int_us, src.preempt_at,
-                           src.flags & (F_HEARD_LOWER | F_HEARD_RELEASE), src.master_priority,
-                           src.master_src, src.counters, src.last_transition,
-                           src.priority_delta, src.fault_flags & FAULT_CARRIED,
-                           src.effective_priority, now)
+                           src.flags & (F_HEARD_LOWER | F_HEARD_RELEASE | F_FOLLOWER),
+                           src.master_priority, src.master_src, src.counters,
+                           src.last_transition, src.priority_delta,
+                           src.fault_flags & FAULT_CARRIED, src.effective_priority, now)
+        self.align_followers(now)
+
+    def align_followers(self, int64_t now):
+        """Every running follower takes its leader's state (carry() does it;
+        after restore() of single instances, call it once they all are)."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            if self.insts[i].flags & F_FOLLOWER:
+                self.align(<int32_t>i, now)
 
     cdef void restore_c(self, int32_t i, uint8_t state, int64_t timer, int64_t master_interval,
                         int64_t preempt_at, uint16_t heard, uint8_t master_priority,
@@ -1205,6 +1409,8 @@ cdef class Engine:
         cdef inst_t *inst = &self.insts[i]
         cdef int64_t deadline
         cdef bint faulty_master
+        cdef bint was_follower = heard & F_FOLLOWER
+        heard &= F_HEARD_LOWER | F_HEARD_RELEASE
         carried &= FAULT_CARRIED
         faulty_master = state == ST_MASTER and carried != 0
         if (state != ST_BACKUP and state != ST_MASTER) or (carried and not faulty_master):
@@ -1221,50 +1427,124 @@ cdef class Engine:
         memcpy(inst.master_src, master_src, 16)
         memcpy(inst.counters, counters, C_NCOUNTERS * sizeof(uint64_t))
         inst.last_transition = last_transition
-        if state == ST_BACKUP or state == ST_MASTER:
+        if state != ST_BACKUP and state != ST_MASTER:
+            inst.effective_priority = self.target_priority(inst)
+            self.wheel.cancel_c(i)
+            return
+        if inst.flags & F_FOLLOWER:
+            # A follower's only timer is a master's refresh: its own, if it
+            # followed before (no later than the new period allows), else
+            # one spread over the period. align_followers() then gives it
+            # its leader's state.
+            if state == ST_BACKUP or inst.follow_refresh_us == 0:
+                self.wheel.cancel_c(i)
+            elif was_follower and timer >= 0:
+                self.wheel.schedule_c(i, min(timer, now + inst.follow_refresh_us))
+            else:
+                self.wheel.schedule_c(i, now + refresh_offset(i, inst.follow_refresh_us))
+        elif was_follower:
+            # No longer a follower: it keeps its state and elects from now,
+            # a master advertising at once (it was silent), a backup waiting
+            # one Master_Down_Interval as after start.
+            self.wheel.schedule_c(i, now if state == ST_MASTER
+                                  else now + self.master_down_us(inst))
+        else:
             deadline = timer if timer >= 0 else now
             if state == ST_MASTER and deadline > now + inst.adver_int_us:
                 deadline = now + inst.adver_int_us   # the interval got shorter
             self.wheel.schedule_c(i, deadline)
-            # The timer was computed with the old priority: start from it so
-            # that apply_priority moves it by the Skew_Time difference.
-            inst.effective_priority = effective
-            self.apply_priority(i, now)
-            if faulty_master:
-                self.leave(i, ST_FAULT, now, EV_FAULT)
-        else:
-            inst.effective_priority = self.target_priority(inst)
-            self.wheel.cancel_c(i)
+        # The timer was computed with the old priority: start from it so
+        # that apply_priority moves it by the Skew_Time difference.
+        inst.effective_priority = effective
+        self.apply_priority(i, now)
+        if faulty_master:
+            self.leave(i, ST_FAULT, now, EV_FAULT)
 
     # ---------------------------------------------------- Python outputs
 
-    def take_events(self, bint causes=False):
+    cdef object event_tuple(self, event_t *e, bint causes):
+        cdef uint16_t alen
+        if not causes:
+            return (e.instance, STATES[e.old_state], STATES[e.new_state],
+                    EVENT_REASONS[e.reason], e.time)
+        alen = addr_len(self.insts[e.instance].family)
+        master = (None if memcmp(e.master_src, ZERO16, alen) == 0
+                  else PyBytes_FromStringAndSize(<char *>e.master_src, alen))
+        return (e.instance, STATES[e.old_state], STATES[e.new_state], EVENT_REASONS[e.reason],
+                e.time, (master, e.master_priority, e.our_priority))
+
+    cdef int defer(self, event_t *e) except -1:
+        cdef void *p
+        if self.deferred_count == self.deferred_cap:
+            self.deferred_cap = max(64, 2 * self.deferred_cap)
+            p = realloc(self.deferred, self.deferred_cap * sizeof(event_t))
+            if p == NULL:
+                raise MemoryError()
+            self.deferred = <event_t *>p
+        self.deferred[self.deferred_count] = e[0]
+        self.deferred_count += 1
+        return 0
+
+    def take_events(self, bint causes=False, bint defer_followers=False):
         """Events since the last call: (instance, old, new, reason, time), and
         with `causes` a sixth item, (master, master priority, our priority):
         the master last heard at the event (packed address, None if none; for
         "higher_priority" the advert's sender) with its priority, and ours
         then. Taken from the event, not read later: the log runs after a whole
-        batch, when another advert may have replaced the master heard."""
-        cdef Py_ssize_t n
+        batch, when another advert may have replaced the master heard.
+
+        defer_followers: the events of followers their leader moved (which
+        come right after the leader's own) are held back for take_deferred(),
+        and every event gets a last item, how many of them followed it. A
+        mass move of 40 leaders and 10,000 followers is then 40 events here,
+        in order with everything else, and 10,000 later."""
+        cdef Py_ssize_t n, k
         cdef event_t *e
-        cdef uint16_t alen
         if self.event_count == 0:
             return ()  # the usual case, on every wake-up: no list to build
         out = []
-        for n in range(self.event_count):
+        n = 0
+        while n < self.event_count:
             e = &self.evq[n]
-            if not causes:
-                out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
-                            EVENT_REASONS[e.reason], e.time))
+            n += 1
+            if not defer_followers:
+                out.append(self.event_tuple(e, causes))
                 continue
-            alen = addr_len(self.insts[e.instance].family)
-            master = (None if memcmp(e.master_src, ZERO16, alen) == 0
-                      else PyBytes_FromStringAndSize(<char *>e.master_src, alen))
-            out.append((e.instance, STATES[e.old_state], STATES[e.new_state],
-                        EVENT_REASONS[e.reason], e.time,
-                        (master, e.master_priority, e.our_priority)))
+            k = 0
+            while (n < self.event_count and self.evq[n].by_leader
+                   and self.insts[self.evq[n].instance].leader == e.instance):
+                self.defer(&self.evq[n])
+                n += 1
+                k += 1
+            out.append(self.event_tuple(e, causes) + (k,))
         self.event_count = 0
         return out
+
+    def take_deferred(self, bint causes=False, Py_ssize_t limit=-1, bint discard=False):
+        """The followers' events take_events(defer_followers=True) held back,
+        in order, shaped as take_events' (without the count): the first
+        `limit` of them (all by default), the rest kept for the next call.
+        discard: only how many were taken (nobody wants them: no object each)."""
+        cdef Py_ssize_t n, taken = self.deferred_count
+        if 0 <= limit < taken:
+            taken = limit
+        if taken == 0:
+            return 0 if discard else ()
+        out = (taken if discard
+               else [self.event_tuple(&self.deferred[n], causes) for n in range(taken)])
+        self.deferred_count -= taken
+        if self.deferred_count:
+            memmove(self.deferred, self.deferred + taken, self.deferred_count * sizeof(event_t))
+        elif self.deferred_cap > 4096:
+            # A mass move's worth: not kept for the daemon's lifetime.
+            free(self.deferred)
+            self.deferred, self.deferred_cap = NULL, 0
+        return out
+
+    @property
+    def deferred_pending(self):
+        """How many followers' events wait for take_deferred()."""
+        return self.deferred_count
 
     def take_drops(self, bint everything=False):
         """Dropped adverts since the last call, as (records, unrecorded).

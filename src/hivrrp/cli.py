@@ -159,6 +159,7 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
 
     from hivrrp.config import load
     from hivrrp.config.diagnostics import condense
+    from hivrrp.config.followers import groups_of
     from hivrrp.config.summary import summary, tracking_report
 
     if file is not None and config_file is not None and file != config_file:
@@ -173,6 +174,7 @@ def check(file: str | None, config_file: str | None, config_id: str | None,
             "file": config_file,
             "instances": [{**i.as_dict(), "tracking": tracking.get(i.name)}
                           for i in result.config.instances],
+            "leaders": groups_of(result.config),    # leader -> its followers (`follow`)
             "errors": [d.as_dict() for d in result.errors],
             "warnings": [d.as_dict() for d in result.warnings],
             "info": [d.as_dict() for d in result.infos],
@@ -544,7 +546,8 @@ def status(socket_path: str, states: tuple, interfaces: tuple, as_json: bool) ->
     for r in rows:
         since = "-" if r["last_transition"] is None else _ago(now - r["last_transition"])
         vips = ",".join(r["vips"][:3]) + (f",+{len(r['vips']) - 3}" if len(r["vips"]) > 3 else "")
-        lines.append((r["instance"], r["interface"] or "-", str(r["vrid"]), r["state"],
+        state = r["state"] + (f" (follows {r['leader']})" if r.get("leader") else "")
+        lines.append((r["instance"], r["interface"] or "-", str(r["vrid"]), state,
                       f"{r['base_priority']}/{r['priority']}", r["master"] or "-", vips or "-",
                       since))
     widths = [max(len(line[k]) for line in lines) for k in range(len(header))]

@@ -11,6 +11,7 @@ from helpers.conf import write
 from hivrrp.config import load
 from hivrrp.daemon.driver import Driver
 from hivrrp.daemon.wiring import Daemon
+from hivrrp.kernel.addrbatch import Encoded
 from hivrrp.kernel.vmac import NONE
 
 
@@ -31,7 +32,8 @@ class FakeNetlink:
     def __init__(self, links, addresses) -> None:
         self.links_now = dict(links)
         self.addresses_now = list(addresses)
-        self.applied: list = []
+        self.applied: list = []        # every change, a follower group's unit unpacked
+        self.trips: list = []          # each trip's changes as the queue sent them
         # (add, address) in the order the no_accept drop sets were told, and
         # where the address changes fell between them ("vips", count).
         self.drops: list = []
@@ -69,7 +71,9 @@ class FakeNetlink:
         if drop or undrop:
             self.drops.append(("vips", len(changes)))
         self.drops += [(False, c.address) for c in undrop]
-        self.applied.extend(changes)
+        self.trips.append(list(changes))
+        for change in changes:
+            self.applied.extend(change.changes if isinstance(change, Encoded) else [change])
         return []
 
     async def start_firewall(self, settings, families) -> None:

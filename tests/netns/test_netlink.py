@@ -112,6 +112,44 @@ def test_the_batcher_applies_in_chunks_and_reports_exactly_what_failed():
     assert "10.10." not in result["after_remove"] and "192.0.2.1/24" in result["after_remove"]
 
 
+UNITS = """
+import json, socket, subprocess
+from hivrrp.kernel.addrbatch import ENCODED_SEQ, AddressBatcher, Change, encode_all
+
+subprocess.run(["ip", "link", "add", "m0", "type", "veth", "peer", "name", "m1"], check=True)
+subprocess.run(["ip", "link", "set", "m0", "up"], check=True)
+index = socket.if_nametoindex("m0")
+batcher = AddressBatcher()
+groups = [[Change(True, index, 4, f"10.20.{g}.{i + 1}", 16) for i in range(250)] for g in range(40)]
+groups[7][123] = Change(True, 999999, 4, "10.20.7.124", 16)      # no such interface
+key = object()
+units, seq = [], ENCODED_SEQ
+for changes in groups:
+    units.append(encode_all(changes, seq, key))
+    seq += len(changes)
+plain = Change(True, index, 4, "192.0.2.9", 24)
+first = batcher.apply([units[0], plain, *units[1:]])
+count = lambda: subprocess.run(["ip", "-o", "addr", "show", "dev", "m0"], capture_output=True,
+                               text=True).stdout.count("inet 10.20.")
+after_add = count()
+removals = [encode_all([c.removal() for c in changes], seq + 10000 * k, key)
+            for k, changes in enumerate(groups)]
+second = batcher.apply(removals)
+print(json.dumps({"first": [[c.address, c.index, error] for c, error in first],
+                  "second": [[c.address, error] for c, error in second],
+                  "after_add": after_add, "after_remove": count()}))
+"""
+
+
+def test_encoded_units_go_out_as_built_and_each_failure_names_its_change():
+    result = in_namespace(UNITS)
+    [[address, index, error]] = result["first"]
+    assert (address, index) == ("10.20.7.124", 999999) and "No such device" in error, error
+    assert result["after_add"] == 40 * 250 - 1
+    # The removal of the address that never came is "already gone": no failure.
+    assert result["second"] == [] and result["after_remove"] == 0
+
+
 # The Monitor's overrun path, made certain: a 4 KiB buffer overflowing while
 # the reader keeps up was luck (the reader mostly kept up, and the path went
 # untested); here the reader is held at select() while the burst is queued.

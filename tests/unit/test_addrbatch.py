@@ -9,7 +9,17 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
-from hivrrp.kernel.addrbatch import SCOPES, Change, encode, errors
+from hivrrp.kernel.addrbatch import (
+    ENCODED_SEND,
+    ENCODED_SEQ,
+    SCOPES,
+    AddressBatcher,
+    Change,
+    _change_of,
+    encode,
+    encode_all,
+    errors,
+)
 
 
 def pyroute2_bytes(change: Change, seq: int, ack: bool) -> bytes:
@@ -76,3 +86,76 @@ def test_error_answers_are_read_with_the_kernels_text():
         (10).to_bytes(4, "little") + bytes(4) + bytes(4) + echoed
     assert list(errors(first + ack)) == [(9, 17, "Address already assigned"), (10, 0, "")]
     assert list(errors(first[:30])) == []  # a truncated datagram yields nothing, no exception
+
+
+# --- pre-encoded units (a follower group's VIPs, encoded at plan build) ------------
+
+
+def unit_changes(n, add=True, base=0):
+    return [Change(add, 2, 4, f"10.1.{(base + i) // 250}.{(base + i) % 250 + 1}", 16)
+            for i in range(n)]
+
+
+def test_an_encoded_unit_is_the_requests_the_batcher_would_make_only_the_last_acked():
+    changes = unit_changes(3)
+    unit = encode_all(changes, ENCODED_SEQ + 7, key="g")
+    assert unit.data == b"".join(encode(c, ENCODED_SEQ + 7 + i, ack=i == 2)
+                                 for i, c in enumerate(changes))
+    assert (unit.first, len(unit), unit.add) == (ENCODED_SEQ + 7, 3, True)
+
+
+def test_units_and_plain_changes_go_out_together_in_order():
+    batcher = AddressBatcher.__new__(AddressBatcher)     # no socket: only the plan of sends
+    batcher.seq = 5
+    plain_a, plain_b = unit_changes(2, base=100), unit_changes(1, base=200)
+    u1 = encode_all(unit_changes(3), ENCODED_SEQ, key=1)
+    u2 = encode_all(unit_changes(2, add=False), ENCODED_SEQ + 3, key=1)
+    [(buffers, runs, last)] = list(batcher._sends([*plain_a, u1, u2, *plain_b]))
+    # Each run acknowledged at its end, the send done with the last run's answer.
+    assert buffers == [encode_all(plain_a, 5, None).data, u1.data, u2.data,
+                       encode_all(plain_b, 7, None).data]
+    assert runs == [(5, tuple(plain_a)), (u1.first, u1.changes), (u2.first, u2.changes),
+                    (7, tuple(plain_b))]
+    assert last == 7
+    # An answer's sequence number names its change, whichever run it is in.
+    assert _change_of(runs, ENCODED_SEQ + 4) is u2.changes[1]
+    assert _change_of(runs, ENCODED_SEQ + 1) is u1.changes[1]
+    assert _change_of(runs, 6) is plain_a[1]
+    assert _change_of(runs, 3) is None
+
+
+def test_units_beyond_one_send_are_split_and_plain_seqs_never_reach_the_units():
+    batcher = AddressBatcher.__new__(AddressBatcher)
+    batcher.seq = ENCODED_SEQ - 1                    # about to run into the units' numbers
+    big = [encode_all(unit_changes(4000, base=4000 * k), ENCODED_SEQ + 4000 * k, key=k)
+           for k in range(4)]
+    sends = list(batcher._sends([*unit_changes(2), *big]))
+    assert sends[0][1][0][0] == 0                    # wrapped to 0, not into ENCODED_SEQ
+    assert len(sends) == 2                           # 16,000 requests of 40 bytes: 2 sends
+    assert all(sum(len(b) for b in buffers) <= ENCODED_SEND for buffers, _r, _l in sends)
+    assert [first for _b, runs, _l in sends for first, _c in runs] == [
+        0, *(ENCODED_SEQ + 4000 * k for k in range(4))]
+
+
+def test_a_send_never_outgrows_the_sockets_send_buffer(monkeypatch):
+    import hivrrp.kernel.addrbatch as addrbatch
+
+    def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
+        # What a process that may not force its buffers gets: SO_SNDBUF, capped.
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        return sock
+
+    monkeypatch.setattr(addrbatch, "request_socket", capped)
+    batcher = AddressBatcher()
+    try:
+        limit = batcher.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert batcher.send_limit < limit < ENCODED_SEND
+        units = [encode_all(unit_changes(2500, base=2500 * k), ENCODED_SEQ + 2500 * k, key=k)
+                 for k in range(4)]
+        sends = list(batcher._sends(units))
+        assert len(sends) == 4
+        assert all(sum(len(b) for b in buffers) <= batcher.send_limit
+                   for buffers, _r, _l in sends)
+    finally:
+        batcher.close()

@@ -207,7 +207,8 @@ HOT_PATH = {
     "_wire.pxd": ["vrrp_decode", "advert_refresh", "csum_partial", "decode_all"],
     "_wheel.pxd": ["schedule_c", "cancel_c", "expire_c", "next_deadline_c"],
     "_engine.pxd": ["receive_c", "expire_c", "rx_one", "lookup", "backup_rx", "master_rx",
-                    "fire", "send", "become_master", "become_backup"],
+                    "fire", "send", "become_master", "become_backup", "lead", "follower_rx",
+                    "leave"],
 }
 
 

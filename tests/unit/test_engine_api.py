@@ -92,7 +92,7 @@ def test_fault_bits_keep_their_values_and_labels():
                                             "sync_group", "admin"]
     assert fault_reasons(FAULT_ADMIN | FAULT_TRACKER) == ["tracker", "admin"]
     assert fault_reasons(0) == []
-    assert EVENT_REASONS[-3:] == ("sync_group", "admin", "want_master")
+    assert EVENT_REASONS[-5:] == ("sync_group", "admin", "want_master", "leader", "follow_refresh")
 
 
 @pytest.mark.parametrize("flag", [0, 64, FAULT_ADMIN | 128])

@@ -161,7 +161,7 @@ def test_labels_of_record_reasons_are_stable():
     assert DROP_RECORD_REASONS[16:] == (
         "unknown_vrid", "version_mismatch", "auth_invalid_type", "auth_type_mismatch",
         "auth_failure", "interval_mismatch", "address_count", "address_list", "not_peer",
-        "not_group", "owner")
+        "not_group", "owner", "follow_mismatch")
 
 
 # ------------------------------------------------------- owner_ignore_adverts

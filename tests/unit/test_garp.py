@@ -202,3 +202,41 @@ def test_announcer_sends_every_address_its_first_frame_before_any_its_second():
         assert [frame[28:32] for frame in sent] == [a, b, a, b, a, b]
         assert len(announcer.queue) == 0 and announcer.sent == 6
     run(scenario())
+
+
+def test_a_leaders_followers_get_one_burst_one_delayed_burst_and_one_chain(tmp_path):
+    from helpers.plans import instance_text, plan_of
+    from hivrrp.daemon.reactor import Announce
+    from hivrrp.kernel.announce_policy import FOLLOWERS
+
+    text = FAST + instance_text("L", 1, ["192.0.2.1/24"], priority=255) + "".join(
+        instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"], extra="    follow L\n")
+        for k in range(20))
+
+    async def scenario():
+        plan = plan_of(tmp_path, text)
+        plan.engine.start_all(0)
+        assert set(plan.states().values()) == {"MASTER"}
+        h = Harness(plan)
+        h.policy.handle(Announce("L", "followers"))
+        vips = {f"192.0.2.{10 + k}" for k in range(20)}
+        await wait_until(lambda: len(h.frames) == 40)            # master_repeat 2 each
+        assert set(h.announced()) == vips
+        # One key for the group's delayed burst and refresh chain, none per follower.
+        assert list(h.policy.pending) == [(FOLLOWERS, "L")]
+        await wait_until(lambda: len(h.frames) >= 40 + 60)      # the refresh: 3 each
+        # A follower carried by a reload does not get a chain of its own beside it.
+        h.policy.keep_refreshing("F3")
+        assert "F3" not in h.policy.pending
+        # The group leaves MASTER: everything of it is void at once.
+        h.policy.stop("L", followers=True)
+        assert h.policy.pending == {}
+        h.frames.clear()
+        await asyncio.sleep(0.1)
+        assert h.frames == []
+        # A follower's own refresh (follow_refresh): one round, garp_master_refresh_repeat.
+        h.policy.handle(Announce("F5", "refresh"))
+        await wait_until(lambda: len(h.frames) == 3)
+        assert set(h.announced()) == {"192.0.2.15"}
+        h.policy.close()
+    run(scenario())

@@ -75,9 +75,11 @@ def test_the_scrape_says_what_status_and_the_engine_say(tmp_path, monkeypatch):
     assert got[("hivrrp_instance_receive_errors_total", vi2 | {("reason", "ttl")})] == 0
     assert got[("hivrrp_v3_checksum_reading_total",
                 vi1 | {("reading", "pseudo_header")})] == 0
-    info = vi2 | {("version", "2"), ("vips", "198.51.100.52"), ("master", "198.51.100.1")}
+    info = vi2 | {("version", "2"), ("vips", "198.51.100.52"), ("master", "198.51.100.1"),
+                  ("leader", "")}
     assert got[("hivrrp_instance_info", info)] == 1
-    info1 = vi1 | {("version", "2"), ("vips", "192.0.2.51,192.0.2.61"), ("master", "")}
+    info1 = vi1 | {("version", "2"), ("vips", "192.0.2.51,192.0.2.61"), ("master", ""),
+                   ("leader", "")}
     assert got[("hivrrp_instance_info", info1)] == 1
     # The daemon's own families and prometheus-client's process metrics.
     assert got[("hivrrp_vip_changes_total", frozenset({("action", "add")}))] == 1

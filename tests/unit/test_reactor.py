@@ -82,3 +82,60 @@ def test_resync_reasserts_only_the_masters_vips(tmp_path):
     plan.engine.start_all(0)
     (action,) = reactor.resync(plan)
     assert [c.address for c in action.changes] == ["192.0.2.51"]
+
+
+FOLLOWED = (instance_text("L", 1, ["192.0.2.100/24"], priority=200)
+            + "".join(instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"],
+                                    extra="    follow L\n" + (ROUTE if k == 0 else "")
+                                    + ("    no_accept\n" if k == 1 else ""))
+                      for k in range(3)))
+
+
+def test_followers_moved_all_together_are_one_precomputed_unit(tmp_path):
+    from hivrrp.daemon.reactor import SetDrops
+    from hivrrp.kernel.addrbatch import Encoded
+    plan = plan_of(tmp_path, FOLLOWED)
+    group = plan.followers["L"]
+    assert group.names == ("F0", "F1", "F2")
+    up = reactor.group_transition(group, "BACKUP", "MASTER", 3)
+    assert [type(a) for a in up] == [SetDrops, SetVips, SetRoutes, Announce]
+    assert [c.address for c in up[0].changes] == ["192.0.2.11"]     # F1 filters
+    [unit] = up[1].changes
+    assert isinstance(unit, Encoded) and unit is group.vips
+    assert [c.address for c in unit.changes] == ["192.0.2.10", "192.0.2.11", "192.0.2.12"]
+    assert up[2].add and len(up[2].entries) == 1
+    assert up[3] == Announce("L", "followers")
+    for new in ("BACKUP", "FAULT", "INIT"):
+        down = reactor.group_transition(group, "MASTER", new, 3)
+        assert [type(a) for a in down] == [StopAnnouncing, SetRoutes, SetVips, SetDrops]
+        assert down[0] == StopAnnouncing("L", followers=True)
+        assert down[2].changes == (group.removals,) and not group.removals.add
+        assert group.removals.key is group.vips.key
+    # Only some moved (the others FAULT or INIT): each follower's own events decide.
+    assert reactor.group_transition(group, "BACKUP", "MASTER", 2) is None
+
+
+def test_a_master_followers_refresh_announces_once(tmp_path):
+    plan = plan_of(tmp_path, FOLLOWED)
+    assert reactor.transition(plan.instances["F2"], "MASTER", "MASTER", "follow_refresh") == [
+        Announce("F2", "refresh")]
+    assert reactor.transition(plan.instances["F2"], "BACKUP", "BACKUP", "follow_refresh") == []
+
+
+def test_the_vip_queue_keeps_units_whole_and_in_order_with_single_changes(tmp_path):
+    from hivrrp.kernel.addrbatch import Change
+    from hivrrp.kernel.vipqueue import Batch
+    plan = plan_of(tmp_path, FOLLOWED)
+    group = plan.followers["L"]
+    batch = Batch()
+    single = Change(False, 2, 4, "192.0.2.11", 24)
+    batch.add(SetVips((group.vips,)))
+    batch.add(SetVips((single,)))                  # F1's own fault after its group's move
+    batch.add(SetVips((group.removals,)))          # the group leaves ...
+    batch.add(SetVips((group.vips,)))              # ... and comes back: replaces the removal
+    assert batch.vips == [group.vips, single, group.vips]
+    assert batch.vip_count() == 7
+    batch = Batch()
+    batch.add(SetVips((group.vips,)))
+    batch.add(SetVips((group.removals,)))          # right after: the last word on all of them
+    assert batch.vips == [group.removals]

@@ -62,3 +62,16 @@ def test_a_transition_names_its_cause(caplog):
         "(VI_5) BACKUP -> MASTER (preempt): a lower-priority master was heard, ours 250",
         "(VI_6) MASTER -> FAULT (fault)",
         "(VI_6) FAULT -> BACKUP (fault_cleared)"]
+
+
+def test_a_leaders_line_counts_the_followers_it_moved(caplog):
+    names = [f"L{i}" for i in range(40)]
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        log_transitions(names, [(0, "BACKUP", "MASTER", "master_down", 0, (None, 0, 100), 249)])
+        log_transitions(names, [(i, "BACKUP", "MASTER", "master_down", 0, (None, 0, 100), 249)
+                                for i in range(40)])
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == ("(L0) BACKUP -> MASTER (master_down): no master heard, ours 100, "
+                        "249 followers with it")
+    assert lines[1].startswith("40 instances BACKUP -> MASTER (master_down), 9960 followers "
+                               "with it: L0, L1, ")

@@ -67,6 +67,16 @@ HIVRRP_GLOBAL = frozenset({
     "hivrrp_notify_script_concurrency",   # notify processes at once, daemon-wide
 })
 
+# hivrrp's own vrrp_instance keywords: follower instances (docs/followers.md).
+# Not prefixed: `follow` is the vendors' word for it (HPE Comware, Cisco
+# IOS-XR), and a file that uses it cannot be shared with keepalived anyway:
+# keepalived 2.2.7 reports "Unknown keyword 'follow'" (-t exits 5) and runs
+# the instance as one that elects on its own, so both routers must run hivrrp.
+HIVRRP_INSTANCE = frozenset({
+    "follow",            # NAME: the leader whose state this instance takes
+    "follow_refresh",    # seconds between a master follower's refreshes, 0: never
+})
+
 # Keywords hivrrp parses into the model but the daemon does not act on yet,
 # with what happens instead. One entry per keyword, consulted wherever a
 # keyword is dispatched, so that a config relying on one never passes

@@ -219,6 +219,10 @@ _RARE_DEFAULTS: dict[str, object] = {
     "vmac_mac": None,                        # use_vmac's MAC as written (5 octets: + the VRID)
     "vmac_xmit_base": False,
     "sync_group": None,
+    # hivrrp's own (keywords.HIVRRP_INSTANCE): the leader this instance follows
+    # instead of electing, and how often it refreshes while master (0: never).
+    "follow": None,
+    "follow_refresh": 60.0,
     "complete": True,                        # False when a required keyword had a bad value
 }
 _FACTORIES = {name: default for name, default in _RARE_DEFAULTS.items() if callable(default)}
@@ -297,6 +301,8 @@ class Instance:
         vmac_mac: str | None
         vmac_xmit_base: bool
         sync_group: str | None
+        follow: str | None
+        follow_refresh: float
         complete: bool
 
     def __init__(self, name: str, where: Where, **settings) -> None:
@@ -376,6 +382,7 @@ class Instance:
             "auth_type": self.auth_type,
             "tracks": [t.as_dict() for t in self.tracks],
             "sync_group": self.sync_group,
+            "follow": self.follow,
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from hivrrp.config.followers import summary_lines as follower_lines
 from hivrrp.tracking.policy import Tracking, Use, uses_of
 from hivrrp.util.text import plural as _plural
 
@@ -46,6 +47,7 @@ def summary(path: str, result) -> str:
         f" {_plural(trackers, 'tracker')} (scripts {len(config.scripts)}, processes "
         f"{len(config.track_processes)}, files {len(config.track_files)}, interfaces "
         f"{len(interfaces)})",
+        *follower_lines(config),
         *tracker_lines(config),
     ]
     return "\n".join(lines)

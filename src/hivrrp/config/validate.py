@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from hivrrp._wire import DEFAULT_MTU, MAX_ADDRESSES, advert_room
+from hivrrp.config import followers
 from hivrrp.config import strict as strict_mode
 from hivrrp.config.diagnostics import Diagnostics, Where
 from hivrrp.config.model import Config, Instance, Script, TrackRef
@@ -43,6 +44,7 @@ def validate(config: Config, diag: Diagnostics, *, check_host: bool = True,
     _unique_vrids(config, diag)
     _sync_groups(config, names, diag)
     _trackers(config, diag)
+    followers.validate(config, names, diag)
     if check_host:
         _host_interfaces(config, diag)
     if check_scripts:

@@ -4,8 +4,9 @@ Raw sockets are read in batches (recvmmsg) straight into the engine, one
 timer is armed at the engine's next deadline, and whatever the engine queued
 goes out in one sendmmsg per family, the multicast IPv4 adverts as frames on
 a packet socket unless `--send-path raw` (kernel/sendpath.py says which and
-why). The engine's events, with their causes, go to `on_events`; nothing here
-decides what they mean.
+why). The engine's events, with their causes and how many followers each
+moved (held back in the engine), go to `on_events`; nothing here decides what
+they mean.
 """
 
 from __future__ import annotations
@@ -274,7 +275,9 @@ class Driver:
         # send and report until quiet; a few rounds suffice, the bound guards.
         for _ in range(EVENT_ROUNDS):
             self.send(engine)
-            events = engine.take_events(causes=True)
+            # A leader's followers come later (Daemon.report_followers): a
+            # mass move reaches Python as its leaders' events.
+            events = engine.take_events(causes=True, defer_followers=True)
             if not events:
                 break
             self.on_events(events)

@@ -94,6 +94,10 @@ _TEXTS: dict[str, Callable[[Drop, str, int, int], str]] = {
     "type": lambda d, s, got, want: f"Invalid packet type from {s}. {got} and expect {want}",
     "checksum": lambda d, s, got, want: f"Invalid VRRPv{got} checksum from {s}",
     "length": _length,
+    "follow_mismatch": lambda d, s, got, want: (
+        f"master by its leader, heard an advert for VRID {d.vrid} from {s} (priority {got}, "
+        f"ours {want}): another router is master of it too; kept (a follower obeys its "
+        "leader only: does that router run hivrrp with the same `follow`?)"),
     "owner": lambda d, s, got, want: (
         f"Dropping packet(s) from {s} since we are address owner"),
     "unknown_vrid": lambda d, s, got, want: (

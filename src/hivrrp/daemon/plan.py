@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from types import MappingProxyType
 
 from hivrrp._engine import FAULT_INTERFACE, FAULT_NO_SOURCE, Engine
 from hivrrp._wire import DEFAULT_MTU, advert_room
+from hivrrp.config.followers import groups_of as follower_groups
 from hivrrp.config.model import Config, Instance
-from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.addrbatch import ENCODED_SEQ, Change, Encoded, encode_all
+from hivrrp.kernel.firewall_policy import filters
 from hivrrp.kernel.netlink import Address, Link
 from hivrrp.kernel.routing import Routing, route_spec, rule_spec
 from hivrrp.tracking.syncgroups import EngineView, groups_of
@@ -41,6 +44,27 @@ class InstancePlan:
     routes: tuple[Routing, ...]    # virtual_routes and virtual_rules, in order
     faults: int                    # FAULT_* bits known at build time
     vmac: str | None = None        # its VMAC's name (use_vmac): the VIPs' interface
+
+
+# (instance, ifindex, family, packed address) of a VIP to announce
+AnnounceEntry = tuple[str, int, int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerGroup:
+    """A leader's followers (`follow`) and what their moving as one takes,
+    worked out at build, off the loop: when the leader moves them all, the
+    daemon's work up to the netlink trip is this group's, not each follower's."""
+
+    leader: str
+    names: tuple[str, ...]         # in the engine's order (the configuration's)
+    vips: Encoded                  # every follower's VIP additions, encoded once
+    removals: Encoded              # and their removals
+    routes: tuple[Routing, ...]
+    drops: tuple[Change, ...]      # the VIPs of followers that filter (no_accept)
+    # Followers with the same announce settings (one shared `garp` mapping):
+    # (a follower whose settings they are, every VIP of theirs to announce).
+    announce: tuple[tuple[str, tuple[AnnounceEntry, ...]], ...]
 
 
 @dataclass
@@ -78,6 +102,7 @@ class Plan:
     # vmac_xmit_base instances run on their parent, which the engine watches;
     # their VMAC's link state faults them too: ifindex (VMAC or parent) -> names.
     vmac_watch: dict[int, list[str]] = field(default_factory=dict)
+    followers: dict[str, FollowerGroup] = field(default_factory=dict)   # by leader name
 
     def vip_owner(self, ifindex: int, address: str) -> str | None:
         """The instance whose VIP `address` on `ifindex` is (the last one
@@ -331,6 +356,15 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     for inst in instances:
         for dev in _devices(inst):
             plan.interfaces.setdefault(dev, links[dev].index if dev in links else 0)
+    seq = ENCODED_SEQ
+    for leader, names in follower_groups(config).items():
+        if leader not in plan.index:
+            continue            # validation refused such a reference already
+        for name in names:
+            engine.follow(plan.index[name], plan.index[leader],
+                          plan.instances[name].config.follow_refresh)
+        plan.followers[leader] = group = _follower_group(plan, leader, names, seq)
+        seq += len(group.vips) + len(group.removals)
     plan.view = EngineView(engine, plan.index)
     plan.sync_groups = groups_of(config)
     for members in plan.sync_groups.values():
@@ -343,6 +377,27 @@ def build(config: Config, links: dict[str, Link], addresses: list[Address], now:
     plan.refreshing = g.garp_master_refresh > 0 or any(
         i.garp.get("master_refresh", 0) > 0 for i in instances)
     return plan
+
+
+def _follower_group(plan: Plan, leader: str, names: list[str], seq: int) -> FollowerGroup:
+    members = [plan.instances[name] for name in names]
+    vips = [change for inst in members for change in inst.vips]
+    key = object()       # the group's address set, the same for its additions and removals
+    classes: dict[int, tuple[str, list[AnnounceEntry]]] = {}
+    for inst in members:
+        # Equal `garp` overrides are one shared mapping once loaded (config.model.Sharing).
+        _first, entries = classes.setdefault(id(inst.config.garp), (inst.name, []))
+        entries += [(inst.name, c.index, c.family,
+                     socket.inet_pton(socket.AF_INET if c.family == 4 else socket.AF_INET6,
+                                      c.address))
+                    for c in inst.vips]
+    return FollowerGroup(
+        leader, tuple(names),
+        vips=encode_all(vips, seq, key),
+        removals=encode_all([c.removal() for c in vips], seq + len(vips), key),
+        routes=tuple(r for inst in members for r in inst.routes),
+        drops=tuple(c for inst in members if filters(inst.config) for c in inst.vips),
+        announce=tuple((first, tuple(entries)) for first, entries in classes.values()))
 
 
 def _advertised(inst: Instance, link: Link | None, excess: list[str],

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hivrrp.daemon.plan import InstancePlan, Plan
-from hivrrp.kernel.addrbatch import Change
+from hivrrp.daemon.plan import FollowerGroup, InstancePlan, Plan
+from hivrrp.kernel.addrbatch import Change, Encoded
 from hivrrp.kernel.firewall_policy import filters
 from hivrrp.kernel.routing import Routing
 
 
 @dataclass(frozen=True, slots=True)
 class SetVips:
-    """Addresses to add or remove, in order."""
-    changes: tuple[Change, ...]
+    """Addresses to add or remove, in order; an Encoded is a follower group's
+    whole set, sent as encoded at build."""
+    changes: tuple[Change | Encoded, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +43,22 @@ class SetRoutes:
 class Announce:
     """Gratuitous ARP / unsolicited NA for the instance's VIPs, once they are in place.
 
-    burst: "master" (became master: bursts and the refresh chain) or
+    burst: "master" (became master: bursts and the refresh chain),
     "lower_prio" (a master heard a lower-priority advert: keepalived's
-    garp_lower_prio_* bursts, the refresh chain goes on undisturbed)."""
+    garp_lower_prio_* bursts, the refresh chain goes on undisturbed),
+    "refresh" (a master follower's refresh: one round, as garp_master_refresh's)
+    or "followers" (`name` is a leader whose followers all became master:
+    their bursts and chains as one)."""
     name: str
     burst: str
 
 
 @dataclass(frozen=True, slots=True)
 class StopAnnouncing:
-    """The instance no longer holds its VIPs: pending bursts and frames are void."""
+    """The instance no longer holds its VIPs: pending bursts and frames are void.
+    followers: `name` is a leader whose followers all left MASTER."""
     name: str
+    followers: bool = False
 
 
 Action = SetVips | SetDrops | SetRoutes | Announce | StopAnnouncing
@@ -87,6 +93,8 @@ def transition(inst: InstancePlan, old: str, new: str, reason: str) -> list[Acti
     if old == new:
         if new == "MASTER" and reason == "rx_lower_priority":
             return [Announce(inst.name, "lower_prio")]
+        if new == "MASTER" and reason == "follow_refresh":
+            return [Announce(inst.name, "refresh")]
         return []
     if new == "MASTER":
         # Routes after their addresses: a virtual route may use a VIP as source.
@@ -98,6 +106,26 @@ def transition(inst: InstancePlan, old: str, new: str, reason: str) -> list[Acti
     if old == "MASTER":
         return release(inst)
     return []
+
+
+def group_transition(group: FollowerGroup, old: str, new: str,
+                     moved: int) -> list[Action] | None:
+    """Actions for the followers a leader's event moved with it (`moved` of
+    them, each the same way: BACKUP -> MASTER when the leader became master,
+    out of MASTER otherwise), as one unit worked out at build: O(1) here,
+    however many followers. None when the leader moved only some (others
+    were in FAULT or INIT): the daemon then takes each follower's event."""
+    if moved != len(group.names) or old == new:
+        return None
+    if new == "MASTER":
+        actions: list[Action] = [SetDrops(True, group.drops)] if group.drops else []
+        return actions + [SetVips((group.vips,)), SetRoutes(True, group.routes),
+                          Announce(group.leader, "followers")]
+    actions = [StopAnnouncing(group.leader, followers=True), SetRoutes(False, group.routes),
+               SetVips((group.removals,))]
+    if group.drops:
+        actions.append(SetDrops(False, group.drops))
+    return actions
 
 
 def release(inst: InstancePlan) -> list[Action]:

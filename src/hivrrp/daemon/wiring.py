@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 
 from hivrrp._engine import FAULT_TRACKER
 from hivrrp.config.model import Config
@@ -53,6 +54,9 @@ VMAC_SETTLE_WAIT = 5.0         # seconds for the monitor to tell the VMACs a rel
 FIREWALL_EXIT_WAIT = 5.0
 LOG_EACH_UP_TO = 32            # transitions in one batch logged one line each at INFO
 LOG_NAMES_SHOWN = 8            # names in the summary line of a bigger batch
+# Followers' events reported per loop iteration: a 10,000-follower move is
+# 20 short slices, and the leaders' 10 ms adverts go out between them.
+REPORT_SLICE = 512
 
 
 class Daemon:
@@ -84,6 +88,10 @@ class Daemon:
         # set-priority overrides: kept across rebuilds (same config), gone at a reload.
         self.runtime_priority: dict[str, int] = {}
         self.lifecycle.on_reloading = self.on_reloading
+        # Followers' events the engine holds back, as the leaders' events
+        # said them: [how many, whether their group's actions went already].
+        self.follow_spans: deque[list] = deque()
+        self.follow_report: asyncio.Handle | None = None
 
     async def main(self) -> int:
         from hivrrp import __version__
@@ -258,6 +266,11 @@ class Daemon:
     # ------------------------------------------------------------ events
 
     def on_engine_events(self, events: list[tuple]) -> None:
+        """Events of take_events(causes=True, defer_followers=True): the last
+        item of each is how many followers it moved, whose events the engine
+        holds back. Their VIPs, routes and announcements go now, as their
+        group's unit, in the event's place; what each follower's own event
+        says (log, notify) comes after, in report_followers()."""
         plan = self.plan
         engine, view = plan.engine, plan.view
         log_transitions(plan.names, events)
@@ -265,9 +278,15 @@ class Daemon:
             # A mass move: its VIP changes and announcements leave the heap
             # full of free pages (as start-up does), to hand back once done.
             self.trimmer.arm()
-        for index, old, new, reason, *_time_cause in events:
+        for index, old, new, reason, *rest in events:
             name = plan.names[index]
-            self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
+            inst = plan.instances[name]
+            if self.follow_spans and inst.config.follow is not None:
+                self.report_followers()   # a follower's earlier events before its own
+            self.dispatch(reactor.transition(inst, old, new, reason))
+            moved = rest[2] if len(rest) > 2 else 0
+            if moved:
+                self.followers_moved(name, old, new, moved)
             self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             if plan.sync_groups:
                 # Applied before the next event is judged: decisions read the
@@ -275,11 +294,70 @@ class Daemon:
                 self.apply_sync(self.sync.event(name, old, new, reason, view))
         if plan.sync_groups:
             self.apply_sync(self.sync.recheck(view))
+        if self.follow_spans and self.follow_report is None:
+            # After this callback, when the VIP queue's task has handed its
+            # trip to the netlink thread, in slices.
+            self.follow_report = self.loop.call_soon(self.report_followers, False)
+
+    def followers_moved(self, leader: str, old: str, new: str, moved: int) -> None:
+        """Leader `leader` moved `moved` followers with it: their group's
+        unit, worked out at build, when it moved them all; else each one's
+        actions from its own event, now (they stand here in the order)."""
+        group = self.plan.followers.get(leader)
+        actions = reactor.group_transition(group, old, new, moved) if group else None
+        self.follow_spans.append([moved, actions is not None])
+        if moved > LOG_EACH_UP_TO and self.running:
+            self.trimmer.arm()
+        if actions is None:
+            self.report_followers()
+        else:
+            self.dispatch(actions)
+
+    def report_followers(self, everything: bool = True) -> None:
+        """The followers' events the leaders' announced (follow_spans), in
+        order: notified, logged at debug level (their leader's line counted
+        them), and for a partial move logged at info and acted on one by one.
+        All of them now, or (scheduled) REPORT_SLICE, then the rest later."""
+        if not everything:
+            self.follow_report = None
+        budget = None if everything else REPORT_SLICE
+        spans = self.follow_spans
+        while spans and (budget is None or budget > 0):
+            span = spans[0]
+            n = span[0] if budget is None else min(span[0], budget)
+            self._report(n, span[1])
+            span[0] -= n
+            if span[0] == 0:
+                spans.popleft()
+            if budget is not None:
+                budget -= n
+        if spans and not everything:
+            self.follow_report = self.loop.call_soon(self.report_followers, False)
+
+    def _report(self, count: int, done: bool) -> None:
+        plan = self.plan
+        engine = plan.engine
+        if done and self.notifications.followers_silent and not log.isEnabledFor(logging.DEBUG):
+            engine.take_deferred(limit=count, discard=True)     # nobody would hear of them
+            return
+        events = engine.take_deferred(causes=True, limit=count)
+        if done:
+            if log.isEnabledFor(logging.DEBUG):
+                for index, old, new, reason, _time, cause in events:
+                    log.debug("(%s) %s -> %s (%s)%s", plan.names[index], old, new, reason,
+                              cause_of(reason, cause))
+        else:
+            log_transitions(plan.names, events)
+        for index, old, new, reason, *_time_cause in events:
+            name = plan.names[index]
+            if not done:
+                self.dispatch(reactor.transition(plan.instances[name], old, new, reason))
+            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
 
     def dispatch(self, actions: list[reactor.Action]) -> None:
         for action in actions:
             if isinstance(action, reactor.StopAnnouncing):
-                self.garp.stop(action.name)
+                self.garp.stop(action.name, action.followers)
         self.vips.submit(actions)
 
     # --------------------------------------------------------- lifecycle
@@ -318,6 +396,7 @@ class Daemon:
         if note:
             log.warning("reload: %s", note)
         # From here to the end nothing awaits: the old plan's indexes stay valid.
+        self.report_followers()     # what the old engine holds back, in its names
         now = now_us(self.loop)
         old_states = carry_over(old, new, kept, now)
         self.droplog.take(old, everything=True)   # while its indexes still name its instances
@@ -479,25 +558,36 @@ def log_transitions(names: list[str], events: list[tuple]) -> None:
     instances the lines cost 70 ms of a 0.36 s failover (formatting, mostly),
     and a few mass failovers would run into journald's rate limit (10,000
     lines per 30 s by default) and lose lines anyway. Events may carry their
-    cause (a sixth item): the line then says it."""
+    cause (a sixth item): the line then says it; and how many followers they
+    moved (a seventh, take_events(defer_followers=True)): the line counts
+    them, and theirs are at debug level (Daemon.report_followers)."""
     moved = [(names[event[0]], event[1], event[2], event[3],
-              event[5] if len(event) > 5 else None)
+              event[5] if len(event) > 5 else None, event[6] if len(event) > 6 else 0)
              for event in events if event[1] != event[2]]
     if len(moved) <= LOG_EACH_UP_TO:
-        for name, old, new, reason, cause in moved:
-            log.info("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
+        for name, old, new, reason, cause, followers in moved:
+            log.info("(%s) %s -> %s (%s)%s%s", name, old, new, reason, cause_of(reason, cause),
+                     with_followers(followers))
         return
     kinds: dict[tuple[str, str, str], list[str]] = {}
-    for name, old, new, reason, _cause in moved:
+    taken: dict[tuple[str, str, str], int] = {}
+    for name, old, new, reason, _cause, followers in moved:
         kinds.setdefault((old, new, reason), []).append(name)
+        taken[old, new, reason] = taken.get((old, new, reason), 0) + followers
     for (old, new, reason), group in kinds.items():
         shown = ", ".join(group[:LOG_NAMES_SHOWN])
         more = f" and {len(group) - LOG_NAMES_SHOWN} more" if len(group) > LOG_NAMES_SHOWN else ""
-        log.info("%s %s -> %s (%s): %s%s (each at debug level; `hivrrp status` "
-                 "lists them)", plural(len(group), "instance"), old, new, reason, shown, more)
+        log.info("%s %s -> %s (%s)%s: %s%s (each at debug level; `hivrrp status` "
+                 "lists them)", plural(len(group), "instance"), old, new, reason,
+                 with_followers(taken[old, new, reason]), shown, more)
     if log.isEnabledFor(logging.DEBUG):
-        for name, old, new, reason, cause in moved:
-            log.debug("(%s) %s -> %s (%s)%s", name, old, new, reason, cause_of(reason, cause))
+        for name, old, new, reason, cause, followers in moved:
+            log.debug("(%s) %s -> %s (%s)%s%s", name, old, new, reason, cause_of(reason, cause),
+                      with_followers(followers))
+
+
+def with_followers(count: int) -> str:
+    return f", {plural(count, 'follower')} with it" if count else ""
 
 
 def run(config: Config, config_path: str, config_id: str | None,

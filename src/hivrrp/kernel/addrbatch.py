@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from hivrrp.kernel.rtnl import (
@@ -58,12 +59,49 @@ class Change:
         return Change(False, self.index, self.family, self.address, self.prefixlen)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Encoded:
+    """Changes encoded once, ahead of the trip that sends them (a follower
+    group's VIPs, at plan build, off the loop): a trip sends `data` as it is,
+    where encoding 10,000 changes by hand took tens of milliseconds on the
+    critical path of a mass takeover. The requests carry the sequence numbers
+    first .. first + len - 1 (ENCODED_SEQ and up: never the batcher's own),
+    the last asks for the acknowledgement. `key` names the address set (a
+    group's additions and removals share it): within a trip a later unit of
+    the same key is the last word on all of them."""
+    changes: tuple[Change, ...]
+    data: bytes
+    first: int
+    key: object
+    add: bool
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+# Sequence numbers from here on are pre-encoded units'; the batcher's own stay below.
+ENCODED_SEQ = 0x80000000
+
+
+def encode_all(changes: Sequence[Change], first: int, key: object) -> Encoded:
+    """One Encoded of `changes` (all additions or all removals), numbered from `first`."""
+    changes = tuple(changes)
+    last = len(changes) - 1
+    data = b"".join(encode(change, first + i, ack=i == last) for i, change in enumerate(changes))
+    return Encoded(changes, data, first & 0xFFFFFFFF, key, bool(changes) and changes[0].add)
+
+
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 IFA_LABEL, IFA_BROADCAST = 3, 4
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 
-CHUNK = 512                      # requests per sendmsg (about 32 KiB)
+CHUNK = 512                      # single changes per acknowledged run (about 32 KiB)
+# Runs go out together up to this many bytes a sendmsg (the kernel handles a
+# whole message in the sender's system call), so that 10,000 follower VIPs
+# are two system calls, each a GIL release and reacquisition.
+ENCODED_SEND = 512 << 10
+SEND_BUFFER = 2 * ENCODED_SEND   # netlink refuses a message larger than its send buffer
 RECEIVE_BUFFER = 4 << 20         # room for an error per request of a chunk
 ACK_TIMEOUT = 5.0                # seconds for the kernel to answer one chunk
 # Failures that leave the address as it was asked to be.
@@ -136,32 +174,100 @@ def request_socket(receive_buffer: int, send_buffer: int = 0,
     return sock
 
 
+# One sendmsg's worth: its buffers, then (first seq, changes) of each run of
+# requests in it (each run's last request asks for an acknowledgement), and
+# the seq whose answer ends it.
+Send = tuple[list[bytes], list[tuple[int, Sequence[Change]]], int]
+
+
 class AddressBatcher:
     """Applies address changes in order; used from one thread at a time."""
 
-    def __init__(self) -> None:
-        self.sock = request_socket(RECEIVE_BUFFER)
-        self.seq = int.from_bytes(os.urandom(3), "big")
+    send_limit = ENCODED_SEND
 
-    def apply(self, changes: list[Change]) -> list[tuple[Change, str]]:
-        """Returns the changes that failed, with why."""
+    def __init__(self) -> None:
+        self.sock = request_socket(RECEIVE_BUFFER, SEND_BUFFER)
+        self.seq = int.from_bytes(os.urandom(3), "big")
+        self.stale = False      # a chunk went unanswered: its answers may still come
+        # Without the privilege to force it, the send buffer is capped
+        # (wmem_max), and netlink refuses a message beyond it (EMSGSIZE).
+        self.send_limit = max(CHUNK * 128, min(
+            ENCODED_SEND, self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 64))
+
+    def apply(self, changes: Sequence[Change | Encoded]) -> list[tuple[Change, str]]:
+        """Returns the changes that failed, with why. Encoded units go out as
+        they are, the rest are encoded here; several to a system call."""
         failures: list[tuple[Change, str]] = []
-        for k in range(0, len(changes), CHUNK):
-            chunk = changes[k:k + CHUNK]
-            first, self.seq = self.seq, (self.seq + len(chunk)) & 0xFFFFFFFF
-            last = len(chunk) - 1
-            # Only the last request asks for an acknowledgement: the kernel
-            # handles a chunk in order, so it arrives after every error.
-            request = b"".join(encode(change, first + i, ack=i == last)
-                               for i, change in enumerate(chunk))
+        for buffers, runs, last in self._sends(changes):
             try:
-                self.sock.send(request)
-                failures += self._answers(chunk, first)
+                if self.stale:
+                    self._discard_stale()
+                self.sock.sendmsg(buffers)
+                failures += self._answers(runs, last)
             except OSError as exc:
-                failures += [(change, f"netlink: {exc.strerror or exc}") for change in chunk]
+                self.stale = True
+                failures += [(change, f"netlink: {exc.strerror or exc}")
+                             for _first, run in runs for change in run]
         return failures
 
-    def _answers(self, chunk: list[Change], first: int) -> list[tuple[Change, str]]:
+    def _sends(self, changes: Sequence[Change | Encoded]) -> Iterator[Send]:
+        """The system calls for `changes`, in order: runs of single changes
+        encoded here in chunks of CHUNK, then everything packed into sends of
+        up to ENCODED_SEND bytes (a mass takeover interleaves each leader's
+        own VIP with its followers' unit: 80 sends, each a wait for the kernel
+        and for the GIL, where 2 do)."""
+        buffers: list[bytes] = []
+        runs: list[tuple[int, Sequence[Change]]] = []
+        size = 0
+        for unit in self._units(changes):
+            if buffers and size + len(unit.data) > self.send_limit:
+                yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+                buffers, runs, size = [], [], 0
+            buffers.append(unit.data)
+            runs.append((unit.first, unit.changes))
+            size += len(unit.data)
+        if buffers:
+            yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+
+    def _units(self, changes: Sequence[Change | Encoded]) -> Iterator[Encoded]:
+        plain: list[Change] = []
+        for item in changes:
+            if item.__class__ is Encoded:
+                if plain:
+                    yield from self._chunks(plain)
+                    plain = []
+                if item.changes:
+                    yield item
+            else:
+                plain.append(item)
+        if plain:
+            yield from self._chunks(plain)
+
+    def _chunks(self, changes: list[Change]) -> Iterator[Encoded]:
+        for k in range(0, len(changes), CHUNK):
+            chunk = changes[k:k + CHUNK]
+            if self.seq + len(chunk) > ENCODED_SEQ:
+                self.seq = 0
+            first = self.seq
+            self.seq += len(chunk)
+            # Only the last request asks for an acknowledgement: the kernel
+            # handles a chunk in order, so it arrives after every error.
+            yield encode_all(chunk, first, None)
+
+    def _discard_stale(self) -> None:
+        """Answers to a chunk given up on would be taken for the next one's."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                self.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self.sock.setblocking(True)
+            self.stale = False
+
+    def _answers(self, runs: list[tuple[int, Sequence[Change]]],
+                 last: int) -> list[tuple[Change, str]]:
         failures = []
         deadline = time.monotonic() + ACK_TIMEOUT
         while True:
@@ -174,14 +280,23 @@ class AddressBatcher:
             except socket.timeout:
                 continue
             for seq, code, text in errors(data):
-                index = (seq - first) & 0xFFFFFFFF
-                if index >= len(chunk):
-                    continue  # a late answer to an earlier chunk
-                change = chunk[index]
-                if code and code not in ALREADY_DONE[change.add]:
-                    failures.append((change, os.strerror(code) + (f" ({text})" if text else "")))
-                if index == len(chunk) - 1:
+                if code:
+                    change = _change_of(runs, seq)
+                    if change is not None and code not in ALREADY_DONE[change.add]:
+                        failures.append((change, os.strerror(code)
+                                         + (f" ({text})" if text else "")))
+                if seq == last:
                     return failures
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _change_of(runs: list[tuple[int, Sequence[Change]]], seq: int) -> Change | None:
+    """The change a request's sequence number stands for, None for a late
+    answer to another send."""
+    for first, run in runs:
+        index = (seq - first) & 0xFFFFFFFF
+        if index < len(run):
+            return run[index]
+    return None

@@ -89,6 +89,19 @@ class Announcer:
             self._draining = True
             loop.call_soon(self._drain, loop, interval)
 
+    def announce_many(self, loop: asyncio.AbstractEventLoop,
+                      frames: list[tuple[str, str, int, int, bytes, bytes]], *, repeat: int,
+                      interval: float = 0.0) -> None:
+        """announce() for many instances' addresses at once (a leader's
+        followers): (name, ifname, ifindex, family, mac, address) each, in
+        the same rounds as the rest of the queue."""
+        if repeat <= 0 or not frames:
+            return
+        self.queue.extend([(*frame, repeat) for frame in frames])
+        if not self._draining:
+            self._draining = True
+            loop.call_soon(self._drain, loop, interval)
+
     def _drain(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         try:
             self._sockets()

@@ -5,7 +5,13 @@
   garp_master_refresh_repeat every garp_master_refresh seconds while master;
 - a master heard a lower-priority advert: garp_lower_prio_repeat now and after
   garp_lower_prio_delay (both default to the master values), the refresh
-  chain undisturbed.
+  chain undisturbed;
+- a master follower sent its refresh advert (follow_refresh):
+  garp_master_refresh_repeat frames per VIP, once;
+- a leader's followers all became master: the same as each one's, but as one
+  burst, one delayed burst and one refresh chain for each set of followers
+  with the same settings, keyed by the leader (FOLLOWERS, name), so that
+  10,000 followers cost a handful of timers, not 20,000.
 Everything is keyed by instance name and checked against the current state
 when it is due: a burst or a frame for an instance that left MASTER is dropped.
 """
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.daemon.plan import Plan
+from hivrrp.daemon.plan import AnnounceEntry, Plan
 from hivrrp.daemon.reactor import Announce
 from hivrrp.kernel.announce import Announcer
 from hivrrp.kernel.netlink import Link
@@ -51,6 +57,9 @@ def settings(inst: Instance, g: GlobalDefs) -> GarpSettings:
         refresh_repeat=int(own.get("master_refresh_repeat", g.garp_master_refresh_repeat)))
 
 
+FOLLOWERS = "followers"        # pending's key for a leader's followers: (FOLLOWERS, leader)
+
+
 class AnnouncePolicy:
     def __init__(self, loop: asyncio.AbstractEventLoop, current_plan: Callable[[], Plan | None],
                  links_by_index: Callable[[], dict[int, Link]],
@@ -59,8 +68,8 @@ class AnnouncePolicy:
         self.current_plan = current_plan
         self.links_by_index = links_by_index
         self.announcer = announcer or Announcer(self.is_master)
-        # name -> {"master" | "lower_prio" | "refresh": handle}: what is pending for it
-        self.pending: dict[str, dict[str, asyncio.TimerHandle]] = {}
+        # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
+        self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
 
     def is_master(self, name: str) -> bool:
         plan = self.current_plan()
@@ -69,8 +78,45 @@ class AnnouncePolicy:
     def handle(self, action: Announce) -> None:
         if action.burst == "master":
             self.became_master(action.name)
+        elif action.burst == "followers":
+            self.followers_became_master(action.name)
+        elif action.burst == "refresh":
+            s = self._settings(action.name)
+            if s is not None:
+                self._burst(action.name, s.refresh_repeat)
         else:
             self.heard_lower_priority(action.name)
+
+    def followers_became_master(self, leader: str) -> None:
+        """Every follower of `leader` became master with it: each class of
+        followers with the same settings gets its bursts and refresh chain as
+        one (plan.FollowerGroup.announce, worked out at build)."""
+        plan = self.current_plan()
+        group = plan.followers.get(leader) if plan is not None else None
+        if group is None:
+            return
+        key = (FOLLOWERS, leader)
+        self.stop(key)
+        self._forget(group.names)
+        for k, (first, entries) in enumerate(group.announce):
+            s = self._settings(first)
+            if s is None:
+                continue
+            self._entries_burst(entries, s.master_repeat)
+            if s.master_delay > 0:
+                self._later(key, f"master{k}", s.master_delay, self._entries_burst, entries,
+                            s.master_repeat)
+            if s.refresh > 0:
+                self._later(key, f"refresh{k}", s.refresh, self._entries_refresh, key, k,
+                            entries, s)
+
+    def _forget(self, names: tuple[str, ...]) -> None:
+        """Bursts a follower had pending from a mastership of its own are void
+        once its group's take over (or end)."""
+        if self.pending:
+            for name in names:
+                if name in self.pending:
+                    self.stop(name)
 
     def became_master(self, name: str) -> None:
         s = self._settings(name)
@@ -93,13 +139,27 @@ class AnnouncePolicy:
                         s.lower_prio_repeat)
 
     def keep_refreshing(self, name: str) -> None:
-        """A master carried over by a reload keeps (or, if renamed, gets) its refresh chain."""
+        """A master carried over by a reload keeps (or, if renamed, gets) its
+        refresh chain; a follower whose group's chain runs has it there."""
         s = self._settings(name)
+        plan = self.current_plan()
+        leader = plan.instances[name].config.follow if s is not None else None
+        if leader is not None and any(kind.startswith("refresh") for kind in
+                                      self.pending.get((FOLLOWERS, leader), ())):
+            return
         if (s is not None and s.refresh > 0 and self.is_master(name)
                 and "refresh" not in self.pending.get(name, ())):
             self._later(name, "refresh", s.refresh, self._refresh, name)
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str | tuple[str, str], followers: bool = False) -> None:
+        """Void what is pending for an instance, or with `followers` for the
+        followers of leader `name` as a group."""
+        if followers:
+            plan = self.current_plan()
+            group = plan.followers.get(name) if plan is not None else None
+            if group is not None:
+                self._forget(group.names)
+            name = (FOLLOWERS, name)
         for handle in self.pending.pop(name, {}).values():
             handle.cancel()
 
@@ -115,7 +175,8 @@ class AnnouncePolicy:
         inst = plan.instances.get(name) if plan is not None else None
         return settings(inst.config, plan.config.global_defs) if inst is not None else None
 
-    def _later(self, name: str, kind: str, delay: float, callback, *args) -> None:
+    def _later(self, name: str | tuple[str, str], kind: str, delay: float, callback,
+               *args) -> None:
         handles = self.pending.setdefault(name, {})
         old = handles.get(kind)
         if old is not None:
@@ -138,6 +199,26 @@ class AnnouncePolicy:
         self._burst(name, s.refresh_repeat)
         if s.refresh > 0:
             self._later(name, "refresh", s.refresh, self._refresh, name)
+
+    def _entries_refresh(self, key: tuple[str, str], k: int,
+                         entries: tuple[AnnounceEntry, ...], s: GarpSettings) -> None:
+        self._entries_burst(entries, s.refresh_repeat)
+        self._later(key, f"refresh{k}", s.refresh, self._entries_refresh, key, k, entries, s)
+
+    def _entries_burst(self, entries: tuple[AnnounceEntry, ...], repeat: int) -> None:
+        """Frames for many instances' VIPs at once; each frame is checked
+        against its instance's state when it is due, as any."""
+        plan = self.current_plan()
+        if plan is None or not entries:
+            return
+        g = plan.config.global_defs
+        links = self.links_by_index()
+        frames = [(name, link.name, index, family, link.mac, packed)
+                  for name, index, family, packed in entries
+                  if (link := links.get(index)) is not None]
+        if frames:
+            interval = g.garp_interval if frames[0][3] == 4 else g.gna_interval
+            self.announcer.announce_many(self.loop, frames, repeat=repeat, interval=interval)
 
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
-from hivrrp.kernel.addrbatch import Change
+from hivrrp.kernel.addrbatch import Change, Encoded
 from hivrrp.kernel.firewall_policy import Holder, holder
 from hivrrp.kernel.netlink import Address
 from hivrrp.kernel.routing import Routing
@@ -31,6 +31,7 @@ log = logging.getLogger("hivrrp")
 
 # apply_vips(changes) or, when the drop sets change too, apply_vips(changes,
 # drop=..., undrop=...): one trip either way (kernel.netlink.Netlink.apply).
+# `changes` may hold Encoded units (a follower group's whole set).
 ApplyVips = Callable[..., Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
 
@@ -72,20 +73,50 @@ async def remove_leftovers(apply_vips: ApplyVips, plan: Plan,
 
 
 class Batch:
-    """One trip's worth of actions, reduced to their net effect."""
+    """One trip's worth of actions, reduced to their net effect.
+
+    The VIP changes are parts applied in order: runs of single changes (a
+    dict each, the last word per address) and follower groups' Encoded units,
+    kept whole (a mass takeover queues 40 of them, not 10,000 changes). The
+    kernel applying them in order ends where the last word says; a unit
+    right after a unit of the same address set replaces it."""
 
     def __init__(self) -> None:
-        self.vips: dict[tuple[int, str], Change] = {}
+        self.parts: list[dict[tuple[int, str], Change] | Encoded] = []
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
 
+    @property
+    def vips(self) -> list[Change | Encoded]:
+        """The VIP changes in order, a unit as one item."""
+        out: list[Change | Encoded] = []
+        for part in self.parts:
+            if part.__class__ is Encoded:
+                out.append(part)
+            else:
+                out.extend(part.values())
+        return out
+
+    def vip_count(self) -> int:
+        return sum(len(part) for part in self.parts)
+
     def add(self, action: Action) -> None:
         if isinstance(action, SetVips):
             for change in action.changes:
+                last = self.parts[-1] if self.parts else None
+                if change.__class__ is Encoded:
+                    if last.__class__ is Encoded and last.key is change.key:
+                        self.parts[-1] = change
+                    else:
+                        self.parts.append(change)
+                    continue
+                if last.__class__ is not dict:
+                    last = {}
+                    self.parts.append(last)
                 key = (change.index, change.address)
-                self.vips.pop(key, None)   # re-inserted last: the order of the final word
-                self.vips[key] = change
+                last.pop(key, None)   # re-inserted last: the order of the final word
+                last[key] = change
         elif isinstance(action, SetDrops):
             for change in action.changes:
                 self.drops[holder(change)] = (action.add, change)
@@ -98,7 +129,7 @@ class Batch:
             self.announce.append(action)
 
     def __bool__(self) -> bool:
-        return bool(self.vips or self.drops or self.routes or self.announce)
+        return bool(self.parts or self.drops or self.routes or self.announce)
 
     def route_changes(self, add: bool) -> list[Routing]:
         return [entry for is_add, entry in self.routes.values() if is_add == add]
@@ -145,7 +176,7 @@ class VipQueue:
                 except Exception:
                     # A bug or a dead netlink thread: say so, keep serving later batches.
                     log.exception("applying %s and %s failed",
-                                  plural(len(batch.vips), "VIP change"),
+                                  plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 for announce in batch.announce:
                     self.announce(announce)
@@ -154,23 +185,26 @@ class VipQueue:
 
     async def _apply(self, batch: Batch) -> None:
         await self._routes(False, batch.route_changes(False))
-        if batch.vips or batch.drops:
-            changes = list(batch.vips.values())
+        if batch.parts or batch.drops:
+            changes = batch.vips
             started = time.monotonic()
             if batch.drops:
                 failed = await self.apply_vips(changes, drop=batch.drop_changes(True),
                                                undrop=batch.drop_changes(False))
             else:
                 failed = await self.apply_vips(changes)
+            count = 0
             for change in changes:
-                self.changes["add" if change.add else "remove"] += 1
+                count += len(change) if change.__class__ is Encoded else 1
+                self.changes["add" if change.add else "remove"] += (
+                    len(change) if change.__class__ is Encoded else 1)
             for change, error in failed:
                 self.changes["add" if change.add else "remove"] -= 1
                 self.failures += 1
                 log.error("cannot %s %s/%d: %s", "add" if change.add else "remove",
                           change.address, change.prefixlen, error)
-            if len(changes) >= 100:
-                log.info("%s applied in %.3f s", plural(len(changes), "VIP change"),
+            if count >= 100:
+                log.info("%s applied in %.3f s", plural(count, "VIP change"),
                          time.monotonic() - started)
         await self._routes(True, batch.route_changes(True))
 

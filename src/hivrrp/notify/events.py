@@ -82,6 +82,10 @@ class Notifications:
                             "restart; the FIFOs opened at start stay in use")
         self.instances = {inst.name: inst for inst in config.instances}
         self.groups = {group.name: group for group in config.sync_groups}
+        # Nobody hears of a follower's state change (no FIFO, no follower with
+        # a notify script): the daemon need not hand them over one by one.
+        self.followers_silent = not (g.notify_fifo or g.vrrp_notify_fifo) and not any(
+            inst.notify for inst in config.instances if inst.follow is not None)
         self.priority_changes = config.global_defs.notify_priority_changes
 
     def allows(self, script: Script) -> Verdict:

@@ -121,6 +121,8 @@ def rows_of(snap: Snapshot) -> list[dict]:
             "vips": [v.text for v in c.vips], "advert_int": c.advert_int,
             "last_transition": (round(changed / 1e6 + snap.wall_offset, 3) if changed else None),
         })
+        if c.follow is not None:
+            rows[-1]["leader"] = c.follow      # it takes that instance's state (`follow`)
         if any(v.options for v in c.vips):
             # dev, scope, label, brd ...: the SIGUSR1 file prints them, as keepalived.
             rows[-1]["vip_options"] = [dict(v.options) for v in c.vips]

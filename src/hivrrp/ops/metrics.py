@@ -68,6 +68,10 @@ INSTANCE_COUNTERS = (
     ("hivrrp_priority_zero_sent_total", "priority_zero_sent", "Priority-0 adverts sent."),
     ("hivrrp_priority_zero_received_total", "priority_zero_received",
      "Priority-0 adverts received."),
+    ("hivrrp_follow_mismatch_total", "follow_mismatch",
+     "Adverts of another master heard while master by its leader (`follow`)."),
+    ("hivrrp_leader_transitions_total", "leader_transitions",
+     "State changes a follower made because its leader changed state."),
 )
 
 
@@ -122,7 +126,8 @@ class InstanceLabels:
                         f'vrid="{c.vrid}",family="ipv{c.family}"')
                 labels.append(base)
                 vips = ",".join(v.address for v in c.vips)
-                info.append(f'{base},version="{c.version}",vips="{_escape(vips)}"')
+                info.append(f'{base},version="{c.version}",vips="{_escape(vips)}",'
+                            f'leader="{_escape(c.follow or "")}"')
             self.plan, self.labels, self.info = plan, labels, info
         return self.labels
 

@@ -23,7 +23,7 @@ PLACED = frozenset({
     "version", "state", "authentication", "use_vmac", "vmac_xmit_base", "preempt_delay",
     "down_timer_adverts", "accept", "garp_lower_prio_repeat", "garp_lower_prio_delay",
     "lower_prio_no_advert", "higher_prio_send_advert", "owner_ignore_adverts", "unicast_peer",
-    "nopreempt", "advert_int",
+    "nopreempt", "advert_int", "priority", "follow",
 })
 
 
@@ -207,6 +207,32 @@ def vmac_address(text: str) -> tuple[bytes | None, str | None]:
     return mac, None
 
 
+# follow_refresh: the longest a master follower goes without telling the LAN
+# (a day, as garp_master_refresh), and the shortest that still means "refresh":
+# below a second a follower would advertise like an instance of its own.
+FOLLOW_REFRESH_MIN, FOLLOW_REFRESH_MAX = 1.0, 86400.0
+
+
+def _follow(b: Builder, node: Node, inst: Instance) -> None:
+    value = b.arg(node)
+    b.no_more(node, 1)
+    if value is not None:
+        inst.follow = value
+
+
+def _follow_refresh(b: Builder, node: Node, inst: Instance) -> None:
+    value = b.timer(node, 0, FOLLOW_REFRESH_MAX)
+    b.no_more(node, 1)
+    if value is None:
+        return
+    if 0 < value < FOLLOW_REFRESH_MIN:
+        b.diag.error(node.where, f"follow_refresh: {node.args[0]} s is below "
+                                 f"{FOLLOW_REFRESH_MIN:g} s: a follower refreshes, it does not "
+                                 "advertise (0 turns the refresh off)")
+        return
+    inst.follow_refresh = value
+
+
 def _ignore_with_value(b: Builder, node: Node, inst: Instance) -> None:
     """Accepted for compatibility with no effect (keepalived's own no-ops)."""
 
@@ -258,4 +284,7 @@ INSTANCE_HANDLERS: dict[str, Callable] = {
     "check_unicast_src": setter("check_unicast_src", "bool"),
     "dont_track_primary": setter("dont_track_primary", "bool"),
     "debug": _ignore_with_value,
+    # hivrrp's own (keywords.HIVRRP_INSTANCE)
+    "follow": _follow,
+    "follow_refresh": _follow_refresh,
 }

@@ -50,7 +50,8 @@ class Router:
 
     def instance(self, name: str, *, ifindex: int, **config) -> None:
         """Declare a VRRP instance (Engine.add_instance keywords; src defaults to
-        the interface's primary address of the instance's family)."""
+        the interface's primary address of the instance's family; `follow`:
+        the name of its leader, `follow_refresh` its refresh period in seconds)."""
         self.specs.append((name, {"ifindex": ifindex, **config}))
 
     def sync_group(self, name: str, members: list[str]) -> None:
@@ -63,13 +64,18 @@ class Router:
     def build(self, now: int) -> Engine:
         engine = Engine(max(1, len(self.specs)), now=now)
         self.names = []
+        follows = []
         for name, config in self.specs:
             config = dict(config)
+            if "follow" in config:
+                follows.append((name, config.pop("follow"), config.pop("follow_refresh", 60.0)))
             interface = self.interfaces[config["ifindex"]]
             family = config.get("family", 4)
             config.setdefault("src", interface.ipv4 if family == 4 else interface.ipv6)
             engine.add_instance(**config)
             self.names.append(name)
+        for name, leader, refresh in follows:
+            engine.follow(self.names.index(name), self.names.index(leader), refresh)
         for members in self.groups.values():
             for member in members:
                 engine.set_sync_member(self.names.index(member), True)
