@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.netns import Lab, wait_for
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
+from helpers.netns import Lab, wait_for
 from hivrrp.cli import exchange
 
 pytestmark = pytest.mark.netns

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hivrrp._engine import Engine
+from hivrrp._io import FramePath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP
@@ -17,8 +19,6 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vrrp import VRRP, VRRPv3
 
 from helpers.plans import LINKS, instance_text, plan_of
-from hivrrp._engine import Engine
-from hivrrp._io import FramePath
 from hivrrp.daemon.driver import Driver
 from hivrrp.kernel import sendpath
 from hivrrp.kernel.netlink import Link
