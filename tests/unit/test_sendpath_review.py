@@ -92,3 +92,30 @@ def test_a_start_that_removes_leftover_vips_still_sends_frames(tmp_path, monkeyp
     frames = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert frames.link(2) is not None, "the frames were never told eth0"
     assert frames.frames(master_on(2))[0][1] is not None     # VI_1's adverts go as frames
+
+
+# ---------------------------------------------------- links the table keeps by name
+
+@pytest.mark.xfail(strict=True, reason="review i21-send: a renamed link's old name stays in "
+                   "the table with its index; sync_links applies it after the live one")
+def test_a_mac_change_after_a_rename_and_back_is_the_frames_source(tmp_path):
+    # LinkTable keeps links by name and never drops one, so eth0 renamed to
+    # lan0 and back leaves "lan0" behind with eth0's index. sync_links walks
+    # every entry and tells the frames each one whose (mac, mtu, type) differs
+    # from what it last told for that index: after eth0's MAC changes, the
+    # stale lan0 (later in the dict) is told last and its old MAC wins. The
+    # raw socket would use the kernel's MAC; a stale MTU the same way makes
+    # frames the device refuses (EMSGSIZE: adverts lost, not fallen back).
+    plan = plan_of(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]))
+    new_mac = bytes.fromhex("020000000099")
+    driver = Driver(None, lambda events: None)
+    driver.frames = FramePath(-1)
+
+    async def scenario():
+        watch = watching(plan, driver, asyncio.get_running_loop())
+        watch.on_netlink([("link", 2, "lan0", ETH0_MAC, True, 1500, ARPHRD_ETHER)])
+        watch.on_netlink([("link", 2, "eth0", ETH0_MAC, True, 1500, ARPHRD_ETHER)])
+        watch.on_netlink([("link", 2, "eth0", new_mac, True, 1500, ARPHRD_ETHER)])
+
+    asyncio.run(scenario())
+    assert driver.frames.link(2)[0] == new_mac, driver.frames.link(2)
