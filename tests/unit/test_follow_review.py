@@ -1,0 +1,75 @@
+"""Review of follower instances (issue 21): reproductions of bugs found in the
+merged change, each marked xfail(strict=True) until it is fixed."""
+
+import asyncio
+
+import pytest
+
+from helpers.fakedaemon import reload, settle, started
+from helpers.plans import ADDRESSES, LINKS, instance_text
+from hivrrp._engine import FAULT_INTERFACE, FAULT_TRACKER
+from hivrrp.daemon.driver import now_us
+from hivrrp.kernel.announce_policy import FOLLOWERS
+
+# Announcements fast enough to watch: one frame per burst, no delayed burst,
+# a refresh round every 40 ms.
+GARP_REFRESH = """
+global_defs {
+    vrrp_garp_master_delay 0
+    vrrp_garp_master_repeat 1
+    vrrp_garp_master_refresh 0.04
+    vrrp_garp_master_refresh_repeat 1
+}
+"""
+
+
+def group_text(vips: dict[str, str], head: str = GARP_REFRESH) -> str:
+    """Leader L (192.0.2.200) and a follower per entry of `vips` (name -> VIP)."""
+    out = head + instance_text("L", 1, ["192.0.2.200/24"], priority=200)
+    for k, (name, vip) in enumerate(vips.items()):
+        out += instance_text(name, 2 + k, [f"{vip}/24"], priority=200, extra="    follow L\n")
+    return out
+
+
+VIPS = {"F0": "192.0.2.10", "F1": "192.0.2.11", "F2": "192.0.2.12"}
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def fire(d, name):
+    """The instance's timer is due now (a backup's master-down): run it as the driver does."""
+    engine = d.plan.engine
+    engine.expire(engine.timer(d.plan.index[name]))
+    d.driver.after_engine_work()
+
+
+def announced(d) -> set[str]:
+    """The addresses of the gratuitous ARPs sent (the ARP target of each frame)."""
+    return {".".join(str(b) for b in frame[-4:]) for frame in d.frames}
+
+
+@pytest.mark.xfail(strict=True, reason="a leader's group refresh chain keeps the announce "
+                   "entries of the plan it started under: after a reload that changes a "
+                   "follower's VIP it announces the removed address and never the new one")
+def test_a_reload_that_changes_a_followers_vip_refreshes_the_new_vip_not_the_old(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        assert set(d.plan.states().values()) == {"MASTER"}
+        assert (FOLLOWERS, "L") in d.garp.pending            # the group's refresh chain
+        # F0's VIP moves from .10 to .110; everything stays MASTER.
+        await reload(d, group_text({**VIPS, "F0": "192.0.2.110"}))
+        assert set(d.plan.states().values()) == {"MASTER"}
+        d.frames.clear()
+        await asyncio.sleep(0.2)                             # about 5 refresh rounds
+        sent = announced(d)
+        # 192.0.2.10 is no longer ours (the reload removed it): a GARP for it
+        # points the LAN's caches at us for an address we do not answer.
+        assert "192.0.2.10" not in sent
+        assert "192.0.2.110" in sent
+        d.driver.close()
+    run(scenario())
