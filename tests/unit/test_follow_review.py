@@ -73,3 +73,61 @@ def test_a_reload_that_changes_a_followers_vip_refreshes_the_new_vip_not_the_old
         assert "192.0.2.110" in sent
         d.driver.close()
     run(scenario())
+
+
+@pytest.mark.xfail(strict=True, reason="the group's refresh chain is stopped only by the "
+                   "group's own StopAnnouncing: followers that leave MASTER one by one (a "
+                   "partial move) leave it running, and it doubles their refreshes later")
+def test_followers_leaving_master_one_by_one_end_their_groups_refresh_chain(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        engine = d.plan.engine
+        fire(d, "L")
+        await settle(d)
+        assert (FOLLOWERS, "L") in d.garp.pending
+        # F1 faults on its own; then the leader faults: it moves F0 and F2
+        # only, so they take the per-follower path (StopAnnouncing by name).
+        engine.set_fault(d.plan.index["F1"], FAULT_TRACKER, True, now_us(d.loop))
+        d.driver.after_engine_work()
+        await settle(d)
+        engine.set_fault(d.plan.index["L"], FAULT_INTERFACE, True, now_us(d.loop))
+        d.driver.after_engine_work()
+        await settle(d)
+        assert d.plan.states() == {"L": "FAULT", "F0": "BACKUP", "F1": "FAULT",
+                                   "F2": "BACKUP"}
+        # Nobody of the group is master: nothing of its announcements may stay.
+        assert (FOLLOWERS, "L") not in d.garp.pending
+        # It does harm once they are masters again the same way: F0's VIP is
+        # then refreshed by its own chain and by the group's, twice a round.
+        engine.set_fault(d.plan.index["L"], FAULT_INTERFACE, False, now_us(d.loop))
+        d.driver.after_engine_work()
+        fire(d, "L")
+        await settle(d)
+        assert d.plan.states()["F0"] == "MASTER"
+        d.frames.clear()
+        await asyncio.sleep(0.2)
+        f0 = sum(1 for frame in d.frames if frame[-4:] == bytes([192, 0, 2, 10]))
+        l_ = sum(1 for frame in d.frames if frame[-4:] == bytes([192, 0, 2, 200]))
+        assert f0 <= l_ + 1
+        d.driver.close()
+    run(scenario())
+
+
+@pytest.mark.xfail(strict=True, reason="followers_became_master() does not check that the "
+                   "followers are still master when their trip is done: a leader that left "
+                   "MASTER before the trip ended leaves a group refresh chain running")
+def test_a_group_that_left_master_before_its_trip_ended_gets_no_refresh_chain(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        engine = d.plan.engine
+        fire(d, "L")                                   # the group's unit and Announce queued
+        engine.set_fault(d.plan.index["L"], FAULT_INTERFACE, True, now_us(d.loop))
+        d.driver.after_engine_work()                   # ... and its release, same trip
+        await settle(d)
+        assert set(d.plan.states().values()) == {"FAULT", "BACKUP"}
+        assert "L" not in d.garp.pending               # the leader's own: checked, none
+        assert (FOLLOWERS, "L") not in d.garp.pending  # the group's: runs for ever
+        d.driver.close()
+    run(scenario())
