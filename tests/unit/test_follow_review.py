@@ -305,3 +305,19 @@ def test_a_partial_move_notifies_the_leader_before_its_followers(tmp_path, monke
         assert order == [("L", "MASTER"), ("F0", "MASTER"), ("F2", "MASTER")]
         d.driver.close()
     run(scenario())
+
+
+@pytest.mark.xfail(strict=True, reason="a reload that removes a leader and its followers "
+                   "stops announcing each by name; the group's refresh chain, keyed by the "
+                   "leader, runs on for ever with the removed instances' addresses")
+def test_a_reload_that_removes_a_group_ends_its_refresh_chain(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        assert (FOLLOWERS, "L") in d.garp.pending
+        await reload(d, GARP_REFRESH + instance_text("OTHER", 99, ["192.0.2.99/24"]))
+        assert list(d.plan.names) == ["OTHER"]
+        assert (FOLLOWERS, "L") not in d.garp.pending
+        d.driver.close()
+    run(scenario())
