@@ -321,3 +321,32 @@ def test_a_reload_that_removes_a_group_ends_its_refresh_chain(tmp_path, monkeypa
         assert (FOLLOWERS, "L") not in d.garp.pending
         d.driver.close()
     run(scenario())
+
+
+@pytest.mark.xfail(strict=True, reason="a follower group's unit is never split: one larger "
+                   "than the socket's send buffer goes out as one sendmsg, which netlink "
+                   "refuses (EMSGSIZE), failing every VIP of the group")
+def test_a_group_unit_larger_than_the_send_buffer_is_split(monkeypatch):
+    import socket
+
+    import hivrrp.kernel.addrbatch as addrbatch
+    from hivrrp.kernel.addrbatch import ENCODED_SEQ, AddressBatcher, Change, encode_all
+
+    def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
+        # As test_addrbatch's: a send buffer the process could not force.
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+        return sock
+
+    monkeypatch.setattr(addrbatch, "request_socket", capped)
+    batcher = AddressBatcher()
+    try:
+        # One leader's 4,000 followers, a VIP each: one unit of 160,000 bytes.
+        changes = [Change(True, 2, 4, f"10.1.{k // 250}.{k % 250 + 1}", 16) for k in range(4000)]
+        unit = encode_all(changes, ENCODED_SEQ, key=object())
+        assert len(unit.data) > batcher.send_limit
+        sends = list(batcher._sends([unit]))
+        assert all(sum(len(b) for b in buffers) <= batcher.send_limit
+                   for buffers, _runs, _last in sends)
+    finally:
+        batcher.close()
