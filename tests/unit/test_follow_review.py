@@ -350,3 +350,28 @@ def test_a_group_unit_larger_than_the_send_buffer_is_split(monkeypatch):
                    for buffers, _runs, _last in sends)
     finally:
         batcher.close()
+
+
+@pytest.mark.xfail(strict=True, reason="a follower group's units are kept whole and only a "
+                   "unit right after the same group's unit replaces it: a leader that goes "
+                   "MASTER, BACKUP, MASTER within one trip sends the followers' VIPs add, "
+                   "remove, add (the leader's own changes sit between the units), a real "
+                   "removal where the last word is add")
+def test_a_group_flap_within_one_trip_sends_only_the_last_word(tmp_path):
+    from helpers.plans import plan_of
+    from hivrrp.daemon import reactor
+    from hivrrp.kernel.addrbatch import Encoded
+    from hivrrp.kernel.vipqueue import Batch
+
+    plan = plan_of(tmp_path, group_text(VIPS, head=""))
+    leader, group = plan.instances["L"], plan.followers["L"]
+    batch = Batch()
+    for old, new in (("BACKUP", "MASTER"), ("MASTER", "BACKUP"), ("BACKUP", "MASTER")):
+        for action in (reactor.transition(leader, old, new, "x")
+                       + reactor.group_transition(group, old, new, len(VIPS))):
+            batch.add(action)
+    sent = [c for item in batch.vips
+            for c in (item.changes if isinstance(item, Encoded) else [item])]
+    # As for independent instances (one dict, the last word per address): every
+    # VIP ends added, and nothing is taken away on the way.
+    assert [c.address for c in sent if not c.add] == []
