@@ -375,3 +375,58 @@ def test_a_group_flap_within_one_trip_sends_only_the_last_word(tmp_path):
     # As for independent instances (one dict, the last word per address): every
     # VIP ends added, and nothing is taken away on the way.
     assert [c.address for c in sent if not c.add] == []
+
+
+@pytest.mark.xfail(strict=True, reason="the group's Announce runs when its trip is done and "
+                   "reads the group from the plan running then: a follower that a reload "
+                   "added meanwhile is announced before the trip that adds its VIP")
+def test_a_follower_added_while_its_groups_trip_runs_is_announced_after_its_vip(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS, head=""), LINKS, ADDRESSES, monkeypatch)
+        net = d.netlink
+        gate = asyncio.Event()
+        real_apply = net.apply
+
+        async def slow_first_trip(changes, drop=(), undrop=()):
+            if not gate.is_set():
+                await gate.wait()                      # the takeover's trip, in flight
+            return await real_apply(changes, drop, undrop)
+
+        d.vips.apply_vips = slow_first_trip
+        sent_while = []                                # (address, its VIP in place then)
+
+        class Recorder:
+            def sendto(self, frame, where):
+                address = ".".join(str(b) for b in frame[-4:])
+                held = {c.address: c.add for c in net.applied}
+                sent_while.append((address, held.get(address, False)))
+
+            def close(self):
+                pass
+
+        d.garp.announcer.packet_socket = Recorder()
+        fire(d, "L")                                   # the group's unit goes out
+        await asyncio.sleep(0.01)
+        # Meanwhile a reload adds F3: it comes up MASTER with its leader.
+        await reload_nowait(d, group_text({**VIPS, "F3": "192.0.2.13"}, head=""))
+        assert d.plan.states()["F3"] == "MASTER"
+        gate.set()
+        await settle(d)
+        await asyncio.sleep(0.05)
+        f3 = [held for address, held in sent_while if address == "192.0.2.13"]
+        assert f3 and all(f3)                          # never before its VIP is there
+        d.driver.close()
+    run(scenario())
+
+
+async def reload_nowait(d, text: str) -> None:
+    """reload() without waiting for the VIP queue (its trip is held)."""
+    from helpers.conf import write
+    write(d.directory, "keepalived.conf", text)
+    d.lifecycle.request_reload()
+    for _ in range(400):
+        await asyncio.sleep(0.005)
+        if d.lifecycle.task is None:
+            return
+    raise AssertionError("the reload did not finish")
