@@ -1,51 +1,28 @@
-"""Interleavings and failure modes of the packet send path that a review found:
-the driver's table of links against what the kernel says, and what an
-operator reads when frames cannot go out. Without root: FramePath(-1) builds
-frames and sends none; a socket of another family stands for a packet socket
-whose sends fail."""
+"""The packet path's table of links against what the kernel says: every link
+reaches the frames, whatever the order of the start's steps, and a link's
+stale entries (an old name, a deleted link whose index was reused) never
+overrule the live one. Without root: FramePath(-1) builds frames and sends
+none."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 import pytest
+from hivrrp._io import FramePath
 
 from helpers.conf import write
-from helpers.fakedaemon import FakeMonitor, FakeNetlink
+from helpers.engines import master_on
+from helpers.fakedaemon import FakeMonitor, FakeNetlink, watching
 from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
-from hivrrp._engine import Engine
-from hivrrp._io import FramePath, PacketIO
 from hivrrp.config import load
 from hivrrp.daemon.driver import Driver
-from hivrrp.daemon.lifecycle import Lifecycle
 from hivrrp.daemon.wiring import Daemon
-from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.kernel.netlink import Address
 
 ETH0_MAC = LINKS["eth0"].mac
 ARPHRD_ETHER = 1
-
-
-def master_on(ifindex: int, **spec) -> Engine:
-    """One priority-255 IPv4 multicast instance, MASTER with an advert queued."""
-    engine = Engine(1)
-    engine.start(engine.add_instance(**{"vrid": 1, "ifindex": ifindex, "src": "192.0.2.1",
-                                        "priority": 255, "version": 3, **spec}), 0)
-    assert engine.tx_count == 1
-    return engine
-
-
-def watching(plan, driver: Driver, loop) -> LinkWatch:
-    """The daemon's LinkWatch on `plan`, telling `driver` the link table."""
-    lifecycle = Lifecycle(None, None, lambda: plan.config)
-    watch = LinkWatch(loop, object(), lifecycle, lambda: plan, lambda actions: None,
-                      lambda: None, monitor=FakeMonitor())
-    watch.on_link_table = driver.sync_links
-    watch.table.links = dict(LINKS)
-    watch.installed(plan, dict(LINKS))
-    return watch
 
 
 # ------------------------------------------------------------- the table at start
@@ -148,61 +125,3 @@ def test_news_of_another_link_logs_no_mac_change(tmp_path, caplog):
     assert driver.frames.link(3)[0] == moved_in
     mac_lines = [r.getMessage() for r in caplog.records if "MAC" in r.getMessage()]
     assert mac_lines == [], mac_lines
-
-
-# ------------------------------------------------------------- what the log says
-
-@pytest.mark.xfail(strict=True, reason="review i21-send: a failing packet socket is counted "
-                   "in FramePath.send_errors and never logged")
-def test_frames_that_cannot_be_sent_are_logged_once(caplog):
-    # ENOBUFS, ENETDOWN, ENXIO (a deleted index), EMSGSIZE (an MTU the table
-    # has not caught up with) all end in flush_c's "send_errors += 1": the
-    # adverts are lost, not handed to the raw socket, and nothing in the log
-    # says so (only the control socket's status has the count). A UDP socket
-    # stands in for the packet socket: it refuses a sockaddr_ll
-    # (EAFNOSUPPORT) as the packet socket refuses a frame, without root and
-    # without a packet on any wire.
-    failing = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    driver = Driver(None, lambda events: None)
-    driver.frames = FramePath(failing.fileno())
-    driver.frames.set_link(2, ETH0_MAC, 1500)
-    driver.senders = [PacketIO(-1, 4, 16)]     # nothing reaches it: every advert is a frame
-    try:
-        with caplog.at_level(logging.DEBUG, logger="hivrrp"):
-            for _ in range(50):
-                driver.send(master_on(2))
-    finally:
-        failing.close()
-    assert driver.frames.send_errors == 50 and driver.frames.sent == 0
-    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert 1 <= len(lines) <= 2, lines        # said, and not once per advert
-
-
-@pytest.mark.xfail(strict=True, reason="review i21-send: an advert over its link's MTU "
-                   "silently leaves the packet path (raw_oversize counts it, no log line)")
-def test_an_advert_over_the_links_mtu_says_it_takes_the_raw_socket(tmp_path, caplog):
-    # The MTU went down under a running master (68, IPv4's least) below its
-    # 20-VIP advert (116 bytes of IP as VRRPv2). FramePath hands it to the raw socket,
-    # counted in raw_oversize; linkpolicy warns that the next reload lists
-    # fewer VIPs, but nothing names the fallback, unlike every other reason
-    # frames are not used ("(VI_1) adverts go through the raw IP socket: ...").
-    vips = [f"192.0.2.{k}/24" for k in range(10, 30)]
-    plan = plan_of(tmp_path, instance_text("VI_1", 1, vips, priority=255))
-    driver = Driver(None, lambda events: None)
-    driver.frames = FramePath(-1)
-    driver.senders = [PacketIO(-1, 4, 16)]     # fd -1: counted as a send error, sends nothing
-
-    async def scenario():
-        watch = watching(plan, driver, asyncio.get_running_loop())
-        plan.engine.start(plan.index["VI_1"], 0)
-        with caplog.at_level(logging.INFO, logger="hivrrp"):
-            watch.on_netlink([("link", 2, "eth0", ETH0_MAC, True, 68, ARPHRD_ETHER)])
-            for _ in range(3):
-                driver.send(plan.engine)
-                plan.engine.expire(10**9)
-
-    caplog.clear()
-    asyncio.run(scenario())
-    assert driver.frames.raw_oversize >= 1
-    lines = [r.getMessage() for r in caplog.records]
-    assert any("raw" in line and ("VI_1" in line or "eth0" in line) for line in lines), lines
