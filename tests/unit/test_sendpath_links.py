@@ -27,14 +27,13 @@ ARPHRD_ETHER = 1
 
 # ------------------------------------------------------------- the table at start
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: address news before the packet "
-                   "socket exists uses up LinkWatch.told; the frames' link table stays empty")
 def test_a_start_that_removes_leftover_vips_still_sends_frames(tmp_path, monkeypatch):
     # A restart after a crash: the VIP the killed run added is still on eth0.
     # remove_leftovers() deletes it before the sockets open, and the kernel's
     # RTM_DELADDR reaches LinkWatch while there is no plan: carry_out() tells
-    # the driver the table (generation 0) while it has no FramePath yet, and
-    # records generation 0 as told. The table was filled by assignment (no
+    # the driver the table (generation 0) while it has no FramePath yet. It
+    # recorded generation 0 as told (before the fix, and the driver forgot
+    # the table). The table was filled by assignment (no
     # generation step), so install() finds nothing new to tell: the frames
     # know no link, and every multicast advert takes the raw socket (counted
     # as raw_link, logged nowhere) until some link changes. Seen live: a

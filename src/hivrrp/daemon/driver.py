@@ -66,9 +66,10 @@ class Driver:
         self.loop = loop
         self.send_path = send_path
         self.packet_socket: socket.socket | None = None
-        self.frames: FramePath | None = None     # None: every advert on the raw sockets
         self.frames_problem: str | None = None   # why `auto` runs without frames
+        self.links: Mapping[str, Link] = {}      # the link table as last told (sync_links)
         self.links_told: dict[int, tuple[bytes, int, int]] = {}   # what frames knows, by index
+        self.frames: FramePath | None = None     # None: every advert on the raw sockets
         self.raw_logged: set[tuple[str, str]] = set()   # (instance, reason) said in the log
         self.on_events = on_events
         self.engine: Engine | None = None
@@ -80,6 +81,21 @@ class Driver:
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.wakeups = {"work": 0, "empty": 0}  # timer wake-ups that did / did not expire one
         self.closed = False
+
+    @property
+    def frames(self) -> FramePath | None:
+        return self._frames
+
+    @frames.setter
+    def frames(self, frames: FramePath | None) -> None:
+        # links_told describes one FramePath: a new one knows no link and is
+        # told every link of the last table at once. The table may have come
+        # before the packet path existed (the news of the leftover VIPs a
+        # start removes), and nothing else would tell it until a link changed.
+        self._frames = frames
+        self.links_told = {}
+        if frames is not None:
+            self.sync_links(self.links)
 
     def use(self, engine: Engine) -> None:
         """Drive `engine` from now on (a reload swaps engines)."""
@@ -134,6 +150,7 @@ class Driver:
         is the frames' source from the next advert on. Called with the link
         table whenever netlink news changed it (few links change: each is
         compared, only the changed ones go to the frames' table)."""
+        self.links = links
         if self.frames is None:
             return
         seen = set()
