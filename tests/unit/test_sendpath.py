@@ -170,23 +170,22 @@ def driver_with_frames() -> Driver:
 
 def test_the_driver_tells_the_frames_each_link_and_each_change(caplog):
     driver = driver_with_frames()
-    links = {"eth0": Link(2, "eth0", MAC, True),
-             "gre1": Link(9, "gre1", bytes(4), True, 1476, ARPHRD_TUNNEL)}
+    links = {2: Link(2, "eth0", MAC, True), 9: Link(9, "gre1", bytes(4), True, 1476, ARPHRD_TUNNEL)}
     driver.sync_links(links)
     assert driver.frames.link(2)[:3] == (MAC, 1500, True)
     assert driver.frames.link(9)[2] is False
     new_mac = bytes.fromhex("020000000042")
     with caplog.at_level(logging.INFO, logger="hivrrp"):
-        driver.sync_links({**links, "eth0": Link(2, "eth0", new_mac, True, 9000)})
+        driver.sync_links({**links, 2: Link(2, "eth0", new_mac, True, 9000)})
     assert driver.frames.link(2)[:3] == (new_mac, 9000, True)
     assert "interface eth0: MAC 02:00:00:00:00:01 -> 02:00:00:00:00:42" in caplog.text
-    driver.sync_links({"eth0": Link(2, "eth0", new_mac, True, 9000)})
+    driver.sync_links({2: Link(2, "eth0", new_mac, True, 9000)})
     assert driver.frames.link(9)[2] is False
 
 
 def test_the_raw_driver_has_no_frames():
     driver = Driver(None, lambda events: None, "raw")
-    driver.sync_links(LINKS)            # nothing to tell
+    driver.sync_links({link.index: link for link in LINKS.values()})   # nothing to tell
     assert driver.frames is None and driver.path_status()["mode"] == "raw"
     with pytest.raises(ValueError):
         Driver(None, lambda events: None, "fast")
@@ -204,7 +203,7 @@ def test_a_link_event_reaches_the_frames_before_what_it_decides_is_done(tmp_path
         lifecycle = Lifecycle(None, None, lambda: plan.config)
         watch = LinkWatch(loop, object(), lifecycle, lambda: plan, lambda actions: None,
                           lambda: order.append("engine work"), monitor=object())
-        watch.on_link_table = lambda links: order.append(("links", links["eth0"].mac))
+        watch.on_link_table = lambda links: order.append(("links", links[2].mac))
         watch.table.links = dict(LINKS)
         new_mac = bytes.fromhex("020000000077")
         watch.on_netlink([("link", 2, "eth0", new_mac, False, 1500, 1)])   # and down
@@ -231,8 +230,8 @@ def test_each_fallback_reason_is_said_once(tmp_path, caplog):
     driver = driver_with_frames()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="hivrrp"):
-        driver.explain_paths(plan, links)
-        driver.explain_paths(plan, links)           # a reload: nothing new to say
+        driver.explain_paths(plan, by_index)
+        driver.explain_paths(plan, by_index)        # a reload: nothing new to say
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [f"(PEERS) adverts go through the raw IP socket: {sendpath.UNICAST}",
                      f"(SIX) adverts go through the raw IP socket: {sendpath.IPV6}",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import pytest
 from hivrrp._io import FramePath
 
 from helpers.conf import write
@@ -19,7 +18,8 @@ from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp.config import load
 from hivrrp.daemon.driver import Driver
 from hivrrp.daemon.wiring import Daemon
-from hivrrp.kernel.netlink import Address
+from hivrrp.kernel.linkpolicy import InterfaceState, LinkTable
+from hivrrp.kernel.netlink import Address, Link
 
 ETH0_MAC = LINKS["eth0"].mac
 ARPHRD_ETHER = 1
@@ -72,16 +72,15 @@ def test_a_start_that_removes_leftover_vips_still_sends_frames(tmp_path, monkeyp
 
 # ---------------------------------------------------- links the table keeps by name
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: a renamed link's old name stays in "
-                   "the table with its index; sync_links applies it after the live one")
 def test_a_mac_change_after_a_rename_and_back_is_the_frames_source(tmp_path):
-    # LinkTable keeps links by name and never drops one, so eth0 renamed to
-    # lan0 and back leaves "lan0" behind with eth0's index. sync_links walks
-    # every entry and tells the frames each one whose (mac, mtu, type) differs
-    # from what it last told for that index: after eth0's MAC changes, the
-    # stale lan0 (later in the dict) is told last and its old MAC wins. The
-    # raw socket would use the kernel's MAC; a stale MTU the same way makes
-    # frames the device refuses (EMSGSIZE: adverts lost, not fallen back).
+    # Before the fix LinkTable kept links by name and never dropped one, so
+    # eth0 renamed to lan0 and back left "lan0" behind with eth0's index.
+    # sync_links walked every entry and told the frames each one whose (mac,
+    # mtu, type) differed from what it last told for that index: after eth0's
+    # MAC changed, the stale lan0 (later in the dict) was told last and its
+    # old MAC won. The raw socket would use the kernel's MAC; a stale MTU the
+    # same way makes frames the device refuses. The announcements took their
+    # MAC and name from the same stale entry (by_index()).
     plan = plan_of(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]))
     new_mac = bytes.fromhex("020000000099")
     driver = Driver(None, lambda events: None)
@@ -93,19 +92,21 @@ def test_a_mac_change_after_a_rename_and_back_is_the_frames_source(tmp_path):
         watch.on_netlink([("link", 2, "eth0", ETH0_MAC, True, 1500, ARPHRD_ETHER)])
         watch.on_netlink([("link", 2, "eth0", new_mac, True, 1500, ARPHRD_ETHER)])
 
-    asyncio.run(scenario())
+        return watch
+
+    watch = asyncio.run(scenario())
     assert driver.frames.link(2)[0] == new_mac, driver.frames.link(2)
+    assert watch.table.by_index()[2] == Link(2, "eth0", new_mac, True)
+    assert "lan0" not in watch.table.links
 
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: a deleted link whose index a new "
-                   "link took is told again on every link event, with a MAC-change line each")
 def test_news_of_another_link_logs_no_mac_change(tmp_path, caplog):
-    # eth1 is deleted (the table keeps it, down) and a link moved in from
-    # another namespace keeps its index 3 there (dev_change_net_namespace
-    # keeps a free index). From then on every table change re-tells index 3
-    # twice, the dead eth1 and the live one, and logs two "MAC ... -> ...:
+    # eth1 is deleted (the table keeps it by name, down) and a link moved in
+    # from another namespace keeps its index 3 there (dev_change_net_namespace
+    # keeps a free index). Before the fix every table change re-told index 3
+    # twice, the dead eth1 and the live one, and logged two "MAC ... -> ...:
     # adverts go out from the new one" lines that nothing changed: an
-    # unrelated link going down below says the MAC of index 3 moved twice.
+    # unrelated link going down below said the MAC of index 3 moved twice.
     plan = plan_of(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]))
     moved_in = bytes.fromhex("020000000077")
     driver = Driver(None, lambda events: None)
@@ -124,3 +125,32 @@ def test_news_of_another_link_logs_no_mac_change(tmp_path, caplog):
     assert driver.frames.link(3)[0] == moved_in
     mac_lines = [r.getMessage() for r in caplog.records if "MAC" in r.getMessage()]
     assert mac_lines == [], mac_lines
+
+
+def test_a_resync_after_a_rename_and_back_faults_nothing(tmp_path):
+    # The old name left in the table after eth0 went lan0 and back was missing
+    # from the next dump: the resync took it for a deleted link, judged it
+    # down, and put index 2's instances (eth0's, up all along) in FAULT.
+    plan = plan_of(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]))
+    table = LinkTable(LINKS)
+    eth0 = LINKS["eth0"]
+    table.handle([("link", 2, "lan0", eth0.mac, True, 1500, ARPHRD_ETHER),
+                  ("link", 2, "eth0", eth0.mac, True, 1500, ARPHRD_ETHER)], plan)
+    assert table.replace(LINKS, plan) == []
+    assert table.links == LINKS and table.by_index() == {2: eth0, 3: LINKS["eth1"]}
+
+
+def test_a_resync_keeps_a_deleted_link_s_mtu(tmp_path, caplog):
+    # A link missing from the dump stays in the table, down; it was put there
+    # with the default MTU (1500), which said "MTU 9000 -> 1500" of a link
+    # that had gone, and warned about its instances' adverts.
+    jumbo = {**LINKS, "eth1": Link(3, "eth1", LINKS["eth1"].mac, True, 9000)}
+    plan = plan_of(tmp_path, instance_text("VI_1", 1, ["198.51.100.10/24"], interface="eth1"),
+                   links=jumbo)
+    table = LinkTable(jumbo)
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        decisions = table.replace({"eth0": LINKS["eth0"]}, plan)
+    assert decisions == [InterfaceState(3, False)]
+    assert table.links["eth1"] == Link(3, "eth1", LINKS["eth1"].mac, False, 9000)
+    assert 3 not in table.by_index()
+    assert "MTU" not in caplog.text, caplog.text

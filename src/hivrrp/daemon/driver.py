@@ -67,7 +67,7 @@ class Driver:
         self.send_path = send_path
         self.packet_socket: socket.socket | None = None
         self.frames_problem: str | None = None   # why `auto` runs without frames
-        self.links: Mapping[str, Link] = {}      # the link table as last told (sync_links)
+        self.links: Mapping[int, Link] = {}      # the live links as last told (sync_links)
         self.links_told: dict[int, tuple[bytes, int, int]] = {}   # what frames knows, by index
         self.frames: FramePath | None = None     # None: every advert on the raw sockets
         self.raw_logged: set[tuple[str, str]] = set()   # (instance, reason) said in the log
@@ -145,38 +145,37 @@ class Driver:
 
     # ---------------------------------------------------------- send path
 
-    def sync_links(self, links: Mapping[str, Link]) -> None:
-        """Tell the packet path the links as they are now: a MAC that changed
-        is the frames' source from the next advert on. Called with the link
-        table whenever netlink news changed it (few links change: each is
+    def sync_links(self, links: Mapping[int, Link]) -> None:
+        """Tell the packet path the links as they are now (LinkTable.live: by
+        index, each as its latest news says): a MAC that changed is the
+        frames' source from the next advert on. Called with the table
+        whenever netlink news changed it (few links change: each is
         compared, only the changed ones go to the frames' table)."""
         self.links = links
         if self.frames is None:
             return
-        seen = set()
-        for link in links.values():
-            seen.add(link.index)
+        for index, link in links.items():
             told = (link.mac, link.mtu, link.arphrd)
-            before = self.links_told.get(link.index)
+            before = self.links_told.get(index)
             if before == told:
                 continue
             usable = sendpath.link_reason(link) is None
-            self.frames.set_link(link.index, link.mac, link.mtu, usable)
+            self.frames.set_link(index, link.mac, link.mtu, usable)
             if before is not None and before[0] != link.mac and usable:
                 log.info("interface %s: MAC %s -> %s: adverts go out from the new one", link.name,
                          before[0].hex(":"), link.mac.hex(":"))
-            self.links_told[link.index] = told
-        for index in [i for i in self.links_told if i not in seen]:
+            self.links_told[index] = told
+        for index in [i for i in self.links_told if i not in links]:
             self.frames.forget_link(index)
             del self.links_told[index]
 
-    def explain_paths(self, plan: Plan, links: Mapping[str, Link]) -> None:
+    def explain_paths(self, plan: Plan, links: Mapping[int, Link]) -> None:
         """Log once per instance why its adverts keep the raw socket (unicast
-        peers, IPv6, a link that is not Ethernet): `plan` was just installed."""
+        peers, IPv6, a link that is not Ethernet): `plan` was just installed
+        on the live `links`."""
         if self.frames is None:
             return
-        by_index = {link.index: link for link in links.values()}
-        reasons = sendpath.raw_reasons(plan.instances.values(), by_index)
+        reasons = sendpath.raw_reasons(plan.instances.values(), links)
         for line in sendpath.fallback_lines(reasons, self.raw_logged):
             log.info("%s", line)
 

@@ -216,7 +216,7 @@ class Daemon:
         self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
-        self.driver.explain_paths(plan, self.links.table.links)
+        self.driver.explain_paths(plan, self.links.table.live)
 
     def start_instances(self, plan: Plan, names: list[str]) -> int:
         """Start instances in INIT, but not those an unweighted script without
