@@ -203,7 +203,7 @@ def test_a_link_event_reaches_the_frames_before_what_it_decides_is_done(tmp_path
         lifecycle = Lifecycle(None, None, lambda: plan.config)
         watch = LinkWatch(loop, object(), lifecycle, lambda: plan, lambda actions: None,
                           lambda: order.append("engine work"), monitor=object())
-        watch.on_link_table = lambda links: order.append(("links", links[2].mac))
+        watch.on_link_table = lambda links, changed: order.append(("links", links[2].mac))
         watch.table.links = dict(LINKS)
         new_mac = bytes.fromhex("020000000077")
         watch.on_netlink([("link", 2, "eth0", new_mac, False, 1500, 1)])   # and down

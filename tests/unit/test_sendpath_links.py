@@ -154,3 +154,30 @@ def test_a_resync_keeps_a_deleted_link_s_mtu(tmp_path, caplog):
     assert table.links["eth1"] == Link(3, "eth1", LINKS["eth1"].mac, False, 9000)
     assert 3 not in table.by_index()
     assert "MTU" not in caplog.text, caplog.text
+
+
+# ------------------------------------------------------------- the work per event
+
+def test_a_link_event_tells_the_frames_only_that_link(tmp_path):
+    # sync_links compared every link on every netlink batch (0.93 ms at
+    # 10,000 links, for each VLAN going up or down): now only those changed.
+    links = {**LINKS, **{f"vlan{k}": Link(100 + k, f"vlan{k}", bytes([2, 0, 0, 1, k >> 8, k & 255]),
+                                          True) for k in range(2000)}}
+    plan = plan_of(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]), links=links)
+    driver = Driver(None, lambda events: None)
+    driver.frames = FramePath(-1)
+    told = []
+
+    async def scenario():
+        watch = watching(plan, driver, asyncio.get_running_loop(), links)
+        watch.on_link_table = lambda live, changed: told.append(set(changed)) or \
+            driver.sync_links(live, changed)
+        watch.on_netlink([("link", 150, "vlan50", bytes.fromhex("020000000042"), False, 1500,
+                           ARPHRD_ETHER), ("dellink", 151, "vlan51")])
+        watch.on_netlink([("newaddr", 2, 4, "192.0.2.99")])       # no link changed
+
+    asyncio.run(scenario())
+    assert told == [{150, 151}]
+    assert driver.frames.link(150)[0] == bytes.fromhex("020000000042")
+    assert driver.frames.link(151)[2] is False and 151 not in driver.links_told
+    assert len(driver.links_told) == len(links) - 1

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from hivrrp._engine import Engine
@@ -145,16 +145,24 @@ class Driver:
 
     # ---------------------------------------------------------- send path
 
-    def sync_links(self, links: Mapping[int, Link]) -> None:
+    def sync_links(self, links: Mapping[int, Link], changed: Iterable[int] | None = None) -> None:
         """Tell the packet path the links as they are now (LinkTable.live: by
         index, each as its latest news says): a MAC that changed is the
-        frames' source from the next advert on. Called with the table
-        whenever netlink news changed it (few links change: each is
-        compared, only the changed ones go to the frames' table)."""
+        frames' source from the next advert on. `changed`: the indexes whose
+        link changed or went since the last call (a link event touches one
+        of 10,000, and this runs on every netlink batch); None: every link,
+        and those it no longer has are forgotten."""
         self.links = links
         if self.frames is None:
             return
-        for index, link in links.items():
+        if changed is None:
+            changed = [*links, *(i for i in self.links_told if i not in links)]
+        for index in changed:
+            link = links.get(index)
+            if link is None:
+                if self.links_told.pop(index, None) is not None:
+                    self.frames.forget_link(index)
+                continue
             told = (link.mac, link.mtu, link.arphrd)
             before = self.links_told.get(index)
             if before == told:
@@ -165,9 +173,6 @@ class Driver:
                 log.info("interface %s: MAC %s -> %s: adverts go out from the new one", link.name,
                          before[0].hex(":"), link.mac.hex(":"))
             self.links_told[index] = told
-        for index in [i for i in self.links_told if i not in links]:
-            self.frames.forget_link(index)
-            del self.links_told[index]
 
     def explain_paths(self, plan: Plan, links: Mapping[int, Link]) -> None:
         """Log once per instance why its adverts keep the raw socket (unicast

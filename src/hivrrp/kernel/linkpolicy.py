@@ -58,6 +58,7 @@ class LinkTable:
 
     def __init__(self, links: dict[str, Link]) -> None:
         self.live: dict[int, Link] = {}
+        self.changed: set[int] = set()     # indexes whose live entry changed, not yet taken
         self.links = links
         self.held: list[tuple] = []
         self.overflowed = False
@@ -76,7 +77,17 @@ class LinkTable:
     def links(self, links: dict[str, Link]) -> None:
         """A dump: both views from it."""
         self._links = dict(links)
-        self.live = {link.index: link for link in self._links.values()}
+        self._set_live({link.index: link for link in self._links.values()})
+
+    def _set_live(self, live: dict[int, Link]) -> None:
+        old = self.live
+        self.changed.update(i for i in old.keys() | live.keys() if old.get(i) != live.get(i))
+        self.live = live
+
+    def take_changed(self) -> set[int]:
+        """The indexes whose live link changed (or went) since the last take."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     def by_index(self) -> dict[int, Link]:
         """The live links by index, a copy (one C-level copy: the metrics
@@ -115,7 +126,8 @@ class LinkTable:
                     waiting = {}   # one rebuild serves them all
             elif kind == "dellink":
                 _, index, name = event
-                self.live.pop(index, None)
+                if self.live.pop(index, None) is not None:
+                    self.changed.add(index)
                 if self.building:
                     self.deleted.add(name)       # judged against the plan it installs
                 else:
@@ -135,7 +147,9 @@ class LinkTable:
             # and put this index's instances in FAULT.
             if self._links.get(renamed.name) == renamed:
                 del self._links[renamed.name]
-        self.live[index] = link
+        if self.live.get(index) != link:
+            self.live[index] = link
+            self.changed.add(index)
         old = self._links.get(name)
         self._links[name] = link
         self.generation += 1
@@ -163,7 +177,8 @@ class LinkTable:
             decisions += _judge(link, self.links.get(name), plan)
         for name, index in gone:
             decisions += _vmac_gone(name, index, plan)
-        self._links, self.live = links, live
+        self._links = links
+        self._set_live(live)
         self.generation += 1
         return _dedupe(decisions)
 
