@@ -291,6 +291,35 @@ cdef class PacketIO:
 
 # ---------------------------------------------------------------- frames
 
+cdef extern from "<netinet/in.h>" nogil:
+    int IP_MTU_DISCOVER
+    int IP_PMTUDISC_WANT
+    int IP_PMTUDISC_DO
+    int IP_PMTUDISC_PROBE
+
+cdef extern from "<sys/socket.h>" nogil:
+    int SOCK_DGRAM
+    int socket(int domain, int type, int protocol)
+    int getsockopt(int fd, int level, int name, void *value, socklen_t *size)
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+
+cdef int new_socket_pmtudisc() noexcept nogil:
+    """IP_MTU_DISCOVER of an IPv4 socket made now: DONT where this namespace's
+    net.ipv4.ip_no_pmtu_disc is set, else WANT (the kernel's inet_create)."""
+    cdef int fd = socket(AF_INET, SOCK_DGRAM, 0)
+    cdef int value = IP_PMTUDISC_WANT
+    cdef socklen_t size = sizeof(int)
+    if fd < 0:
+        return value
+    if getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &value, &size) < 0:
+        value = IP_PMTUDISC_WANT
+    close(fd)
+    return value
+
+
 cdef enum:
     ETH_HLEN = 14
     HEADERS = ETH_HLEN + 20         # Ethernet + IPv4 header, written per packet
@@ -317,9 +346,9 @@ cdef class FramePath:
     """Multicast IPv4 adverts as Ethernet frames on one AF_PACKET socket.
 
     Per packet it writes the 34 bytes of Ethernet and IPv4 header (the link's
-    MAC, the group's multicast MAC, TOS 0xC0, TTL 255, DF, an identification
-    counter per link, the header checksum) as the kernel writes them for the
-    raw IP socket; the VRRP message is not copied: the second iovec of each
+    MAC, the group's multicast MAC, TOS 0xC0, TTL 255, DF as the raw socket
+    sets it, an identification counter per link, the header checksum) as the
+    kernel writes them for the raw IP socket; the VRRP message is not copied: the second iovec of each
     message points into the engine's TX arena, checksum included. What it does
     not take (unicast, IPv6, an unknown or non-Ethernet link, a frame over the
     link's MTU, which the kernel fragments on the IP path) the raw socket
@@ -340,15 +369,27 @@ cdef class FramePath:
     cdef readonly unsigned long long sent
     cdef readonly unsigned long long send_errors
     cdef readonly int last_errno
+    cdef readonly int pmtudisc      # the raw IPv4 socket's IP_MTU_DISCOVER
+    cdef readonly bint df           # which sets DF on its adverts
     # adverts left to the raw socket, by reason
     cdef readonly unsigned long long raw_unicast
     cdef readonly unsigned long long raw_link
     cdef readonly unsigned long long raw_oversize
 
-    def __cinit__(self, int fd, Py_ssize_t capacity=256):
-        """fd -1: builds frames (frames()) but sends none, for tests and tools."""
+    def __cinit__(self, int fd, Py_ssize_t capacity=256, int pmtudisc=-1):
+        """fd -1: builds frames (frames()) but sends none, for tests and tools.
+        pmtudisc: the IP_MTU_DISCOVER of the raw IPv4 socket whose adverts
+        the frames must equal; -1: an IPv4 socket's made now (both follow
+        net.ipv4.ip_no_pmtu_disc when they are made, and only then)."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
+        if pmtudisc < 0:
+            pmtudisc = new_socket_pmtudisc()
+        self.pmtudisc = pmtudisc
+        # __ip_make_skb: DF for DO and PROBE, and for WANT on a datagram that
+        # fits the route's MTU (the frames' do; a route with a locked MTU,
+        # which would clear it, is not looked up: no routing here).
+        self.df = pmtudisc in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO, IP_PMTUDISC_PROBE)
         self.fd = fd
         self.capacity = capacity
         self.msgs = <mmsghdr *>calloc(capacity, sizeof(mmsghdr))
@@ -475,9 +516,10 @@ cdef class FramePath:
         memcpy(h + 6, link.mac, 6)
         h[12] = ETH_P_IP >> 8
         h[13] = ETH_P_IP & 0xFF
-        # IPv4 as raw_sendmsg makes it: no options, DF (pmtudisc "want" on an
-        # unfragmented datagram), an identification from a counter (the
-        # kernel's too: DF alone does not make it 0, the socket may fragment).
+        # IPv4 as raw_sendmsg makes it: no options, DF as the raw socket's
+        # pmtudisc says (see __cinit__), an identification from a counter
+        # (the kernel's too: DF alone does not make it 0, the socket may
+        # fragment).
         h += ETH_HLEN
         h[0] = 0x45
         h[1] = TOS_NETWORK_CONTROL
@@ -486,7 +528,7 @@ cdef class FramePath:
         h[4] = link.ip_id >> 8
         h[5] = link.ip_id & 0xFF
         link.ip_id += 1
-        h[6] = IP_DF
+        h[6] = IP_DF if self.df else 0
         h[7] = 0
         h[8] = 255
         h[9] = 112

@@ -238,13 +238,11 @@ print(json.dumps({"frames": got, "sent": frames.sent, "errors": frames.send_erro
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: FramePath always sets DF; the raw "
-                   "socket does not when net.ipv4.ip_no_pmtu_disc is set")
 def test_frames_follow_ip_no_pmtu_disc_as_the_raw_socket_does(namespaces_allowed):
     # With net.ipv4.ip_no_pmtu_disc (any non-zero value) a new socket's
     # pmtudisc is IP_PMTUDISC_DONT and the raw socket's adverts carry no DF;
-    # write_headers writes DF whatever the namespace says, so the two paths'
-    # frames differ on the wire (the issue asks for them to be the same).
+    # write_headers wrote DF whatever the namespace said, so the two paths'
+    # frames differed on the wire (the issue asks for them to be the same).
     with Lab() as lab:
         ns = lab.netns("df")
         out_if, in_if = lab.veth(ns, ns)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hivrrp._engine import Engine
@@ -112,6 +114,49 @@ def test_the_identification_counts_per_link_and_survives_a_mac_change():
     first = frames.frames(engine)[0][1]
     assert Ether(first).src == "02:00:00:00:00:99" and Ether(first)[IP].id == 1
     assert frames.link(3) == (bytes.fromhex("020000000099"), 1500, True, 3)
+
+
+def test_df_is_written_as_the_raw_socket_s_pmtudisc_says():
+    # IP_MTU_DISCOVER values (linux/in.h): DONT, WANT, DO, PROBE, INTERFACE, OMIT.
+    engine = masters({"vrid": 1, "ifindex": 3, "src": "192.0.2.1"})
+    flags = []
+    for pmtudisc in range(6):
+        frames = FramePath(-1, pmtudisc=pmtudisc)
+        frames.set_link(3, MAC, 1500)
+        [(_, frame)] = frames.frames(engine)
+        ip = Ether(frame)[IP]
+        assert ip.chksum == recomputed_ip_checksum(ip)
+        flags.append(str(ip.flags))
+    assert flags == ["", "DF", "DF", "DF", "", ""]
+
+
+def test_the_driver_s_frames_take_df_from_the_raw_ipv4_socket(monkeypatch):
+    # A UDP socket stands for the raw one (no root): its IP_MTU_DISCOVER set
+    # to DONT as net.ipv4.ip_no_pmtu_disc would have made it.
+    from hivrrp.daemon import driver as driver_module
+    from hivrrp.kernel.sockets import IP_MTU_DISCOVER, SOL_IP
+
+    made = []
+
+    def pool(family, buffer_bytes):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, 0)
+        made.append(sock)
+        return SimpleNamespace(primary=sock, close=sock.close)
+
+    def packet(buffer_bytes):
+        made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        return made[-1]
+
+    monkeypatch.setattr(driver_module.SocketPool, "create", staticmethod(pool))
+    monkeypatch.setattr(driver_module, "open_packet", packet)
+    driver = Driver(None, lambda events: None)
+    try:
+        driver.open_sockets({4}, 1)
+        assert (driver.frames.pmtudisc, driver.frames.df) == (0, False)
+    finally:
+        for sock in made:
+            sock.close()
 
 
 def test_what_the_packet_path_leaves_to_the_raw_socket_is_counted_by_reason():

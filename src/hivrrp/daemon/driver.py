@@ -22,7 +22,7 @@ from hivrrp._engine import Engine
 from hivrrp._io import FramePath, PacketIO
 from hivrrp._wire import RxBatch
 from hivrrp.kernel import sendpath
-from hivrrp.kernel.sockets import SocketPool, open_packet
+from hivrrp.kernel.sockets import SocketPool, open_packet, pmtudisc
 
 if TYPE_CHECKING:
     from hivrrp.daemon.plan import Plan
@@ -141,7 +141,12 @@ class Driver:
             self.frames_problem = f"no packet socket ({exc})"
             log.warning("%s: every advert goes through the raw IP socket", self.frames_problem)
             return
-        self.frames = FramePath(self.packet_socket.fileno(), RX_BATCH)
+        # DF as the raw IPv4 socket sets it: from net.ipv4.ip_no_pmtu_disc as
+        # it was when that socket was made, for its whole life (a sysctl
+        # changed later changes neither), so read once, here.
+        raw = self.pools.get(4)
+        self.frames = FramePath(self.packet_socket.fileno(), RX_BATCH,
+                                pmtudisc(raw.primary) if raw is not None else -1)
 
     # ---------------------------------------------------------- send path
 

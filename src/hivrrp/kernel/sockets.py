@@ -21,6 +21,7 @@ VRRP_PROTO = 112
 SOL_IP, SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_MULTICAST_ALL = 49          # linux/in.h; not exported by Python's socket module
+IP_MTU_DISCOVER = 10           # likewise
 IPV6_MULTICAST_ALL = 29        # linux/in6.h
 SO_ATTACH_FILTER = 26
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
@@ -85,6 +86,12 @@ def open_packet(buffer_bytes: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def pmtudisc(sock: socket.socket) -> int:
+    """A socket's IP_MTU_DISCOVER: whether its IPv4 datagrams carry DF. The
+    kernel sets it from net.ipv4.ip_no_pmtu_disc when the socket is made."""
+    return sock.getsockopt(SOL_IP, IP_MTU_DISCOVER)
 
 
 def force_buffers(sock: socket.socket, *, receive: int = 0, send: int = 0) -> None:
