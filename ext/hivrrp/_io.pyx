@@ -115,6 +115,9 @@ cdef class PacketIO:
     cdef readonly unsigned long long sent
     cdef readonly unsigned long long send_errors
     cdef readonly int last_errno
+    # The last refused send's interface and destination, for its log line.
+    cdef readonly int last_error_ifindex
+    cdef uint8_t last_error_dst[16]
 
     def __cinit__(self, int fd, int family, Py_ssize_t capacity=256):
         if family not in (4, 6):
@@ -203,6 +206,23 @@ cdef class PacketIO:
                 batch.slots[slot].hoplimit = <uint8_t>hops
             cmsg = CMSG_NXTHDR(hdr, cmsg)
 
+    cdef void note_error(self, Py_ssize_t n) noexcept nogil:
+        """Keep message n's interface and destination (it was refused)."""
+        cdef cmsghdr *cmsg = CMSG_FIRSTHDR(&self.msgs[n].msg_hdr)
+        if self.family == 4:
+            self.last_error_ifindex = (<in_pktinfo *>CMSG_DATA(cmsg)).ipi_ifindex
+            memcpy(self.last_error_dst, &(<sockaddr_in *>&self.names[n]).sin_addr.s_addr, 4)
+        else:
+            self.last_error_ifindex = self.names[n].sin6_scope_id
+            memcpy(self.last_error_dst, self.names[n].sin6_addr.s6_addr, 16)
+
+    @property
+    def last_error_destination(self):
+        """The last refused send's destination address (packed), or None."""
+        if not self.send_errors:
+            return None
+        return PyBytes_FromStringAndSize(<char *>self.last_error_dst, 4 if self.family == 4 else 16)
+
     def send(self, Engine engine, FramePath frames=None):
         """Send the engine's queued adverts of this socket's family (sendmmsg).
 
@@ -278,6 +298,7 @@ cdef class PacketIO:
                     # The first message of the rest failed: count it, go on.
                     self.last_errno = errno
                     self.send_errors += 1
+                    self.note_error(done)
                     done += 1
                 else:
                     done += result
@@ -369,6 +390,7 @@ cdef class FramePath:
     cdef readonly unsigned long long sent
     cdef readonly unsigned long long send_errors
     cdef readonly int last_errno
+    cdef readonly int last_error_ifindex    # the last refused frame's interface
     cdef readonly int pmtudisc      # the raw IPv4 socket's IP_MTU_DISCOVER
     cdef readonly bint df           # which sets DF on its adverts
     # adverts left to the raw socket, by reason
@@ -582,6 +604,7 @@ cdef class FramePath:
                 if errno == EINTR:
                     continue
                 self.last_errno = errno
+                self.last_error_ifindex = self.names[done].sll_ifindex
                 self.send_errors += 1
                 done += 1
             else:

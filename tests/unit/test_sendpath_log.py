@@ -6,6 +6,7 @@ socket whose sends fail."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 
@@ -16,18 +17,17 @@ from helpers.engines import master_on
 from helpers.fakedaemon import watching
 from helpers.plans import LINKS, instance_text, plan_of
 from hivrrp.daemon.driver import Driver
+from hivrrp.kernel import sendpath
 
 ETH0_MAC = LINKS["eth0"].mac
 ARPHRD_ETHER = 1
 
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: a failing packet socket is counted "
-                   "in FramePath.send_errors and never logged")
 def test_frames_that_cannot_be_sent_are_logged_once(caplog):
     # ENOBUFS, ENETDOWN, ENXIO (a deleted index), EMSGSIZE (an MTU the table
     # has not caught up with) all end in flush_c's "send_errors += 1": the
     # adverts are lost, not handed to the raw socket, and nothing in the log
-    # says so (only the control socket's status has the count). A UDP socket
+    # said so (only the control socket's status had the count). A UDP socket
     # stands in for the packet socket: it refuses a sockaddr_ll
     # (EAFNOSUPPORT) as the packet socket refuses a frame, without root and
     # without a packet on any wire.
@@ -45,6 +45,44 @@ def test_frames_that_cannot_be_sent_are_logged_once(caplog):
     assert driver.frames.send_errors == 50 and driver.frames.sent == 0
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert 1 <= len(lines) <= 2, lines        # said, and not once per advert
+    assert lines[0] == ("interface index 2: the packet socket refused an advert (lost): "
+                        "Address family not supported by protocol (EAFNOSUPPORT)"), lines
+    assert driver.path_status()["send_errors"] == 50
+
+
+def test_the_raw_socket_s_refusals_are_logged_with_their_peer_then_counted(caplog, monkeypatch):
+    # The raw path's send_errors were as silent. An fd of -1 refuses every
+    # send (EBADF) without a packet on any wire; a minute later the repeats
+    # are one line, and the kind then stays quiet until it recurs.
+    clock = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    driver = Driver(None, lambda events: None, "raw")
+    driver.sync_links({2: LINKS["eth0"]})
+    driver.senders = [PacketIO(-1, 4, 16)]
+    with caplog.at_level(logging.DEBUG, logger="hivrrp"):
+        for k in range(30):
+            clock[0] += 2.5
+            driver.send(master_on(2, peers=["192.0.2.9"]))
+        driver.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert lines == [
+        "interface eth0: the raw IP socket refused an advert to 192.0.2.9 (lost): Bad file "
+        "descriptor (EBADF)",
+        "interface eth0: the raw IP socket refused 24 more adverts to 192.0.2.9 in 60 s: Bad "
+        "file descriptor (EBADF)",
+        "interface eth0: the raw IP socket refused 5 more adverts to 192.0.2.9 in 12 s: Bad "
+        "file descriptor (EBADF)"], lines
+    assert driver.path_status()["raw_send_errors"] == 30
+    assert driver.send_errors() == {"packet": 0, "raw": 30}
+
+
+def test_each_refusal_says_what_it_means_for_an_advert():
+    assert sendpath.refusal(errno.ENOBUFS) == (
+        "No buffer space available (ENOBUFS): the interface's queue or the socket's send buffer "
+        "is full")
+    assert sendpath.refusal(errno.ENXIO).endswith("(ENXIO): the interface is gone")
+    assert sendpath.refusal(errno.EMSGSIZE).endswith("over the interface's MTU")
+    assert sendpath.refusal(9999) == "Unknown error 9999 (9999)"
 
 
 @pytest.mark.xfail(strict=True, reason="review i21-send: an advert over its link's MTU "
@@ -74,4 +112,6 @@ def test_an_advert_over_the_links_mtu_says_it_takes_the_raw_socket(tmp_path, cap
     asyncio.run(scenario())
     assert driver.frames.raw_oversize >= 1
     lines = [r.getMessage() for r in caplog.records]
-    assert any("raw" in line and ("VI_1" in line or "eth0" in line) for line in lines), lines
+    # (The raw socket's own refusals, fd -1, are logged too: not this line.)
+    assert any("raw IP socket" in line and "MTU 68" in line and "eth0" in line
+               for line in lines), lines

@@ -15,12 +15,14 @@ import asyncio
 import logging
 import math
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from hivrrp._engine import Engine
 from hivrrp._io import FramePath, PacketIO
 from hivrrp._wire import RxBatch
+from hivrrp.daemon.sendlog import SendLog
 from hivrrp.kernel import sendpath
 from hivrrp.kernel.sockets import SocketPool, open_packet, pmtudisc
 
@@ -81,6 +83,7 @@ class Driver:
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.wakeups = {"work": 0, "empty": 0}  # timer wake-ups that did / did not expire one
         self.closed = False
+        self.sendlog = SendLog(loop.time if loop is not None else time.monotonic, self.ifname)
 
     @property
     def frames(self) -> FramePath | None:
@@ -117,6 +120,7 @@ class Driver:
             for io in self.senders:
                 io.send(engine, self.frames if io.family == 4 else None)
             engine.clear_tx()
+            self.sendlog.after_send(self.frames, self.senders)
 
     # ----------------------------------------------------------- sockets
 
@@ -198,10 +202,21 @@ class Driver:
     def path_status(self) -> dict:
         """The send path and its counters, for the control socket."""
         status = {"mode": self.send_path, "frames": self.frames is not None,
-                  "summary": self.path_summary()}
+                  "summary": self.path_summary(),
+                  "raw_send_errors": sum(io.send_errors for io in self.senders)}
         if self.frames is not None:
             status.update(self.frames.counters())
         return status
+
+    def send_errors(self) -> dict[str, int]:
+        """Adverts the kernel refused, by socket: for the metrics."""
+        frames = self.frames
+        return {"packet": frames.send_errors if frames is not None else 0,
+                "raw": sum(io.send_errors for io in self.senders)}
+
+    def ifname(self, index: int) -> str:
+        link = self.links.get(index)
+        return link.name if link is not None else f"index {index}"
 
     def set_memberships(self, wanted: set[tuple[int, bytes, int]]) -> None:
         """Join exactly the (family, group, ifindex) memberships in `wanted`."""
@@ -231,6 +246,7 @@ class Driver:
 
     def close(self) -> None:
         self.closed = True
+        self.sendlog.close()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

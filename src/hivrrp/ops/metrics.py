@@ -214,6 +214,12 @@ class DaemonCollector:
         for result, count in d.driver.wakeups.items():
             wakeups.add_metric([result], count)
         yield wakeups
+        refused = CounterMetricFamily("hivrrp_advert_send_errors",
+                                      "Adverts the kernel refused to send (lost), by socket: "
+                                      "packet (frames) or raw (IP).", labels=["socket"])
+        for sock, count in d.driver.send_errors().items():
+            refused.add_metric([sock], count)
+        yield refused
         runs = CounterMetricFamily("hivrrp_notify_runs", "Notify script runs by result.",
                                    labels=["result"])
         counted = dict(d.notifications.notifier.runs)

@@ -1,0 +1,87 @@
+"""Adverts the sockets refused, in the log: once per kind, then a count.
+
+The packet path (_io.FramePath) and the raw sockets (_io.PacketIO) count
+the sends the kernel refused in C and keep the last one's errno, interface
+(and for the raw socket its destination). After each send the driver hands
+them here: a few counters compared per send, nothing per advert. A kind
+(socket, errno, interface) is logged when first seen, with what the errno
+means; while it goes on, ratelimit.RateLimiter makes one line of its count
+every SUMMARY_PERIOD. New refusals are put on the kind of the last one: C
+keeps one errno, and a socket that refuses one advert mostly refuses its
+neighbours in the batch for the same reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from hivrrp.kernel.sendpath import refusal
+from hivrrp.util.ratelimit import RateLimiter
+from hivrrp.util.text import plural
+
+log = logging.getLogger("hivrrp")
+
+SUMMARY_PERIOD = 60.0      # seconds: at most one count per kind in this
+MAX_KINDS = 1_000          # kinds followed at once (interfaces x errnos)
+
+PACKET = "the packet socket"
+RAW = "the raw IP socket"
+
+
+class Refused(NamedTuple):
+    socket: str
+    errno: int
+    ifindex: int
+    destination: bytes | None      # the raw socket's (a unicast peer's says most)
+
+
+class SendLog:
+    def __init__(self, clock: Callable[[], float], ifname: Callable[[int], str]) -> None:
+        self.clock, self.ifname = clock, ifname
+        self.limiter = RateLimiter(SUMMARY_PERIOD, MAX_KINDS)
+        self.counted: dict[object, int] = {}   # source -> its send_errors already said
+        self.next_summary = 0.0
+
+    def after_send(self, frames, senders) -> None:
+        """Say what `frames` (a FramePath or None) and `senders` (PacketIOs)
+        refused since the last call."""
+        if frames is not None:
+            self._check(frames, PACKET, None)
+        for io in senders:
+            self._check(io, RAW, io.last_error_destination)
+        if self.limiter.entries:
+            now = self.clock()
+            if now >= self.next_summary:
+                self.next_summary = now + 1.0   # due() looks at every kind: not every send
+                self._summaries(now)
+
+    def _check(self, source, socket: str, destination: bytes | None) -> None:
+        errors = source.send_errors
+        before = self.counted.get(source, 0)
+        if errors == before:
+            return
+        self.counted[source] = errors
+        kind = Refused(socket, source.last_errno, source.last_error_ifindex, destination)
+        if self.limiter.note(kind[:3], kind, self.clock(), errors - before):
+            log.warning("interface %s: %s refused %s (lost): %s", self.ifname(kind.ifindex),
+                        socket, _adverts(kind, errors - before), refusal(kind.errno))
+
+    def _summaries(self, now: float, everything: bool = False) -> None:
+        for _key, repeats, kind, seconds in self.limiter.due(now, everything):
+            log.warning("interface %s: %s refused %s in %.0f s: %s", self.ifname(kind.ifindex),
+                        kind.socket, _adverts(kind, repeats, "more"), seconds,
+                        refusal(kind.errno))
+
+    def close(self) -> None:
+        """The counts not said yet: the last word at exit."""
+        self._summaries(self.clock(), everything=True)
+
+
+def _adverts(kind: Refused, count: int, more: str = "") -> str:
+    adverts = "an advert" if count == 1 and not more else plural(count, f"{more} advert".strip())
+    if kind.destination is None:
+        return adverts
+    return f"{adverts} to {ipaddress.ip_address(kind.destination)}"
