@@ -397,6 +397,9 @@ cdef class FramePath:
     cdef readonly unsigned long long raw_unicast
     cdef readonly unsigned long long raw_link
     cdef readonly unsigned long long raw_oversize
+    # The last advert over its link's MTU: its interface and IP length.
+    cdef readonly int last_oversize_ifindex
+    cdef readonly int last_oversize_length
 
     def __cinit__(self, int fd, Py_ssize_t capacity=256, int pmtudisc=-1):
         """fd -1: builds frames (frames()) but sends none, for tests and tools.
@@ -522,6 +525,8 @@ cdef class FramePath:
             return NULL
         if 20 + <uint32_t>t.len > link.mtu:
             self.raw_oversize += 1
+            self.last_oversize_ifindex = t.ifindex
+            self.last_oversize_length = 20 + t.len
             return NULL
         return link
 

@@ -85,13 +85,11 @@ def test_each_refusal_says_what_it_means_for_an_advert():
     assert sendpath.refusal(9999) == "Unknown error 9999 (9999)"
 
 
-@pytest.mark.xfail(strict=True, reason="review i21-send: an advert over its link's MTU "
-                   "silently leaves the packet path (raw_oversize counts it, no log line)")
 def test_an_advert_over_the_links_mtu_says_it_takes_the_raw_socket(tmp_path, caplog):
     # The MTU went down under a running master (68, IPv4's least) below its
     # 20-VIP advert (116 bytes of IP as VRRPv2). FramePath hands it to the raw socket,
     # counted in raw_oversize; linkpolicy warns that the next reload lists
-    # fewer VIPs, but nothing names the fallback, unlike every other reason
+    # fewer VIPs, but nothing named the fallback, unlike every other reason
     # frames are not used ("(VI_1) adverts go through the raw IP socket: ...").
     vips = [f"192.0.2.{k}/24" for k in range(10, 30)]
     plan = plan_of(tmp_path, instance_text("VI_1", 1, vips, priority=255))
@@ -115,3 +113,7 @@ def test_an_advert_over_the_links_mtu_says_it_takes_the_raw_socket(tmp_path, cap
     # (The raw socket's own refusals, fd -1, are logged too: not this line.)
     assert any("raw IP socket" in line and "MTU 68" in line and "eth0" in line
                for line in lines), lines
+    said = [line for line in lines if "are over its MTU" in line]
+    assert said == ["interface eth0: adverts of 116 bytes are over its MTU 68: they go through "
+                    "the raw IP socket, which fragments them (a reload or rebuild sizes them "
+                    "for the MTU)"], lines                  # once, not per advert

@@ -16,7 +16,8 @@ keep the raw IP socket, for a reason the daemon logs once per instance:
 
 A frame larger than the link's MTU (the MTU went down after the adverts were
 sized) also takes the raw socket, whose kernel fragments it as before;
-FramePath counts those. `--send-path raw` keeps every advert on the raw
+FramePath counts those, and daemon/sendlog.py says it once per interface
+and MTU. `--send-path raw` keeps every advert on the raw
 socket: hivrrp's only path before, kept for comparison and as an escape hatch.
 """
 
