@@ -257,3 +257,52 @@ def test_frames_follow_ip_no_pmtu_disc_as_the_raw_socket_does(namespaces_allowed
     raw, frame = (bytes.fromhex(f) for f in answer["frames"])
     assert raw[20] & 0x40 == 0, "the raw socket set DF: the sysctl did not apply"
     assert comparable(frame) == comparable(raw), (raw.hex(), frame.hex())
+
+
+# Run inside the namespace: the driver's frames told MTU 1500, the device at
+# 100 (its news never came), a 20-VIP advert (108 bytes of IP) sent twice.
+SEND_OVER_MTU = r"""
+import json, socket, sys
+from hivrrp._engine import Engine
+from hivrrp._io import PacketIO
+from hivrrp.daemon.driver import Driver
+from hivrrp.kernel.netlink import Link
+from hivrrp.kernel.sockets import open_raw
+
+out_if, src, mac = sys.argv[1:4]
+index = socket.if_nametoindex(out_if)
+driver = Driver(None, lambda events: None)
+driver._open_frames(1 << 20)
+driver.sync_links({index: Link(index, out_if, bytes.fromhex(mac.replace(":", "")), True, 1500)})
+raw = open_raw(4, 1 << 20)
+driver.senders = [PacketIO(raw.fileno(), 4, 4)]
+counts = []
+for _ in range(2):
+    engine = Engine(1)
+    engine.start(engine.add_instance(vrid=1, ifindex=index, src=src, priority=255, version=3,
+                                     addresses=[f"10.93.0.{k}" for k in range(10, 30)]), 0)
+    driver.send(engine)
+    counts.append({**driver.frames.counters(), "raw_sent": driver.senders[0].sent})
+print(json.dumps({"counts": counts, "mtu": driver.frames.link(index)[1]}))
+"""
+
+
+def test_a_frame_the_device_refuses_for_its_mtu_moves_the_adverts_to_the_raw_socket(
+        namespaces_allowed):
+    # The first advert is refused (EMSGSIZE) and lost; the driver asks the
+    # kernel the MTU, and the next goes through the raw socket (fragmented),
+    # not refused again.
+    with Lab() as lab:
+        ns = lab.netns("mtu")
+        out_if, _in_if = lab.veth(ns, ns)
+        lab.run(ns, "ip", "addr", "add", "10.93.0.1/24", "dev", out_if)
+        lab.run(ns, "ip", "link", "set", "dev", out_if, "mtu", "100")
+        [link] = json.loads(lab.run(ns, "ip", "-j", "link", "show", out_if).stdout)
+        result = lab.run(ns, sys.executable, "-c", SEND_OVER_MTU, out_if, "10.93.0.1",
+                         link["address"], check=False)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    first, second = answer["counts"]
+    assert (first["send_errors"], first["sent"], first["raw_sent"]) == (1, 0, 0), answer
+    assert (second["send_errors"], second["raw_oversize"], second["raw_sent"]) == (1, 1, 1), answer
+    assert answer["mtu"] == 100

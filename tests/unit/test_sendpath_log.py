@@ -10,13 +10,14 @@ import errno
 import logging
 import socket
 
-import pytest
 from hivrrp._io import FramePath, PacketIO
 
 from helpers.engines import master_on
 from helpers.fakedaemon import watching
 from helpers.plans import LINKS, instance_text, plan_of
+from hivrrp.daemon import sendlog
 from hivrrp.daemon.driver import Driver
+from hivrrp.daemon.sendlog import Refused
 from hivrrp.kernel import sendpath
 
 ETH0_MAC = LINKS["eth0"].mac
@@ -117,3 +118,31 @@ def test_an_advert_over_the_links_mtu_says_it_takes_the_raw_socket(tmp_path, cap
     assert said == ["interface eth0: adverts of 116 bytes are over its MTU 68: they go through "
                     "the raw IP socket, which fragments them (a reload or rebuild sizes them "
                     "for the MTU)"], lines                  # once, not per advert
+
+
+def test_a_frame_over_the_device_s_mtu_makes_the_frames_ask_the_kernel_once(monkeypatch, caplog):
+    # EMSGSIZE: the MTU the frames were told is stale (its news is late).
+    # Asked once, the kernel's MTU bounds the frames: the next adverts over
+    # it take the raw socket (fragmented) instead of being refused and lost.
+    asked = []
+    monkeypatch.setattr("hivrrp.daemon.driver.device_mtu", lambda index: asked.append(index)
+                        or 100)
+    driver = Driver(None, lambda events: None)
+    driver.frames = FramePath(-1)
+    driver.sync_links({2: LINKS["eth0"]})
+    refused = Refused(sendlog.PACKET, errno.EMSGSIZE, 2, None)
+    with caplog.at_level(logging.INFO, logger="hivrrp"):
+        driver.on_refused(refused)
+        driver.on_refused(refused)
+    assert asked == [2]
+    assert driver.frames.link(2)[:3] == (ETH0_MAC, 100, True)
+    assert "interface eth0: its MTU is 100, not 1500 as last heard" in caplog.text
+    [(_, frame)] = driver.frames.frames(master_on(2, addresses=[f"192.0.2.{k}" for k in
+                                                               range(10, 30)]))
+    assert frame is None and driver.frames.raw_oversize == 1
+    driver.sync_links({2: LINKS["eth0"]}, [2])      # the news: as first told, 1500
+    assert driver.frames.link(2)[1] == 1500
+    for other in (Refused(sendlog.PACKET, errno.ENOBUFS, 2, None),
+                  Refused(sendlog.RAW, errno.EMSGSIZE, 2, None)):
+        driver.on_refused(other)
+    assert asked == [2]

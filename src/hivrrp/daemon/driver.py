@@ -12,6 +12,7 @@ they mean.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import socket
@@ -22,9 +23,10 @@ from typing import TYPE_CHECKING
 from hivrrp._engine import Engine
 from hivrrp._io import FramePath, PacketIO
 from hivrrp._wire import RxBatch
-from hivrrp.daemon.sendlog import SendLog
+from hivrrp.daemon import sendlog
+from hivrrp.daemon.sendlog import Refused, SendLog
 from hivrrp.kernel import sendpath
-from hivrrp.kernel.sockets import SocketPool, open_packet, pmtudisc
+from hivrrp.kernel.sockets import SocketPool, device_mtu, open_packet, pmtudisc
 
 if TYPE_CHECKING:
     from hivrrp.daemon.plan import Plan
@@ -83,7 +85,9 @@ class Driver:
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.wakeups = {"work": 0, "empty": 0}  # timer wake-ups that did / did not expire one
         self.closed = False
-        self.sendlog = SendLog(loop.time if loop is not None else time.monotonic, self.ifname)
+        self.sendlog = SendLog(loop.time if loop is not None else time.monotonic, self.ifname,
+                               self.on_refused)
+        self.mtu_asked: dict[int, tuple[bytes, int, int]] = {}   # index -> told when asked
 
     @property
     def frames(self) -> FramePath | None:
@@ -169,6 +173,7 @@ class Driver:
         for index in changed:
             link = links.get(index)
             if link is None:
+                self.mtu_asked.pop(index, None)
                 if self.links_told.pop(index, None) is not None:
                     self.frames.forget_link(index)
                 continue
@@ -182,6 +187,27 @@ class Driver:
                 log.info("interface %s: MAC %s -> %s: adverts go out from the new one", link.name,
                          before[0].hex(":"), link.mac.hex(":"))
             self.links_told[index] = told
+
+    def on_refused(self, refused: Refused) -> None:
+        """EMSGSIZE from the packet socket: a frame over the device's MTU, so
+        the one the frames were told is stale (its news not here yet, or
+        lost). The kernel's own is asked (once per link and MTU told) and
+        told to the frames: the adverts over it take the raw socket from the
+        next one on, where the kernel fragments them, instead of being lost."""
+        index = refused.ifindex
+        told = self.links_told.get(index)
+        if (refused.errno != errno.EMSGSIZE or refused.socket != sendlog.PACKET
+                or told is None or self.mtu_asked.get(index) == told):
+            return
+        self.mtu_asked[index] = told
+        mtu = device_mtu(index)
+        if mtu is None or mtu >= told[1]:
+            return          # not the MTU: the refusals are logged, nothing to correct
+        mac, old_mtu, arphrd = told
+        self.frames.set_link(index, mac, mtu)     # usable: it took frames until now
+        self.links_told[index] = self.mtu_asked[index] = (mac, mtu, arphrd)
+        log.info("interface %s: its MTU is %d, not %d as last heard: adverts over it go "
+                 "through the raw IP socket", self.ifname(index), mtu, old_mtu)
 
     def explain_paths(self, plan: Plan, links: Mapping[int, Link]) -> None:
         """Log once per instance why its adverts keep the raw socket (unicast

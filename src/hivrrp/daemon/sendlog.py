@@ -48,8 +48,10 @@ class Oversize(NamedTuple):
 
 
 class SendLog:
-    def __init__(self, clock: Callable[[], float], ifname: Callable[[int], str]) -> None:
+    def __init__(self, clock: Callable[[], float], ifname: Callable[[int], str],
+                 on_refused: Callable[[Refused], None] | None = None) -> None:
         self.clock, self.ifname = clock, ifname
+        self.on_refused = on_refused     # told every refusal, logged or not
         self.limiter = RateLimiter(SUMMARY_PERIOD, MAX_KINDS)
         self.counted: dict[object, int] = {}   # source -> its send_errors already said
         self.next_summary = 0.0
@@ -76,6 +78,8 @@ class SendLog:
             return
         self.counted[source] = errors
         kind = Refused(socket, source.last_errno, source.last_error_ifindex, destination)
+        if self.on_refused is not None:
+            self.on_refused(kind)
         if self.limiter.note(kind[:3], kind, self.clock(), errors - before):
             log.warning("interface %s: %s refused %s (lost): %s", self.ifname(kind.ifindex),
                         socket, _adverts(kind, errors - before), refusal(kind.errno))
