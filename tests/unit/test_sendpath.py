@@ -20,7 +20,8 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.layers.vrrp import VRRP, VRRPv3
 
-from helpers.plans import LINKS, instance_text, plan_of
+from helpers.fakedaemon import reload, started
+from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp.daemon.driver import Driver
 from hivrrp.kernel import sendpath
 from hivrrp.kernel.netlink import Link
@@ -157,6 +158,45 @@ def test_the_driver_s_frames_take_df_from_the_raw_ipv4_socket(monkeypatch):
     finally:
         for sock in made:
             sock.close()
+
+
+def test_a_reload_that_adds_instances_grows_the_sockets_buffers(tmp_path, monkeypatch):
+    # The buffers were sized for the start's instances only: a reload from 1
+    # to 3 (at 1 MiB each here) left them at 1 MiB. UDP sockets stand for the
+    # raw and packet ones (no root; capped at wmem_max/rmem_max without it,
+    # which still grows them from the default).
+    from hivrrp.daemon import driver as driver_module
+    from hivrrp.kernel.sockets import SocketPool
+
+    monkeypatch.setattr(driver_module, "SOCKET_BUFFER_PER_INSTANCE", 1 << 20)
+    raw, packet = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+
+    def sizes():
+        return (raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                packet.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+    async def scenario():
+        d = await started(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]), LINKS,
+                          ADDRESSES, monkeypatch)
+        d.driver.pools = {4: SocketPool(4, 1 << 20, 20, [raw], counts=[0])}
+        d.driver.packet_socket, d.driver.buffer_bytes = packet, 1 << 20
+        before = sizes()
+        await reload(d, "".join(instance_text(f"VI_{k}", k, [f"192.0.2.{10 + k}/24"])
+                                for k in (1, 2, 3)))
+        assert d.plan.names == ["VI_1", "VI_2", "VI_3"]
+        grown = sizes()
+        await reload(d, instance_text("VI_1", 1, ["192.0.2.10/24"]))
+        d.driver.pools = {}             # not closed by the daemon: the test's sockets
+        return before, grown, sizes(), d.driver.buffer_bytes
+
+    try:
+        before, grown, after, buffer_bytes = asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        raw.close()
+        packet.close()
+    assert all(g > b for g, b in zip(grown, before)), (before, grown)
+    assert after == grown and buffer_bytes == 3 << 20      # never shrunk
 
 
 def test_what_the_packet_path_leaves_to_the_raw_socket_is_counted_by_reason():

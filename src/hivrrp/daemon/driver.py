@@ -26,7 +26,14 @@ from hivrrp._wire import RxBatch
 from hivrrp.daemon import sendlog
 from hivrrp.daemon.sendlog import Refused, SendLog
 from hivrrp.kernel import sendpath
-from hivrrp.kernel.sockets import SocketPool, device_mtu, open_packet, pmtudisc
+from hivrrp.kernel.sockets import (
+    SocketPool,
+    device_mtu,
+    force_buffers,
+    open_packet,
+    pmtudisc,
+)
+from hivrrp.util.text import plural
 
 if TYPE_CHECKING:
     from hivrrp.daemon.plan import Plan
@@ -41,6 +48,10 @@ MAX_READS_PER_WAKEUP = 16      # bound the time one socket can hold the loop
 RX_POLL_PERIOD = 0.002         # seconds between reads of a busy socket
 SOCKET_BUFFER_PER_INSTANCE = 2048
 SOCKET_BUFFER_MIN = 1 << 20
+
+
+def buffer_size(instances: int) -> int:
+    return max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * instances)
 
 
 def now_us(loop: asyncio.AbstractEventLoop) -> int:
@@ -70,6 +81,7 @@ class Driver:
         self.loop = loop
         self.send_path = send_path
         self.packet_socket: socket.socket | None = None
+        self.buffer_bytes = 0                     # each socket's buffers (open_sockets)
         self.frames_problem: str | None = None   # why `auto` runs without frames
         self.links: Mapping[int, Link] = {}      # the live links as last told (sync_links)
         self.links_told: dict[int, tuple[bytes, int, int]] = {}   # what frames knows, by index
@@ -129,7 +141,7 @@ class Driver:
     # ----------------------------------------------------------- sockets
 
     def open_sockets(self, families: set[int], instances: int) -> None:
-        buffer_bytes = max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * instances)
+        self.buffer_bytes = buffer_bytes = buffer_size(instances)
         for family in (4, 6):
             # Both families, so that a reload may add instances of either.
             try:
@@ -141,6 +153,23 @@ class Driver:
                             "a reload", family, exc, family)
         if self.send_path == "auto":
             self._open_frames(buffer_bytes)
+
+    def size_buffers(self, instances: int) -> None:
+        """The sockets' buffers for `instances`: a reload that adds thousands
+        must not overflow what was sized for the start's few (the adverts of
+        a mass takeover go out in one sendmmsg). Grown, never shrunk."""
+        wanted = buffer_size(instances)
+        if wanted <= self.buffer_bytes:
+            return
+        self.buffer_bytes = wanted
+        try:
+            for pool in self.pools.values():
+                pool.resize(wanted)
+            if self.packet_socket is not None:
+                force_buffers(self.packet_socket, send=wanted)
+        except OSError as exc:
+            log.warning("socket buffers not grown to %d bytes for %s: %s", wanted,
+                        plural(instances, "instance"), exc)
 
     def _open_frames(self, buffer_bytes: int) -> None:
         try:

@@ -206,6 +206,7 @@ class Daemon:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
+        self.driver.size_buffers(len(plan.names))     # a reload may add thousands
         now = now_us(self.loop)
         # Before start(): a faulty instance goes straight to FAULT.
         for name, faults in plan.faults_now(self.links.table.links).items():

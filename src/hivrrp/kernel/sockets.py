@@ -205,6 +205,12 @@ class SocketPool:
                 pass  # the interface is gone, and the membership with it
             self.counts[index] -= 1
 
+    def resize(self, buffer_bytes: int) -> None:
+        """Every socket's buffers to `buffer_bytes`, and those made later."""
+        self.buffer_bytes = buffer_bytes
+        for sock in self.sockets:
+            force_buffers(sock, receive=buffer_bytes, send=buffer_bytes)
+
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
