@@ -369,13 +369,13 @@ cdef class FramePath:
     Per packet it writes the 34 bytes of Ethernet and IPv4 header (the link's
     MAC, the group's multicast MAC, TOS 0xC0, TTL 255, DF as the raw socket
     sets it, an identification counter per link, the header checksum) as the
-    kernel writes them for the raw IP socket; the VRRP message is not copied: the second iovec of each
-    message points into the engine's TX arena, checksum included. What it does
-    not take (unicast, IPv6, an unknown or non-Ethernet link, a frame over the
-    link's MTU, which the kernel fragments on the IP path) the raw socket
-    sends, each counted by reason. The daemon tells it the links
-    (set_link) at start and on every netlink change: a new MAC is used from
-    the next advert on.
+    kernel writes them for the raw IP socket; the VRRP message is not copied:
+    the second iovec of each message points into the engine's TX arena,
+    checksum included. What it does not take (unicast, IPv6, an unknown or
+    non-Ethernet link, a frame over the link's MTU, which the kernel
+    fragments on the IP path) the raw socket sends, each counted by reason.
+    The daemon tells it the links (set_link) at start and on every netlink
+    change: a new MAC is used from the next advert on.
     """
     cdef readonly int fd
     cdef readonly Py_ssize_t capacity
