@@ -206,6 +206,7 @@ class Daemon:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
+        self.driver.size_buffers(len(plan.names))     # a reload may add thousands
         now = now_us(self.loop)
         # Before start(): a faulty instance goes straight to FAULT.
         for name, faults in plan.faults_now(self.links.table.links).items():
@@ -216,7 +217,7 @@ class Daemon:
         self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
-        self.driver.explain_paths(plan, self.links.table.links)
+        self.driver.explain_paths(plan, self.links.table.live)
 
     def start_instances(self, plan: Plan, names: list[str]) -> int:
         """Start instances in INIT, but not those an unweighted script without
