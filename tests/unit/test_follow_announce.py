@@ -3,7 +3,6 @@ running plan and to the followers' states, and only for addresses in place."""
 
 import asyncio
 
-import pytest
 from hivrrp._engine import FAULT_INTERFACE, FAULT_TRACKER
 
 from helpers.fakedaemon import reload, settle, started
@@ -13,9 +12,6 @@ from hivrrp.daemon.driver import now_us
 from hivrrp.kernel.announce_policy import FOLLOWERS
 
 
-@pytest.mark.xfail(strict=True, reason="a leader's group refresh chain keeps the announce "
-                   "entries of the plan it started under: after a reload that changes a "
-                   "follower's VIP it announces the removed address and never the new one")
 def test_a_reload_that_changes_a_followers_vip_refreshes_the_new_vip_not_the_old(
         tmp_path, monkeypatch):
     async def scenario():
@@ -38,9 +34,6 @@ def test_a_reload_that_changes_a_followers_vip_refreshes_the_new_vip_not_the_old
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="the group's refresh chain is stopped only by the "
-                   "group's own StopAnnouncing: followers that leave MASTER one by one (a "
-                   "partial move) leave it running, and it doubles their refreshes later")
 def test_followers_leaving_master_one_by_one_end_their_groups_refresh_chain(
         tmp_path, monkeypatch):
     async def scenario():
@@ -77,9 +70,6 @@ def test_followers_leaving_master_one_by_one_end_their_groups_refresh_chain(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="followers_became_master() does not check that the "
-                   "followers are still master when their trip is done: a leader that left "
-                   "MASTER before the trip ended leaves a group refresh chain running")
 def test_a_group_that_left_master_before_its_trip_ended_gets_no_refresh_chain(
         tmp_path, monkeypatch):
     async def scenario():
@@ -96,9 +86,6 @@ def test_a_group_that_left_master_before_its_trip_ended_gets_no_refresh_chain(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="a reload that removes a leader and its followers "
-                   "stops announcing each by name; the group's refresh chain, keyed by the "
-                   "leader, runs on for ever with the removed instances' addresses")
 def test_a_reload_that_removes_a_group_ends_its_refresh_chain(tmp_path, monkeypatch):
     async def scenario():
         d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
@@ -112,9 +99,6 @@ def test_a_reload_that_removes_a_group_ends_its_refresh_chain(tmp_path, monkeypa
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="the group's Announce runs when its trip is done and "
-                   "reads the group from the plan running then: a follower that a reload "
-                   "added meanwhile is announced before the trip that adds its VIP")
 def test_a_follower_added_while_its_groups_trip_runs_is_announced_after_its_vip(
         tmp_path, monkeypatch):
     async def scenario():
@@ -165,3 +149,113 @@ async def reload_nowait(d, text: str) -> None:
         if d.lifecycle.task is None:
             return
     raise AssertionError("the reload did not finish")
+
+
+def count(d, address: str) -> int:
+    """Gratuitous ARPs sent for `address`."""
+    target = bytes(int(b) for b in address.split("."))
+    return sum(1 for frame in d.frames if frame[-4:] == target)
+
+
+def test_a_reload_in_flight_announces_neither_the_going_nor_the_coming_vip(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        gate = asyncio.Event()
+        real_apply = d.vips.apply_vips
+
+        async def held(changes, drop=(), undrop=()):
+            await gate.wait()                  # the reload's trip, in flight
+            return await real_apply(changes, drop, undrop)
+
+        d.vips.apply_vips = held
+        await reload_nowait(d, group_text({**VIPS, "F0": "192.0.2.110"}))
+        d.frames.clear()
+        await asyncio.sleep(0.15)              # refresh rounds while it is held
+        held_sent = announced(d)
+        assert "192.0.2.11" in held_sent       # the chain goes on for the others
+        # .110 is not there yet; .10 is on its way out.
+        assert not {"192.0.2.110", "192.0.2.10"} & held_sent
+        gate.set()
+        await settle(d)
+        d.frames.clear()
+        await asyncio.sleep(0.15)
+        assert "192.0.2.110" in announced(d) and "192.0.2.10" not in announced(d)
+        d.driver.close()
+    run(scenario())
+
+
+def test_a_reload_that_changes_the_refresh_repeat_is_the_groups_next_round(
+        tmp_path, monkeypatch):
+    twice = GARP_REFRESH.replace("vrrp_garp_master_refresh_repeat 1",
+                                 "vrrp_garp_master_refresh_repeat 2")
+
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        await reload(d, group_text(VIPS, head=twice))
+        d.frames.clear()
+        await asyncio.sleep(0.2)
+        # The leader's own chain reads the new setting: so does its group's.
+        assert count(d, "192.0.2.200") >= 6
+        assert abs(count(d, "192.0.2.10") - count(d, "192.0.2.200")) <= 2
+        d.driver.close()
+    run(scenario())
+
+
+def test_a_follower_master_again_on_its_own_is_refreshed_once_a_round(tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        engine = d.plan.engine
+        fire(d, "L")
+        await settle(d)
+        # F1 faults on its own and recovers while its leader stays master: its
+        # own announcements (became master: fault_cleared) take it over.
+        for fault in (True, False):
+            engine.set_fault(d.plan.index["F1"], FAULT_TRACKER, fault, now_us(d.loop))
+            d.driver.after_engine_work()
+            await settle(d)
+        assert set(d.plan.states().values()) == {"MASTER"}
+        assert "F1" in d.garp.pending and (FOLLOWERS, "L") in d.garp.pending
+        d.frames.clear()
+        await asyncio.sleep(0.2)
+        # Once a round, as the leader's VIP and the other followers': not by
+        # its own chain and its group's both.
+        assert count(d, "192.0.2.11") <= count(d, "192.0.2.200") + 1
+        assert count(d, "192.0.2.10") >= 3
+        d.driver.close()
+    run(scenario())
+
+
+def test_a_reload_during_the_groups_trip_leaves_its_followers_their_first_burst(
+        tmp_path, monkeypatch):
+    slow = GARP_REFRESH.replace("vrrp_garp_master_refresh 0.04", "vrrp_garp_master_refresh 1")
+
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS, head=slow), LINKS, ADDRESSES, monkeypatch)
+        gate = asyncio.Event()
+        real_apply = d.vips.apply_vips
+
+        async def held(changes, drop=(), undrop=()):
+            await gate.wait()                  # the takeover's trip, in flight
+            return await real_apply(changes, drop, undrop)
+
+        d.vips.apply_vips = held
+        fire(d, "L")
+        await asyncio.sleep(0.01)
+        # A reload that keeps every master (their refresh chains carried over)
+        # while the followers' VIPs are on their way.
+        await reload_nowait(d, group_text(VIPS, head=slow) + "\n")
+        gate.set()
+        await settle(d)
+        await asyncio.sleep(0.05)              # well before a refresh round (1 s)
+        # The group's burst announced them once their VIPs were in place ...
+        assert set(VIPS.values()) <= announced(d)
+        # ... and its chain is theirs: no follower keeps one of its own beside.
+        assert not set(VIPS) & set(d.garp.pending)
+        assert (FOLLOWERS, "L") in d.garp.pending
+        d.driver.close()
+    run(scenario())

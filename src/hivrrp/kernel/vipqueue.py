@@ -140,20 +140,36 @@ class Batch:
 
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
-                 announce: Callable[[Announce], None]) -> None:
+                 announce: Callable[[Announce], None],
+                 current_plan: Callable[[], Plan | None] = lambda: None) -> None:
         self.apply_vips = apply_vips
         self.apply_routes = apply_routes
         self.announce = announce
+        self.current_plan = current_plan
         self.pending = Batch()
         self.task: asyncio.Task | None = None
+        # The plan whose masters' addresses the last completed trip put in
+        # place: every action queued before a trip was taken is in it, and
+        # a reload dispatches its actions before it installs the new plan.
+        self.placed: Plan | None = None
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
+        if self.task is None:
+            self.placed = self.current_plan()     # idle: everything before is in place
         for action in actions:
             self.pending.add(action)
         if self.pending and self.task is None:
             self.task = spawn(self._run(), "apply VIPs")
+
+    def in_place(self) -> Plan | None:
+        """The plan whose masters' VIPs are on the interfaces now: the running
+        one when nothing is on its way to netlink, else the one the last
+        completed trip was taken under (a reload's changes may be in flight)."""
+        if self.task is None or self.placed is None:
+            return self.current_plan()
+        return self.placed
 
     async def idle(self) -> None:
         """Returns once everything submitted so far has been applied."""
@@ -171,6 +187,7 @@ class VipQueue:
         try:
             while self.pending:
                 batch, self.pending = self.pending, Batch()
+                plan = self.current_plan()
                 try:
                     await self._apply(batch)
                 except Exception:
@@ -178,6 +195,7 @@ class VipQueue:
                     log.exception("applying %s and %s failed",
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
+                self.placed = plan
                 for announce in batch.announce:
                     self.announce(announce)
         finally:
