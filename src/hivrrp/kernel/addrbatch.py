@@ -228,15 +228,29 @@ class AddressBatcher:
         up to send_limit bytes (a mass takeover interleaves each leader's
         own VIP with its followers' unit: 80 sends, each a wait for the kernel
         and for the GIL, where 2 do). A unit too big for one send is cut
-        between its runs, each piece ending on an acknowledged request."""
+        between its runs, each piece ending on an acknowledged request.
+
+        No sequence number twice in a send: units are numbered at their
+        plan's build, so a trip can hold two whose numbers meet (two plans',
+        around a reload), and an answer must name one request: the one that
+        ends the send is its end, and every failure before it is this send's.
+        Such a unit starts a send of its own."""
         limit = self.send_limit
         buffers: list[bytes | memoryview] = []
         runs: list[tuple[int, Sequence[Change]]] = []
         size = 0
+        top = 0                      # past the highest unit number in this send
         for unit in self._units(changes):
-            if buffers and size + len(unit.data) > limit:
+            # (The batcher's own numbers never meet: below ENCODED_SEQ, one
+            # after the other. A plan's units are numbered in the order its
+            # leaders usually move: their numbers only rise.)
+            planned = unit.first >= ENCODED_SEQ
+            if buffers and (size + len(unit.data) > limit
+                            or planned and unit.first < top and _numbers_meet(runs, unit)):
                 yield buffers, runs, _last_seq(runs)
-                buffers, runs, size = [], [], 0
+                buffers, runs, size, top = [], [], 0, 0
+            if planned:
+                top = max(top, unit.first + len(unit))
             if len(unit.data) <= limit:
                 buffers.append(unit.data)
                 runs.append((unit.first, unit.changes))
@@ -315,6 +329,12 @@ class AddressBatcher:
 def _last_seq(runs: list[tuple[int, Sequence[Change]]]) -> int:
     """The sequence number whose answer ends a send: its last run's last request's."""
     return (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+
+
+def _numbers_meet(runs: list[tuple[int, Sequence[Change]]], unit: Encoded) -> bool:
+    """Do `unit`'s sequence numbers meet those of a run already in the send?"""
+    lo, hi = unit.first, unit.first + len(unit)
+    return any(first < hi and lo < first + len(changes) for first, changes in runs)
 
 
 def _pieces(unit: Encoded, limit: int) -> Iterator[tuple[memoryview, int, Sequence[Change]]]:
