@@ -12,10 +12,6 @@ from helpers.plans import ADDRESSES, LINKS
 from hivrrp.daemon.driver import now_us
 
 
-@pytest.mark.xfail(strict=True, reason="at SIGTERM the followers' STOP events are handed to "
-                   "the notifier in slices scheduled after the leaders' release, and "
-                   "shutdown() closes the notifier once the VIPs' trip is done, whether or "
-                   "not the slices are: the later followers' STOP notify/FIFO lines are lost")
 def test_shutdown_notifies_every_followers_stop_before_the_notifier_closes(
         tmp_path, monkeypatch):
     import hivrrp.daemon.wiring as wiring

@@ -531,6 +531,12 @@ class Daemon:
         for group in self.plan.sync_groups:
             self.notifications.group(group, "STOP")
         await self.vips.drain(SHUTDOWN_WAIT)
+        # The followers' STOP events still waiting for their slices go now:
+        # the notifier closes next, and nothing else waits for them.
+        if self.follow_report is not None:
+            self.follow_report.cancel()
+            self.follow_report = None
+        self.report_followers()
 
 
 def cause_of(reason: str, cause: tuple | None) -> str:
