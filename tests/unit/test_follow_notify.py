@@ -43,10 +43,6 @@ def test_shutdown_notifies_every_followers_stop_before_the_notifier_closes(
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="followers_silent is worked out from the reloaded "
-                   "file's notify_fifo, but the FIFO opened at start stays in use until a "
-                   "restart: after a reload that drops the notify_fifo line the followers' "
-                   "lines are discarded while every other instance's still reach the FIFO")
 def test_followers_state_lines_reach_the_fifo_still_open_after_a_reload(tmp_path, monkeypatch):
     import os
 
