@@ -3,7 +3,6 @@ FIFO that is open, and all of them before the notifier closes at shutdown."""
 
 import asyncio
 
-import pytest
 from hivrrp._engine import FAULT_TRACKER
 
 from helpers.fakedaemon import reload, settle, started
@@ -72,10 +71,6 @@ def test_followers_state_lines_reach_the_fifo_still_open_after_a_reload(tmp_path
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="on a partial move followers_moved() reports the "
-                   "followers' events before on_engine_events() notifies the leader's own: "
-                   "notify scripts and the FIFO hear the followers become MASTER before "
-                   "their leader, the reverse of the engine's order and of a whole move")
 def test_a_partial_move_notifies_the_leader_before_its_followers(tmp_path, monkeypatch):
     async def scenario():
         d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)

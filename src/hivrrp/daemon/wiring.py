@@ -287,10 +287,12 @@ class Daemon:
             if self.follow_spans and inst.config.follow is not None:
                 self.report_followers()   # a follower's earlier events before its own
             self.dispatch(reactor.transition(inst, old, new, reason))
+            # The leader is told of before its followers, as the engine and
+            # the log have it: a partial move reports them right below.
+            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             moved = rest[2] if len(rest) > 2 else 0
             if moved:
                 self.followers_moved(name, old, new, moved)
-            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             if plan.sync_groups:
                 # Applied before the next event is judged: decisions read the
                 # engine's states. Their own events come in the next round.
