@@ -120,11 +120,10 @@ class AnnouncePolicy:
         elif before is not None:
             now = set(group.names)
             self._forget(tuple(name for name in before.names if name in now))
-        for k, (first, _entries) in enumerate(group.announce):
-            s = self._settings(first)
-            if s is None:
-                continue
-            self._group_burst(leader, k, True)
+        for k in range(len(group.announce)):
+            entries, s = self._group_entries(leader, k)
+            # (After forgetting them all, none has its own: no need to look.)
+            self._entries_burst(entries, s.master_repeat, mind_own=before is not group)
             if s.master_delay > 0:
                 self._later(key, f"master{k}", s.master_delay, self._group_burst, leader, k,
                             True)
@@ -275,19 +274,24 @@ class AnnouncePolicy:
                 if other.refresh > 0:
                     self._later(key, f"refresh{j}", other.refresh, self._group_refresh, leader, j)
 
-    def _entries_burst(self, entries: Sequence[AnnounceEntry], repeat: int) -> None:
+    def _entries_burst(self, entries: Sequence[AnnounceEntry], repeat: int,
+                       mind_own: bool = True) -> None:
         """Frames for many instances' VIPs at once; each frame is checked
         against its instance's state when it is due, as any. A follower with
-        announcements of its own pending is left to them."""
+        announcements of its own pending is left to them (`mind_own`)."""
         plan = self.current_plan()
         if plan is None or not entries:
             return
         g = plan.config.global_defs
         links = self.links_by_index()
-        pending = self.pending
-        frames = [(name, link.name, index, family, link.mac, packed)
-                  for name, index, family, packed in entries
-                  if name not in pending and (link := links.get(index)) is not None]
+        if mind_own and (pending := self.pending):
+            frames = [(name, link.name, index, family, link.mac, packed)
+                      for name, index, family, packed in entries
+                      if name not in pending and (link := links.get(index)) is not None]
+        else:
+            frames = [(name, link.name, index, family, link.mac, packed)
+                      for name, index, family, packed in entries
+                      if (link := links.get(index)) is not None]
         if frames:
             interval = g.garp_interval if frames[0][3] == 4 else g.gna_interval
             self.announcer.announce_many(self.loop, frames, repeat=repeat, interval=interval)
