@@ -112,6 +112,14 @@ class Plan:
             return owner if self.instances[owner].ifindex == ifindex else None
         return None if owner is None else owner.get(ifindex)
 
+    def unit_key(self, change: Change) -> object | None:
+        """The key of the follower group's unit (Encoded.key) that holds
+        `change`'s address, None when it is no follower's."""
+        owner = self.vip_owner(change.index, change.address)
+        leader = self.instances[owner].config.follow if owner is not None else None
+        group = self.followers.get(leader) if leader is not None else None
+        return None if group is None else group.vips.key
+
     def _own_vip(self, name: str, change: Change) -> None:
         owner = self.vip_owners.get(change.address)
         if owner is None and change.index == self.instances[name].ifindex:

@@ -75,14 +75,23 @@ async def remove_leftovers(apply_vips: ApplyVips, plan: Plan,
 class Batch:
     """One trip's worth of actions, reduced to their net effect.
 
-    The VIP changes are parts applied in order: runs of single changes (a
-    dict each, the last word per address) and follower groups' Encoded units,
-    kept whole (a mass takeover queues 40 of them, not 10,000 changes). The
-    kernel applying them in order ends where the last word says; a unit
-    right after a unit of the same address set replaces it."""
+    VIP changes keep the last word on each address, in the order of the last
+    words (one dict), whether they came one by one or as a follower group's
+    Encoded unit, which is kept whole (a mass takeover queues 40 of them, not
+    10,000 changes) and stands for its address set: a later unit of the same
+    set replaces it, so a leader's MASTER -> BACKUP -> MASTER within a trip
+    sends its followers' additions once and no removal (a removal is not
+    free: routes with a VIP as prefsrc go, and without promote_secondaries
+    the primary's removal takes other masters' secondaries with it). Where
+    single changes and a unit meet on an address (a follower's own event
+    beside its group's), `unit_of` (the running plan's) tells whose it is,
+    and vips() keeps the later word only."""
 
-    def __init__(self) -> None:
-        self.parts: list[dict[tuple[int, str], Change] | Encoded] = []
+    def __init__(self, unit_of: Callable[[Change], object | None] | None = None) -> None:
+        # (ifindex, address) -> its last change; a unit's key -> its last unit
+        self.words: dict[object, Change | Encoded] = {}
+        self.units = 0                 # Encoded among the words
+        self.unit_of = unit_of
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
@@ -90,33 +99,55 @@ class Batch:
     @property
     def vips(self) -> list[Change | Encoded]:
         """The VIP changes in order, a unit as one item."""
-        out: list[Change | Encoded] = []
-        for part in self.parts:
-            if part.__class__ is Encoded:
-                out.append(part)
+        words = list(self.words.values())
+        if not self.units or self.unit_of is None or self.units == len(words):
+            return words
+        return self._settled(words)
+
+    def _settled(self, words: list[Change | Encoded]) -> list[Change | Encoded]:
+        """`words` with each address's last word only, where single changes
+        and units overlap: a single change before its address's unit goes; a
+        unit's word on an address a later single change has is left out of
+        the unit (sent as single changes then: rare, and off the fast path)."""
+        at = {word.key: k for k, word in enumerate(words) if word.__class__ is Encoded}
+        skip: set[int] = set()
+        carved: dict[object, set[tuple[int, str]]] = {}
+        for k, word in enumerate(words):
+            if word.__class__ is Encoded:
+                continue
+            unit = at.get(self.unit_of(word))
+            if unit is None:
+                continue
+            if unit > k or words[unit].add == word.add:
+                skip.add(k)        # the unit has the last word, or says the same
             else:
-                out.extend(part.values())
+                carved.setdefault(words[unit].key, set()).add((word.index, word.address))
+        out: list[Change | Encoded] = []
+        for k, word in enumerate(words):
+            if k in skip:
+                continue
+            gone = carved.get(word.key) if word.__class__ is Encoded else None
+            if gone is None:
+                out.append(word)
+            else:
+                out += [c for c in word.changes if (c.index, c.address) not in gone]
         return out
 
     def vip_count(self) -> int:
-        return sum(len(part) for part in self.parts)
+        return sum(len(w) if w.__class__ is Encoded else 1 for w in self.words.values())
 
     def add(self, action: Action) -> None:
         if isinstance(action, SetVips):
+            words = self.words
             for change in action.changes:
-                last = self.parts[-1] if self.parts else None
                 if change.__class__ is Encoded:
-                    if last.__class__ is Encoded and last.key is change.key:
-                        self.parts[-1] = change
-                    else:
-                        self.parts.append(change)
-                    continue
-                if last.__class__ is not dict:
-                    last = {}
-                    self.parts.append(last)
-                key = (change.index, change.address)
-                last.pop(key, None)   # re-inserted last: the order of the final word
-                last[key] = change
+                    key = change.key
+                    if words.pop(key, None) is None:
+                        self.units += 1
+                else:
+                    key = (change.index, change.address)
+                    words.pop(key, None)   # re-inserted last: the order of the final word
+                words[key] = change
         elif isinstance(action, SetDrops):
             for change in action.changes:
                 self.drops[holder(change)] = (action.add, change)
@@ -129,7 +160,7 @@ class Batch:
             self.announce.append(action)
 
     def __bool__(self) -> bool:
-        return bool(self.parts or self.drops or self.routes or self.announce)
+        return bool(self.words or self.drops or self.routes or self.announce)
 
     def route_changes(self, add: bool) -> list[Routing]:
         return [entry for is_add, entry in self.routes.values() if is_add == add]
@@ -140,20 +171,40 @@ class Batch:
 
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
-                 announce: Callable[[Announce], None]) -> None:
+                 announce: Callable[[Announce], None],
+                 current_plan: Callable[[], Plan | None] = lambda: None) -> None:
         self.apply_vips = apply_vips
         self.apply_routes = apply_routes
         self.announce = announce
-        self.pending = Batch()
+        self.current_plan = current_plan
+        self.pending = Batch(self._unit_of)
         self.task: asyncio.Task | None = None
+        # The plan whose masters' addresses the last completed trip put in
+        # place: every action queued before a trip was taken is in it, and
+        # a reload dispatches its actions before it installs the new plan.
+        self.placed: Plan | None = None
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
+        if self.task is None:
+            self.placed = self.current_plan()     # idle: everything before is in place
         for action in actions:
             self.pending.add(action)
         if self.pending and self.task is None:
             self.task = spawn(self._run(), "apply VIPs")
+
+    def _unit_of(self, change: Change) -> object | None:
+        plan = self.current_plan()
+        return None if plan is None else plan.unit_key(change)
+
+    def in_place(self) -> Plan | None:
+        """The plan whose masters' VIPs are on the interfaces now: the running
+        one when nothing is on its way to netlink, else the one the last
+        completed trip was taken under (a reload's changes may be in flight)."""
+        if self.task is None or self.placed is None:
+            return self.current_plan()
+        return self.placed
 
     async def idle(self) -> None:
         """Returns once everything submitted so far has been applied."""
@@ -170,7 +221,8 @@ class VipQueue:
     async def _run(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending, Batch()
+                batch, self.pending = self.pending, Batch(self._unit_of)
+                plan = self.current_plan()
                 try:
                     await self._apply(batch)
                 except Exception:
@@ -178,6 +230,7 @@ class VipQueue:
                     log.exception("applying %s and %s failed",
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
+                self.placed = plan
                 for announce in batch.announce:
                     self.announce(announce)
         finally:
@@ -185,7 +238,7 @@ class VipQueue:
 
     async def _apply(self, batch: Batch) -> None:
         await self._routes(False, batch.route_changes(False))
-        if batch.parts or batch.drops:
+        if batch.words or batch.drops:
             changes = batch.vips
             started = time.monotonic()
             if batch.drops:
