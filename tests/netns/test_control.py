@@ -22,6 +22,7 @@ def test_status_and_set_priority_preempting_the_peer(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     r1, r2 = str(lan.workdir / "r1.sock"), str(lan.workdir / "r2.sock")

@@ -19,6 +19,7 @@ def two_hivrrp(lan, high=200, low=100, **timers):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(high, **timers)))
+    assert lan.wait_running("r1"), lan.log("r1")
     r2 = lan.hivrrp("r2", lan.write("r2.conf", conf(low, **timers)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     return r1, r2
@@ -129,6 +130,7 @@ def test_unicast_peers(lan):
                                      ("r2", 100, "192.0.2.2", "192.0.2.1")):
         extra = f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
         lan.hivrrp(name, lan.write(f"{name}.conf", conf(priority, extra=extra, **FAST)))
+        assert lan.wait_running(name), lan.log(name)
     assert lan.wait_owner(VIP, "r1", 8)
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and "MASTER" not in lan.log("r2")
@@ -139,6 +141,7 @@ def test_v3_over_ipv6(lan):
     lan.node("r2", ipv4="192.0.2.2/24")
     vips = ("fe80::51/64", "fd00::51/64")
     lan.hivrrp("r1", lan.write("r1.conf", conf(200, vips=vips, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, vips=vips, **FAST)))
     assert wait_for(lambda: lan.owner_of("fd00::51") == ["r1"], 8), (lan.log("r1"), lan.log("r2"))
     time.sleep(1.5)
@@ -284,6 +287,7 @@ def test_virtual_routes_and_rules_follow_the_master(lan):
               "        not from 10.1.0.0/16 unreachable pref 1003\n"
               "    }\n")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=routes, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra=routes, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8)
 

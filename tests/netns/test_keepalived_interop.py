@@ -6,6 +6,8 @@ import time
 import pytest
 from netns_conf import FAST, VIP, conf, master_down
 
+from helpers.netns import wait_for
+
 pytestmark = pytest.mark.netns
 
 
@@ -27,6 +29,10 @@ TIMERS = pytest.mark.parametrize("timers", [{"version": 2, "advert": 1}, FAST], 
 def test_keepalived_master_hivrrp_backup(lan, timers):
     mdi = master_down(100, timers["advert"])
     ka = lan.keepalived("ka", lan.write("ka.conf", conf(200, **timers)))
+    # hivrrp once keepalived's instance runs: at 0.25 s adverts the two Master_Down_Intervals
+    # differ by 0.1 s, and keepalived's start-up could take longer than that.
+    assert wait_for(lambda: "Entering BACKUP STATE" in lan.log("ka", "keepalived"), 10), \
+        lan.log("ka", "keepalived")
     hv = lan.hivrrp("hv", lan.write("hv.conf", conf(100, **timers)))
     assert lan.wait_owner(VIP, "ka", 8), lan.log("ka", "keepalived")
     time.sleep(2)

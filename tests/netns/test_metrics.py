@@ -53,6 +53,7 @@ def test_scrapes_agree_with_status_through_an_election_and_a_failover(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)), "--metrics", "192.0.2.1:9736")
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)), "--metrics", "192.0.2.2",
                "--metrics-compat", "keepalived-exporter")
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")

@@ -84,6 +84,7 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     r2 = lan.node("r2", ipv4="192.0.2.2/24")
     config = lan.write("r1.conf", conf(200, extra="    no_accept\n", **FAST))
     first = lan.hivrrp("r1", config)
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra="    accept\n", **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
 

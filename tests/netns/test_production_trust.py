@@ -66,6 +66,7 @@ def test_status_in_a_namespace_reaches_that_namespaces_daemon(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     d1 = daemon(lan, "r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
     d2 = daemon(lan, "r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     for name, proc, state in (("r1", d1, "MASTER"), ("r2", d2, "BACKUP")):
@@ -82,6 +83,7 @@ def test_sigterm_during_a_hung_reload_releases_the_masters_at_once(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
     lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     fifo = lan.workdir / "hangs.conf"

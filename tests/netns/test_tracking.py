@@ -72,6 +72,7 @@ def test_a_faulty_member_takes_its_sync_group_over_to_the_peer(lan):
     reader = FifoReader(fifo)
     try:
         r1 = lan.hivrrp("r1", lan.write("r1.conf", group_conf(200, fifo)))
+        assert lan.wait_running("r1"), lan.log("r1")
         lan.hivrrp("r2", lan.write("r2.conf", group_conf(100, lan.workdir / "r2.fifo")))
         assert lan.wait_owner(VIP, "r1", 8) and lan.wait_owner(VIP_B, "r1", 2), lan.log("r1")
         # Only VI_A tracks the uplink: its failure takes VI_B along (keepalived
@@ -109,6 +110,7 @@ def test_a_reload_keeps_what_the_trackers_said(lan):
                 "        uplink weight -150\n    }\n"
                 f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", weighted))
+    assert lan.wait_running("r1"), lan.log("r1")
     peer = weighted.replace("priority 200", "priority 100").replace(
         "    track_interface {\n        uplink weight -150\n    }\n", "")
     lan.hivrrp("r2", lan.write("r2.conf", peer))
