@@ -284,14 +284,10 @@ class AnnouncePolicy:
             return
         g = plan.config.global_defs
         links = self.links_by_index()
-        if mind_own and (pending := self.pending):
-            frames = [(name, link.name, index, family, link.mac, packed)
-                      for name, index, family, packed in entries
-                      if name not in pending and (link := links.get(index)) is not None]
-        else:
-            frames = [(name, link.name, index, family, link.mac, packed)
-                      for name, index, family, packed in entries
-                      if (link := links.get(index)) is not None]
+        own = self.pending if mind_own else {}
+        frames = [(name, link.name, index, family, link.mac, packed)
+                  for name, index, family, packed in entries
+                  if name not in own and (link := links.get(index)) is not None]
         if frames:
             interval = g.garp_interval if frames[0][3] == 4 else g.gna_interval
             self.announcer.announce_many(self.loop, frames, repeat=repeat, interval=interval)
