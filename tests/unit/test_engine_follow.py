@@ -196,7 +196,48 @@ def test_a_followers_refresh_deadline_survives_a_reload():
     # A shorter period brings it forward, never later than one period from now.
     shorter = group(1, refresh=1.0)
     carry(old, shorter, [(0, 0), (1, 1)], now + SECOND)
-    assert shorter.timer(1) == min(deadline, now + 2 * SECOND)
+    assert shorter.timer(1) == on_grid(min(deadline, now + 2 * SECOND))
+
+
+REFRESH_SLOT = SECOND // 4
+
+
+def on_grid(t):
+    return -(-t // REFRESH_SLOT) * REFRESH_SLOT
+
+
+def test_refreshes_spread_over_the_period_on_a_coarse_grid_so_the_loop_wakes_a_few_times():
+    followers, period = 2000, 60
+    engine = Engine(followers + 1, now=0)
+    for k in range(followers + 1):      # 200 VRIDs a link
+        engine.add_instance(vrid=1 + k % 200, ifindex=2 + k // 200, src=OWN, priority=200,
+                            addresses=[f"10.{k // 200}.{k % 200}.1"])
+    for k in range(1, followers + 1):
+        engine.follow(k, 0, float(period))
+    engine.start_all(0)
+    now = engine.timer(0)
+    engine.expire(now)
+    assert engine.states() == ["MASTER"] * (followers + 1)
+    first = [engine.timer(k) for k in range(1, followers + 1)]
+    assert all(t % REFRESH_SLOT == 0 and now < t <= now + period * SECOND + REFRESH_SLOT
+               for t in first)
+    # Spread (no burst of 2,000 at once), yet at most one wake-up per slot:
+    # 2,000 own microseconds were 2,000 wake-ups a period.
+    slots = period * SECOND // REFRESH_SLOT
+    assert slots // 2 < len(set(first)) <= slots + 1
+    engine.take_events()
+    wakeups, refreshed, t = 0, set(), now
+    while len(refreshed) < followers and t <= now + period * SECOND + REFRESH_SLOT:
+        t = engine.wakeup()
+        engine.expire(t)
+        these = {e[0] for e in engine.take_events() if e[3] == "follow_refresh"}
+        wakeups += bool(these)        # the leader's own adverts wake it too
+        refreshed |= these
+    assert len(refreshed) == followers and wakeups == len(set(first))
+    # The next refresh of each: whole periods on (60 s is on the grid), so
+    # the followers of a slot stay together period after period.
+    assert all(engine.timer(k) > d and (engine.timer(k) - d) % (period * SECOND) == 0
+               for k, d in enumerate(first, 1))
 
 
 def test_a_leader_in_a_sync_group_moves_its_followers_when_forced():
