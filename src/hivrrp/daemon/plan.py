@@ -23,6 +23,7 @@ from hivrrp._wire import DEFAULT_MTU, advert_room
 from hivrrp.config.followers import groups_of as follower_groups
 from hivrrp.config.model import Config, Instance
 from hivrrp.kernel.addrbatch import ENCODED_SEQ, Change, Encoded, encode_all
+from hivrrp.kernel.announce import Block, block
 from hivrrp.kernel.firewall_policy import filters
 from hivrrp.kernel.netlink import Address, Link
 from hivrrp.kernel.routing import Routing, route_spec, rule_spec
@@ -46,10 +47,6 @@ class InstancePlan:
     vmac: str | None = None        # its VMAC's name (use_vmac): the VIPs' interface
 
 
-# (instance, ifindex, family, packed address) of a VIP to announce
-AnnounceEntry = tuple[str, int, int, bytes]
-
-
 @dataclass(frozen=True, slots=True)
 class FollowerGroup:
     """A leader's followers (`follow`) and what their moving as one takes,
@@ -63,8 +60,9 @@ class FollowerGroup:
     routes: tuple[Routing, ...]
     drops: tuple[Change, ...]      # the VIPs of followers that filter (no_accept)
     # Followers with the same announce settings (one shared `garp` mapping):
-    # (a follower whose settings they are, every VIP of theirs to announce).
-    announce: tuple[tuple[str, tuple[AnnounceEntry, ...]], ...]
+    # (a follower whose settings they are, every VIP of theirs to announce,
+    # packed for the announcer's C queue with this plan's engine indexes).
+    announce: tuple[tuple[str, Block], ...]
 
 
 @dataclass
@@ -383,11 +381,12 @@ def _follower_group(plan: Plan, leader: str, names: list[str], seq: int) -> Foll
     members = [plan.instances[name] for name in names]
     vips = [change for inst in members for change in inst.vips]
     key = object()       # the group's address set, the same for its additions and removals
-    classes: dict[int, tuple[str, list[AnnounceEntry]]] = {}
+    classes: dict[int, tuple[str, list[tuple[int, int, int, bytes]]]] = {}
     for inst in members:
         # Equal `garp` overrides are one shared mapping once loaded (config.model.Sharing).
         _first, entries = classes.setdefault(id(inst.config.garp), (inst.name, []))
-        entries += [(inst.name, c.index, c.family,
+        index = plan.index[inst.name]
+        entries += [(index, c.index, c.family,
                      socket.inet_pton(socket.AF_INET if c.family == 4 else socket.AF_INET6,
                                       c.address))
                     for c in inst.vips]
@@ -397,7 +396,8 @@ def _follower_group(plan: Plan, leader: str, names: list[str], seq: int) -> Foll
         removals=encode_all([c.removal() for c in vips], seq + len(vips), key),
         routes=tuple(r for inst in members for r in inst.routes),
         drops=tuple(c for inst in members if filters(inst.config) for c in inst.vips),
-        announce=tuple((first, tuple(entries)) for first, entries in classes.values()))
+        announce=tuple((first, block(entries, plan.names))
+                       for first, entries in classes.values()))
 
 
 def _advertised(inst: Instance, link: Link | None, excess: list[str],

@@ -19,14 +19,14 @@ when it is due: a burst or a frame for an instance that left MASTER is dropped.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.daemon.plan import AnnounceEntry, Plan
+from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Announce
-from hivrrp.kernel.announce import Announcer
+from hivrrp.kernel.announce import Announcer, Block
 from hivrrp.kernel.netlink import Link
 
 
@@ -63,11 +63,13 @@ FOLLOWERS = "followers"        # pending's key for a leader's followers: (FOLLOW
 class AnnouncePolicy:
     def __init__(self, loop: asyncio.AbstractEventLoop, current_plan: Callable[[], Plan | None],
                  links_by_index: Callable[[], dict[int, Link]],
-                 announcer: Announcer | None = None) -> None:
+                 announcer: Announcer | None = None,
+                 hold: Callable[[], bool] = lambda: False) -> None:
+        """`hold()`: is a VIP trip in flight (repeats then wait, Announcer)?"""
         self.loop = loop
         self.current_plan = current_plan
         self.links_by_index = links_by_index
-        self.announcer = announcer or Announcer(self.is_master)
+        self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
         self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
 
@@ -102,12 +104,12 @@ class AnnouncePolicy:
             s = self._settings(first)
             if s is None:
                 continue
-            self._entries_burst(entries, s.master_repeat)
+            self._block_burst(entries, s.master_repeat)
             if s.master_delay > 0:
-                self._later(key, f"master{k}", s.master_delay, self._entries_burst, entries,
+                self._later(key, f"master{k}", s.master_delay, self._block_burst, entries,
                             s.master_repeat)
             if s.refresh > 0:
-                self._later(key, f"refresh{k}", s.refresh, self._entries_refresh, key, k,
+                self._later(key, f"refresh{k}", s.refresh, self._block_refresh, key, k,
                             entries, s)
 
     def _forget(self, names: tuple[str, ...]) -> None:
@@ -200,25 +202,22 @@ class AnnouncePolicy:
         if s.refresh > 0:
             self._later(name, "refresh", s.refresh, self._refresh, name)
 
-    def _entries_refresh(self, key: tuple[str, str], k: int,
-                         entries: tuple[AnnounceEntry, ...], s: GarpSettings) -> None:
-        self._entries_burst(entries, s.refresh_repeat)
-        self._later(key, f"refresh{k}", s.refresh, self._entries_refresh, key, k, entries, s)
+    def _block_refresh(self, key: tuple[str, str], k: int, entries: Block,
+                       s: GarpSettings) -> None:
+        self._block_burst(entries, s.refresh_repeat)
+        self._later(key, f"refresh{k}", s.refresh, self._block_refresh, key, k, entries, s)
 
-    def _entries_burst(self, entries: tuple[AnnounceEntry, ...], repeat: int) -> None:
-        """Frames for many instances' VIPs at once; each frame is checked
-        against its instance's state when it is due, as any."""
+    def _block_burst(self, entries: Block, repeat: int) -> None:
+        """Frames for many instances' VIPs at once (packed at plan build
+        with that plan's engine indexes, renumbered by the announcer if a
+        reload came since); each frame is checked against its instance's
+        state when it is due, as any."""
         plan = self.current_plan()
-        if plan is None or not entries:
+        if plan is None or not len(entries):
             return
         g = plan.config.global_defs
-        links = self.links_by_index()
-        frames = [(name, link.name, index, family, link.mac, packed)
-                  for name, index, family, packed in entries
-                  if (link := links.get(index)) is not None]
-        if frames:
-            interval = g.garp_interval if frames[0][3] == 4 else g.gna_interval
-            self.announcer.announce_many(self.loop, frames, repeat=repeat, interval=interval)
+        interval = g.garp_interval if entries.family == 4 else g.gna_interval
+        self.announcer.announce_block(self.loop, entries, repeat=repeat, interval=interval)
 
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()
@@ -228,11 +227,12 @@ class AnnouncePolicy:
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in plan.instances[name].vips:
             by_link.setdefault(change.index, []).append(
-                (change.family, ipaddress.ip_address(change.address).packed))
+                (change.family, socket.inet_pton(
+                    socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)))
         links = self.links_by_index()
         for index, addresses in by_link.items():
             link = links.get(index)
             if link is not None:
                 interval = g.garp_interval if addresses[0][0] == 4 else g.gna_interval
-                self.announcer.announce(self.loop, name, link.name, index, link.mac, addresses,
+                self.announcer.announce(self.loop, name, index, link.mac, addresses,
                                         repeat=repeat, interval=interval)
