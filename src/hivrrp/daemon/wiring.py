@@ -141,8 +141,10 @@ class Daemon:
                                loop.time)
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
-        self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index)
-        self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle)
+        self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index,
+                                   hold=lambda: self.vips.task is not None)
+        self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle,
+                             progressive=True)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None
                                and not self.garp.announcer.queue)
         self.notifications = Notifications(loop, self.config,

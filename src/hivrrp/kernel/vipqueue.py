@@ -9,6 +9,11 @@ announcements wait until the addresses they announce are in place. The
 no_accept drop sets change in the same trip: additions before the addresses
 (a new master's VIP never answers unfiltered), removals after them (nor does
 a leaving one's), each one transaction however many instances moved.
+
+With `progressive` (the daemon's Netlink), a trip that adds no routes
+announces each instance as soon as the parts of the trip up to its
+announcement are in the kernel, while the netlink thread adds the next ones:
+a mass takeover's first gratuitous ARPs go out during the trip, not after it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
+from itertools import accumulate
 
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
@@ -31,7 +38,9 @@ log = logging.getLogger("hivrrp")
 
 # apply_vips(changes) or, when the drop sets change too, apply_vips(changes,
 # drop=..., undrop=...): one trip either way (kernel.netlink.Netlink.apply).
-# `changes` may hold Encoded units (a follower group's whole set).
+# `changes` may hold Encoded units (a follower group's whole set). A
+# progressive queue may add progress=callback: called on the loop with how
+# many of `changes`, from the first, are in the kernel.
 ApplyVips = Callable[..., Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
 
@@ -86,6 +95,10 @@ class Batch:
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
+        # For each announcement, how many parts were queued before it: the
+        # addresses it announces are in them (an instance's SetVips come
+        # before its Announce), so once those are in it may go.
+        self.after: list[int] = []
 
     @property
     def vips(self) -> list[Change | Encoded]:
@@ -127,6 +140,7 @@ class Batch:
                 self.routes[key] = (action.add, entry)
         elif isinstance(action, Announce):
             self.announce.append(action)
+            self.after.append(len(self.parts))
 
     def __bool__(self) -> bool:
         return bool(self.parts or self.drops or self.routes or self.announce)
@@ -137,13 +151,42 @@ class Batch:
     def drop_changes(self, add: bool) -> list[Change]:
         return [change for is_add, change in self.drops.values() if is_add == add]
 
+    def part_ends(self) -> list[int]:
+        """How many items of `vips` there are up to and including each part."""
+        return list(accumulate(1 if part.__class__ is Encoded else len(part)
+                               for part in self.parts))
+
+
+class Announcements:
+    """A trip's announcements, each handed over once the parts queued
+    before it are in the kernel (progress()), the rest at the trip's end."""
+
+    def __init__(self, batch: Batch, announce: Callable[[Announce], None]) -> None:
+        self.items, self.after = batch.announce, batch.after
+        self.ends = batch.part_ends()
+        self.announce = announce
+        self.next = 0
+
+    def progress(self, done: int) -> None:
+        """The first `done` items of the batch's `vips` are in the kernel."""
+        parts = bisect_right(self.ends, done)
+        while self.next < len(self.items) and self.after[self.next] <= parts:
+            self.next += 1
+            self.announce(self.items[self.next - 1])
+
+    def rest(self) -> None:
+        while self.next < len(self.items):
+            self.next += 1
+            self.announce(self.items[self.next - 1])
+
 
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
-                 announce: Callable[[Announce], None]) -> None:
+                 announce: Callable[[Announce], None], progressive: bool = False) -> None:
         self.apply_vips = apply_vips
         self.apply_routes = apply_routes
         self.announce = announce
+        self.progressive = progressive     # apply_vips takes progress=
         self.pending = Batch()
         self.task: asyncio.Task | None = None
         self.failures = 0
@@ -171,28 +214,31 @@ class VipQueue:
         try:
             while self.pending:
                 batch, self.pending = self.pending, Batch()
+                announcements = Announcements(batch, self.announce)
                 try:
-                    await self._apply(batch)
+                    await self._apply(batch, announcements)
                 except Exception:
                     # A bug or a dead netlink thread: say so, keep serving later batches.
                     log.exception("applying %s and %s failed",
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
-                for announce in batch.announce:
-                    self.announce(announce)
+                announcements.rest()
         finally:
             self.task = None
 
-    async def _apply(self, batch: Batch) -> None:
+    async def _apply(self, batch: Batch, announcements: Announcements) -> None:
         await self._routes(False, batch.route_changes(False))
         if batch.parts or batch.drops:
             changes = batch.vips
             started = time.monotonic()
+            extra = {}
             if batch.drops:
-                failed = await self.apply_vips(changes, drop=batch.drop_changes(True),
-                                               undrop=batch.drop_changes(False))
-            else:
-                failed = await self.apply_vips(changes)
+                extra.update(drop=batch.drop_changes(True), undrop=batch.drop_changes(False))
+            # keepalived announces after the routes too: a trip that adds
+            # some announces at its end.
+            if self.progressive and batch.announce and not batch.route_changes(True):
+                extra["progress"] = announcements.progress
+            failed = await self.apply_vips(changes, **extra)
             count = 0
             for change in changes:
                 count += len(change) if change.__class__ is Encoded else 1
