@@ -26,13 +26,16 @@ V4 = [f"10.92.{k // 250}.{k % 250 + 1}" for k in range(600)]
 V6 = [f"fd00:92::{k + 1:x}" for k in range(60)]
 
 # Inside the sender's namespace: one master instance in a real engine, its
-# addresses announced twice each through the daemon's Announcer.
+# addresses (V4 and V6, as many as asked) announced twice each through the
+# daemon's Announcer.
 SENDER = r"""
 import asyncio, json, socket, sys, types
 from hivrrp._engine import Engine
 from hivrrp.kernel.announce import Announcer
 
-ifname, mac, v4, v6 = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3], sys.argv[4]
+ifname, mac = sys.argv[1], bytes.fromhex(sys.argv[2])
+v4 = [f"10.92.{k // 250}.{k % 250 + 1}" for k in range(int(sys.argv[3]))]
+v6 = [f"fd00:92::{k + 1:x}" for k in range(int(sys.argv[4]))]
 ifindex = socket.if_nametoindex(ifname)
 engine = Engine(1, now=0)
 engine.add_instance(vrid=1, ifindex=ifindex, family=4, version=3, src="10.92.255.1",
@@ -43,8 +46,8 @@ engine.add_instance(vrid=1, ifindex=ifindex, family=4, version=3, src="10.92.255
                     owner_ignore_adverts=False)
 engine.start_all(0)
 plan = types.SimpleNamespace(engine=engine, names=["A"], index={"A": 0})
-addresses = ([(4, socket.inet_pton(socket.AF_INET, a)) for a in v4.split(",")]
-             + [(6, socket.inet_pton(socket.AF_INET6, a)) for a in v6.split(",")])
+addresses = ([(4, socket.inet_pton(socket.AF_INET, a)) for a in v4]
+             + [(6, socket.inet_pton(socket.AF_INET6, a)) for a in v6])
 
 async def main():
     announcer = Announcer(lambda: plan)
@@ -82,7 +85,8 @@ def captured(tmp_path_factory, namespaces_allowed):
         assert wait_for(lambda: "listening on" in dump_log.read_text(), 10), \
             dump_log.read_text()
         sender = lab.run(r1, sys.executable, "-c", SENDER, if1, MAC.replace(":", ""),
-                         ",".join(V4), ",".join(V6))
+                         str(len(V4)), str(len(V6)), check=False)
+        assert sender.returncode == 0, sender.stderr[-3000:]
         wait_for(lambda: len(rdpcap(str(pcap))) >= 2 * (len(V4) + len(V6)), 5)
         lab.stop(dump, signal.SIGINT)
         assert "0 packets dropped by kernel" in dump_log.read_text(), dump_log.read_text()
