@@ -189,7 +189,8 @@ def test_failures_are_logged_once_per_kind_then_summarised(tmp_path, caplog, mon
         announcer = asyncio.run(scenario())
     assert announcer.errors == 9 and announcer.sent == 0
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0].startswith("gratuitous ARP on eth0 failed: Invalid argument (EINVAL")
+    assert lines[0] == ("gratuitous ARP on eth0 failed: Invalid argument (EINVAL; later failures "
+                        "of the kind summarised)")
     # The second burst only counted; the third, a period after the first,
     # brought the summary of both.
     assert lines[1:] == ["gratuitous ARP on eth0 failed 8 more times in 0 s: Invalid argument"]

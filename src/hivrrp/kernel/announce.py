@@ -278,8 +278,8 @@ class Announcer:
             where = link.name if link is not None else f"interface index {ifindex}"
             kind = "gratuitous ARP" if family == 4 else "neighbour advertisement"
             if self.failures.note((code, ifindex, family), None, now, count):
-                log.warning("%s on %s failed: %s (%s; counted in the announcer's errors, "
-                            "later ones summarised)", kind, where, os.strerror(code),
+                log.warning("%s on %s failed: %s (%s; later failures of the kind "
+                            "summarised)", kind, where, os.strerror(code),
                             errno.errorcode.get(code, code))
         for summary in self.failures.due(now):
             code, ifindex, family = summary.key
