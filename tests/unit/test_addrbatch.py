@@ -161,8 +161,9 @@ def test_a_send_never_outgrows_the_sockets_send_buffer(monkeypatch):
         batcher.close()
 
 
-def test_with_progress_sends_are_group_sized_and_each_reports_the_items_now_in():
-    from hivrrp.kernel.addrbatch import PROGRESS_SEND
+def test_with_progress_sends_are_smaller_and_each_reports_the_items_now_in(monkeypatch):
+    import hivrrp.kernel.addrbatch as addrbatch
+    monkeypatch.setattr(addrbatch, "PROGRESS_SEND", 16 << 10)     # about a group a send
     batcher = AddressBatcher.__new__(AddressBatcher)     # no socket: a recording stand-in
     batcher.seq, batcher.stale, batcher.send_limit = 5, False, ENCODED_SEND
     sends, answered = [], []
@@ -182,7 +183,7 @@ def test_with_progress_sends_are_group_sized_and_each_reports_the_items_now_in()
     changes.append(encode_all([], ENCODED_SEQ + 9999, key="empty"))  # nothing to send
     done = []
     assert batcher.apply(changes, progress=done.append) == []
-    assert len(sends) == 4 and all(size <= PROGRESS_SEND for size in sends)
+    assert len(sends) == 4 and all(size <= 16 << 10 for size in sends)
     # After each send: every item whose requests were all answered (the next
     # leader's VIP rides with a unit; an empty unit counts with the item
     # before it), none whose requests were not.
