@@ -422,14 +422,16 @@ cdef class AnnounceQueue:
                 self.msgs[k].msg_hdr.msg_name = NULL
                 self.msgs[k].msg_hdr.msg_namelen = 0
         while done < n:
-            # Without the GIL, unlike the adverts' sends (_io.pyx): a burst
-            # is thousands of frames, milliseconds in the kernel, while the
-            # netlink thread adds the next VIPs and needs the GIL between
-            # its system calls; held, it would wait a switch interval (5 ms)
-            # a time for it, and the VIPs come later than their GARPs could.
-            with nogil:
-                result = sendmmsg(fd, self.msgs + done, <unsigned int>(n - done), 0)
-                code = errno
+            # With the GIL held, as the adverts' sends (_io.pyx): the socket
+            # is non-blocking, and a release lets the loop wait for the GIL
+            # after each batch. While a VIP trip is in flight only first
+            # frames go (announce.py holds the repeats back), so the netlink
+            # thread waits for the GIL at most one short drain: releasing it
+            # here made the first GARPs no sooner in bench/takeover_path.py
+            # (58-64 ms against 58-62) and the longest drain call longer
+            # (2.1-4.0 ms against 1.9-2.0).
+            result = sendmmsg(fd, self.msgs + done, <unsigned int>(n - done), 0)
+            code = errno
             if result >= 0:
                 for k in range(done, done + result):
                     self.went(&self.batch[k], True)
