@@ -67,7 +67,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import frr  # noqa: E402
 from cleanup import ignoring_signals  # noqa: E402
-
 from hivrrp.tools.lab import HIGH, LOW, PER_SEGMENT, Lab, master_down_interval  # noqa: E402
 from hivrrp.tools.lab.nsaddr import ipv4_addresses, socket_in_netns  # noqa: E402
 from hivrrp.tools.lab.topology import in_netns  # noqa: E402

@@ -48,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cleanup import ignoring_signals  # noqa: E402
-from hivrrp.tools.lab import HIGH, LOW, Lab, master_down_interval  # noqa: E402
+from hivrrp.tools.lab import LOW, Lab, master_down_interval  # noqa: E402
 from hivrrp.tools.lab.topology import in_netns  # noqa: E402
 from hivrrp.util.text import plural  # noqa: E402
 from scale import CLOCK_TICKS, cpu_ticks, kill_tree, rss_kib, tree  # noqa: E402

@@ -115,6 +115,9 @@ cdef class PacketIO:
     cdef readonly unsigned long long sent
     cdef readonly unsigned long long send_errors
     cdef readonly int last_errno
+    # The last refused send's interface and destination, for its log line.
+    cdef readonly int last_error_ifindex
+    cdef uint8_t last_error_dst[16]
 
     def __cinit__(self, int fd, int family, Py_ssize_t capacity=256):
         if family not in (4, 6):
@@ -203,6 +206,23 @@ cdef class PacketIO:
                 batch.slots[slot].hoplimit = <uint8_t>hops
             cmsg = CMSG_NXTHDR(hdr, cmsg)
 
+    cdef void note_error(self, Py_ssize_t n) noexcept nogil:
+        """Keep message n's interface and destination (it was refused)."""
+        cdef cmsghdr *cmsg = CMSG_FIRSTHDR(&self.msgs[n].msg_hdr)
+        if self.family == 4:
+            self.last_error_ifindex = (<in_pktinfo *>CMSG_DATA(cmsg)).ipi_ifindex
+            memcpy(self.last_error_dst, &(<sockaddr_in *>&self.names[n]).sin_addr.s_addr, 4)
+        else:
+            self.last_error_ifindex = self.names[n].sin6_scope_id
+            memcpy(self.last_error_dst, self.names[n].sin6_addr.s6_addr, 16)
+
+    @property
+    def last_error_destination(self):
+        """The last refused send's destination address (packed), or None."""
+        if not self.send_errors:
+            return None
+        return PyBytes_FromStringAndSize(<char *>self.last_error_dst, 4 if self.family == 4 else 16)
+
     def send(self, Engine engine, FramePath frames=None):
         """Send the engine's queued adverts of this socket's family (sendmmsg).
 
@@ -278,6 +298,7 @@ cdef class PacketIO:
                     # The first message of the rest failed: count it, go on.
                     self.last_errno = errno
                     self.send_errors += 1
+                    self.note_error(done)
                     done += 1
                 else:
                     done += result
@@ -290,6 +311,35 @@ cdef class PacketIO:
 
 
 # ---------------------------------------------------------------- frames
+
+cdef extern from "<netinet/in.h>" nogil:
+    int IP_MTU_DISCOVER
+    int IP_PMTUDISC_WANT
+    int IP_PMTUDISC_DO
+    int IP_PMTUDISC_PROBE
+
+cdef extern from "<sys/socket.h>" nogil:
+    int SOCK_DGRAM
+    int socket(int domain, int type, int protocol)
+    int getsockopt(int fd, int level, int name, void *value, socklen_t *size)
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+
+cdef int new_socket_pmtudisc() noexcept nogil:
+    """IP_MTU_DISCOVER of an IPv4 socket made now: DONT where this namespace's
+    net.ipv4.ip_no_pmtu_disc is set, else WANT (the kernel's inet_create)."""
+    cdef int fd = socket(AF_INET, SOCK_DGRAM, 0)
+    cdef int value = IP_PMTUDISC_WANT
+    cdef socklen_t size = sizeof(int)
+    if fd < 0:
+        return value
+    if getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &value, &size) < 0:
+        value = IP_PMTUDISC_WANT
+    close(fd)
+    return value
+
 
 cdef enum:
     ETH_HLEN = 14
@@ -317,15 +367,15 @@ cdef class FramePath:
     """Multicast IPv4 adverts as Ethernet frames on one AF_PACKET socket.
 
     Per packet it writes the 34 bytes of Ethernet and IPv4 header (the link's
-    MAC, the group's multicast MAC, TOS 0xC0, TTL 255, DF, an identification
-    counter per link, the header checksum) as the kernel writes them for the
-    raw IP socket; the VRRP message is not copied: the second iovec of each
-    message points into the engine's TX arena, checksum included. What it does
-    not take (unicast, IPv6, an unknown or non-Ethernet link, a frame over the
-    link's MTU, which the kernel fragments on the IP path) the raw socket
-    sends, each counted by reason. The daemon tells it the links
-    (set_link) at start and on every netlink change: a new MAC is used from
-    the next advert on.
+    MAC, the group's multicast MAC, TOS 0xC0, TTL 255, DF as the raw socket
+    sets it, an identification counter per link, the header checksum) as the
+    kernel writes them for the raw IP socket; the VRRP message is not copied:
+    the second iovec of each message points into the engine's TX arena,
+    checksum included. What it does not take (unicast, IPv6, an unknown or
+    non-Ethernet link, a frame over the link's MTU, which the kernel
+    fragments on the IP path) the raw socket sends, each counted by reason.
+    The daemon tells it the links (set_link) at start and on every netlink
+    change: a new MAC is used from the next advert on.
     """
     cdef readonly int fd
     cdef readonly Py_ssize_t capacity
@@ -340,15 +390,31 @@ cdef class FramePath:
     cdef readonly unsigned long long sent
     cdef readonly unsigned long long send_errors
     cdef readonly int last_errno
+    cdef readonly int last_error_ifindex    # the last refused frame's interface
+    cdef readonly int pmtudisc      # the raw IPv4 socket's IP_MTU_DISCOVER
+    cdef readonly bint df           # which sets DF on its adverts
     # adverts left to the raw socket, by reason
     cdef readonly unsigned long long raw_unicast
     cdef readonly unsigned long long raw_link
     cdef readonly unsigned long long raw_oversize
+    # The last advert over its link's MTU: its interface and IP length.
+    cdef readonly int last_oversize_ifindex
+    cdef readonly int last_oversize_length
 
-    def __cinit__(self, int fd, Py_ssize_t capacity=256):
-        """fd -1: builds frames (frames()) but sends none, for tests and tools."""
+    def __cinit__(self, int fd, Py_ssize_t capacity=256, int pmtudisc=-1):
+        """fd -1: builds frames (frames()) but sends none, for tests and tools.
+        pmtudisc: the IP_MTU_DISCOVER of the raw IPv4 socket whose adverts
+        the frames must equal; -1: an IPv4 socket's made now (both follow
+        net.ipv4.ip_no_pmtu_disc when they are made, and only then)."""
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
+        if pmtudisc < 0:
+            pmtudisc = new_socket_pmtudisc()
+        self.pmtudisc = pmtudisc
+        # __ip_make_skb: DF for DO and PROBE, and for WANT on a datagram that
+        # fits the route's MTU (the frames' do; a route with a locked MTU,
+        # which would clear it, is not looked up: no routing here).
+        self.df = pmtudisc in (IP_PMTUDISC_WANT, IP_PMTUDISC_DO, IP_PMTUDISC_PROBE)
         self.fd = fd
         self.capacity = capacity
         self.msgs = <mmsghdr *>calloc(capacity, sizeof(mmsghdr))
@@ -459,6 +525,8 @@ cdef class FramePath:
             return NULL
         if 20 + <uint32_t>t.len > link.mtu:
             self.raw_oversize += 1
+            self.last_oversize_ifindex = t.ifindex
+            self.last_oversize_length = 20 + t.len
             return NULL
         return link
 
@@ -475,9 +543,10 @@ cdef class FramePath:
         memcpy(h + 6, link.mac, 6)
         h[12] = ETH_P_IP >> 8
         h[13] = ETH_P_IP & 0xFF
-        # IPv4 as raw_sendmsg makes it: no options, DF (pmtudisc "want" on an
-        # unfragmented datagram), an identification from a counter (the
-        # kernel's too: DF alone does not make it 0, the socket may fragment).
+        # IPv4 as raw_sendmsg makes it: no options, DF as the raw socket's
+        # pmtudisc says (see __cinit__), an identification from a counter
+        # (the kernel's too: DF alone does not make it 0, the socket may
+        # fragment).
         h += ETH_HLEN
         h[0] = 0x45
         h[1] = TOS_NETWORK_CONTROL
@@ -486,7 +555,7 @@ cdef class FramePath:
         h[4] = link.ip_id >> 8
         h[5] = link.ip_id & 0xFF
         link.ip_id += 1
-        h[6] = IP_DF
+        h[6] = IP_DF if self.df else 0
         h[7] = 0
         h[8] = 255
         h[9] = 112
@@ -540,6 +609,7 @@ cdef class FramePath:
                 if errno == EINTR:
                     continue
                 self.last_errno = errno
+                self.last_error_ifindex = self.names[done].sll_ifindex
                 self.send_errors += 1
                 done += 1
             else:

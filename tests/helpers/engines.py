@@ -19,3 +19,12 @@ def engine_with(**config) -> Engine:
     engine.start(0, 0)
     engine.take_events()
     return engine
+
+
+def master_on(ifindex: int, **spec) -> Engine:
+    """One priority-255 IPv4 multicast instance, MASTER with an advert queued."""
+    engine = Engine(1)
+    engine.start(engine.add_instance(**{"vrid": 1, "ifindex": ifindex, "src": "192.0.2.1",
+                                        "priority": 255, "version": 3, **spec}), 0)
+    assert engine.tx_count == 1
+    return engine

@@ -8,10 +8,13 @@ import asyncio
 from pathlib import Path
 
 from helpers.conf import write
+from helpers.plans import LINKS
 from hivrrp.config import load
 from hivrrp.daemon.driver import Driver
+from hivrrp.daemon.lifecycle import Lifecycle
 from hivrrp.daemon.wiring import Daemon
 from hivrrp.kernel.addrbatch import Encoded
+from hivrrp.kernel.linkwatch import LinkWatch
 from hivrrp.kernel.vmac import NONE
 
 
@@ -103,6 +106,19 @@ class FakeMonitor:
 
     def stop(self) -> None:
         pass
+
+
+def watching(plan, driver: Driver, loop, links=None) -> LinkWatch:
+    """The daemon's LinkWatch on `plan` over `links` (plans.LINKS), telling
+    `driver` the link table as the daemon does."""
+    lifecycle = Lifecycle(None, None, lambda: plan.config)
+    watch = LinkWatch(loop, object(), lifecycle, lambda: plan, lambda actions: None,
+                      lambda: None, monitor=FakeMonitor())
+    watch.on_link_table = driver.sync_links
+    links = LINKS if links is None else links
+    watch.table.links = dict(links)
+    watch.installed(plan, dict(links))
+    return watch
 
 
 async def started(directory: Path, text: str, links, addresses, monkeypatch) -> Daemon:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,37 @@ def peer_conf(interface: str) -> str:
             .replace("unicast_src_ip X", f"unicast_src_ip {PEER_V4}"))
 
 
-def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
+# Captures of the whole run in the link types and time precisions tcpdump writes, for
+# the capture reader (tests/netns/test_decode_live.py): name -> (namespace, options).
+FORMATS = {
+    "ethernet-nano": ("peer", ["--time-stamp-precision=nano"]),
+    "any-sll2": ("sender", []),
+    "any-sll": ("sender", ["-y", "LINUX_SLL"]),
+}
+FORMAT_ADVERTS = 40          # per format capture: every scenario several times
+FORMAT_FILTER = "ip proto 112 or ip6 proto 112"
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One keepalived run's captures: {name: pcap path} per scenario and per format,
+    and the veth pair's names (the sender's and its peer's)."""
+
+    scenarios: dict[str, Path]
+    formats: dict[str, Path]
+    if_sender: str
+    if_peer: str
+
+
+def record(outdir: Path, timeout: float = 30.0) -> dict[str, Path]:
     """Run keepalived in a fresh namespace pair; return {scenario name: pcap path}."""
+    return record_all(outdir, {}, timeout).scenarios
+
+
+def record_all(outdir: Path, formats: dict[str, tuple[str, list[str]]],
+               timeout: float = 30.0) -> Recording:
+    """record(), and beside each scenario's capture the `formats` captures of
+    FORMAT_ADVERTS adverts each, all of one keepalived run: the live tests share it."""
     for tool in ("keepalived", "tcpdump"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed")
@@ -141,7 +171,8 @@ def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
         lab.run(sender, "ip", "addr", "add", f"{SRC_V4}/24", "dev", if_sender)
         lab.run(peer, "ip", "addr", "add", f"{PEER_V4}/24", "dev", if_peer)
 
-        dumps, paths = [], {}
+        # (name, tcpdump, its stderr) of every capture; the scenarios' first.
+        dumps, paths, format_paths = [], {}, {}
         for scenario in SCENARIOS:
             path = outdir / f"{scenario.name}.pcap"
             paths[scenario.name] = path
@@ -150,11 +181,20 @@ def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
             proc = lab.popen(ns, "tcpdump", "-i", ifname, "-U", "-n", "-c",
                              str(PACKETS_PER_CAPTURE), "-w", str(path), scenario.bpf,
                              stdout=subprocess.DEVNULL, stderr=log)
-            dumps.append((scenario, proc, log))
-        for scenario, _proc, log in dumps:
+            dumps.append((scenario.name, proc, log))
+        for name, (where, options) in formats.items():
+            path = outdir / f"{name}.pcap"
+            format_paths[name] = path
+            ns, ifname = (sender, "any") if where == "sender" else (peer, if_peer)
+            log = open(Path(tmp) / f"{name}.tcpdump", "w+")
+            proc = lab.popen(ns, "tcpdump", "-i", ifname, *options, "-U", "-n", "-c",
+                             str(FORMAT_ADVERTS), "-w", str(path), FORMAT_FILTER,
+                             stdout=subprocess.DEVNULL, stderr=log)
+            dumps.append((name, proc, log))
+        for name, _proc, log in dumps:
             started = Path(log.name)
             if not wait_for(lambda started=started: "listening on" in started.read_text(), 10):
-                raise RuntimeError(f"tcpdump for {scenario.name} did not start: "
+                raise RuntimeError(f"tcpdump for {name} did not start: "
                                    f"{Path(log.name).read_text()}")
 
         conf = Path(tmp) / "keepalived.conf"
@@ -165,16 +205,17 @@ def record(outdir: Path, timeout: float = 25.0) -> dict[str, Path]:
             "--use-file", str(conf), "--pid", f"{tmp}/ka.pid", "--vrrp_pid", f"{tmp}/vrrp.pid",
             "--checkers_pid", f"{tmp}/chk.pid", stdout=ka_log, stderr=subprocess.STDOUT)
         try:
-            for scenario, proc, _log in dumps:
+            deadline = time.monotonic() + timeout
+            for name, proc, _log in dumps:
                 try:
-                    proc.wait(timeout)
+                    proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     raise RuntimeError(
-                        f"no {PACKETS_PER_CAPTURE} adverts for {scenario.name} in {timeout}s; "
+                        f"tcpdump {name}: not all its adverts in {timeout} s; "
                         f"keepalived said:\n{Path(ka_log.name).read_text()[-3000:]}") from None
         finally:
             lab.stop(keepalived)
-        return paths
+        return Recording(paths, format_paths, if_sender, if_peer)
 
 
 def to_pcapng(path: Path) -> Path | None:

@@ -80,6 +80,12 @@ class Lan(Lab):
                           "--checkers_pid", str(run / "chk.pid"),
                           stdout=log, stderr=subprocess.STDOUT)
 
+    def wait_running(self, name: str, timeout: float = 10) -> bool:
+        """hivrrp on `name` has started its instances. A lower priority started only
+        then cannot win the start-up race: at netns_conf.FAST's 0.25 s adverts the two
+        Master_Down_Intervals differ by 0.1 s, less than a Python start-up may."""
+        return wait_for(lambda: " INFO hivrrp: running " in self.log(name), timeout)
+
     def log(self, name: str, daemon: str = "hivrrp") -> str:
         path = self.workdir / f"{name}-{daemon}.log"
         return path.read_text(errors="replace") if path.exists() else ""

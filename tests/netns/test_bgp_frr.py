@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netns_conf import MDI_100
+from netns_conf import FAST, FAST_MDI_100
 
 from helpers.netns import wait_for
 
@@ -31,7 +31,8 @@ R1, R2 = UPLINK["r1"][1], UPLINK["r2"][1]
 CONVERGE = 10.0
 
 
-def keepalived_conf(priority: int, *, advert_int: float = 1, preempt_delay: int = 60) -> str:
+def keepalived_conf(priority: int, *, advert_int: float = FAST["advert"],
+                    preempt_delay: int = 60) -> str:
     # The VIP with no /len is a /32: a connected /32 in zebra while hivrrp holds it.
     # preempt_delay: a restarted r1 stays BACKUP long enough to see the route settle on r2.
     return (f"vrrp_instance VI_1 {{\n    interface eth1\n    virtual_router_id 51\n"
@@ -133,7 +134,7 @@ def test_the_upstream_follows_the_master_and_a_killed_one_s_leftovers(bgp):
     r1.wait(5)
     # r2 takes over and announces. r1's kernel keeps the VIP a SIGKILLed hivrrp could
     # not remove, so r1's bgpd goes on announcing it: the upstream spreads over both.
-    assert bgp.lan.wait_has(VIP, "r2", MDI_100 + 2), bgp.why()
+    assert bgp.lan.wait_has(VIP, "r2", FAST_MDI_100 + 2), bgp.why()
     assert wait_for(lambda: R2 in bgp.next_hops(), CONVERGE, interval=0.1), bgp.why()
     assert bgp.lan.has("r1", VIP) and bgp.next_hops() == {R1, R2}, bgp.why()
     time.sleep(2)                    # not a slow withdrawal: nothing will withdraw it
@@ -158,7 +159,7 @@ def test_the_units_release_after_a_kill_leaves_the_route_to_the_peer(bgp):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "removed 1 VIP left over" in done.stderr, done.stderr
     assert not bgp.lan.has("r1", VIP)
-    assert bgp.lan.wait_has(VIP, "r2", MDI_100 + 2), bgp.why()
+    assert bgp.lan.wait_has(VIP, "r2", FAST_MDI_100 + 2), bgp.why()
     assert bgp.wait_next_hops({R2}), bgp.why()
 
 
@@ -171,7 +172,7 @@ def test_a_router_that_dies_whole_is_withdrawn_at_once(bgp):
     # after the hold time (9 s, at least 6 s after the last keepalive); r2's route comes
     # once it is master.
     assert wait_for(lambda: not bgp.frr["up"].established(R1), 2, interval=0.1), bgp.why()
-    assert bgp.wait_next_hops({R2}, MDI_100 + CONVERGE), bgp.why()
+    assert bgp.wait_next_hops({R2}, FAST_MDI_100 + CONVERGE), bgp.why()
 
 
 def test_a_returning_master_waits_for_its_session_with_preempt_delay(bgp):

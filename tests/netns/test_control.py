@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 
 from helpers.netns import wait_for
 
@@ -21,8 +21,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_status_and_set_priority_preempting_the_peer(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    lan.hivrrp("r1", lan.write("r1.conf", conf(200)))
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100)))
+    lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     r1, r2 = str(lan.workdir / "r1.sock"), str(lan.workdir / "r2.sock")
     assert wait_for(lambda: cli("status", "--socket", r2, "--json").returncode == 0, 5)

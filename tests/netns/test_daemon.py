@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from netns_conf import MDI_100, SKEW_100, VIP, conf
+from netns_conf import FAST, FAST_MDI_100, MDI_100, SKEW_100, VIP, conf
 
 import hivrrp
 from helpers.netns import wait_for
@@ -14,11 +14,13 @@ from helpers.netns import wait_for
 pytestmark = pytest.mark.netns
 
 
-def two_hivrrp(lan, high=200, low=100):
+def two_hivrrp(lan, high=200, low=100, **timers):
+    """r1 (high) master and r2 (low) backup; `timers`: conf()'s version and advert."""
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(high)))
-    r2 = lan.hivrrp("r2", lan.write("r2.conf", conf(low)))
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(high, **timers)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    r2 = lan.hivrrp("r2", lan.write("r2.conf", conf(low, **timers)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     return r1, r2
 
@@ -58,10 +60,10 @@ def test_sigterm_releases_with_priority_zero_and_exits(lan):
 
 
 def test_restart_cleans_leftovers_and_preempts(lan):
-    r1, r2 = two_hivrrp(lan)
+    r1, r2 = two_hivrrp(lan, **FAST)
     lan.kill(r1)
     r1.wait(5)
-    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    assert lan.wait_has(VIP, "r2", FAST_MDI_100 + 2)
     assert set(lan.owner_of(VIP)) == {"r1", "r2"}  # a SIGKILLed daemon cannot clean up
     lan.hivrrp("r1", lan.workdir / "r1.conf")
     assert lan.wait_owner(VIP, "r1", 8)
@@ -79,7 +81,7 @@ def release(lan, name: str, config, *wrapper: str) -> subprocess.CompletedProces
 
 
 def test_release_removes_a_killed_daemons_vips_and_never_a_running_ones(lan):
-    r1, r2 = two_hivrrp(lan)
+    r1, r2 = two_hivrrp(lan, **FAST)
     assert lan.wait_has(VIP, "r1", 2)
     # A running daemon's VIPs are not leftovers: refused, nothing touched.
     refused = release(lan, "r1", lan.workdir / "r1.conf")
@@ -88,7 +90,7 @@ def test_release_removes_a_killed_daemons_vips_and_never_a_running_ones(lan):
     assert "nothing removed" in refused.stderr and lan.has("r1", VIP)
     lan.kill(r1)
     r1.wait(5)
-    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    assert lan.wait_has(VIP, "r2", FAST_MDI_100 + 2)
     assert set(lan.owner_of(VIP)) == {"r1", "r2"}  # what ExecStopPost= is there for
     # Root without CAP_NET_ADMIN: not allowed (2), as for run; the log says which VIP.
     weak = release(lan, "r1", lan.workdir / "r1.conf", "setpriv", "--bounding-set=-net_admin")
@@ -127,7 +129,8 @@ def test_unicast_peers(lan):
     for name, priority, me, peer in (("r1", 200, "192.0.2.1", "192.0.2.2"),
                                      ("r2", 100, "192.0.2.2", "192.0.2.1")):
         extra = f"    unicast_src_ip {me}\n    unicast_peer {{\n        {peer}\n    }}\n"
-        lan.hivrrp(name, lan.write(f"{name}.conf", conf(priority, version=3, extra=extra)))
+        lan.hivrrp(name, lan.write(f"{name}.conf", conf(priority, extra=extra, **FAST)))
+        assert lan.wait_running(name), lan.log(name)
     assert lan.wait_owner(VIP, "r1", 8)
     time.sleep(1.5)
     assert lan.owner_of(VIP) == ["r1"] and "MASTER" not in lan.log("r2")
@@ -137,8 +140,9 @@ def test_v3_over_ipv6(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
     vips = ("fe80::51/64", "fd00::51/64")
-    lan.hivrrp("r1", lan.write("r1.conf", conf(200, version=3, vips=vips)))
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100, version=3, vips=vips)))
+    lan.hivrrp("r1", lan.write("r1.conf", conf(200, vips=vips, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, vips=vips, **FAST)))
     assert wait_for(lambda: lan.owner_of("fd00::51") == ["r1"], 8), (lan.log("r1"), lan.log("r2"))
     time.sleep(1.5)
     assert lan.owner_of("fd00::51") == ["r1"] and "MASTER" not in lan.log("r2")
@@ -152,18 +156,18 @@ def test_invalid_config_does_not_start(lan, tmp_path):
 
 
 def test_link_down_faults_and_fails_over_then_recovers(lan):
-    r1, r2 = two_hivrrp(lan)
+    r1, r2 = two_hivrrp(lan, **FAST)
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")  # r1 loses carrier
     assert wait_for(lambda: "(VI_1) MASTER -> FAULT (fault)" in lan.log("r1"), 3)
     assert not lan.has("r1", VIP)
-    assert lan.wait_has(VIP, "r2", MDI_100 + 2)
+    assert lan.wait_has(VIP, "r2", FAST_MDI_100 + 2)
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "up")
     assert wait_for(lambda: "(VI_1) FAULT -> BACKUP (fault_cleared)" in lan.log("r1"), 3)
-    assert lan.wait_owner(VIP, "r1", MDI_100 + 3)  # and it preempts back
+    assert lan.wait_owner(VIP, "r1", FAST_MDI_100 + 3)  # and it preempts back
 
 
 def test_vip_removed_behind_our_back_is_restored(lan):
-    two_hivrrp(lan)
+    two_hivrrp(lan, **FAST)
     ns, interface = lan.nodes["r1"]
     lan.run(ns, "ip", "addr", "del", f"{VIP}/24", "dev", interface)
     assert wait_for(lambda: lan.has("r1", VIP), 2)
@@ -216,8 +220,8 @@ def test_reload_keeps_state_adds_and_removes_without_flapping(lan):
 
 
 def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
-    r1, r2 = two_hivrrp(lan)
-    (lan.workdir / "r1.conf").write_text(conf(300))
+    r1, r2 = two_hivrrp(lan, **FAST)
+    (lan.workdir / "r1.conf").write_text(conf(300, **FAST))
     r1.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reload rejected (1 error)" in lan.log("r1"), 5)
     assert "priority: 300 is out of range" in lan.log("r1")
@@ -229,8 +233,9 @@ def test_reload_with_an_invalid_config_keeps_the_old_one(lan):
 def test_an_interface_that_appears_later_is_picked_up(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    extra = conf(200, interface="late0", vrid=60, vips=("198.51.100.60/24",)).replace("VI_1", "LATE")
-    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200) + extra))
+    extra = conf(200, interface="late0", vrid=60, vips=("198.51.100.60/24",),
+                 **FAST).replace("VI_1", "LATE")
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST) + extra))
     assert lan.wait_has(VIP, "r1", 8)
     assert "(LATE) interface late0 is missing: FAULT" in lan.log("r1")
     ns, _ = lan.nodes["r1"]
@@ -251,7 +256,7 @@ def test_garp_master_refresh(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     ns_client = lan.node("client", ipv4="192.0.2.100/24")
     extra = "    garp_master_delay 0\n    garp_master_repeat 1\n    garp_master_refresh 1\n"
-    lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=extra)))
+    lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=extra, **FAST)))
     assert lan.wait_has(VIP, "r1", 8)
     # Alone on the LAN, the master announces its VIP again every second.
     dump = lan.run(ns_client, "timeout", "3.5", "tcpdump", "-n", "-l", "-i", "eth1",
@@ -281,8 +286,9 @@ def test_virtual_routes_and_rules_follow_the_master(lan):
               "priority 1002\n"
               "        not from 10.1.0.0/16 unreachable pref 1003\n"
               "    }\n")
-    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=routes)))
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra=routes)))
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, extra=routes, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra=routes, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8)
 
     def route_table(name):

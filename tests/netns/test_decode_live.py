@@ -5,7 +5,6 @@ ones; and a running hivrrp that drops adverts for the reason decode gives."""
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,63 +12,24 @@ from pathlib import Path
 import pytest
 from netns_conf import conf
 
-from helpers.keepalived_capture import PEER_V4, SCENARIOS, SRC_V4, keepalived_conf, peer_conf
-from helpers.netns import Lab, wait_for
+from helpers.keepalived_capture import FORMAT_ADVERTS, FORMATS, SCENARIOS, SRC_V4, peer_conf
+from helpers.netns import wait_for
 from hivrrp.tools.decode.capture import read_vrrp
 from hivrrp.tools.decode.pcapfile import frames
 
 pytestmark = pytest.mark.netns
 
-ADVERTS = 40          # per capture: every scenario several times
-FILTER = "ip proto 112 or ip6 proto 112"
-# name -> (namespace, tcpdump options): the link types and precisions tcpdump writes
-CAPTURES = {
-    "ethernet-nano": ("peer", ["--time-stamp-precision=nano"]),
-    "any-sll2": ("ka", []),
-    "any-sll": ("ka", ["-y", "LINUX_SLL"]),
-}
+ADVERTS = FORMAT_ADVERTS
 LINKTYPES = {"ethernet-nano": 1, "any-sll2": 276, "any-sll": 113}
 INSTANCE = {s.name: s.name.upper().replace("-", "_") for s in SCENARIOS}
 
 
 @pytest.fixture(scope="module")
-def captures(tmp_path_factory, namespaces_allowed):
-    for tool in ("keepalived", "tcpdump"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is missing: tests/run.sh installs it")
-    tmp = tmp_path_factory.mktemp("decode-live")
-    with Lab() as lab:
-        ns = {"ka": lab.netns("ka"), "peer": lab.netns("peer")}
-        if_ka, if_peer = lab.veth(ns["ka"], ns["peer"])
-        lab.run(ns["ka"], "ip", "addr", "add", f"{SRC_V4}/24", "dev", if_ka)
-        lab.run(ns["peer"], "ip", "addr", "add", f"{PEER_V4}/24", "dev", if_peer)
-        dumps = {}
-        for name, (where, options) in CAPTURES.items():
-            log = open(tmp / f"{name}.log", "w+")
-            interface = if_peer if where == "peer" else "any"
-            dumps[name] = (lab.popen(ns[where], "tcpdump", "-i", interface, *options, "-U", "-n",
-                                     "-c", str(ADVERTS), "-w", str(tmp / f"{name}.pcap"), FILTER,
-                                     stdout=subprocess.DEVNULL, stderr=log), log)
-        for name, (_proc, log) in dumps.items():
-            assert wait_for(lambda log=log: "listening on" in Path(log.name).read_text(), 10), \
-                Path(log.name).read_text()
-        (tmp / "keepalived.conf").write_text(keepalived_conf(if_ka))
-        ka_log = open(tmp / "keepalived.log", "w+")
-        keepalived = lab.popen(ns["ka"], "keepalived", "--dont-fork", "--log-console", "--vrrp",
-                               "--use-file", str(tmp / "keepalived.conf"),
-                               "--pid", str(tmp / "ka.pid"), "--vrrp_pid", str(tmp / "vrrp.pid"),
-                               "--checkers_pid", str(tmp / "chk.pid"),
-                               stdout=ka_log, stderr=subprocess.STDOUT)
-        try:
-            for name, (proc, _log) in dumps.items():
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    pytest.fail(f"tcpdump {name}: no {ADVERTS} adverts in 30 s; keepalived "
-                                f"said:\n{Path(ka_log.name).read_text()[-3000:]}")
-        finally:
-            lab.stop(keepalived)
-    return tmp, if_ka, if_peer
+def captures(keepalived_recording):
+    """(the captures' directory, the sender's veth, its peer's): tcpdump's FORMATS
+    of one keepalived run (tests/netns/conftest.py)."""
+    [tmp] = {path.parent for path in keepalived_recording.formats.values()}
+    return tmp, keepalived_recording.if_sender, keepalived_recording.if_peer
 
 
 def tcpdump_reading(path: Path):
@@ -87,7 +47,7 @@ def tcpdump_reading(path: Path):
     return packets
 
 
-@pytest.mark.parametrize("name", CAPTURES)
+@pytest.mark.parametrize("name", FORMATS)
 def test_reader_agrees_with_tcpdump(captures, name):
     tmp, _, _ = captures
     path = tmp / f"{name}.pcap"

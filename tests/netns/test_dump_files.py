@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 
 from helpers.keepalived_files import parse_data, parse_stats
 from helpers.netns import wait_for
@@ -133,7 +133,7 @@ def test_the_running_daemon_writes_them_on_sigusr1_and_sigusr2(lan, tmp_path):
     lan.node("r1", ipv4="192.0.2.1/24")
     stats_path, data_path = tmp_path / "r1.stats", tmp_path / "r1.data"
     text = (f"global_defs {{\n    stats_file_location {stats_path}\n"
-            f"    state_file_location {data_path}\n}}\n" + conf(200))
+            f"    state_file_location {data_path}\n}}\n" + conf(200, **FAST))
     daemon = lan.hivrrp("r1", lan.write("r1.conf", text))
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     time.sleep(1.5)

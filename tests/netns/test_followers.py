@@ -53,6 +53,9 @@ def test_two_routers_move_two_leaders_and_their_400_followers_together(lan):
     lan.node("r2", ipv4="192.0.2.2/24")
     every = all_vips()
     r1 = lan.hivrrp("r1", lan.write("r1.conf", config(200)))
+    # r2 once r1's instances run: at 0.1 s adverts the two Master_Down_Intervals differ by
+    # 0.04 s, less than two Python start-ups at once may differ (r2 master first).
+    assert lan.wait_running("r1"), lan.log("r1")
     r2 = lan.hivrrp("r2", lan.write("r2.conf", config(100)))
 
     # Election: r1's leaders win, all 400 followers with them; r2 moves nothing.

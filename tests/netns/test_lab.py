@@ -54,3 +54,24 @@ def test_more_interfaces_than_one_socket_may_join(tmp_path, monkeypatch):
         assert lab.probe("r1", 5)["answered"] == segments
     finally:
         lab.topology.close()
+
+
+def test_the_switch_namespace_runs_no_netfilter_on_bridged_frames():
+    from hivrrp.tools.lab.topology import Topology
+
+    topology = Topology()
+    try:
+        ns = topology.netns("switch")
+        path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        read = ["nsenter", f"--net=/run/netns/{ns}", "cat", path]
+        before = subprocess.run(read, capture_output=True, text=True, timeout=10)
+        if before.returncode != 0:
+            pytest.skip("no br_netfilter in this kernel: nothing to turn off")
+        topology.behave_as_a_switch(ns)
+        for family in ("iptables", "ip6tables", "arptables"):
+            value = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "cat",
+                                    f"/proc/sys/net/bridge/bridge-nf-call-{family}"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            assert value == "0", family
+    finally:
+        topology.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.netns import wait_for
@@ -52,8 +52,9 @@ def test_scrapes_agree_with_status_through_an_election_and_a_failover(lan):
     lan.node("client", ipv4="192.0.2.100/24")
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200)), "--metrics", "192.0.2.1:9736")
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100)), "--metrics", "192.0.2.2",
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)), "--metrics", "192.0.2.1:9736")
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)), "--metrics", "192.0.2.2",
                "--metrics-compat", "keepalived-exporter")
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     codes = {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}

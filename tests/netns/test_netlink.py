@@ -150,6 +150,45 @@ def test_encoded_units_go_out_as_built_and_each_failure_names_its_change():
     assert result["second"] == [] and result["after_remove"] == 0
 
 
+BIG_UNIT = """
+import json, socket, subprocess
+import hivrrp.kernel.addrbatch as addrbatch
+from hivrrp.kernel.addrbatch import ENCODED_SEQ, AddressBatcher, Change, encode_all
+
+real = addrbatch.request_socket
+def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
+    sock = real(receive, 0, protocol)            # a send buffer the process could not force
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+    return sock
+addrbatch.request_socket = capped
+
+subprocess.run(["ip", "link", "add", "m0", "type", "veth", "peer", "name", "m1"], check=True)
+subprocess.run(["ip", "link", "set", "m0", "up"], check=True)
+index = socket.if_nametoindex("m0")
+batcher = AddressBatcher()
+changes = [Change(True, index, 4, f"10.30.{k // 250}.{k % 250 + 1}", 16) for k in range(5000)]
+changes[4700] = Change(True, 999999, 4, "10.30.18.201", 16)      # no such interface
+unit = encode_all(changes, ENCODED_SEQ, object())
+first = batcher.apply([unit, Change(True, index, 4, "192.0.2.9", 24)])
+count = lambda: subprocess.run(["ip", "-o", "addr", "show", "dev", "m0"], capture_output=True,
+                               text=True).stdout.count("inet 10.30.")
+print(json.dumps({"size": len(unit.data), "limit": batcher.send_limit,
+                  "first": [[c.address, c.index, error] for c, error in first],
+                  "added": count(),
+                  "second": [[c.address, e] for c, e in batcher.apply([Change(
+                      True, index, 4, "192.0.2.10", 24)])]}))
+"""
+
+
+def test_a_unit_beyond_the_send_buffer_goes_in_pieces_and_each_failure_names_its_change():
+    result = in_namespace(BIG_UNIT)
+    assert result["size"] > result["limit"]      # one sendmsg of it would be refused
+    [[address, index, error]] = result["first"]
+    assert (address, index) == ("10.30.18.201", 999999) and "No such device" in error, error
+    assert result["added"] == 4999
+    assert result["second"] == []                # no answer left over for the next trip
+
+
 # The Monitor's overrun path, made certain: a 4 KiB buffer overflowing while
 # the reader keeps up was luck (the reader mostly kept up, and the path went
 # untested); here the reader is held at select() while the burst is queued.

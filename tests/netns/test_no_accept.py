@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from netns_conf import MDI_100, VIP, conf
+from netns_conf import FAST, FAST_MDI_100, VIP, conf
 
 from helpers.netns import Lab, wait_for
 
@@ -59,7 +59,8 @@ def shape(lab, ns: str, family: str, table: str) -> dict:
 
 def ping(lab, client: str, address: str, tries: int = 1) -> bool:
     flag = "-6" if ":" in address else "-4"
-    return lab.run(client, "ping", flag, "-c", str(tries), "-W", "1", address,
+    # -i 0.2: the tries 0.2 s apart, not 1 s; each still waits 1 s for its reply.
+    return lab.run(client, "ping", flag, "-c", str(tries), "-i", "0.2", "-W", "1", address,
                    check=False).returncode == 0
 
 
@@ -81,9 +82,10 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     client = lan.node("client", ipv4="192.0.2.100/24")
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
     r2 = lan.node("r2", ipv4="192.0.2.2/24")
-    config = lan.write("r1.conf", conf(200, extra="    no_accept\n"))
+    config = lan.write("r1.conf", conf(200, extra="    no_accept\n", **FAST))
     first = lan.hivrrp("r1", config)
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra="    accept\n")))
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, extra="    accept\n", **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
 
     # The table is there from the start, as keepalived makes it; the accepting
@@ -105,7 +107,7 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     lan.kill(first)
     first.wait(5)
     lan.run(lan.switch, "ip", "link", "set", lan.port_of["r1"], "down")
-    assert lan.wait_has(VIP, "r2", MDI_100 + 2), lan.log("r2")
+    assert lan.wait_has(VIP, "r2", FAST_MDI_100 + 2), lan.log("r2")
     assert answers(lan, client, VIP), lan.log("r2")
     assert tables(lan, r1) == {("ip", "hivrrp")}         # what the SIGKILL left
 
@@ -122,7 +124,7 @@ def test_an_unreachable_vip_is_reachable_again_after_failover(lan):
     assert second.returncode == 0, lan.log("r1")
     assert tables(lan, r1) == set()
     assert "nftables: table ip hivrrp removed" in lan.log("r1")
-    assert lan.wait_has(VIP, "r2", MDI_100 + 2), lan.log("r2")
+    assert lan.wait_has(VIP, "r2", FAST_MDI_100 + 2), lan.log("r2")
     assert answers(lan, client, VIP), lan.log("r2")
 
 
@@ -135,10 +137,11 @@ DAEMONS = {  # router name -> (daemon, accept mode, address, last digit of its V
 
 
 def both_families(mode: str, n: int) -> str:
-    """An IPv4 and an IPv6 instance, alone on their VRIDs: each becomes master."""
-    return (conf(150, vrid=10 + n, vips=(f"192.0.2.3{n}/24",), extra=f"    {mode}\n")
-            + conf(150, vrid=20 + n, version=3, vips=(f"fd00::3{n}/64",),
-                   extra=f"    {mode}\n").replace("VI_1", "VI_6"))
+    """An IPv4 and an IPv6 instance, alone on their VRIDs: each becomes master (after
+    0.75 s and a bit at netns_conf.FAST's 0.25 s; the tables do not depend on it)."""
+    return (conf(150, vrid=10 + n, vips=(f"192.0.2.3{n}/24",), extra=f"    {mode}\n", **FAST)
+            + conf(150, vrid=20 + n, vips=(f"fd00::3{n}/64",), extra=f"    {mode}\n",
+                   **FAST).replace("VI_1", "VI_6"))
 
 
 def test_keepalived_and_hivrrp_drop_and_answer_alike(lan):
@@ -244,14 +247,14 @@ def test_4000_no_accept_masters_at_once_are_one_nftables_transaction(namespaces_
 def test_a_reload_switches_a_master_between_accept_and_no_accept(lan):
     client = lan.node("client", ipv4="192.0.2.100/24")
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
-    path = lan.write("r1.conf", conf(200, extra="    accept\n"))
+    path = lan.write("r1.conf", conf(200, extra="    accept\n", **FAST))
     daemon = lan.hivrrp("r1", path)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     assert answers(lan, client, VIP)
     assert tables(lan, r1) == set()          # nothing filters: no table at start
 
     def reload_to(mode: str, count: int) -> None:
-        path.write_text(conf(200, extra=f"    {mode}\n"))
+        path.write_text(conf(200, extra=f"    {mode}\n", **FAST))
         lan.kill(daemon, signal.SIGHUP)
         assert wait_for(lambda: lan.log("r1").count("reloaded:") == count, 10), lan.log("r1")
 

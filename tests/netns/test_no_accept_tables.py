@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 from test_no_accept import answers, never_answers, tables
 
 from helpers.netns import wait_for
@@ -29,7 +29,7 @@ def release(lan, name: str, config) -> subprocess.CompletedProcess:
 def killed_no_accept_master(lan):
     client = lan.node("client", ipv4="192.0.2.100/24")
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
-    config = lan.write("r1.conf", conf(200, extra="    no_accept\n"))
+    config = lan.write("r1.conf", conf(200, extra="    no_accept\n", **FAST))
     daemon = lan.hivrrp("r1", config)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     assert never_answers(lan, client, VIP), lan.log("r1")
@@ -52,7 +52,7 @@ def test_a_start_with_accept_after_a_killed_no_accept_run_answers(lan):
     if os.path.exists("/sys/module/nf_tables"):
         pytest.skip("nf_tables is a loaded module here: the finding needs it built in")
     client, r1, config = killed_no_accept_master(lan)
-    config.write_text(conf(200, extra="    accept\n"))
+    config.write_text(conf(200, extra="    accept\n", **FAST))
     second = lan.hivrrp("r1", config)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     assert answers(lan, client, VIP), (lan.log("r1"), tables(lan, r1))
@@ -64,7 +64,7 @@ def test_a_renamed_table_after_a_kill_is_not_left_dropping(lan):
     # The operator renames the table (e.g. to keep it apart from another tool's) and
     # runs with accept: whatever the old run left must not filter the new master.
     config.write_text("global_defs {\n    nftables renamed\n}\n"
-                      + conf(200, extra="    accept\n"))
+                      + conf(200, extra="    accept\n", **FAST))
     release(lan, "r1", config)
     second = lan.hivrrp("r1", config)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
@@ -75,7 +75,7 @@ def test_a_renamed_table_after_a_kill_is_not_left_dropping(lan):
 def test_a_flushed_ruleset_is_noticed(lan):
     client = lan.node("client", ipv4="192.0.2.100/24")
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
-    config = lan.write("r1.conf", conf(200, extra="    no_accept\n"))
+    config = lan.write("r1.conf", conf(200, extra="    no_accept\n", **FAST))
     daemon = lan.hivrrp("r1", config)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     assert never_answers(lan, client, VIP), lan.log("r1")
@@ -108,7 +108,7 @@ def test_release_leaves_a_table_it_did_not_make(lan):
 def test_a_sigterm_after_a_flush_removes_the_vip_without_an_error(lan):
     """Before the daemon's next look at its table: the drop's removal meets no table."""
     r1 = lan.node("r1", ipv4="192.0.2.1/24")
-    config = lan.write("r1.conf", conf(200, extra="    no_accept\n"))
+    config = lan.write("r1.conf", conf(200, extra="    no_accept\n", **FAST))
     daemon = lan.hivrrp("r1", config)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     lan.run(r1, "nft", "flush", "ruleset")

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 
 from helpers.netns import wait_for
 
@@ -44,7 +44,7 @@ def rss_kib(pid: int) -> int:
 
 def test_a_second_daemon_in_the_namespace_refuses_and_changes_nothing(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
-    first = daemon(lan, "r1", lan.write("r1.conf", conf(200)))
+    first = daemon(lan, "r1", lan.write("r1.conf", conf(200, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     second = hivrrp_cli(lan, "r1", "run", "-f", str(lan.workdir / "r1.conf"), timeout=30)
     assert second.returncode == 1, second.stderr
@@ -65,8 +65,9 @@ def test_a_second_daemon_in_the_namespace_refuses_and_changes_nothing(lan):
 def test_status_in_a_namespace_reaches_that_namespaces_daemon(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    d1 = daemon(lan, "r1", lan.write("r1.conf", conf(200)))
-    d2 = daemon(lan, "r2", lan.write("r2.conf", conf(100)))
+    d1 = daemon(lan, "r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    d2 = daemon(lan, "r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     for name, proc, state in (("r1", d1, "MASTER"), ("r2", d2, "BACKUP")):
         ns, _ = lan.nodes[name]
@@ -81,12 +82,13 @@ def test_status_in_a_namespace_reaches_that_namespaces_daemon(lan):
 def test_sigterm_during_a_hung_reload_releases_the_masters_at_once(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     lan.node("r2", ipv4="192.0.2.2/24")
-    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200)))
-    lan.hivrrp("r2", lan.write("r2.conf", conf(100)))
+    r1 = lan.hivrrp("r1", lan.write("r1.conf", conf(200, **FAST)))
+    assert lan.wait_running("r1"), lan.log("r1")
+    lan.hivrrp("r2", lan.write("r2.conf", conf(100, **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), (lan.log("r1"), lan.log("r2"))
     fifo = lan.workdir / "hangs.conf"
     os.mkfifo(fifo)
-    lan.write("r1.conf", conf(200) + f"include {fifo}\n")
+    lan.write("r1.conf", conf(200, **FAST) + f"include {fifo}\n")
     os.kill(r1.pid, signal.SIGHUP)
     time.sleep(1.0)                         # the parse child is stuck opening the FIFO
     sent = lan.kill(r1, signal.SIGTERM)
@@ -106,15 +108,15 @@ def test_sigterm_during_a_hung_reload_releases_the_masters_at_once(lan):
 
 def test_reload_says_what_happened(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
-    path = lan.write("r1.conf", conf(200))
+    path = lan.write("r1.conf", conf(200, **FAST))
     r1 = daemon(lan, "r1", path)
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
-    lan.write("r1.conf", conf(200).replace("priority 200", "priority 300"))
+    lan.write("r1.conf", conf(200, **FAST).replace("priority 200", "priority 300"))
     rejected = hivrrp_cli(lan, "r1", "reload")
     assert rejected.returncode == 1, (rejected.stdout, rejected.stderr)
     assert f"{path}:4" in rejected.stderr and "reload rejected" in rejected.stderr
     assert lan.has("r1", VIP)                # the running configuration stays
-    lan.write("r1.conf", conf(200, vips=(f"{VIP}/24", "192.0.2.27/24")))
+    lan.write("r1.conf", conf(200, vips=(f"{VIP}/24", "192.0.2.27/24"), **FAST))
     applied = hivrrp_cli(lan, "r1", "reload")
     assert applied.returncode == 0, applied.stderr
     assert "reloaded: 1 instance kept" in applied.stdout and "1 VIP change" in applied.stdout
@@ -153,7 +155,7 @@ def test_reloads_and_rebuilds_leak_nothing_with_thousands_of_host_addresses(lan)
     for ifname in ("vipdev", "vippeer"):
         lan.run(ns, "ip", "link", "set", ifname, "up")
     extra_vip = "198.51.100.7/32 dev vipdev"
-    r1 = daemon(lan, "r1", lan.write("r1.conf", conf(200, vips=(f"{VIP}/24", extra_vip))))
+    r1 = daemon(lan, "r1", lan.write("r1.conf", conf(200, vips=(f"{VIP}/24", extra_vip), **FAST)))
     assert lan.wait_owner(VIP, "r1", 8), lan.log("r1")
     # The first reloads warm up: the worker pool grows to its size, each new
     # thread with a glibc arena (about 1 MiB each, measured, then flat).
@@ -187,7 +189,7 @@ def test_a_missing_script_fails_check_and_the_daemon_says_not_found(lan):
     lan.node("r1", ipv4="192.0.2.1/24")
     missing = lan.workdir / "no-such-check.sh"
     text = (f'vrrp_script chk {{\n    script "{missing}"\n    interval 1\n    weight -20\n}}\n'
-            + conf(200, extra="    track_script {\n        chk\n    }\n"))
+            + conf(200, extra="    track_script {\n        chk\n    }\n", **FAST))
     path = lan.write("r1.conf", text)
     check = hivrrp_cli(lan, "r1", "check", "-f", str(path))
     assert check.returncode == 1, (check.stdout, check.stderr)

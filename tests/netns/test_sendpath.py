@@ -2,7 +2,8 @@
 (AF_PACKET frames), captured on the peer's end of a veth and compared byte
 for byte: IPv4 and IPv6, VRRPv2 and v3, on the interface and on VMACs, with
 the interface's MAC changed while the daemon runs. Also decoded by tshark
-with checksum validation on.
+with checksum validation on. And both paths' adverts of one engine where a
+per-namespace setting changes what the kernel writes (no daemon: a second).
 
 Fields that legitimately differ per packet: the IPv4 identification (the
 kernel's raw socket draws it from a counter per source and destination with
@@ -12,6 +13,7 @@ header checksum, which is checked on its own. Everything else must match.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -20,11 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.netns import Lab, wait_for
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
+from helpers.netns import Lab, wait_for
 from hivrrp.cli import exchange
 
 pytestmark = pytest.mark.netns
@@ -197,3 +199,110 @@ def test_tshark_decodes_every_frame_cleanly(captures, mode, tmp_path):
     expert = subprocess.run(["tshark", "-n", "-r", str(path), *checks, "-q", "-z", "expert,warn"],
                             capture_output=True, text=True, timeout=60, check=True).stdout
     assert "Errors" not in expert and "Warns" not in expert, expert
+
+
+# ------------------------------------------------ what the namespace's settings change
+
+SOURCE = "10.92.0.1"
+
+# Run inside the namespace: the raw socket is made after the sysctl is set
+# (the kernel reads it when a socket is created), one advert goes out on
+# each path, and the peer end's capture gives both frames, raw first.
+SEND_BOTH = r"""
+import json, socket, sys
+from hivrrp._engine import Engine
+from hivrrp._io import FramePath, PacketIO
+from hivrrp.kernel.sockets import open_packet, open_raw
+
+out_if, in_if, src, mac = sys.argv[1:5]
+index = socket.if_nametoindex(out_if)
+capture = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+capture.bind((in_if, 0))
+capture.settimeout(3)
+engine = Engine(1)
+engine.start(engine.add_instance(vrid=1, ifindex=index, src=src, priority=255, version=3), 0)
+raw = open_raw(4, 1 << 20)
+PacketIO(raw.fileno(), 4, 4).send(engine)
+packet = open_packet(1 << 20)
+frames = FramePath(packet.fileno(), 4)
+frames.set_link(index, bytes.fromhex(mac.replace(":", "")), 1500)
+PacketIO(raw.fileno(), 4, 4).send(engine, frames)
+got = []
+for _ in range(50):
+    frame = capture.recv(2048)
+    if frame[12:14] == b"\x08\x00" and frame[23] == 112:
+        got.append(frame.hex())
+        if len(got) == 2:
+            break
+print(json.dumps({"frames": got, "sent": frames.sent, "errors": frames.send_errors}))
+"""
+
+
+def test_frames_follow_ip_no_pmtu_disc_as_the_raw_socket_does(namespaces_allowed):
+    # With net.ipv4.ip_no_pmtu_disc (any non-zero value) a new socket's
+    # pmtudisc is IP_PMTUDISC_DONT and the raw socket's adverts carry no DF;
+    # write_headers wrote DF whatever the namespace said, so the two paths'
+    # frames differed on the wire (the issue asks for them to be the same).
+    with Lab() as lab:
+        ns = lab.netns("df")
+        out_if, in_if = lab.veth(ns, ns)
+        lab.run(ns, "ip", "addr", "add", f"{SOURCE}/24", "dev", out_if)
+        lab.run(ns, "sysctl", "-qw", "net.ipv4.ip_no_pmtu_disc=1")
+        [link] = json.loads(lab.run(ns, "ip", "-j", "link", "show", out_if).stdout)
+        result = lab.run(ns, sys.executable, "-c", SEND_BOTH, out_if, in_if, SOURCE,
+                         link["address"], check=False)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["sent"] == 1 and answer["errors"] == 0, answer
+    raw, frame = (bytes.fromhex(f) for f in answer["frames"])
+    assert raw[20] & 0x40 == 0, "the raw socket set DF: the sysctl did not apply"
+    assert comparable(frame) == comparable(raw), (raw.hex(), frame.hex())
+
+
+# Run inside the namespace: the driver's frames told MTU 1500, the device at
+# 100 (its news never came), a 20-VIP advert (108 bytes of IP) sent twice.
+SEND_OVER_MTU = r"""
+import json, socket, sys
+from hivrrp._engine import Engine
+from hivrrp._io import PacketIO
+from hivrrp.daemon.driver import Driver
+from hivrrp.kernel.netlink import Link
+from hivrrp.kernel.sockets import open_raw
+
+out_if, src, mac = sys.argv[1:4]
+index = socket.if_nametoindex(out_if)
+driver = Driver(None, lambda events: None)
+driver._open_frames(1 << 20)
+driver.sync_links({index: Link(index, out_if, bytes.fromhex(mac.replace(":", "")), True, 1500)})
+raw = open_raw(4, 1 << 20)
+driver.senders = [PacketIO(raw.fileno(), 4, 4)]
+counts = []
+for _ in range(2):
+    engine = Engine(1)
+    engine.start(engine.add_instance(vrid=1, ifindex=index, src=src, priority=255, version=3,
+                                     addresses=[f"10.93.0.{k}" for k in range(10, 30)]), 0)
+    driver.send(engine)
+    counts.append({**driver.frames.counters(), "raw_sent": driver.senders[0].sent})
+print(json.dumps({"counts": counts, "mtu": driver.frames.link(index)[1]}))
+"""
+
+
+def test_a_frame_the_device_refuses_for_its_mtu_moves_the_adverts_to_the_raw_socket(
+        namespaces_allowed):
+    # The first advert is refused (EMSGSIZE) and lost; the driver asks the
+    # kernel the MTU, and the next goes through the raw socket (fragmented),
+    # not refused again.
+    with Lab() as lab:
+        ns = lab.netns("mtu")
+        out_if, _in_if = lab.veth(ns, ns)
+        lab.run(ns, "ip", "addr", "add", "10.93.0.1/24", "dev", out_if)
+        lab.run(ns, "ip", "link", "set", "dev", out_if, "mtu", "100")
+        [link] = json.loads(lab.run(ns, "ip", "-j", "link", "show", out_if).stdout)
+        result = lab.run(ns, sys.executable, "-c", SEND_OVER_MTU, out_if, "10.93.0.1",
+                         link["address"], check=False)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    first, second = answer["counts"]
+    assert (first["send_errors"], first["sent"], first["raw_sent"]) == (1, 0, 0), answer
+    assert (second["send_errors"], second["raw_oversize"], second["raw_sent"]) == (1, 1, 1), answer
+    assert answer["mtu"] == 100

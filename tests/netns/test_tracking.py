@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from netns_conf import VIP
+from netns_conf import FAST, VIP, master_down
 
 from helpers.netns import wait_for
 
@@ -20,7 +20,8 @@ def group_conf(priority: int, fifo, *, tracked: str = "uplink") -> str:
     """VI_A and VI_B in sync group G; only VI_A tracks `tracked` (unweighted)."""
     def instance(name, vrid, vip, extra=""):
         return (f"vrrp_instance {name} {{\n    interface eth1\n    virtual_router_id {vrid}\n"
-                f"    priority {priority}\n    advert_int 1\n{extra}"
+                f"    priority {priority}\n    advert_int {FAST['advert']}\n"
+                f"    version {FAST['version']}\n{extra}"
                 f"    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n")
     return (f"global_defs {{\n    notify_fifo {fifo}\n}}\n"
             "vrrp_sync_group G {\n    group {\n        VI_A\n        VI_B\n    }\n}\n"
@@ -71,6 +72,7 @@ def test_a_faulty_member_takes_its_sync_group_over_to_the_peer(lan):
     reader = FifoReader(fifo)
     try:
         r1 = lan.hivrrp("r1", lan.write("r1.conf", group_conf(200, fifo)))
+        assert lan.wait_running("r1"), lan.log("r1")
         lan.hivrrp("r2", lan.write("r2.conf", group_conf(100, lan.workdir / "r2.fifo")))
         assert lan.wait_owner(VIP, "r1", 8) and lan.wait_owner(VIP_B, "r1", 2), lan.log("r1")
         # Only VI_A tracks the uplink: its failure takes VI_B along (keepalived
@@ -103,10 +105,12 @@ def test_a_reload_keeps_what_the_trackers_said(lan):
     lan.node("r2", ipv4="192.0.2.2/24")
     ns1 = add_uplink(lan, "r1")
     weighted = ("vrrp_instance VI_1 {\n    interface eth1\n    virtual_router_id 51\n"
-                "    priority 200\n    advert_int 1\n    track_interface {\n"
+                f"    priority 200\n    advert_int {FAST['advert']}\n"
+                f"    version {FAST['version']}\n    track_interface {{\n"
                 "        uplink weight -150\n    }\n"
                 f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n")
     r1 = lan.hivrrp("r1", lan.write("r1.conf", weighted))
+    assert lan.wait_running("r1"), lan.log("r1")
     peer = weighted.replace("priority 200", "priority 100").replace(
         "    track_interface {\n        uplink weight -150\n    }\n", "")
     lan.hivrrp("r2", lan.write("r2.conf", peer))
@@ -117,7 +121,9 @@ def test_a_reload_keeps_what_the_trackers_said(lan):
     # A reload with the same file: the down uplink still counts, nobody moves.
     r1.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "reloaded:" in lan.log("r1"), 5), lan.log("r1")
-    time.sleep(4)
+    # Past r1's Master_Down_Interval at its configured 200 with a second to spare: had the
+    # reload forgotten the down uplink, r1 would have preempted by then.
+    time.sleep(master_down(200, FAST["advert"]) + 1)
     assert lan.owner_of(VIP) == ["r2"], (lan.log("r1"), lan.log("r2"))
     assert lan.log("r2").count("-> MASTER") == 1
     # And when it comes back up, r1 takes over again.

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from netns_conf import VIP, conf
+from netns_conf import FAST, VIP, conf
 
 from helpers.netns import wait_for
 
@@ -172,7 +172,7 @@ def test_vmac_sysctls_under_the_units_read_only_proc_sys(lan, carved):
                           "/proc/sys/net/ipv4/igmp_link_local_mcast_reports")
     ns = lan.node("r1", ipv4="192.0.2.1/24")
     lan.run(ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
-    config = lan.write("r1.conf", conf(200, extra="    use_vmac\n"))
+    config = lan.write("r1.conf", conf(200, extra="    use_vmac\n", **FAST))
     mounts = "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys"
     if carved:
         for path in writable():

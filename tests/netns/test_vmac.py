@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from netns_conf import MDI_100
+from netns_conf import FAST, MDI_100
 
 from helpers.netns import wait_for
 
@@ -32,10 +32,12 @@ def tools():
 
 
 def instance(name: str, vrid: int, vip: str, priority: int = 200, extra: str = "",
-             vmac: str = "    use_vmac\n") -> str:
-    version = "    version 3\n" if ":" in vip else ""
+             vmac: str = "    use_vmac\n", fast: bool = False) -> str:
+    """fast: netns_conf.FAST's timers, for tests of the VMACs and not of VRRP's timing."""
+    version = "    version 3\n" if ":" in vip or fast else ""
+    advert = FAST["advert"] if fast else 1
     return (f"vrrp_instance {name} {{\n    interface eth1\n    virtual_router_id {vrid}\n"
-            f"    priority {priority}\n    advert_int 1\n{version}{vmac}{extra}"
+            f"    priority {priority}\n    advert_int {advert:g}\n{version}{vmac}{extra}"
             f"    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n")
 
 
@@ -284,7 +286,7 @@ def test_ipv6_the_parents_link_local_on_the_vmac_and_neighbour_adverts_from_it(l
     client = lan.node("client", ipv4="192.0.2.100/24")
     path = tmp_path / "v6.pcap"
     dump = capture(lan, client, path, "icmp6 or ip6 proto 112")
-    lan.hivrrp("hv", lan.write("hv.conf", instance("VI_6", 52, f"{VIP6}/64")))
+    lan.hivrrp("hv", lan.write("hv.conf", instance("VI_6", 52, f"{VIP6}/64", fast=True)))
     assert wait_for(lambda: holder(lan, hv, VIP6) == "vrrp.52", 12), lan.log("hv")
     time.sleep(2)
     lan.stop(dump)
@@ -332,8 +334,9 @@ def test_the_life_of_the_vmacs(lan):
     lan.run(hv, "ip", "link", "add", "vrrp.53", "link", "eth1", "address",
             "00:00:5e:00:01:35", "type", "macvlan", "mode", "bridge")
     before = {name: links(lan, hv)[name]["ifindex"] for name in ("vrrp.51", "vrrp.53")}
-    three = (instance("VI_1", 51, "192.0.2.51/24") + instance("VI_3", 53, "192.0.2.53/24")
-             + instance("VI_9", 59, "192.0.2.59/24", vmac=""))
+    three = (instance("VI_1", 51, "192.0.2.51/24", fast=True)
+             + instance("VI_3", 53, "192.0.2.53/24", fast=True)
+             + instance("VI_9", 59, "192.0.2.59/24", vmac="", fast=True))
     config = lan.write("hv.conf", three)
     hivrrp = lan.hivrrp("hv", config)
     assert wait_for(lambda: holder(lan, hv, "192.0.2.51") == "vrrp.51"
@@ -369,9 +372,7 @@ def test_the_life_of_the_vmacs(lan):
                     and holder(lan, hv, "192.0.2.53") == "vrrp.53", 10), lan.log("hv")
     # A reload takes use_vmac from VI_3: its VMAC goes, VI_1 and VI_9 stay masters.
     mark = len(lan.log("hv"))
-    config.write_text(three.replace("priority 200\n    advert_int 1\n    use_vmac\n"
-                                    "    virtual_ipaddress {\n        192.0.2.53",
-                                    "priority 200\n    advert_int 1\n"
+    config.write_text(three.replace("    use_vmac\n    virtual_ipaddress {\n        192.0.2.53",
                                     "    virtual_ipaddress {\n        192.0.2.53"))
     hivrrp.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "vrrp.53" not in links(lan, hv), 10), lan.log("hv")[mark:]

@@ -25,7 +25,7 @@ REBUILD = "re-applying the configuration"
 
 def test_a_deleted_parent_does_not_make_the_daemon_rebuild_in_a_loop(lan):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
-    hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24")))
+    hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24", fast=True)))
     assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")
     mark = len(lan.log("hv"))
     lan.run(hv, "ip", "link", "del", "eth1")             # its VMAC goes with it
@@ -47,7 +47,7 @@ def test_a_deleted_parent_does_not_make_the_daemon_rebuild_in_a_loop(lan):
 
 def test_a_vmac_leaving_a_bridge_is_not_made_again_in_a_loop(lan):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
-    hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24")))
+    hivrrp = lan.hivrrp("hv", lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24", fast=True)))
     assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")
     lan.run(hv, "ip", "link", "add", "brx", "type", "bridge")
     lan.run(hv, "ip", "link", "set", "vrrp.51", "master", "brx")
@@ -71,7 +71,7 @@ def test_a_restart_after_sigkill_still_puts_the_real_sysctls_back(lan):
     lan.run(hv, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2",
             "net.ipv4.conf.default.rp_filter=1")
     before = sysctls(lan, hv, SAVED)
-    config = lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24"))
+    config = lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24", fast=True))
     first = lan.hivrrp("hv", config)
     assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")
     assert sysctls(lan, hv, SAVED) != before
@@ -90,7 +90,7 @@ def test_release_after_sigkill_puts_the_real_sysctls_back(lan, tmp_path):
     hv = lan.node("hv", ipv4="192.0.2.2/24")
     lan.run(hv, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2")
     before = sysctls(lan, hv, SAVED)
-    config = lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24"))
+    config = lan.write("hv.conf", instance("VI_1", 51, f"{VIP}/24", fast=True))
     first = lan.hivrrp("hv", config)
     assert wait_for(lambda: holder(lan, hv, VIP) == "vrrp.51", 12), lan.log("hv")
     lan.kill(first)

@@ -4,16 +4,22 @@ and `man` on the installed result, a re-run that upgrades without losing
 the operator's /etc/default/hivrrp, and --uninstall.
 
 The Cython extensions are compiled once, into a wheel that both installs
-use (--wheel; building from the clone is the same `pip install` of the
-clone that tests/install.sh runs before every test run). Nothing outside
-the scratch root is written: `verify` and `man` see the installed /opt and
-/usr/local through bind mounts in a mount namespace of their own.
+use (--wheel): the one tests/install.sh built for this run's venv when it
+is still there, else one built here (building from the clone is the same
+`pip install` of the clone that tests/install.sh runs before every test
+run). Nothing outside the scratch root is written: `verify` and `man` see
+the installed /opt and /usr/local through bind mounts in a mount namespace
+of their own.
 """
 
+import hashlib
+import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -22,8 +28,28 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "conf" / "install.sh"
 
 
+def installed_wheel() -> Path | None:
+    """The wheel this test run's venv was installed from (tests/install.sh builds one
+    in build/test-wheel), if that file is still there, unchanged (its sha256 as pip
+    recorded it): the same build, without compiling the extensions a second time."""
+    text = importlib.metadata.distribution("hivrrp").read_text("direct_url.json")
+    info = json.loads(text or "{}")
+    url, expected = info.get("url", ""), info.get("archive_info", {}).get("hashes", {})
+    if not url.startswith("file://") or "sha256" not in expected:
+        return None
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    if path.suffix != ".whl" or not path.is_file():
+        return None
+    if hashlib.sha256(path.read_bytes()).hexdigest() != expected["sha256"]:
+        return None
+    return path
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    built = installed_wheel()
+    if built is not None:
+        return built
     out = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--disable-pip-version-check", "-w", str(out), str(REPO)],

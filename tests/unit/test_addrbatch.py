@@ -161,6 +161,15 @@ def test_a_send_never_outgrows_the_sockets_send_buffer(monkeypatch):
         batcher.close()
 
 
+def test_an_encoded_unit_is_acknowledged_at_the_end_of_every_run():
+    from hivrrp.kernel.rtnl import NLM_F_ACK, messages
+    unit = encode_all(unit_changes(1200), ENCODED_SEQ, key="g")
+    acked = [seq for _kind, flags, seq, _body in messages(unit.data) if flags & NLM_F_ACK]
+    assert acked == [ENCODED_SEQ + 511, ENCODED_SEQ + 1023, ENCODED_SEQ + 1199]
+    assert [done for _end, done in unit.runs] == [512, 1024, 1200]
+    assert unit.runs[-1][0] == len(unit.data)
+
+
 def test_with_progress_sends_are_smaller_and_each_reports_the_items_now_in(monkeypatch):
     import hivrrp.kernel.addrbatch as addrbatch
     monkeypatch.setattr(addrbatch, "PROGRESS_SEND", 16 << 10)     # about a group a send

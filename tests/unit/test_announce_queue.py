@@ -100,7 +100,7 @@ def test_each_frame_is_checked_against_its_own_instance_when_due(tmp_path):
         for k in range(3))
     plan = plan_of(tmp_path, text)
     plan.engine.start_all(0)
-    (_first, block), = plan.followers["L"].announce
+    block, = plan.followers["L"].blocks
     q = AnnounceQueue(8)
     q.add(block.records, array("i", block.links), MAC * len(block.links), 2)
     frames: list = []

@@ -85,6 +85,8 @@ def test_the_scrape_says_what_status_and_the_engine_say(tmp_path, monkeypatch):
     assert got[("hivrrp_vip_changes_total", frozenset({("action", "add")}))] == 1
     assert ("hivrrp_reloads_total", frozenset({("result", "ok")})) in got
     assert ("hivrrp_timer_wakeups_total", frozenset({("result", "empty")})) in got
+    for sock in ("packet", "raw"):
+        assert got[("hivrrp_advert_send_errors_total", frozenset({("socket", sock)}))] == 0
     assert any(name == "process_cpu_seconds_total" for name, _ in got)
     assert any(name == "hivrrp_build_info" for name, _ in got)
     errors = {dict(k)["reason"]: v for (n, k), v in got.items()

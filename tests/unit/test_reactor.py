@@ -122,19 +122,22 @@ def test_a_master_followers_refresh_announces_once(tmp_path):
     assert reactor.transition(plan.instances["F2"], "BACKUP", "BACKUP", "follow_refresh") == []
 
 
-def test_the_vip_queue_keeps_units_whole_and_in_order_with_single_changes(tmp_path):
+def test_the_vip_queue_keeps_units_whole_and_the_last_word_on_each_address(tmp_path):
     from hivrrp.kernel.addrbatch import Change
     from hivrrp.kernel.vipqueue import Batch
     plan = plan_of(tmp_path, FOLLOWED)
     group = plan.followers["L"]
-    batch = Batch()
+    batch = Batch(plan.unit_key)
     single = Change(False, 2, 4, "192.0.2.11", 24)
     batch.add(SetVips((group.vips,)))
     batch.add(SetVips((single,)))                  # F1's own fault after its group's move
     batch.add(SetVips((group.removals,)))          # the group leaves ...
-    batch.add(SetVips((group.vips,)))              # ... and comes back: replaces the removal
-    assert batch.vips == [group.vips, single, group.vips]
-    assert batch.vip_count() == 7
+    batch.add(SetVips((group.vips,)))              # ... and comes back: the last word on all
+    assert batch.vips == [group.vips]
+    batch = Batch(plan.unit_key)
+    batch.add(SetVips((group.vips,)))
+    batch.add(SetVips((single,)))                  # F1's own fault, after: its VIP is left out
+    assert batch.vips == [*(c for c in group.vips.changes if c.address != "192.0.2.11"), single]
     batch = Batch()
     batch.add(SetVips((group.vips,)))
     batch.add(SetVips((group.removals,)))          # right after: the last word on all of them

@@ -7,18 +7,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hivrrp._engine import Engine
+from hivrrp._io import FramePath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.layers.vrrp import VRRP, VRRPv3
 
-from helpers.plans import LINKS, instance_text, plan_of
-from hivrrp._engine import Engine
-from hivrrp._io import FramePath
+from helpers.fakedaemon import reload, started
+from helpers.plans import ADDRESSES, LINKS, instance_text, plan_of
 from hivrrp.daemon.driver import Driver
 from hivrrp.kernel import sendpath
 from hivrrp.kernel.netlink import Link
@@ -114,6 +117,88 @@ def test_the_identification_counts_per_link_and_survives_a_mac_change():
     assert frames.link(3) == (bytes.fromhex("020000000099"), 1500, True, 3)
 
 
+def test_df_is_written_as_the_raw_socket_s_pmtudisc_says():
+    # IP_MTU_DISCOVER values (linux/in.h): DONT, WANT, DO, PROBE, INTERFACE, OMIT.
+    engine = masters({"vrid": 1, "ifindex": 3, "src": "192.0.2.1"})
+    flags = []
+    for pmtudisc in range(6):
+        frames = FramePath(-1, pmtudisc=pmtudisc)
+        frames.set_link(3, MAC, 1500)
+        [(_, frame)] = frames.frames(engine)
+        ip = Ether(frame)[IP]
+        assert ip.chksum == recomputed_ip_checksum(ip)
+        flags.append(str(ip.flags))
+    assert flags == ["", "DF", "DF", "DF", "", ""]
+
+
+def test_the_driver_s_frames_take_df_from_the_raw_ipv4_socket(monkeypatch):
+    # A UDP socket stands for the raw one (no root): its IP_MTU_DISCOVER set
+    # to DONT as net.ipv4.ip_no_pmtu_disc would have made it.
+    from hivrrp.daemon import driver as driver_module
+    from hivrrp.kernel.sockets import IP_MTU_DISCOVER, SOL_IP
+
+    made = []
+
+    def pool(family, buffer_bytes):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(SOL_IP, IP_MTU_DISCOVER, 0)
+        made.append(sock)
+        return SimpleNamespace(primary=sock, close=sock.close)
+
+    def packet(buffer_bytes):
+        made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        return made[-1]
+
+    monkeypatch.setattr(driver_module.SocketPool, "create", staticmethod(pool))
+    monkeypatch.setattr(driver_module, "open_packet", packet)
+    driver = Driver(None, lambda events: None)
+    try:
+        driver.open_sockets({4}, 1)
+        assert (driver.frames.pmtudisc, driver.frames.df) == (0, False)
+    finally:
+        for sock in made:
+            sock.close()
+
+
+def test_a_reload_that_adds_instances_grows_the_sockets_buffers(tmp_path, monkeypatch):
+    # The buffers were sized for the start's instances only: a reload from 1
+    # to 3 (at 1 MiB each here) left them at 1 MiB. UDP sockets stand for the
+    # raw and packet ones (no root; capped at wmem_max/rmem_max without it,
+    # which still grows them from the default).
+    from hivrrp.daemon import driver as driver_module
+    from hivrrp.kernel.sockets import SocketPool
+
+    monkeypatch.setattr(driver_module, "SOCKET_BUFFER_PER_INSTANCE", 1 << 20)
+    raw, packet = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+
+    def sizes():
+        return (raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                packet.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+    async def scenario():
+        d = await started(tmp_path, instance_text("VI_1", 1, ["192.0.2.10/24"]), LINKS,
+                          ADDRESSES, monkeypatch)
+        d.driver.pools = {4: SocketPool(4, 1 << 20, 20, [raw], counts=[0])}
+        d.driver.packet_socket, d.driver.buffer_bytes = packet, 1 << 20
+        before = sizes()
+        await reload(d, "".join(instance_text(f"VI_{k}", k, [f"192.0.2.{10 + k}/24"])
+                                for k in (1, 2, 3)))
+        assert d.plan.names == ["VI_1", "VI_2", "VI_3"]
+        grown = sizes()
+        await reload(d, instance_text("VI_1", 1, ["192.0.2.10/24"]))
+        d.driver.pools = {}             # not closed by the daemon: the test's sockets
+        return before, grown, sizes(), d.driver.buffer_bytes
+
+    try:
+        before, grown, after, buffer_bytes = asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        raw.close()
+        packet.close()
+    assert all(g > b for g, b in zip(grown, before)), (before, grown)
+    assert after == grown and buffer_bytes == 3 << 20      # never shrunk
+
+
 def test_what_the_packet_path_leaves_to_the_raw_socket_is_counted_by_reason():
     engine = masters({"vrid": 1, "ifindex": 3, "src": "192.0.2.1", "peers": ["192.0.2.9"]},
                      {"vrid": 2, "ifindex": 3, "src": "fe80::1", "family": 6},
@@ -170,23 +255,22 @@ def driver_with_frames() -> Driver:
 
 def test_the_driver_tells_the_frames_each_link_and_each_change(caplog):
     driver = driver_with_frames()
-    links = {"eth0": Link(2, "eth0", MAC, True),
-             "gre1": Link(9, "gre1", bytes(4), True, 1476, ARPHRD_TUNNEL)}
+    links = {2: Link(2, "eth0", MAC, True), 9: Link(9, "gre1", bytes(4), True, 1476, ARPHRD_TUNNEL)}
     driver.sync_links(links)
     assert driver.frames.link(2)[:3] == (MAC, 1500, True)
     assert driver.frames.link(9)[2] is False
     new_mac = bytes.fromhex("020000000042")
     with caplog.at_level(logging.INFO, logger="hivrrp"):
-        driver.sync_links({**links, "eth0": Link(2, "eth0", new_mac, True, 9000)})
+        driver.sync_links({**links, 2: Link(2, "eth0", new_mac, True, 9000)})
     assert driver.frames.link(2)[:3] == (new_mac, 9000, True)
     assert "interface eth0: MAC 02:00:00:00:00:01 -> 02:00:00:00:00:42" in caplog.text
-    driver.sync_links({"eth0": Link(2, "eth0", new_mac, True, 9000)})
+    driver.sync_links({2: Link(2, "eth0", new_mac, True, 9000)})
     assert driver.frames.link(9)[2] is False
 
 
 def test_the_raw_driver_has_no_frames():
     driver = Driver(None, lambda events: None, "raw")
-    driver.sync_links(LINKS)            # nothing to tell
+    driver.sync_links({link.index: link for link in LINKS.values()})   # nothing to tell
     assert driver.frames is None and driver.path_status()["mode"] == "raw"
     with pytest.raises(ValueError):
         Driver(None, lambda events: None, "fast")
@@ -204,7 +288,7 @@ def test_a_link_event_reaches_the_frames_before_what_it_decides_is_done(tmp_path
         lifecycle = Lifecycle(None, None, lambda: plan.config)
         watch = LinkWatch(loop, object(), lifecycle, lambda: plan, lambda actions: None,
                           lambda: order.append("engine work"), monitor=object())
-        watch.on_link_table = lambda links: order.append(("links", links["eth0"].mac))
+        watch.on_link_table = lambda links, changed: order.append(("links", links[2].mac))
         watch.table.links = dict(LINKS)
         new_mac = bytes.fromhex("020000000077")
         watch.on_netlink([("link", 2, "eth0", new_mac, False, 1500, 1)])   # and down
@@ -231,8 +315,8 @@ def test_each_fallback_reason_is_said_once(tmp_path, caplog):
     driver = driver_with_frames()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="hivrrp"):
-        driver.explain_paths(plan, links)
-        driver.explain_paths(plan, links)           # a reload: nothing new to say
+        driver.explain_paths(plan, by_index)
+        driver.explain_paths(plan, by_index)        # a reload: nothing new to say
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [f"(PEERS) adverts go through the raw IP socket: {sendpath.UNICAST}",
                      f"(SIX) adverts go through the raw IP socket: {sendpath.IPV6}",

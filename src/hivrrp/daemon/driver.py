@@ -12,17 +12,28 @@ they mean.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import socket
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from hivrrp._engine import Engine
 from hivrrp._io import FramePath, PacketIO
 from hivrrp._wire import RxBatch
+from hivrrp.daemon import sendlog
+from hivrrp.daemon.sendlog import Refused, SendLog
 from hivrrp.kernel import sendpath
-from hivrrp.kernel.sockets import SocketPool, open_packet
+from hivrrp.kernel.sockets import (
+    SocketPool,
+    device_mtu,
+    force_buffers,
+    open_packet,
+    pmtudisc,
+)
+from hivrrp.util.text import plural
 
 if TYPE_CHECKING:
     from hivrrp.daemon.plan import Plan
@@ -37,6 +48,10 @@ MAX_READS_PER_WAKEUP = 16      # bound the time one socket can hold the loop
 RX_POLL_PERIOD = 0.002         # seconds between reads of a busy socket
 SOCKET_BUFFER_PER_INSTANCE = 2048
 SOCKET_BUFFER_MIN = 1 << 20
+
+
+def buffer_size(instances: int) -> int:
+    return max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * instances)
 
 
 def now_us(loop: asyncio.AbstractEventLoop) -> int:
@@ -66,9 +81,11 @@ class Driver:
         self.loop = loop
         self.send_path = send_path
         self.packet_socket: socket.socket | None = None
-        self.frames: FramePath | None = None     # None: every advert on the raw sockets
+        self.buffer_bytes = 0                     # each socket's buffers (open_sockets)
         self.frames_problem: str | None = None   # why `auto` runs without frames
+        self.links: Mapping[int, Link] = {}      # the live links as last told (sync_links)
         self.links_told: dict[int, tuple[bytes, int, int]] = {}   # what frames knows, by index
+        self.frames: FramePath | None = None     # None: every advert on the raw sockets
         self.raw_logged: set[tuple[str, str]] = set()   # (instance, reason) said in the log
         self.on_events = on_events
         self.engine: Engine | None = None
@@ -80,6 +97,24 @@ class Driver:
         self.timer_at: int | None = None       # the deadline the loop timer is armed for
         self.wakeups = {"work": 0, "empty": 0}  # timer wake-ups that did / did not expire one
         self.closed = False
+        self.sendlog = SendLog(loop.time if loop is not None else time.monotonic, self.ifname,
+                               self.on_refused)
+        self.mtu_asked: dict[int, tuple[bytes, int, int]] = {}   # index -> told when asked
+
+    @property
+    def frames(self) -> FramePath | None:
+        return self._frames
+
+    @frames.setter
+    def frames(self, frames: FramePath | None) -> None:
+        # links_told describes one FramePath: a new one knows no link and is
+        # told every link of the last table at once. The table may have come
+        # before the packet path existed (the news of the leftover VIPs a
+        # start removes), and nothing else would tell it until a link changed.
+        self._frames = frames
+        self.links_told = {}
+        if frames is not None:
+            self.sync_links(self.links)
 
     def use(self, engine: Engine) -> None:
         """Drive `engine` from now on (a reload swaps engines)."""
@@ -101,11 +136,12 @@ class Driver:
             for io in self.senders:
                 io.send(engine, self.frames if io.family == 4 else None)
             engine.clear_tx()
+            self.sendlog.after_send(self.frames, self.senders)
 
     # ----------------------------------------------------------- sockets
 
     def open_sockets(self, families: set[int], instances: int) -> None:
-        buffer_bytes = max(SOCKET_BUFFER_MIN, SOCKET_BUFFER_PER_INSTANCE * instances)
+        self.buffer_bytes = buffer_bytes = buffer_size(instances)
         for family in (4, 6):
             # Both families, so that a reload may add instances of either.
             try:
@@ -118,6 +154,23 @@ class Driver:
         if self.send_path == "auto":
             self._open_frames(buffer_bytes)
 
+    def size_buffers(self, instances: int) -> None:
+        """The sockets' buffers for `instances`: a reload that adds thousands
+        must not overflow what was sized for the start's few (the adverts of
+        a mass takeover go out in one sendmmsg). Grown, never shrunk."""
+        wanted = buffer_size(instances)
+        if wanted <= self.buffer_bytes:
+            return
+        self.buffer_bytes = wanted
+        try:
+            for pool in self.pools.values():
+                pool.resize(wanted)
+            if self.packet_socket is not None:
+                force_buffers(self.packet_socket, send=wanted)
+        except OSError as exc:
+            log.warning("socket buffers not grown to %d bytes for %s: %s", wanted,
+                        plural(instances, "instance"), exc)
+
     def _open_frames(self, buffer_bytes: int) -> None:
         try:
             self.packet_socket = open_packet(buffer_bytes)
@@ -125,41 +178,73 @@ class Driver:
             self.frames_problem = f"no packet socket ({exc})"
             log.warning("%s: every advert goes through the raw IP socket", self.frames_problem)
             return
-        self.frames = FramePath(self.packet_socket.fileno(), RX_BATCH)
+        # DF as the raw IPv4 socket sets it: from net.ipv4.ip_no_pmtu_disc as
+        # it was when that socket was made, for its whole life (a sysctl
+        # changed later changes neither), so read once, here.
+        raw = self.pools.get(4)
+        self.frames = FramePath(self.packet_socket.fileno(), RX_BATCH,
+                                pmtudisc(raw.primary) if raw is not None else -1)
 
     # ---------------------------------------------------------- send path
 
-    def sync_links(self, links: Mapping[str, Link]) -> None:
-        """Tell the packet path the links as they are now: a MAC that changed
-        is the frames' source from the next advert on. Called with the link
-        table whenever netlink news changed it (few links change: each is
-        compared, only the changed ones go to the frames' table)."""
+    def sync_links(self, links: Mapping[int, Link], changed: Iterable[int] | None = None) -> None:
+        """Tell the packet path the links as they are now (LinkTable.live: by
+        index, each as its latest news says): a MAC that changed is the
+        frames' source from the next advert on. `changed`: the indexes whose
+        link changed or went since the last call (a link event touches one
+        of 10,000, and this runs on every netlink batch); None: every link,
+        and those it no longer has are forgotten."""
+        self.links = links
         if self.frames is None:
             return
-        seen = set()
-        for link in links.values():
-            seen.add(link.index)
+        if changed is None:
+            changed = [*links, *(i for i in self.links_told if i not in links)]
+        for index in changed:
+            link = links.get(index)
+            if link is None:
+                self.mtu_asked.pop(index, None)
+                if self.links_told.pop(index, None) is not None:
+                    self.frames.forget_link(index)
+                continue
             told = (link.mac, link.mtu, link.arphrd)
-            before = self.links_told.get(link.index)
+            before = self.links_told.get(index)
             if before == told:
                 continue
             usable = sendpath.link_reason(link) is None
-            self.frames.set_link(link.index, link.mac, link.mtu, usable)
+            self.frames.set_link(index, link.mac, link.mtu, usable)
             if before is not None and before[0] != link.mac and usable:
                 log.info("interface %s: MAC %s -> %s: adverts go out from the new one", link.name,
                          before[0].hex(":"), link.mac.hex(":"))
-            self.links_told[link.index] = told
-        for index in [i for i in self.links_told if i not in seen]:
-            self.frames.forget_link(index)
-            del self.links_told[index]
+            self.links_told[index] = told
 
-    def explain_paths(self, plan: Plan, links: Mapping[str, Link]) -> None:
+    def on_refused(self, refused: Refused) -> None:
+        """EMSGSIZE from the packet socket: a frame over the device's MTU, so
+        the one the frames were told is stale (its news not here yet, or
+        lost). The kernel's own is asked (once per link and MTU told) and
+        told to the frames: the adverts over it take the raw socket from the
+        next one on, where the kernel fragments them, instead of being lost."""
+        index = refused.ifindex
+        told = self.links_told.get(index)
+        if (refused.errno != errno.EMSGSIZE or refused.socket != sendlog.PACKET
+                or told is None or self.mtu_asked.get(index) == told):
+            return
+        self.mtu_asked[index] = told
+        mtu = device_mtu(index)
+        if mtu is None or mtu >= told[1]:
+            return          # not the MTU: the refusals are logged, nothing to correct
+        mac, old_mtu, arphrd = told
+        self.frames.set_link(index, mac, mtu)     # usable: it took frames until now
+        self.links_told[index] = self.mtu_asked[index] = (mac, mtu, arphrd)
+        log.info("interface %s: its MTU is %d, not %d as last heard: adverts over it go "
+                 "through the raw IP socket", self.ifname(index), mtu, old_mtu)
+
+    def explain_paths(self, plan: Plan, links: Mapping[int, Link]) -> None:
         """Log once per instance why its adverts keep the raw socket (unicast
-        peers, IPv6, a link that is not Ethernet): `plan` was just installed."""
+        peers, IPv6, a link that is not Ethernet): `plan` was just installed
+        on the live `links`."""
         if self.frames is None:
             return
-        by_index = {link.index: link for link in links.values()}
-        reasons = sendpath.raw_reasons(plan.instances.values(), by_index)
+        reasons = sendpath.raw_reasons(plan.instances.values(), links)
         for line in sendpath.fallback_lines(reasons, self.raw_logged):
             log.info("%s", line)
 
@@ -172,10 +257,21 @@ class Driver:
     def path_status(self) -> dict:
         """The send path and its counters, for the control socket."""
         status = {"mode": self.send_path, "frames": self.frames is not None,
-                  "summary": self.path_summary()}
+                  "summary": self.path_summary(),
+                  "raw_send_errors": sum(io.send_errors for io in self.senders)}
         if self.frames is not None:
             status.update(self.frames.counters())
         return status
+
+    def send_errors(self) -> dict[str, int]:
+        """Adverts the kernel refused, by socket: for the metrics."""
+        frames = self.frames
+        return {"packet": frames.send_errors if frames is not None else 0,
+                "raw": sum(io.send_errors for io in self.senders)}
+
+    def ifname(self, index: int) -> str:
+        link = self.links.get(index)
+        return link.name if link is not None else f"index {index}"
 
     def set_memberships(self, wanted: set[tuple[int, bytes, int]]) -> None:
         """Join exactly the (family, group, ifindex) memberships in `wanted`."""
@@ -205,6 +301,7 @@ class Driver:
 
     def close(self) -> None:
         self.closed = True
+        self.sendlog.close()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -47,6 +47,10 @@ class InstancePlan:
     vmac: str | None = None        # its VMAC's name (use_vmac): the VIPs' interface
 
 
+# (instance, ifindex, family, packed address) of a VIP to announce
+AnnounceEntry = tuple[str, int, int, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class FollowerGroup:
     """A leader's followers (`follow`) and what their moving as one takes,
@@ -60,9 +64,11 @@ class FollowerGroup:
     routes: tuple[Routing, ...]
     drops: tuple[Change, ...]      # the VIPs of followers that filter (no_accept)
     # Followers with the same announce settings (one shared `garp` mapping):
-    # (a follower whose settings they are, every VIP of theirs to announce,
-    # packed for the announcer's C queue with this plan's engine indexes).
-    announce: tuple[tuple[str, Block], ...]
+    # (a follower whose settings they are, every VIP of theirs to announce).
+    announce: tuple[tuple[str, tuple[AnnounceEntry, ...]], ...]
+    # The same VIPs of each class packed for the announcer's C queue with
+    # this plan's engine indexes: a group's burst costs no Python per address.
+    blocks: tuple[Block, ...]
 
 
 @dataclass
@@ -109,6 +115,14 @@ class Plan:
         if isinstance(owner, str):
             return owner if self.instances[owner].ifindex == ifindex else None
         return None if owner is None else owner.get(ifindex)
+
+    def unit_key(self, change: Change) -> object | None:
+        """The key of the follower group's unit (Encoded.key) that holds
+        `change`'s address, None when it is no follower's."""
+        owner = self.vip_owner(change.index, change.address)
+        leader = self.instances[owner].config.follow if owner is not None else None
+        group = self.followers.get(leader) if leader is not None else None
+        return None if group is None else group.vips.key
 
     def _own_vip(self, name: str, change: Change) -> None:
         owner = self.vip_owners.get(change.address)
@@ -381,23 +395,25 @@ def _follower_group(plan: Plan, leader: str, names: list[str], seq: int) -> Foll
     members = [plan.instances[name] for name in names]
     vips = [change for inst in members for change in inst.vips]
     key = object()       # the group's address set, the same for its additions and removals
-    classes: dict[int, tuple[str, list[tuple[int, int, int, bytes]]]] = {}
+    classes: dict[int, tuple[str, list[AnnounceEntry]]] = {}
     for inst in members:
         # Equal `garp` overrides are one shared mapping once loaded (config.model.Sharing).
         _first, entries = classes.setdefault(id(inst.config.garp), (inst.name, []))
-        index = plan.index[inst.name]
-        entries += [(index, c.index, c.family,
+        entries += [(inst.name, c.index, c.family,
                      socket.inet_pton(socket.AF_INET if c.family == 4 else socket.AF_INET6,
                                       c.address))
                     for c in inst.vips]
+    index = plan.index
     return FollowerGroup(
         leader, tuple(names),
         vips=encode_all(vips, seq, key),
         removals=encode_all([c.removal() for c in vips], seq + len(vips), key),
         routes=tuple(r for inst in members for r in inst.routes),
         drops=tuple(c for inst in members if filters(inst.config) for c in inst.vips),
-        announce=tuple((first, block(entries, plan.names))
-                       for first, entries in classes.values()))
+        announce=tuple((first, tuple(entries)) for first, entries in classes.values()),
+        blocks=tuple(block([(index[name], ifindex, family, address)
+                            for name, ifindex, family, address in entries], plan.names)
+                     for _first, entries in classes.values()))
 
 
 def _advertised(inst: Instance, link: Link | None, excess: list[str],

@@ -142,9 +142,10 @@ class Daemon:
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index,
+                                   placed_plan=lambda: self.vips.in_place(),
                                    hold=lambda: self.vips.task is not None)
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle,
-                             progressive=True)
+                             lambda: self.plan, progressive=True)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None
                                and not self.garp.announcer.queue)
         self.notifications = Notifications(loop, self.config,
@@ -208,6 +209,7 @@ class Daemon:
         """Make `plan` the running one (its instances not started yet)."""
         self.plan = plan
         self.driver.use(plan.engine)
+        self.driver.size_buffers(len(plan.names))     # a reload may add thousands
         now = now_us(self.loop)
         # Before start(): a faulty instance goes straight to FAULT.
         for name, faults in plan.faults_now(self.links.table.links).items():
@@ -218,7 +220,7 @@ class Daemon:
         self.trackers.configure(plan.config, self.links.table.links, ahead)
         self.apply_tracking(plan.names, start_released=False)   # the caller starts them
         self.links.installed(plan, built_on)
-        self.driver.explain_paths(plan, self.links.table.links)
+        self.driver.explain_paths(plan, self.links.table.live)
 
     def start_instances(self, plan: Plan, names: list[str]) -> int:
         """Start instances in INIT, but not those an unweighted script without
@@ -286,10 +288,12 @@ class Daemon:
             if self.follow_spans and inst.config.follow is not None:
                 self.report_followers()   # a follower's earlier events before its own
             self.dispatch(reactor.transition(inst, old, new, reason))
+            # The leader is told of before its followers, as the engine and
+            # the log have it: a partial move reports them right below.
+            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             moved = rest[2] if len(rest) > 2 else 0
             if moved:
                 self.followers_moved(name, old, new, moved)
-            self.notifications.event(name, old, new, reason, engine.effective_priority(index))
             if plan.sync_groups:
                 # Applied before the next event is judged: decisions read the
                 # engine's states. Their own events come in the next round.
@@ -530,6 +534,12 @@ class Daemon:
         for group in self.plan.sync_groups:
             self.notifications.group(group, "STOP")
         await self.vips.drain(SHUTDOWN_WAIT)
+        # The followers' STOP events still waiting for their slices go now:
+        # the notifier closes next, and nothing else waits for them.
+        if self.follow_report is not None:
+            self.follow_report.cancel()
+            self.follow_report = None
+        self.report_followers()
 
 
 def cause_of(reason: str, cause: tuple | None) -> str:

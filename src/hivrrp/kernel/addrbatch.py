@@ -68,14 +68,18 @@ class Encoded:
     where encoding 10,000 changes by hand took tens of milliseconds on the
     critical path of a mass takeover. The requests carry the sequence numbers
     first .. first + len - 1 (ENCODED_SEQ and up: never the batcher's own),
-    the last asks for the acknowledgement. `key` names the address set (a
-    group's additions and removals share it): within a trip a later unit of
-    the same key is the last word on all of them."""
+    in runs of up to CHUNK whose last request asks for the acknowledgement:
+    `runs` holds (byte offset, change count) at the end of each, where a send
+    may cut the unit (netlink refuses a message beyond the socket's send
+    buffer). `key` names the address set (a group's additions and removals
+    share it): within a trip a later unit of the same key is the last word on
+    all of them."""
     changes: tuple[Change, ...]
     data: bytes
     first: int
     key: object
     add: bool
+    runs: tuple[tuple[int, int], ...]
 
     def __len__(self) -> int:
         return len(self.changes)
@@ -83,14 +87,23 @@ class Encoded:
 
 # Sequence numbers from here on are pre-encoded units'; the batcher's own stay below.
 ENCODED_SEQ = 0x80000000
+CHUNK = 512                      # changes per acknowledged run (about 32 KiB)
 
 
 def encode_all(changes: Sequence[Change], first: int, key: object) -> Encoded:
-    """One Encoded of `changes` (all additions or all removals), numbered from `first`."""
+    """One Encoded of `changes` (all additions or all removals), numbered
+    from `first`, acknowledged at the end of every CHUNK of them."""
     changes = tuple(changes)
     last = len(changes) - 1
-    data = b"".join(encode(change, first + i, ack=i == last) for i, change in enumerate(changes))
-    return Encoded(changes, data, first & 0xFFFFFFFF, key, bool(changes) and changes[0].add)
+    parts, runs, size = [], [], 0
+    for i, change in enumerate(changes):
+        ack = i == last or i % CHUNK == CHUNK - 1
+        parts.append(encode(change, first + i, ack=ack))
+        size += len(parts[-1])
+        if ack:
+            runs.append((size, i + 1))
+    return Encoded(changes, b"".join(parts), first & 0xFFFFFFFF, key,
+                   bool(changes) and changes[0].add, tuple(runs))
 
 
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
@@ -98,7 +111,6 @@ IFA_LABEL, IFA_BROADCAST = 3, 4
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 
-CHUNK = 512                      # single changes per acknowledged run (about 32 KiB)
 # Runs go out together up to this many bytes a sendmsg (the kernel handles a
 # whole message in the sender's system call), so that 10,000 follower VIPs
 # are two system calls, each a GIL release and reacquisition.
@@ -238,22 +250,44 @@ class AddressBatcher:
                limit: int | None = None) -> Iterator[Send]:
         """The system calls for `changes`, in order: runs of single changes
         encoded here in chunks of CHUNK, then everything packed into sends of
-        up to ENCODED_SEND bytes (a mass takeover interleaves each leader's
+        up to send_limit bytes (a mass takeover interleaves each leader's
         own VIP with its followers' unit: 80 sends, each a wait for the kernel
-        and for the GIL, where 2 do)."""
-        buffers: list[bytes] = []
+        and for the GIL, where 2 do). A unit too big for one send is cut
+        between its runs, each piece ending on an acknowledged request.
+
+        No sequence number twice in a send: units are numbered at their
+        plan's build, so a trip can hold two whose numbers meet (two plans',
+        around a reload), and an answer must name one request: the one that
+        ends the send is its end, and every failure before it is this send's.
+        Such a unit starts a send of its own. `limit`: bytes a send, at
+        most send_limit (smaller sends for progress)."""
+        limit = self.send_limit if limit is None else min(limit, self.send_limit)
+        buffers: list[bytes | memoryview] = []
         runs: list[tuple[int, Sequence[Change]]] = []
         size = 0
-        limit = self.send_limit if limit is None else limit
+        top = 0                      # past the highest unit number in this send
         for unit in self._units(changes):
-            if buffers and size + len(unit.data) > limit:
-                yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
-                buffers, runs, size = [], [], 0
-            buffers.append(unit.data)
-            runs.append((unit.first, unit.changes))
-            size += len(unit.data)
+            # (The batcher's own numbers never meet: below ENCODED_SEQ, one
+            # after the other. A plan's units are numbered in the order its
+            # leaders usually move: their numbers only rise.)
+            planned = unit.first >= ENCODED_SEQ
+            if buffers and (size + len(unit.data) > limit
+                            or planned and unit.first < top and _numbers_meet(runs, unit)):
+                yield buffers, runs, _last_seq(runs)
+                buffers, runs, size, top = [], [], 0, 0
+            if planned:
+                top = max(top, unit.first + len(unit))
+            if len(unit.data) <= limit:
+                buffers.append(unit.data)
+                runs.append((unit.first, unit.changes))
+                size += len(unit.data)
+                continue
+            for piece, first, cut in _pieces(unit, limit):
+                if buffers:
+                    yield buffers, runs, _last_seq(runs)
+                buffers, runs, size = [piece], [(first, cut)], len(piece)
         if buffers:
-            yield buffers, runs, (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+            yield buffers, runs, _last_seq(runs)
 
     def _units(self, changes: Sequence[Change | Encoded]) -> Iterator[Encoded]:
         plain: list[Change] = []
@@ -316,6 +350,33 @@ class AddressBatcher:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _last_seq(runs: list[tuple[int, Sequence[Change]]]) -> int:
+    """The sequence number whose answer ends a send: its last run's last request's."""
+    return (runs[-1][0] + len(runs[-1][1]) - 1) & 0xFFFFFFFF
+
+
+def _numbers_meet(runs: list[tuple[int, Sequence[Change]]], unit: Encoded) -> bool:
+    """Do `unit`'s sequence numbers meet those of a run already in the send?"""
+    lo, hi = unit.first, unit.first + len(unit)
+    return any(first < hi and lo < first + len(changes) for first, changes in runs)
+
+
+def _pieces(unit: Encoded, limit: int) -> Iterator[tuple[memoryview, int, Sequence[Change]]]:
+    """`unit` in pieces of whole runs, each of at most `limit` bytes (a run
+    is CHUNK requests, far below any send buffer a socket gets): (its
+    bytes, its first sequence number, its changes)."""
+    data = memoryview(unit.data)
+    start = count = 0          # where the piece being made starts: bytes, changes
+    end = done = 0             # where its last whole run ends
+    for run_end, run_done in unit.runs:
+        if run_end - start > limit and end > start:
+            yield data[start:end], (unit.first + count) & 0xFFFFFFFF, unit.changes[count:done]
+            start, count = end, done
+        end, done = run_end, run_done
+    if end > start:
+        yield data[start:end], (unit.first + count) & 0xFFFFFFFF, unit.changes[count:done]
 
 
 def _change_of(runs: list[tuple[int, Sequence[Change]]], seq: int) -> Change | None:

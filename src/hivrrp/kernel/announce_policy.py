@@ -14,19 +14,27 @@
   10,000 followers cost a handful of timers, not 20,000.
 Everything is keyed by instance name and checked against the current state
 when it is due: a burst or a frame for an instance that left MASTER is dropped.
+
+A group's chain holds no addresses of its own: each of its bursts reads the
+leader's followers from the running plan, and sends for the addresses in
+place (VipQueue.in_place: while a reload's changes are on their way, only
+what the plan before it and the running one agree on). It ends with its
+leader's mastership (a follower is master only while its leader is), and a
+follower with announcements of its own (it became master by itself) is left
+out of it: one chain per follower, whatever moved it last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.daemon.plan import Plan
+from hivrrp.daemon.plan import AnnounceEntry, Plan
 from hivrrp.daemon.reactor import Announce
-from hivrrp.kernel.announce import Announcer, Block
+from hivrrp.kernel.announce import Announcer, Block, block
 from hivrrp.kernel.netlink import Link
 
 
@@ -64,10 +72,13 @@ class AnnouncePolicy:
     def __init__(self, loop: asyncio.AbstractEventLoop, current_plan: Callable[[], Plan | None],
                  links_by_index: Callable[[], dict[int, Link]],
                  announcer: Announcer | None = None,
+                 placed_plan: Callable[[], Plan | None] | None = None,
                  hold: Callable[[], bool] = lambda: False) -> None:
         """`hold()`: is a VIP trip in flight (repeats then wait, Announcer)?"""
         self.loop = loop
         self.current_plan = current_plan
+        # The plan whose VIPs are on the interfaces (VipQueue.in_place).
+        self.placed_plan = placed_plan or current_plan
         self.links_by_index = links_by_index
         self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
@@ -90,27 +101,37 @@ class AnnouncePolicy:
             self.heard_lower_priority(action.name)
 
     def followers_became_master(self, leader: str) -> None:
-        """Every follower of `leader` became master with it: each class of
-        followers with the same settings gets its bursts and refresh chain as
-        one (plan.FollowerGroup.announce, worked out at build)."""
+        """Every follower of `leader` became master with it, and their VIPs
+        are in (the trip that added them is done, or as far as them): each
+        class of followers with the same settings (plan.FollowerGroup.announce)
+        gets its bursts and refresh chain as one."""
         plan = self.current_plan()
-        group = plan.followers.get(leader) if plan is not None else None
+        if plan is None or plan.state(leader) != "MASTER":
+            return    # it left MASTER before that trip was done: so did they
+        group = plan.followers.get(leader)
         if group is None:
             return
         key = (FOLLOWERS, leader)
         self.stop(key)
-        self._forget(group.names)
-        for k, (first, entries) in enumerate(group.announce):
-            s = self._settings(first)
-            if s is None:
-                continue
-            self._block_burst(entries, s.master_repeat)
+        # A new mastership of theirs: what a follower had of its own is void
+        # (a reload while their VIPs were on their way gave each a chain).
+        placed = self.placed_plan()
+        before = group if placed is plan or placed is None else placed.followers.get(leader)
+        if before is group:
+            self._forget(group.names)
+        elif before is not None:
+            now = set(group.names)
+            self._forget(tuple(name for name in before.names if name in now))
+        for k in range(len(group.announce)):
+            entries, s, packed = self._group_entries(leader, k)
+            # (After forgetting them all, none has its own: no need to look.)
+            self._entries_burst(entries, s.master_repeat, mind_own=before is not group,
+                                packed=packed, names=group.names)
             if s.master_delay > 0:
-                self._later(key, f"master{k}", s.master_delay, self._block_burst, entries,
-                            s.master_repeat)
+                self._later(key, f"master{k}", s.master_delay, self._group_burst, leader, k,
+                            True)
             if s.refresh > 0:
-                self._later(key, f"refresh{k}", s.refresh, self._block_refresh, key, k,
-                            entries, s)
+                self._later(key, f"refresh{k}", s.refresh, self._group_refresh, leader, k)
 
     def _forget(self, names: tuple[str, ...]) -> None:
         """Bursts a follower had pending from a mastership of its own are void
@@ -142,7 +163,8 @@ class AnnouncePolicy:
 
     def keep_refreshing(self, name: str) -> None:
         """A master carried over by a reload keeps (or, if renamed, gets) its
-        refresh chain; a follower whose group's chain runs has it there."""
+        refresh chain; a follower whose group's chain runs has it there (the
+        chain reads the new plan's followers at its next round)."""
         s = self._settings(name)
         plan = self.current_plan()
         leader = plan.instances[name].config.follow if s is not None else None
@@ -155,14 +177,21 @@ class AnnouncePolicy:
 
     def stop(self, name: str | tuple[str, str], followers: bool = False) -> None:
         """Void what is pending for an instance, or with `followers` for the
-        followers of leader `name` as a group."""
+        followers of leader `name` as a group. A leader's own stop ends its
+        group's chain too: its followers are masters only while it is one,
+        however they left (together, one by one, or removed by a reload)."""
         if followers:
             plan = self.current_plan()
             group = plan.followers.get(name) if plan is not None else None
             if group is not None:
                 self._forget(group.names)
             name = (FOLLOWERS, name)
-        for handle in self.pending.pop(name, {}).values():
+        elif isinstance(name, str):
+            self._cancel((FOLLOWERS, name))
+        self._cancel(name)
+
+    def _cancel(self, key: str | tuple[str, str]) -> None:
+        for handle in self.pending.pop(key, {}).values():
             handle.cancel()
 
     def close(self) -> None:
@@ -202,22 +231,83 @@ class AnnouncePolicy:
         if s.refresh > 0:
             self._later(name, "refresh", s.refresh, self._refresh, name)
 
-    def _block_refresh(self, key: tuple[str, str], k: int, entries: Block,
-                       s: GarpSettings) -> None:
-        self._block_burst(entries, s.refresh_repeat)
-        self._later(key, f"refresh{k}", s.refresh, self._block_refresh, key, k, entries, s)
-
-    def _block_burst(self, entries: Block, repeat: int) -> None:
-        """Frames for many instances' VIPs at once (packed at plan build
-        with that plan's engine indexes, renumbered by the announcer if a
-        reload came since); each frame is checked against its instance's
-        state when it is due, as any."""
+    def _group_entries(self, leader: str, k: int
+                       ) -> tuple[Sequence[AnnounceEntry], GarpSettings, Block | None] | None:
+        """Class `k` of the leader's followers in the running plan, with its
+        settings now, and only the addresses in place, with the class's
+        packed Block when they are all of them; None once the leader is not
+        master or the class is gone (a reload)."""
         plan = self.current_plan()
-        if plan is None or not len(entries):
+        if plan is None or plan.state(leader) != "MASTER":
+            return None
+        group = plan.followers.get(leader)
+        if group is None or k >= len(group.announce):
+            return None
+        first, entries = group.announce[k]
+        s = self._settings(first)
+        packed: Block | None = group.blocks[k]
+        placed = self.placed_plan()
+        if placed is not plan and placed is not None:
+            # A reload's changes are on their way: what the plan before it
+            # and this one agree on is there throughout (a follower it added
+            # has no VIP yet, a VIP it moved is going or not there yet).
+            before = placed.followers.get(leader)
+            held = set() if before is None else {e for _f, es in before.announce for e in es}
+            entries, packed = [e for e in entries if e in held], None
+        return entries, s, packed
+
+    def _group_burst(self, leader: str, k: int, master: bool) -> None:
+        got = self._group_entries(leader, k)
+        if got is not None:
+            entries, s, packed = got
+            self._entries_burst(entries, s.master_repeat if master else s.refresh_repeat,
+                                packed=packed, names=self.current_plan().followers[leader].names)
+
+    def _group_refresh(self, leader: str, k: int) -> None:
+        got = self._group_entries(leader, k)
+        if got is None or got[1].refresh <= 0:
+            return
+        entries, s, packed = got
+        self._entries_burst(entries, s.refresh_repeat, packed=packed,
+                            names=self.current_plan().followers[leader].names)
+        key = (FOLLOWERS, leader)
+        self._later(key, f"refresh{k}", s.refresh, self._group_refresh, leader, k)
+        # A class that a reload added (or gave a refresh) gets its chain here.
+        group = self.current_plan().followers[leader]
+        kinds = self.pending[key]
+        for j, (first, _entries) in enumerate(group.announce):
+            if f"refresh{j}" not in kinds:
+                other = self._settings(first)
+                if other.refresh > 0:
+                    self._later(key, f"refresh{j}", other.refresh, self._group_refresh, leader, j)
+
+    def _entries_burst(self, entries: Sequence[AnnounceEntry], repeat: int,
+                       mind_own: bool = True, packed: Block | None = None,
+                       names: Sequence[str] = ()) -> None:
+        """Frames for many instances' VIPs at once; each frame is checked
+        against its instance's state when it is due, as any. A follower with
+        announcements of its own pending is left to them (`mind_own`).
+        `packed`: `entries` as the announcer's C queue takes them, built with
+        the plan (a mass takeover's path: no Python per address), used when
+        none of `names` (the instances of `entries`) is to be left out."""
+        plan = self.current_plan()
+        if plan is None or not entries:
             return
         g = plan.config.global_defs
-        interval = g.garp_interval if entries.family == 4 else g.gna_interval
-        self.announcer.announce_block(self.loop, entries, repeat=repeat, interval=interval)
+        pending = self.pending if mind_own else None
+        if pending and packed is not None and any(name in pending for name in names):
+            packed = None
+        if packed is None:
+            # Off the fast path (a reload in flight, followers with their own
+            # announcements): the addresses packed here, one by one.
+            index = plan.index
+            packed = block([(index[name], ifindex, family, address)
+                            for name, ifindex, family, address in entries
+                            if name in index and not (pending and name in pending)],
+                           plan.names)
+        if len(packed):
+            interval = g.garp_interval if packed.family == 4 else g.gna_interval
+            self.announcer.announce_block(self.loop, packed, repeat=repeat, interval=interval)
 
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()

@@ -7,6 +7,7 @@ once it does (the first link dump may already be stale by then).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -48,8 +49,17 @@ Decision = InterfaceState | Rebuild | VipRemoved | Resync
 
 
 class LinkTable:
+    """The links as the kernel's news left them, in two views. `links`, by
+    name, is what plans are built and judged on: a deleted link stays in it,
+    down, for the instances configured on it. `live`, by index, is the links
+    that exist now, each as its latest news says: what frames, announcements
+    and log lines need, where an old name or a deleted link whose index a new
+    link took would be a stale MAC or MTU."""
+
     def __init__(self, links: dict[str, Link]) -> None:
-        self.links = dict(links)
+        self.live: dict[int, Link] = {}
+        self.changed: set[int] = set()     # indexes whose live entry changed, not yet taken
+        self.links = links
         self.held: list[tuple] = []
         self.overflowed = False
         self.generation = 0            # link events taken in: a dump older than one is stale
@@ -59,8 +69,30 @@ class LinkTable:
         # judged against the plan it installs (since()): no rebuild asked for.
         self.building = False
 
+    @property
+    def links(self) -> dict[str, Link]:
+        return self._links
+
+    @links.setter
+    def links(self, links: dict[str, Link]) -> None:
+        """A dump: both views from it."""
+        self._links = dict(links)
+        self._set_live({link.index: link for link in self._links.values()})
+
+    def _set_live(self, live: dict[int, Link]) -> None:
+        old = self.live
+        self.changed.update(i for i in old.keys() | live.keys() if old.get(i) != live.get(i))
+        self.live = live
+
+    def take_changed(self) -> set[int]:
+        """The indexes whose live link changed (or went) since the last take."""
+        changed, self.changed = self.changed, set()
+        return changed
+
     def by_index(self) -> dict[int, Link]:
-        return {link.index: link for link in self.links.values()}
+        """The live links by index, a copy (one C-level copy: the metrics
+        thread calls this while the loop adds links)."""
+        return dict(self.live)
 
     def handle(self, events: list[tuple], plan: Plan | None) -> list[Decision]:
         if plan is None:
@@ -94,6 +126,8 @@ class LinkTable:
                     waiting = {}   # one rebuild serves them all
             elif kind == "dellink":
                 _, index, name = event
+                if self.live.pop(index, None) is not None:
+                    self.changed.add(index)
                 if self.building:
                     self.deleted.add(name)       # judged against the plan it installs
                 else:
@@ -106,8 +140,18 @@ class LinkTable:
         # An event without the MTU or link type (tests' older tuples): the defaults.
         _, index, name, mac, up, *rest = event
         link = Link(index, name, mac, up, *rest)
-        old = self.links.get(name)
-        self.links[name] = link
+        renamed = self.live.get(index)
+        if renamed is not None and renamed.name != name:
+            # The old name is gone (no RTM_DELLINK says so): kept, it named
+            # this index with its old state, and a resync found it missing
+            # and put this index's instances in FAULT.
+            if self._links.get(renamed.name) == renamed:
+                del self._links[renamed.name]
+        if self.live.get(index) != link:
+            self.live[index] = link
+            self.changed.add(index)
+        old = self._links.get(name)
+        self._links[name] = link
         self.generation += 1
         self.deleted.discard(name)         # (made again, or it was not deleted)
         if self.building and plan.interfaces.get(name) != index:
@@ -120,10 +164,11 @@ class LinkTable:
     def replace(self, links: dict[str, Link], plan: Plan) -> list[Decision]:
         """A fresh dump (after a resync): what it shows that the events had not."""
         links = dict(links)
+        live = {link.index: link for link in links.values()}
         gone = []
-        for name, old in self.links.items():
+        for name, old in self._links.items():
             if name not in links:   # deleted meanwhile: as RTM_DELLINK would have said
-                links[name] = Link(old.index, name, old.mac, False)
+                links[name] = dataclasses.replace(old, up=False)   # its MTU, not the default
                 if self.building:
                     self.deleted.add(name)   # judged at the installation, as in handle()
                 gone.append((name, old.index))
@@ -132,7 +177,8 @@ class LinkTable:
             decisions += _judge(link, self.links.get(name), plan)
         for name, index in gone:
             decisions += _vmac_gone(name, index, plan)
-        self.links = links
+        self._links = links
+        self._set_live(live)
         self.generation += 1
         return _dedupe(decisions)
 

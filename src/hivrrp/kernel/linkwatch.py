@@ -44,10 +44,10 @@ class LinkWatch:
         self.table = LinkTable({})
         # Told the link table after links went up or down (tracked interfaces).
         self.on_links: Callable[[dict[str, Link]], None] | None = None
-        # Told the link table whenever news changed it (a MAC, an MTU), before
-        # anything is sent on it: the adverts' frames are built from it.
-        self.on_link_table: Callable[[dict[str, Link]], None] | None = None
-        self.told = -1                 # the table's generation on_link_table last saw
+        # Told the live links (by index) and the indexes of those that changed
+        # whenever news changed some (a MAC, an MTU), before anything is sent
+        # on them: the adverts' frames are built from them.
+        self.on_link_table: Callable[[dict[int, Link], set[int]], None] | None = None
         # Subscribed before the caller's first dump; what arrives meanwhile is held.
         self.monitor = monitor or Monitor(loop, self.on_netlink)
         # settle(): links the monitor has yet to tell in their final state.
@@ -104,9 +104,8 @@ class LinkWatch:
             self.settled.set_result(True)
 
     def carry_out(self, decisions: list[Decision], plan: Plan) -> None:
-        if self.table.generation != self.told and self.on_link_table is not None:
-            self.told = self.table.generation
-            self.on_link_table(self.table.links)
+        if self.table.changed and self.on_link_table is not None:
+            self.on_link_table(self.table.live, self.table.take_changed())
         if not decisions:
             return
         now = now_us(self.loop)

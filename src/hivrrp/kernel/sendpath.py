@@ -16,12 +16,15 @@ keep the raw IP socket, for a reason the daemon logs once per instance:
 
 A frame larger than the link's MTU (the MTU went down after the adverts were
 sized) also takes the raw socket, whose kernel fragments it as before;
-FramePath counts those. `--send-path raw` keeps every advert on the raw
+FramePath counts those, and daemon/sendlog.py says it once per interface
+and MTU. `--send-path raw` keeps every advert on the raw
 socket: hivrrp's only path before, kept for comparison and as an escape hatch.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -88,3 +91,26 @@ def fallback_lines(reasons: Mapping[str, list[str]],
             lines.append(f"{len(new)} instances send their adverts through the raw IP socket: "
                          f"{reason}: {', '.join(new[:NAMES_SHOWN])} and {more} more")
     return lines
+
+
+FULL = "the interface's queue or the socket's send buffer is full"
+GONE = "the interface is gone"
+# What a refused send means where the errno alone does not say it.
+REFUSALS = {
+    errno.ENOBUFS: FULL,
+    errno.EAGAIN: FULL,
+    errno.ENETDOWN: "the interface is down",
+    errno.ENXIO: GONE,
+    errno.ENODEV: GONE,
+    errno.EMSGSIZE: "the frame is over the interface's MTU",
+    errno.ENETUNREACH: "no route to the peer",
+    errno.EHOSTUNREACH: "no route to the peer",
+    errno.EPERM: "a firewall rule (netfilter OUTPUT) dropped it",
+}
+
+
+def refusal(code: int) -> str:
+    """A refused send's errno in words, with what it means for an advert."""
+    text = f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+    meaning = REFUSALS.get(code)
+    return f"{text}: {meaning}" if meaning else text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import socket
 import struct
@@ -21,6 +22,8 @@ VRRP_PROTO = 112
 SOL_IP, SOL_IPV6 = socket.IPPROTO_IP, socket.IPPROTO_IPV6
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IP_MULTICAST_ALL = 49          # linux/in.h; not exported by Python's socket module
+IP_MTU_DISCOVER = 10           # likewise
+SIOCGIFMTU = 0x8921            # linux/sockios.h
 IPV6_MULTICAST_ALL = 29        # linux/in6.h
 SO_ATTACH_FILTER = 26
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
@@ -85,6 +88,24 @@ def open_packet(buffer_bytes: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def pmtudisc(sock: socket.socket) -> int:
+    """A socket's IP_MTU_DISCOVER: whether its IPv4 datagrams carry DF. The
+    kernel sets it from net.ipv4.ip_no_pmtu_disc when the socket is made."""
+    return sock.getsockopt(SOL_IP, IP_MTU_DISCOVER)
+
+
+def device_mtu(ifindex: int) -> int | None:
+    """The interface's MTU as the kernel has it now (SIOCGIFMTU), or None
+    when it is gone: for when a send says the one netlink last told is stale."""
+    try:
+        name = socket.if_indextoname(ifindex).encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            answer = fcntl.ioctl(sock, SIOCGIFMTU, struct.pack("16si", name, 0))
+    except OSError:
+        return None
+    return struct.unpack_from("i", answer, 16)[0]
 
 
 def force_buffers(sock: socket.socket, *, receive: int = 0, send: int = 0) -> None:
@@ -183,6 +204,12 @@ class SocketPool:
             except OSError:
                 pass  # the interface is gone, and the membership with it
             self.counts[index] -= 1
+
+    def resize(self, buffer_bytes: int) -> None:
+        """Every socket's buffers to `buffer_bytes`, and those made later."""
+        self.buffer_bytes = buffer_bytes
+        for sock in self.sockets:
+            force_buffers(sock, receive=buffer_bytes, send=buffer_bytes)
 
     def close(self) -> None:
         for sock in self.sockets:

@@ -10,10 +10,10 @@ no_accept drop sets change in the same trip: additions before the addresses
 (a new master's VIP never answers unfiltered), removals after them (nor does
 a leaving one's), each one transaction however many instances moved.
 
-With `progressive` (the daemon's Netlink), a trip that adds no routes
-announces each instance as soon as the parts of the trip up to its
-announcement are in the kernel, while the netlink thread adds the next ones:
-a mass takeover's first gratuitous ARPs go out during the trip, not after it.
+With `progressive` (the daemon's Netlink), a trip that adds no routes hands
+each announcement on as soon as every address change queued before it is in
+the kernel, while the netlink thread adds the next ones: a mass takeover's
+first gratuitous ARPs go out during the trip, not after it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import logging
 import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
-from itertools import accumulate
 
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
@@ -84,52 +83,91 @@ async def remove_leftovers(apply_vips: ApplyVips, plan: Plan,
 class Batch:
     """One trip's worth of actions, reduced to their net effect.
 
-    The VIP changes are parts applied in order: runs of single changes (a
-    dict each, the last word per address) and follower groups' Encoded units,
-    kept whole (a mass takeover queues 40 of them, not 10,000 changes). The
-    kernel applying them in order ends where the last word says; a unit
-    right after a unit of the same address set replaces it."""
+    VIP changes keep the last word on each address, in the order of the last
+    words (one dict), whether they came one by one or as a follower group's
+    Encoded unit, which is kept whole (a mass takeover queues 40 of them, not
+    10,000 changes) and stands for its address set: a later unit of the same
+    set replaces it, so a leader's MASTER -> BACKUP -> MASTER within a trip
+    sends its followers' additions once and no removal (a removal is not
+    free: routes with a VIP as prefsrc go, and without promote_secondaries
+    the primary's removal takes other masters' secondaries with it). Where
+    single changes and a unit meet on an address (a follower's own event
+    beside its group's), `unit_of` (the running plan's) tells whose it is,
+    and vips() keeps the later word only."""
 
-    def __init__(self) -> None:
-        self.parts: list[dict[tuple[int, str], Change] | Encoded] = []
+    def __init__(self, unit_of: Callable[[Change], object | None] | None = None) -> None:
+        # (ifindex, address) -> its last change; a unit's key -> its last unit
+        self.words: dict[object, Change | Encoded] = {}
+        self.units = 0                 # Encoded among the words
+        self.unit_of = unit_of
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
-        # For each announcement, how many parts were queued before it: the
-        # addresses it announces are in them (an instance's SetVips come
-        # before its Announce), so once those are in it may go.
+        # When each word came (a count of the changes added): a key's first
+        # and last, and for each announcement the count at its coming (its
+        # instance's changes came before it), for Announcements.start().
+        self.stamp = 0
+        self.first: dict[object, int] = {}
+        self.last: dict[object, int] = {}
         self.after: list[int] = []
+        self.settled = False           # vips dropped or cut a word (see _settled)
 
     @property
     def vips(self) -> list[Change | Encoded]:
         """The VIP changes in order, a unit as one item."""
-        out: list[Change | Encoded] = []
-        for part in self.parts:
-            if part.__class__ is Encoded:
-                out.append(part)
+        words = list(self.words.values())
+        if not self.units or self.unit_of is None or self.units == len(words):
+            return words
+        return self._settled(words)
+
+    def _settled(self, words: list[Change | Encoded]) -> list[Change | Encoded]:
+        """`words` with each address's last word only, where single changes
+        and units overlap: a single change before its address's unit goes; a
+        unit's word on an address a later single change has is left out of
+        the unit (sent as single changes then: rare, and off the fast path)."""
+        at = {word.key: k for k, word in enumerate(words) if word.__class__ is Encoded}
+        skip: set[int] = set()
+        carved: dict[object, set[tuple[int, str]]] = {}
+        for k, word in enumerate(words):
+            if word.__class__ is Encoded:
+                continue
+            unit = at.get(self.unit_of(word))
+            if unit is None:
+                continue
+            if unit > k or words[unit].add == word.add:
+                skip.add(k)        # the unit has the last word, or says the same
             else:
-                out.extend(part.values())
+                carved.setdefault(words[unit].key, set()).add((word.index, word.address))
+        self.settled = bool(skip or carved)
+        out: list[Change | Encoded] = []
+        for k, word in enumerate(words):
+            if k in skip:
+                continue
+            gone = carved.get(word.key) if word.__class__ is Encoded else None
+            if gone is None:
+                out.append(word)
+            else:
+                out += [c for c in word.changes if (c.index, c.address) not in gone]
         return out
 
     def vip_count(self) -> int:
-        return sum(len(part) for part in self.parts)
+        return sum(len(w) if w.__class__ is Encoded else 1 for w in self.words.values())
 
     def add(self, action: Action) -> None:
         if isinstance(action, SetVips):
+            words = self.words
             for change in action.changes:
-                last = self.parts[-1] if self.parts else None
                 if change.__class__ is Encoded:
-                    if last.__class__ is Encoded and last.key is change.key:
-                        self.parts[-1] = change
-                    else:
-                        self.parts.append(change)
-                    continue
-                if last.__class__ is not dict:
-                    last = {}
-                    self.parts.append(last)
-                key = (change.index, change.address)
-                last.pop(key, None)   # re-inserted last: the order of the final word
-                last[key] = change
+                    key = change.key
+                    if words.pop(key, None) is None:
+                        self.units += 1
+                else:
+                    key = (change.index, change.address)
+                    words.pop(key, None)   # re-inserted last: the order of the final word
+                words[key] = change
+                self.stamp += 1
+                self.first.setdefault(key, self.stamp)
+                self.last[key] = self.stamp
         elif isinstance(action, SetDrops):
             for change in action.changes:
                 self.drops[holder(change)] = (action.add, change)
@@ -140,10 +178,10 @@ class Batch:
                 self.routes[key] = (action.add, entry)
         elif isinstance(action, Announce):
             self.announce.append(action)
-            self.after.append(len(self.parts))
+            self.after.append(self.stamp)
 
     def __bool__(self) -> bool:
-        return bool(self.parts or self.drops or self.routes or self.announce)
+        return bool(self.words or self.drops or self.routes or self.announce)
 
     def route_changes(self, add: bool) -> list[Routing]:
         return [entry for is_add, entry in self.routes.values() if is_add == add]
@@ -151,26 +189,37 @@ class Batch:
     def drop_changes(self, add: bool) -> list[Change]:
         return [change for is_add, change in self.drops.values() if is_add == add]
 
-    def part_ends(self) -> list[int]:
-        """How many items of `vips` there are up to and including each part."""
-        return list(accumulate(1 if part.__class__ is Encoded else len(part)
-                               for part in self.parts))
-
 
 class Announcements:
-    """A trip's announcements, each handed over once the parts queued
-    before it are in the kernel (progress()), the rest at the trip's end."""
+    """A trip's announcements, handed on in order, each once the changes it
+    waits for are in the kernel (start() and progress()), the rest at the
+    trip's end (rest())."""
 
     def __init__(self, batch: Batch, announce: Callable[[Announce], None]) -> None:
-        self.items, self.after = batch.announce, batch.after
-        self.ends = batch.part_ends()
+        self.items = batch.announce
         self.announce = announce
         self.next = 0
+        self.needs: list[int] = []     # for each: how many of the trip's items first
+
+    def start(self, batch: Batch) -> Callable[[int], None]:
+        """The items of batch.vips (its words, in order: not settled) each
+        announcement needs: every word whose address had a change before the
+        announcement came, at its last change's place (a flap after the
+        announcement moved it later: the address is in only then)."""
+        marks = [batch.last[key] for key in batch.words]   # rising: the words' order
+        firsts = iter(batch.first.items())                 # in the order first seen
+        waiting = next(firsts, None)
+        latest = 0
+        for stamp in batch.after:
+            while waiting is not None and waiting[1] <= stamp:
+                latest = max(latest, batch.last[waiting[0]])
+                waiting = next(firsts, None)
+            self.needs.append(bisect_right(marks, latest))
+        return self.progress
 
     def progress(self, done: int) -> None:
-        """The first `done` items of the batch's `vips` are in the kernel."""
-        parts = bisect_right(self.ends, done)
-        while self.next < len(self.items) and self.after[self.next] <= parts:
+        """The first `done` items of the trip are in the kernel."""
+        while self.next < len(self.needs) and self.needs[self.next] <= done:
             self.next += 1
             self.announce(self.items[self.next - 1])
 
@@ -182,21 +231,42 @@ class Announcements:
 
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
-                 announce: Callable[[Announce], None], progressive: bool = False) -> None:
+                 announce: Callable[[Announce], None],
+                 current_plan: Callable[[], Plan | None] = lambda: None,
+                 progressive: bool = False) -> None:
         self.apply_vips = apply_vips
         self.apply_routes = apply_routes
         self.announce = announce
         self.progressive = progressive     # apply_vips takes progress=
-        self.pending = Batch()
+        self.current_plan = current_plan
+        self.pending = Batch(self._unit_of)
         self.task: asyncio.Task | None = None
+        # The plan whose masters' addresses the last completed trip put in
+        # place: every action queued before a trip was taken is in it, and
+        # a reload dispatches its actions before it installs the new plan.
+        self.placed: Plan | None = None
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
+        if self.task is None:
+            self.placed = self.current_plan()     # idle: everything before is in place
         for action in actions:
             self.pending.add(action)
         if self.pending and self.task is None:
             self.task = spawn(self._run(), "apply VIPs")
+
+    def _unit_of(self, change: Change) -> object | None:
+        plan = self.current_plan()
+        return None if plan is None else plan.unit_key(change)
+
+    def in_place(self) -> Plan | None:
+        """The plan whose masters' VIPs are on the interfaces now: the running
+        one when nothing is on its way to netlink, else the one the last
+        completed trip was taken under (a reload's changes may be in flight)."""
+        if self.task is None or self.placed is None:
+            return self.current_plan()
+        return self.placed
 
     async def idle(self) -> None:
         """Returns once everything submitted so far has been applied."""
@@ -213,7 +283,8 @@ class VipQueue:
     async def _run(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending, Batch()
+                batch, self.pending = self.pending, Batch(self._unit_of)
+                plan = self.current_plan()
                 announcements = Announcements(batch, self.announce)
                 try:
                     await self._apply(batch, announcements)
@@ -222,22 +293,25 @@ class VipQueue:
                     log.exception("applying %s and %s failed",
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
+                self.placed = plan
                 announcements.rest()
         finally:
             self.task = None
 
     async def _apply(self, batch: Batch, announcements: Announcements) -> None:
         await self._routes(False, batch.route_changes(False))
-        if batch.parts or batch.drops:
+        if batch.words or batch.drops:
             changes = batch.vips
             started = time.monotonic()
             extra = {}
             if batch.drops:
                 extra.update(drop=batch.drop_changes(True), undrop=batch.drop_changes(False))
             # keepalived announces after the routes too: a trip that adds
-            # some announces at its end.
-            if self.progressive and batch.announce and not batch.route_changes(True):
-                extra["progress"] = announcements.progress
+            # some announces at its end, and so does one whose single changes
+            # and units met (rare: its items are not its words).
+            if (self.progressive and batch.announce and not batch.route_changes(True)
+                    and not batch.settled):
+                extra["progress"] = announcements.start(batch)
             failed = await self.apply_vips(changes, **extra)
             count = 0
             for change in changes:

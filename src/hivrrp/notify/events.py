@@ -64,27 +64,32 @@ class Notifications:
                         if p and s}
         self.fifos = _fifo_settings(config)
         self.carried_faults: set[str] = set()   # see Daemon.apply_config
-        self.configure(config, security)
+        self.security = security
         self.notifier = Notifier(loop, fifo_paths=fifos, fifo_scripts=fifo_scripts,
                                  concurrency=g.notify_script_concurrency,
                                  timeout=g.notify_script_timeout, secure=self.allows,
                                  script_user=g.script_user, script_group=g.script_group)
+        self._configure(config, security)
 
     def configure(self, config: Config, security: SecurityReport) -> None:
-        """`security`: security_of(config), made off the loop."""
+        """A reload's configuration. `security`: security_of(config), made off the loop."""
         g = config.global_defs
+        self.notifier.set_script_identity(g.script_user, g.script_group)
+        self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
+        if _fifo_settings(config) != self.fifos:
+            log.warning("notify_fifo / vrrp_notify_fifo changes take effect at the next "
+                        "restart; the FIFOs opened at start stay in use")
+        self._configure(config, security)
+
+    def _configure(self, config: Config, security: SecurityReport) -> None:
         self.security = security
-        if hasattr(self, "notifier"):    # a reload
-            self.notifier.set_script_identity(g.script_user, g.script_group)
-            self.notifier.set_limits(g.notify_script_concurrency, g.notify_script_timeout)
-            if _fifo_settings(config) != self.fifos:
-                log.warning("notify_fifo / vrrp_notify_fifo changes take effect at the next "
-                            "restart; the FIFOs opened at start stay in use")
         self.instances = {inst.name: inst for inst in config.instances}
         self.groups = {group.name: group for group in config.sync_groups}
-        # Nobody hears of a follower's state change (no FIFO, no follower with
-        # a notify script): the daemon need not hand them over one by one.
-        self.followers_silent = not (g.notify_fifo or g.vrrp_notify_fifo) and not any(
+        # Nobody hears of a follower's state change (no FIFO open, no follower
+        # with a notify script): the daemon need not hand them over one by
+        # one. The FIFOs are the notifier's, opened at start, whatever a
+        # reloaded file says.
+        self.followers_silent = not self.notifier.writes_fifo and not any(
             inst.notify for inst in config.instances if inst.follow is not None)
         self.priority_changes = config.global_defs.notify_priority_changes
 

@@ -249,6 +249,11 @@ class Notifier:
                 if run is not None:
                     self._fifo_tasks.append(spawn(self._fifo_script(run), run.what))
 
+    @property
+    def writes_fifo(self) -> bool:
+        """Is a FIFO open (opened at start, kept until the end)?"""
+        return bool(self._fifos)
+
     def set_script_identity(self, script_user: str | None, script_group: str | None) -> None:
         """global_defs script_user after a reload: scripts without their own
         user run as this one from now on (and are judged as it).  Every user

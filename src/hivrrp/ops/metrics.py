@@ -214,6 +214,12 @@ class DaemonCollector:
         for result, count in d.driver.wakeups.items():
             wakeups.add_metric([result], count)
         yield wakeups
+        refused = CounterMetricFamily("hivrrp_advert_send_errors",
+                                      "Adverts the kernel refused to send (lost), by socket: "
+                                      "packet (frames) or raw (IP).", labels=["socket"])
+        for sock, count in d.driver.send_errors().items():
+            refused.add_metric([sock], count)
+        yield refused
         runs = CounterMetricFamily("hivrrp_notify_runs", "Notify script runs by result.",
                                    labels=["result"])
         counted = dict(d.notifications.notifier.runs)
@@ -260,8 +266,9 @@ class DaemonCollector:
                 "hivrrp_receive_errors", "Received packets dropped before any instance owned "
                 "them, by interface and reason (RFC 6527's global counters; interface "
                 '"other": one no instance uses).', labels=["interface", "reason"])
-            # One C-level copy: the loop adds links while this thread reads.
-            names = {link.index: link.name for link in list(d.links.table.links.values())}
+            # The live links (not an old name of a renamed one), copied at C
+            # level: the loop adds links while this thread reads.
+            names = {index: link.name for index, link in d.links.table.by_index().items()}
             for ifindex, counts in plan.engine.interface_drops().items():
                 interface = names.get(ifindex, f"if{ifindex}") if ifindex else "other"
                 for reason, count in counts.items():

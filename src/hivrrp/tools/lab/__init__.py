@@ -91,6 +91,7 @@ class Lab:
     def build(self) -> None:
         t = self.topology
         switch = t.netns("switch")
+        t.behave_as_a_switch(switch)
         for name in ("r1", "r2", "client"):
             self.ns[name] = t.netns(name)
         count = math.ceil(self.instances / PER_SEGMENT)

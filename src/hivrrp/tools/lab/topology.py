@@ -44,6 +44,18 @@ class Topology:
         self.sh("ip", "link", "set", "lo", "up", ns=ns)
         return ns
 
+    def behave_as_a_switch(self, ns: str) -> None:
+        """No netfilter on bridged frames in `ns` (br_netfilter's bridge-nf-call-*).
+
+        A switch does not run a host's firewall on what it forwards; with
+        br_netfilter loaded (built in here) a new namespace's bridges pass
+        every frame through the IP hooks, about 1 us per advert charged to
+        whichever router sent it (a veth delivers in the sender's context).
+        Absent sysctls (no br_netfilter) leave nothing to turn off.
+        """
+        for family in ("iptables", "ip6tables", "arptables"):
+            self.sh("sysctl", "-qw", f"net.bridge.bridge-nf-call-{family}=0", ns=ns, check=False)
+
     def segment(self, switch: str, index: int) -> str:
         bridge = f"br{index}"
         self.sh("ip", "link", "add", bridge, "type", "bridge", ns=switch)
