@@ -120,3 +120,32 @@ def test_a_progressive_queue_announces_each_part_once_it_is_in_and_not_before():
     # Not progressive (an apply_vips without progress=): at the end, as always.
     assert asyncio.run(scenario(False))[-4:] == [
         ("trip end",), ("announce", "A"), ("announce", "S"), ("announce", "B")]
+
+
+def test_an_announcement_waits_for_its_addresses_moved_later_in_the_trip_by_a_flap():
+    from hivrrp.kernel.addrbatch import ENCODED_SEQ, encode_all
+    unit = encode_all([vip("192.0.2.10")], ENCODED_SEQ, key="a")
+    gone = encode_all([vip("192.0.2.10", add=False)], ENCODED_SEQ + 1, key="a")
+    events = []
+
+    async def apply_vips(changes, progress=None):
+        events.append(("trip", [c.key if hasattr(c, "key") else c.address for c in changes]))
+        for done in range(1, len(changes) + 1):
+            await asyncio.sleep(0)
+            events.append(("in", done))
+            progress(done)
+        return []
+
+    async def scenario():
+        queue = VipQueue(apply_vips, None, lambda a: events.append(("announce", a.name)),
+                         progressive=True)
+        # The group comes, X comes, the group leaves and comes back: its last
+        # word on its addresses is now after X's.
+        queue.submit([SetVips((unit,)), Announce("A", "followers"),
+                      SetVips((vip("192.0.2.30"),)), Announce("X", "master"),
+                      SetVips((gone,)), SetVips((unit,)), Announce("A", "followers")])
+        await asyncio.wait_for(queue.idle(), 5)
+
+    asyncio.run(scenario())
+    assert events == [("trip", ["192.0.2.30", "a"]), ("in", 1), ("in", 2),
+                      ("announce", "A"), ("announce", "X"), ("announce", "A")]
