@@ -233,3 +233,36 @@ def test_a_reload_during_a_burst_renumbers_the_queued_frames_by_name(tmp_path):
     sent, announcer = asyncio.run(scenario())
     assert len(sent) == 4 and announcer.dropped == 0
     assert {frame[28:32] for frame in sent} == {bytes([192, 0, 2, 52])}
+
+
+def test_a_drain_that_raises_does_not_stop_later_announcements(tmp_path):
+    plan = masters(tmp_path, [("A", 51)])
+
+    async def scenario():
+        sent, calls = [], []
+
+        def links():
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the link table")
+            return BY_INDEX
+
+        announcer = Announcer(lambda: plan, links)
+        announcer.packet_socket = announcer.icmp6_socket = FakeSocket(sent)
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        # A frame that fails is logged by its link's name: that lookup raises.
+        refusing = [socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
+        announcer.packet_socket, announcer.icmp6_socket = refusing
+        announcer.announce(loop, "A", 2, MAC, [(4, bytes([192, 0, 2, 51]))], repeat=1)
+        await asyncio.sleep(0.01)
+        assert [str(e) for e in errors] == ["a bug in the link table"]
+        announcer.packet_socket = announcer.icmp6_socket = FakeSocket(sent)
+        announcer.announce(loop, "A", 2, MAC, [(4, bytes([192, 0, 2, 51]))], repeat=1)
+        await asyncio.sleep(0.01)
+        assert len(sent) == 1
+        for sock in refusing:
+            sock.close()
+
+    asyncio.run(scenario())

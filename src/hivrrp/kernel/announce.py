@@ -208,6 +208,15 @@ class Announcer:
         self._renumbered = None
 
     def _drain(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        try:
+            self._drain_once(loop, interval)
+        except BaseException:
+            # A bug: the loop logs it; the next announcement starts a drain
+            # again rather than finding one marked as running forever.
+            self._draining = False
+            raise
+
+    def _drain_once(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         plan = self.current_plan()
         if (plan.names if plan is not None else None) is not self.names:
             self._rebase(plan)
