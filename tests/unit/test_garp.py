@@ -326,3 +326,29 @@ def test_a_groups_bursts_after_a_reload_check_each_follower_by_name(tmp_path):
         assert set(h.announced()) == {"192.0.2.10", "192.0.2.11", "192.0.2.13"}
         h.policy.close()
     run(scenario())
+
+
+def test_a_groups_first_burst_hands_the_plans_packed_block_to_the_announcer(tmp_path):
+    """The mass takeover's path: no Python per address between the leader's
+    announcement and the C queue, the Block packed at build as it is."""
+    from helpers.plans import instance_text, plan_of
+    from hivrrp.daemon.reactor import Announce
+
+    text = FAST + instance_text("L", 1, ["192.0.2.1/24"], priority=255) + "".join(
+        instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"], extra="    follow L\n")
+        for k in range(5))
+
+    async def scenario():
+        plan = plan_of(tmp_path, text)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        handed = []
+        real = h.policy.announcer.announce_block
+        h.policy.announcer.announce_block = lambda loop, what, **kw: (handed.append(what),
+                                                                      real(loop, what, **kw))
+        h.policy.handle(Announce("L", "followers"))
+        assert handed == [plan.followers["L"].blocks[0]]
+        assert handed[0] is plan.followers["L"].blocks[0] and len(handed[0]) == 5
+        await wait_until(lambda: len(h.frames) == 10)
+        h.policy.close()
+    run(scenario())
