@@ -139,14 +139,9 @@ def test_units_beyond_one_send_are_split_and_plain_seqs_never_reach_the_units():
 
 def test_a_send_never_outgrows_the_sockets_send_buffer(monkeypatch):
     import hivrrp.kernel.addrbatch as addrbatch
+    from helpers.netlink_sockets import capped_request_socket
 
-    def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
-        # What a process that may not force its buffers gets: SO_SNDBUF, capped.
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
-        return sock
-
-    monkeypatch.setattr(addrbatch, "request_socket", capped)
+    monkeypatch.setattr(addrbatch, "request_socket", capped_request_socket)
     batcher = AddressBatcher()
     try:
         limit = batcher.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)

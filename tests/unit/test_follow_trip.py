@@ -112,18 +112,12 @@ def test_two_plans_units_in_one_trip_each_report_their_own_failures(tmp_path, mo
 
 
 def test_a_group_unit_larger_than_the_send_buffer_is_split(monkeypatch):
-    import socket
 
     import hivrrp.kernel.addrbatch as addrbatch
+    from helpers.netlink_sockets import capped_request_socket
     from hivrrp.kernel.addrbatch import ENCODED_SEQ, AddressBatcher, Change, encode_all
 
-    def capped(receive, send=0, protocol=socket.NETLINK_ROUTE):
-        # As test_addrbatch's: a send buffer the process could not force.
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
-        return sock
-
-    monkeypatch.setattr(addrbatch, "request_socket", capped)
+    monkeypatch.setattr(addrbatch, "request_socket", capped_request_socket)
     batcher = AddressBatcher()
     try:
         # One leader's 4,000 followers, a VIP each: one unit of 160,000 bytes.
