@@ -1,6 +1,6 @@
-"""Review findings on the progressive announcements (VIP trips that report
-progress, the announcer that holds repeats back during a trip): each test
-shows a fault of the branch and is expected to fail until it is fixed."""
+"""Progressive announcements (VIP trips that report progress, the announcer
+that holds repeats back during a trip) against reloads and later trips: no
+frame for an address before it is in the kernel, and none missed once it is."""
 
 from __future__ import annotations
 
