@@ -137,9 +137,6 @@ def test_a_vip_a_reload_adds_to_a_queued_master_is_not_announced_before_it_is_in
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason="Announcer._held_since is reset only by a drain that "
-                   "sees hold() false: a hold whose queue emptied (repeat 1, or repeats "
-                   "released after HOLD_MAX) leaves it stale, and later trips hold nothing")
 def test_repeats_are_held_during_a_later_trip_too(tmp_path, monkeypatch):
     monkeypatch.setattr(announce, "HOLD_MAX", 0.05)
     plan = owner_plan(tmp_path, [("A", 51), ("B", 52)])

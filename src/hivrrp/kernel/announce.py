@@ -213,22 +213,29 @@ class Announcer:
         except BaseException:
             # A bug: the loop logs it; the next announcement starts a drain
             # again rather than finding one marked as running forever.
-            self._draining = False
+            self._idle()
             raise
+
+    def _idle(self) -> None:
+        """No drain runs until the next announcement. The hold start goes
+        too: no drain would see the trip end (hold() false), and a later
+        trip's repeats would be measured from this one's start."""
+        self._draining = False
+        self._held_since = None
 
     def _drain_once(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         plan = self.current_plan()
         if (plan.names if plan is not None else None) is not self.names:
             self._rebase(plan)
         if plan is None or not len(self.queue):
-            self._draining = False
+            self._idle()
             return
         try:
             self._sockets()
         except OSError as exc:
             log.error("cannot open announcement sockets: %s", exc)
             self.queue.clear()
-            self._draining = False
+            self._idle()
             return
         budget = 1 if interval > 0 else SLICE
         now = loop.time()
@@ -258,7 +265,7 @@ class Announcer:
             else:
                 loop.call_soon(self._drain, loop, interval)
         else:
-            self._draining = False
+            self._idle()
 
     def _holding(self, now: float) -> bool:
         """Do repeats wait now (hold(), for at most HOLD_MAX)?"""
