@@ -166,9 +166,6 @@ def test_repeats_are_held_during_a_later_trip_too(tmp_path, monkeypatch):
     asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
-@pytest.mark.xfail(strict=True, reason="the test's apply_vips wrapper takes no progress=: "
-                   "the daemon's progressive VipQueue passes it, the trip raises TypeError, "
-                   "no VIP is applied, and the test still passes")
 @pytest.mark.parametrize("module, name", [
     ("test_follow_announce",
      "test_a_reload_during_the_groups_trip_leaves_its_followers_their_first_burst"),
