@@ -68,9 +68,6 @@ def leader_and_followers(vips: dict[str, str]) -> str:
 OTHER = instance_text("OTHER", 99, ["192.0.2.99/24"], priority=250)
 
 
-@pytest.mark.xfail(strict=True, reason="a group's progressive announcement filters its "
-                   "followers by the plan of the trip before (VipQueue.placed), not the "
-                   "running one: a follower the reload added never gets its first burst")
 def test_a_takeover_queued_behind_a_reload_announces_the_follower_the_reload_added(
         tmp_path, monkeypatch):
     async def scenario():

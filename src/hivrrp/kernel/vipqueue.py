@@ -110,6 +110,10 @@ class Batch:
         self.first: dict[object, int] = {}
         self.last: dict[object, int] = {}
         self.after: list[int] = []
+        # (stamp, plan): `plan` became the running one with every change of
+        # the reload that installed it at or before `stamp` (a reload
+        # dispatches its actions, then installs its plan; VipQueue._mark).
+        self.marks: list[tuple[int, Plan]] = []
         self.settled = False           # vips dropped or cut a word (see _settled)
 
     @property
@@ -193,13 +197,20 @@ class Batch:
 class Announcements:
     """A trip's announcements, handed on in order, each once the changes it
     waits for are in the kernel (start() and progress()), the rest at the
-    trip's end (rest())."""
+    trip's end (rest()).
 
-    def __init__(self, batch: Batch, announce: Callable[[Announce], None]) -> None:
+    One handed on during the trip first tells `place` the newest plan whose
+    reload's changes all came before it (they are in now): its bursts send
+    what that plan and the running one agree on (AnnouncePolicy)."""
+
+    def __init__(self, batch: Batch, announce: Callable[[Announce], None],
+                 place: Callable[[Plan], None] = lambda plan: None) -> None:
         self.items = batch.announce
         self.announce = announce
+        self.place = place
         self.next = 0
         self.needs: list[int] = []     # for each: how many of the trip's items first
+        self.plans: list[Plan | None] = []   # for each: the plan in place then, if new
 
     def start(self, batch: Batch) -> Callable[[int], None]:
         """The items of batch.vips (its words, in order: not settled) each
@@ -210,17 +221,27 @@ class Announcements:
         firsts = iter(batch.first.items())                 # in the order first seen
         waiting = next(firsts, None)
         latest = 0
+        plans = iter(batch.marks)                          # rising stamps
+        plan_mark = next(plans, None)
+        plan = None
         for stamp in batch.after:
             while waiting is not None and waiting[1] <= stamp:
                 latest = max(latest, batch.last[waiting[0]])
                 waiting = next(firsts, None)
+            while plan_mark is not None and plan_mark[0] <= stamp:
+                plan = plan_mark[1]
+                plan_mark = next(plans, None)
             self.needs.append(bisect_right(marks, latest))
+            self.plans.append(plan)
         return self.progress
 
     def progress(self, done: int) -> None:
         """The first `done` items of the trip are in the kernel."""
         while self.next < len(self.needs) and self.needs[self.next] <= done:
             self.next += 1
+            plan = self.plans[self.next - 1]
+            if plan is not None:
+                self.place(plan)
             self.announce(self.items[self.next - 1])
 
     def rest(self) -> None:
@@ -241,20 +262,35 @@ class VipQueue:
         self.current_plan = current_plan
         self.pending = Batch(self._unit_of)
         self.task: asyncio.Task | None = None
-        # The plan whose masters' addresses the last completed trip put in
-        # place: every action queued before a trip was taken is in it, and
-        # a reload dispatches its actions before it installs the new plan.
+        # The plan whose masters' addresses are in place: the last completed
+        # trip's (every action queued before a trip was taken is in it, and
+        # a reload dispatches its actions before it installs the new plan),
+        # or one whose reload's changes a trip in flight has put in since.
         self.placed: Plan | None = None
+        self.seen: Plan | None = None      # the running plan at the last _mark
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
         if self.task is None:
             self.placed = self.current_plan()     # idle: everything before is in place
+        self._mark(self.pending)
         for action in actions:
             self.pending.add(action)
         if self.pending and self.task is None:
             self.task = spawn(self._run(), "apply VIPs")
+
+    def _mark(self, batch: Batch) -> None:
+        """A plan installed since the last look: its reload's changes are
+        all in `batch` or before it, so far (Batch.marks)."""
+        plan = self.current_plan()
+        if plan is not self.seen:
+            self.seen = plan
+            if plan is not None:
+                batch.marks.append((batch.stamp, plan))
+
+    def _place(self, plan: Plan) -> None:
+        self.placed = plan
 
     def _unit_of(self, change: Change) -> object | None:
         plan = self.current_plan()
@@ -263,7 +299,8 @@ class VipQueue:
     def in_place(self) -> Plan | None:
         """The plan whose masters' VIPs are on the interfaces now: the running
         one when nothing is on its way to netlink, else the one the last
-        completed trip was taken under (a reload's changes may be in flight)."""
+        completed trip was taken under, or a newer one whose reload's
+        changes the trip in flight has put in (Announcements)."""
         if self.task is None or self.placed is None:
             return self.current_plan()
         return self.placed
@@ -285,7 +322,8 @@ class VipQueue:
             while self.pending:
                 batch, self.pending = self.pending, Batch(self._unit_of)
                 plan = self.current_plan()
-                announcements = Announcements(batch, self.announce)
+                self._mark(batch)
+                announcements = Announcements(batch, self.announce, self._place)
                 try:
                     await self._apply(batch, announcements)
                 except Exception:
