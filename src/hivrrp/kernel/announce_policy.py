@@ -8,6 +8,9 @@
   chain undisturbed;
 - a master follower sent its refresh advert (follow_refresh):
   garp_master_refresh_repeat frames per VIP, once;
+- a reload added VIPs to a kept master: garp_master_repeat frames for each
+  of its VIPs, once (keepalived's reload: "at least we will do so for the new
+  addresses"), when the added ones are in;
 - a leader's followers all became master: the same as each one's, but as one
   burst, one delayed burst and one refresh chain for each set of followers
   with the same settings, keyed by the leader (FOLLOWERS, name), so that
@@ -18,7 +21,8 @@ when it is due: a burst or a frame for an instance that left MASTER is dropped.
 A group's chain holds no addresses of its own: each of its bursts reads the
 leader's followers from the running plan, and sends for the addresses in
 place (VipQueue.in_place: while a reload's changes are on their way, only
-what the plan before it and the running one agree on). It ends with its
+what the plan before it and the running one agree on); so does a single
+instance's burst, for its VIPs. It ends with its
 leader's mastership (a follower is master only while its leader is), and a
 follower with announcements of its own (it became master by itself) is left
 out of it: one chain per follower, whatever moved it last.
@@ -97,6 +101,10 @@ class AnnouncePolicy:
             s = self._settings(action.name)
             if s is not None:
                 self._burst(action.name, s.refresh_repeat)
+        elif action.burst == "added":
+            s = self._settings(action.name)
+            if s is not None:
+                self._burst(action.name, s.master_repeat)
         else:
             self.heard_lower_priority(action.name)
 
@@ -314,8 +322,16 @@ class AnnouncePolicy:
         if plan is None or plan.state(name) != "MASTER":
             return
         g = plan.config.global_defs
+        vips = plan.instances[name].vips
+        placed = self.placed_plan()
+        if placed is not plan and placed is not None:
+            # A reload's changes are on their way: a VIP it added to this
+            # master is not in yet (its own "added" burst comes once it is).
+            before = placed.instances.get(name)
+            held = set() if before is None else {(c.index, c.address) for c in before.vips}
+            vips = [c for c in vips if (c.index, c.address) in held]
         by_link: dict[int, list[tuple[int, bytes]]] = {}
-        for change in plan.instances[name].vips:
+        for change in vips:
             by_link.setdefault(change.index, []).append(
                 (change.family, socket.inet_pton(
                     socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)))
