@@ -9,7 +9,7 @@ from setuptools.command.build_py import build_py
 
 EXTENSIONS = [
     Extension(f"hivrrp.{name}", [f"ext/hivrrp/{name}.pyx"], extra_compile_args=["-O2"])
-    for name in ("_wire", "_wheel", "_engine", "_simnet", "_io", "_snapshot")
+    for name in ("_wire", "_wheel", "_engine", "_simnet", "_io", "_snapshot", "_announce")
 ]
 
 # hivrrp(8), written from the click tree of the sources being built; a wheel

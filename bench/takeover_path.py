@@ -23,7 +23,11 @@ Root: runs itself inside a throwaway network namespace. Two figures:
                has a notify script and there is no FIFO, so they are counted off)
    garp        the first gratuitous ARP of every VIP sent (what a client needs
                to reach the new master)
-   and the VIPs then present (a netlink dump).
+   and the VIPs then present (a netlink dump), and the loop's longest stall
+   from the leaders' release to the last of those first GARPs (a 1 ms ticker's
+   worst lateness, daemon/stall.py: adverts wait that long; uvloop's clock
+   counts whole milliseconds) and the longest single call of the announcer's
+   drain in that time (perf_counter).
 
 Prints a table and one JSON line. It is a measurement, not a test: run it
 alone (two benchmarks at once measure each other).
@@ -116,6 +120,7 @@ async def daemon_path(leaders: int, followers: int, rounds: int, workdir: str,
     from hivrrp.config import load
     from hivrrp.daemon import wiring
     from hivrrp.daemon.driver import now_us
+    from hivrrp.daemon.stall import StallProbe
     from hivrrp.daemon.wiring import Daemon
 
     path = os.path.join(workdir, "keepalived.conf")
@@ -177,13 +182,26 @@ async def daemon_path(leaders: int, followers: int, rounds: int, workdir: str,
     announcer = d.garp.announcer
     real_drain = announcer._drain
     sent_before = [0]
+    probe = StallProbe(d.loop)
+    stalls: list[float] = []
+    drains: list[float] = []
+
+    def first_frames() -> int:
+        # An announcer that counts each address's first frame apart says so;
+        # one that sends every address's first frame before any second (one
+        # round after the trip) has sent that many frames in all.
+        return getattr(announcer, "first", announcer.sent)
 
     def drain(loop, interval):
         # One frame for every VIP: the first round of the gratuitous ARPs.
+        started = time.perf_counter()
         real_drain(loop, interval)
-        if "trip end" in marks and "garp" not in marks and (
-                announcer.sent - sent_before[0] >= total_vips):
+        if "garp" not in marks:
+            drains.append(time.perf_counter() - started)
+        if "dispatched" in marks and "garp" not in marks and (
+                first_frames() - sent_before[0] >= total_vips):
             marks["garp"] = time.perf_counter()
+            stalls.append(probe.stop())
 
     announcer._drain = drain
     d.netlink._apply = thread_apply
@@ -199,11 +217,13 @@ async def daemon_path(leaders: int, followers: int, rounds: int, workdir: str,
             marks.clear()
             trips.clear()
             waiting.clear()
-            sent_before[0] = announcer.sent
+            sent_before[0] = first_frames()
+            drains.clear()
             if round_ > 0:
                 before = await asyncio.to_thread(present)
                 assert before == 0, f"{before} VIPs still there before round {round_}"
                 engine = d.plan.engine
+                probe.start()
                 for i in leader_indexes:
                     engine.set_fault(i, FAULT_TRACKER, False, now_us(d.loop))
                 d.driver.after_engine_work()
@@ -216,7 +236,9 @@ async def daemon_path(leaders: int, followers: int, rounds: int, workdir: str,
             if round_ > 0:
                 zero = marks["woke"]
                 out.append({k: round((v - zero) * 1000, 2) for k, v in marks.items()}
-                           | {"vips": vips, "trips": list(trips)})
+                           | {"stall": round(stalls[-1] * 1000, 2),
+                              "drain max": round(max(drains) * 1000, 2), "vips": vips,
+                              "trips": list(trips)})
             # Everything back down, for the next round.
             engine = d.plan.engine
             for i in leader_indexes:
@@ -247,10 +269,12 @@ def measure(leaders: int, followers: int, rounds: int, workdir: str, one_by_one:
               f"{seconds / total * 1e6:6.2f} us per address")
     import uvloop
     phases = uvloop.run(daemon_path(leaders, followers, rounds, workdir, one_by_one))
-    keys = ("events", "dispatched", "trip start", "kernel done", "trip end", "reported", "garp")
+    keys = ("events", "dispatched", "trip start", "kernel done", "trip end", "reported", "garp",
+            "stall", "drain max")
     print(f"daemon: {leaders} leaders x {followers} followers + the leaders "
           f"({total} instances){', one by one' if one_by_one else ''}, ms from the loop "
-          f"timer's wake-up, median of {rounds}")
+          f"timer's wake-up (stall, drain max: the loop's longest stall and drain call), "
+          f"median of {rounds}")
     medians = {k: statistics.median(p[k] for p in phases) for k in keys}
     for k in keys:
         print(f"  {k:<11} {medians[k]:8.2f}   rounds: "

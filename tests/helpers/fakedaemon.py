@@ -68,7 +68,7 @@ class FakeNetlink:
         await asyncio.sleep(0)
         return list(self.addresses_now)
 
-    async def apply(self, changes, drop=(), undrop=()):
+    async def apply(self, changes, drop=(), undrop=(), progress=None):
         await asyncio.sleep(0)
         self.drops += [(True, c.address) for c in drop]
         if drop or undrop:
@@ -77,6 +77,8 @@ class FakeNetlink:
         self.trips.append(list(changes))
         for change in changes:
             self.applied.extend(change.changes if isinstance(change, Encoded) else [change])
+        if progress is not None:
+            progress(len(changes))
         return []
 
     async def start_firewall(self, settings, families) -> None:

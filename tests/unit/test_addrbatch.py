@@ -163,3 +163,36 @@ def test_an_encoded_unit_is_acknowledged_at_the_end_of_every_run():
     assert acked == [ENCODED_SEQ + 511, ENCODED_SEQ + 1023, ENCODED_SEQ + 1199]
     assert [done for _end, done in unit.runs] == [512, 1024, 1200]
     assert unit.runs[-1][0] == len(unit.data)
+
+
+def test_with_progress_sends_are_smaller_and_each_reports_the_items_now_in(monkeypatch):
+    import hivrrp.kernel.addrbatch as addrbatch
+    monkeypatch.setattr(addrbatch, "PROGRESS_SEND", 16 << 10)     # about a group a send
+    batcher = AddressBatcher.__new__(AddressBatcher)     # no socket: a recording stand-in
+    batcher.seq, batcher.stale, batcher.send_limit = 5, False, ENCODED_SEND
+    sends, answered = [], []
+
+    class Sock:
+        def sendmsg(self, buffers):
+            sends.append(sum(len(b) for b in buffers))
+
+    batcher.sock = Sock()
+    batcher._answers = lambda runs, last: answered.append(sum(len(r) for _f, r in runs)) or []
+    # A mass takeover's trip: each leader's own VIP, then its followers' unit.
+    units = [encode_all(unit_changes(249, base=250 * k), ENCODED_SEQ + 249 * k, key=k)
+             for k in range(4)]
+    changes = []
+    for k, unit in enumerate(units):
+        changes += [Change(True, 2, 4, f"10.2.0.{k + 1}", 16), unit]
+    changes.append(encode_all([], ENCODED_SEQ + 9999, key="empty"))  # nothing to send
+    done = []
+    assert batcher.apply(changes, progress=done.append) == []
+    assert len(sends) == 4 and all(size <= 16 << 10 for size in sends)
+    # After each send: every item whose requests were all answered (the next
+    # leader's VIP rides with a unit; an empty unit counts with the item
+    # before it), none whose requests were not.
+    assert answered == [251, 250, 250, 249] and done == [3, 5, 7, 9]
+    # Without progress: as few sends as fit.
+    sends.clear()
+    batcher.apply(changes)
+    assert len(sends) == 1

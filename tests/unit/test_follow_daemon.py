@@ -41,9 +41,9 @@ def record(d, monkeypatch):
     order = []
     apply = d.netlink.apply
 
-    async def recorded(changes, drop=(), undrop=()):
+    async def recorded(changes, drop=(), undrop=(), progress=None):
         order.append(("trip", list(changes)))
-        return await apply(changes, drop, undrop)
+        return await apply(changes, drop, undrop, progress)
 
     d.netlink.apply = recorded
     d.vips.apply_vips = recorded

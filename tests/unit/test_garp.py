@@ -170,33 +170,34 @@ def test_keep_refreshing_starts_a_chain_only_where_none_runs(tmp_path):
     run(scenario())
 
 
-def test_announcer_checks_each_frame_when_due():
+def test_announcer_checks_each_frame_when_due(tmp_path):
     async def scenario():
-        masters = {"A"}
+        plan = masters(tmp_path, [("A", 51)])
         sent = []
-        announcer = Announcer(lambda name: name in masters)
+        announcer = Announcer(lambda: plan)
         announcer.packet_socket = FakeSocket(sent)
         announcer.icmp6_socket = FakeSocket(sent)
         loop = asyncio.get_running_loop()
-        announcer.announce(loop, "A", "eth0", 2, bytes(6), [(4, bytes([192, 0, 2, 1]))],
+        announcer.announce(loop, "A", 2, bytes(6), [(4, bytes([192, 0, 2, 1]))],
                            repeat=4, interval=0.01)
         await asyncio.sleep(0.015)
-        masters.clear()
+        plan.engine.stop(plan.index["A"], 1)            # no longer master
         await asyncio.sleep(0.05)
         assert 1 <= len(sent) < 4 and announcer.dropped == 4 - len(sent)
     run(scenario())
 
 
-def test_announcer_sends_every_address_its_first_frame_before_any_its_second():
+def test_announcer_sends_every_address_its_first_frame_before_any_its_second(tmp_path):
     async def scenario():
+        plan = masters(tmp_path, [("A", 51), ("B", 52)])
         sent = []
-        announcer = Announcer(lambda name: True)
+        announcer = Announcer(lambda: plan)
         announcer.packet_socket = FakeSocket(sent)
         announcer.icmp6_socket = FakeSocket(sent)
         loop = asyncio.get_running_loop()
         a, b = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
-        announcer.announce(loop, "A", "eth0", 2, bytes(6), [(4, a)], repeat=3)
-        announcer.announce(loop, "B", "eth0", 2, bytes(6), [(4, b)], repeat=3)
+        announcer.announce(loop, "A", 2, bytes(6), [(4, a)], repeat=3)
+        announcer.announce(loop, "B", 2, bytes(6), [(4, b)], repeat=3)
         await asyncio.sleep(0.01)
         # The sender address of each ARP frame (bytes 28..32 of the Ethernet frame).
         assert [frame[28:32] for frame in sent] == [a, b, a, b, a, b]
@@ -238,5 +239,116 @@ def test_a_leaders_followers_get_one_burst_one_delayed_burst_and_one_chain(tmp_p
         h.policy.handle(Announce("F5", "refresh"))
         await wait_until(lambda: len(h.frames) == 3)
         assert set(h.announced()) == {"192.0.2.15"}
+        h.policy.close()
+    run(scenario())
+
+
+PACED = """
+global_defs {
+    vrrp_garp_master_delay 0
+    vrrp_garp_master_repeat 2
+    vrrp_garp_interval 0.01
+}
+"""
+
+
+def test_a_later_burst_gets_its_first_frames_before_the_earlier_ones_repeats(tmp_path):
+    async def scenario():
+        plan = owner_plan(tmp_path, [("A", 51), ("B", 52)], prefix=PACED)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.became_master("A")
+        await wait_until(lambda: len(h.frames) == 1)       # A's first; its second is paced
+        h.policy.became_master("B")
+        await wait_until(lambda: len(h.frames) == 4)
+        # B's first frame does not wait behind A's second (a client of B's VIP
+        # waits for the first one).
+        assert h.announced() == ["192.0.2.51", "192.0.2.52", "192.0.2.51", "192.0.2.52"]
+        h.policy.close()
+    run(scenario())
+
+
+def test_repeats_wait_while_a_vip_trip_is_in_flight_and_not_longer_than_hold_max(
+        tmp_path, monkeypatch):
+    from hivrrp.kernel import announce
+    monkeypatch.setattr(announce, "HOLD_MAX", 0.1)
+    text = "global_defs {\n    vrrp_garp_master_delay 0\n    vrrp_garp_master_repeat 3\n}\n"
+
+    async def scenario():
+        plan = owner_plan(tmp_path, [("A", 51), ("B", 52)], prefix=text)
+        plan.engine.start_all(0)
+        busy = [True]
+        frames: list[bytes] = []
+        by_index = {link.index: link for link in LINKS.values()}
+        policy = AnnouncePolicy(asyncio.get_running_loop(), lambda: plan, lambda: by_index,
+                                hold=lambda: busy[0])
+        policy.announcer.packet_socket = policy.announcer.icmp6_socket = FakeSocket(frames)
+        policy.became_master("A")
+        await asyncio.sleep(0.03)
+        assert len(frames) == 1                    # its first frame only, while busy
+        busy[0] = False
+        await wait_until(lambda: len(frames) == 3)
+        # Held at most HOLD_MAX: a stream of trips does not starve the repeats.
+        busy[0] = True
+        policy.became_master("B")
+        await asyncio.sleep(0.03)
+        assert len(frames) == 4
+        await wait_until(lambda: len(frames) == 6)
+        policy.close()
+    run(scenario())
+
+
+def test_a_groups_bursts_after_a_reload_check_each_follower_by_name(tmp_path):
+    from helpers.plans import instance_text, plan_of
+    from hivrrp._engine import FAULT_INTERFACE
+    from hivrrp.daemon.reactor import Announce
+
+    group = instance_text("L", 1, ["192.0.2.1/24"], priority=255) + "".join(
+        instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"], extra="    follow L\n")
+        for k in range(4))
+
+    async def scenario():
+        plan = plan_of(tmp_path, FAST + group)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        h.policy.handle(Announce("L", "followers"))
+        await wait_until(lambda: len(h.frames) == 8)
+        # A reload puts an instance first (every index moves up one) and F2 is
+        # in FAULT in the new plan: the group's delayed burst and refresh chain,
+        # packed with the old plan's indexes, must ask about F2, not F1.
+        new = plan_of(tmp_path, FAST + instance_text("NEW", 99, ["192.0.2.99/24"],
+                                                     priority=255) + group)
+        new.engine.start_all(0)
+        new.engine.set_fault(new.index["F2"], FAULT_INTERFACE, True, 1)
+        h.plan = new
+        h.frames.clear()
+        await wait_until(lambda: len(h.frames) >= 3 * 3 + 3 * 2)   # the refresh, the burst
+        assert set(h.announced()) == {"192.0.2.10", "192.0.2.11", "192.0.2.13"}
+        h.policy.close()
+    run(scenario())
+
+
+def test_a_groups_first_burst_hands_the_plans_packed_block_to_the_announcer(tmp_path):
+    """The mass takeover's path: no Python per address between the leader's
+    announcement and the C queue, the Block packed at build as it is."""
+    from helpers.plans import instance_text, plan_of
+    from hivrrp.daemon.reactor import Announce
+
+    text = FAST + instance_text("L", 1, ["192.0.2.1/24"], priority=255) + "".join(
+        instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"], extra="    follow L\n")
+        for k in range(5))
+
+    async def scenario():
+        plan = plan_of(tmp_path, text)
+        plan.engine.start_all(0)
+        h = Harness(plan)
+        handed = []
+        real = h.policy.announcer.announce_block
+        h.policy.announcer.announce_block = lambda loop, what, **kw: (handed.append(what),
+                                                                      real(loop, what, **kw))
+        h.policy.handle(Announce("L", "followers"))
+        assert handed == [plan.followers["L"].blocks[0]]
+        assert handed[0] is plan.followers["L"].blocks[0] and len(handed[0]) == 5
+        await wait_until(lambda: len(h.frames) == 10)
         h.policy.close()
     run(scenario())

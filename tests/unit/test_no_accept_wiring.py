@@ -132,7 +132,7 @@ class SlowBatcher:
         self.slow = False                      # from the takeover on
         self.started = threading.Event()
 
-    def apply(self, changes):
+    def apply(self, changes, progress=None):
         if self.slow:
             self.started.set()
             time.sleep(self.delay)
@@ -161,8 +161,8 @@ class FirewallNetlink(FakeNetlink):
     def firewall(self, value):
         pass
 
-    async def apply(self, changes, drop=(), undrop=()):
-        return await self.real.apply(changes, drop, undrop)
+    async def apply(self, changes, drop=(), undrop=(), progress=None):
+        return await self.real.apply(changes, drop, undrop, progress)
 
     async def start_firewall(self, settings, families):
         await self.real.start_firewall(settings, families)

@@ -70,6 +70,20 @@ def test_reload_diff_keeps_masters_vips_and_releases_removed_masters(tmp_path):
     assert actions.index(routes[0]) < actions.index(vips)
 
 
+def test_a_reload_that_adds_vips_to_a_kept_master_announces_it_after_them(tmp_path):
+    # keepalived's reload (vrrp.c, restore_vrrp_state's callers): a master
+    # that got addresses sends a burst, one that only lost some does not.
+    old = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24"])
+                  + instance_text("VI_2", 52, ["192.0.2.52/24", "192.0.2.53/24"]))
+    new = plan_of(tmp_path, instance_text("VI_1", 51, ["192.0.2.26/24", "192.0.2.28/24"])
+                  + instance_text("VI_2", 52, ["192.0.2.52/24"]))
+    actions = reactor.reloaded(old, new, match(old, new), {"VI_1": "MASTER", "VI_2": "MASTER"})
+    announces = [a for a in actions if isinstance(a, Announce)]
+    assert announces == [Announce("VI_1", "added")]
+    (vips,) = [a for a in actions if isinstance(a, SetVips)]
+    assert actions.index(vips) < actions.index(announces[0])
+
+
 def test_reload_of_an_unchanged_config_changes_nothing(tmp_path):
     text = instance_text("VI_1", 51, ["192.0.2.26/24"], extra=ROUTE)
     old, new = plan_of(tmp_path, text), plan_of(tmp_path, text)

@@ -52,8 +52,8 @@ def test_a_start_that_removes_leftover_vips_still_sends_frames(tmp_path, monkeyp
                         monitor=FakeMonitor())
         apply = netlink.apply
 
-        async def apply_and_tell(changes, drop=(), undrop=()):
-            failures = await apply(changes, drop, undrop)
+        async def apply_and_tell(changes, drop=(), undrop=(), progress=None):
+            failures = await apply(changes, drop, undrop, progress=progress)
             # The monitor's news of each removal, on the loop before the trip's
             # answer (the kernel multicasts RTM_DELADDR before it acks).
             daemon.links.on_netlink(

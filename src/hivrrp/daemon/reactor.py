@@ -46,9 +46,10 @@ class Announce:
     burst: "master" (became master: bursts and the refresh chain),
     "lower_prio" (a master heard a lower-priority advert: keepalived's
     garp_lower_prio_* bursts, the refresh chain goes on undisturbed),
-    "refresh" (a master follower's refresh: one round, as garp_master_refresh's)
-    or "followers" (`name` is a leader whose followers all became master:
-    their bursts and chains as one)."""
+    "refresh" (a master follower's refresh: one round, as garp_master_refresh's),
+    "added" (a reload added VIPs to a kept master: one garp_master_repeat
+    burst, as keepalived's reload sends) or "followers" (`name` is a leader
+    whose followers all became master: their bursts and chains as one)."""
     name: str
     burst: str
 
@@ -172,6 +173,7 @@ def reloaded(old: Plan, new: Plan, kept: dict[str, str],
     add_routes: list[Routing] = []
     remove_routes: list[Routing] = []
     stop: list[str] = []
+    grown: list[str] = []
     for new_name, old_name in kept.items():
         if old_states.get(old_name) != "MASTER":
             continue
@@ -187,6 +189,8 @@ def reloaded(old: Plan, new: Plan, kept: dict[str, str],
         added = [c for c in after.vips if (c.index, c.address) not in have]
         gone = [c for c in before.vips if (c.index, c.address) not in want]
         add_vips += added
+        if added:
+            grown.append(new_name)
         remove_vips += [c.removal() for c in gone]
         remove_routes += [r for r in before.routes if r not in after.routes]
         add_routes += [r for r in after.routes if r not in before.routes]
@@ -216,4 +220,6 @@ def reloaded(old: Plan, new: Plan, kept: dict[str, str],
         actions.append(SetVips(tuple(remove_vips + add_vips)))
     if add_routes:
         actions.append(SetRoutes(True, tuple(add_routes)))
+    # After the additions: an announcement waits for what came before it.
+    actions += [Announce(name, "added") for name in grown]
     return actions

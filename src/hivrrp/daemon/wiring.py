@@ -142,9 +142,10 @@ class Daemon:
         self.links = LinkWatch(loop, self.netlink, self.lifecycle, lambda: self.plan,
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index,
-                                   placed_plan=lambda: self.vips.in_place())
+                                   placed_plan=lambda: self.vips.in_place(),
+                                   hold=lambda: self.vips.task is not None)
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle,
-                             lambda: self.plan)
+                             lambda: self.plan, progressive=True)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None
                                and not self.garp.announcer.queue)
         self.notifications = Notifications(loop, self.config,

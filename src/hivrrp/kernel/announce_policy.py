@@ -8,6 +8,9 @@
   chain undisturbed;
 - a master follower sent its refresh advert (follow_refresh):
   garp_master_refresh_repeat frames per VIP, once;
+- a reload added VIPs to a kept master: garp_master_repeat frames for each
+  of its VIPs, once (keepalived's reload: "at least we will do so for the new
+  addresses"), when the added ones are in;
 - a leader's followers all became master: the same as each one's, but as one
   burst, one delayed burst and one refresh chain for each set of followers
   with the same settings, keyed by the leader (FOLLOWERS, name), so that
@@ -18,7 +21,8 @@ when it is due: a burst or a frame for an instance that left MASTER is dropped.
 A group's chain holds no addresses of its own: each of its bursts reads the
 leader's followers from the running plan, and sends for the addresses in
 place (VipQueue.in_place: while a reload's changes are on their way, only
-what the plan before it and the running one agree on). It ends with its
+what the plan before it and the running one agree on); so does a single
+instance's burst, for its VIPs. It ends with its
 leader's mastership (a follower is master only while its leader is), and a
 follower with announcements of its own (it became master by itself) is left
 out of it: one chain per follower, whatever moved it last.
@@ -27,14 +31,14 @@ out of it: one chain per follower, whatever moved it last.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
 from hivrrp.daemon.plan import AnnounceEntry, Plan
 from hivrrp.daemon.reactor import Announce
-from hivrrp.kernel.announce import Announcer
+from hivrrp.kernel.announce import Announcer, Block, block
 from hivrrp.kernel.netlink import Link
 
 
@@ -72,13 +76,15 @@ class AnnouncePolicy:
     def __init__(self, loop: asyncio.AbstractEventLoop, current_plan: Callable[[], Plan | None],
                  links_by_index: Callable[[], dict[int, Link]],
                  announcer: Announcer | None = None,
-                 placed_plan: Callable[[], Plan | None] | None = None) -> None:
+                 placed_plan: Callable[[], Plan | None] | None = None,
+                 hold: Callable[[], bool] = lambda: False) -> None:
+        """`hold()`: is a VIP trip in flight (repeats then wait, Announcer)?"""
         self.loop = loop
         self.current_plan = current_plan
         # The plan whose VIPs are on the interfaces (VipQueue.in_place).
         self.placed_plan = placed_plan or current_plan
         self.links_by_index = links_by_index
-        self.announcer = announcer or Announcer(self.is_master)
+        self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
         self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
 
@@ -95,14 +101,18 @@ class AnnouncePolicy:
             s = self._settings(action.name)
             if s is not None:
                 self._burst(action.name, s.refresh_repeat)
+        elif action.burst == "added":
+            s = self._settings(action.name)
+            if s is not None:
+                self._burst(action.name, s.master_repeat)
         else:
             self.heard_lower_priority(action.name)
 
     def followers_became_master(self, leader: str) -> None:
-        """Every follower of `leader` became master with it, and the trip
-        that added their VIPs is done: each class of followers with the same
-        settings (plan.FollowerGroup.announce) gets its bursts and refresh
-        chain as one."""
+        """Every follower of `leader` became master with it, and their VIPs
+        are in (the trip that added them is done, or as far as them): each
+        class of followers with the same settings (plan.FollowerGroup.announce)
+        gets its bursts and refresh chain as one."""
         plan = self.current_plan()
         if plan is None or plan.state(leader) != "MASTER":
             return    # it left MASTER before that trip was done: so did they
@@ -121,9 +131,10 @@ class AnnouncePolicy:
             now = set(group.names)
             self._forget(tuple(name for name in before.names if name in now))
         for k in range(len(group.announce)):
-            entries, s = self._group_entries(leader, k)
+            entries, s, packed = self._group_entries(leader, k)
             # (After forgetting them all, none has its own: no need to look.)
-            self._entries_burst(entries, s.master_repeat, mind_own=before is not group)
+            self._entries_burst(entries, s.master_repeat, mind_own=before is not group,
+                                packed=packed, names=group.names)
             if s.master_delay > 0:
                 self._later(key, f"master{k}", s.master_delay, self._group_burst, leader, k,
                             True)
@@ -229,10 +240,11 @@ class AnnouncePolicy:
             self._later(name, "refresh", s.refresh, self._refresh, name)
 
     def _group_entries(self, leader: str, k: int
-                       ) -> tuple[Sequence[AnnounceEntry], GarpSettings] | None:
+                       ) -> tuple[Sequence[AnnounceEntry], GarpSettings, Block | None] | None:
         """Class `k` of the leader's followers in the running plan, with its
-        settings now, and only the addresses in place; None once the leader
-        is not master or the class is gone (a reload)."""
+        settings now, and only the addresses in place, with the class's
+        packed Block when they are all of them; None once the leader is not
+        master or the class is gone (a reload)."""
         plan = self.current_plan()
         if plan is None or plan.state(leader) != "MASTER":
             return None
@@ -241,6 +253,7 @@ class AnnouncePolicy:
             return None
         first, entries = group.announce[k]
         s = self._settings(first)
+        packed: Block | None = group.blocks[k]
         placed = self.placed_plan()
         if placed is not plan and placed is not None:
             # A reload's changes are on their way: what the plan before it
@@ -248,21 +261,23 @@ class AnnouncePolicy:
             # has no VIP yet, a VIP it moved is going or not there yet).
             before = placed.followers.get(leader)
             held = set() if before is None else {e for _f, es in before.announce for e in es}
-            entries = [e for e in entries if e in held]
-        return entries, s
+            entries, packed = [e for e in entries if e in held], None
+        return entries, s, packed
 
     def _group_burst(self, leader: str, k: int, master: bool) -> None:
         got = self._group_entries(leader, k)
         if got is not None:
-            entries, s = got
-            self._entries_burst(entries, s.master_repeat if master else s.refresh_repeat)
+            entries, s, packed = got
+            self._entries_burst(entries, s.master_repeat if master else s.refresh_repeat,
+                                packed=packed, names=self.current_plan().followers[leader].names)
 
     def _group_refresh(self, leader: str, k: int) -> None:
         got = self._group_entries(leader, k)
         if got is None or got[1].refresh <= 0:
             return
-        entries, s = got
-        self._entries_burst(entries, s.refresh_repeat)
+        entries, s, packed = got
+        self._entries_burst(entries, s.refresh_repeat, packed=packed,
+                            names=self.current_plan().followers[leader].names)
         key = (FOLLOWERS, leader)
         self._later(key, f"refresh{k}", s.refresh, self._group_refresh, leader, k)
         # A class that a reload added (or gave a refresh) gets its chain here.
@@ -275,36 +290,55 @@ class AnnouncePolicy:
                     self._later(key, f"refresh{j}", other.refresh, self._group_refresh, leader, j)
 
     def _entries_burst(self, entries: Sequence[AnnounceEntry], repeat: int,
-                       mind_own: bool = True) -> None:
+                       mind_own: bool = True, packed: Block | None = None,
+                       names: Sequence[str] = ()) -> None:
         """Frames for many instances' VIPs at once; each frame is checked
         against its instance's state when it is due, as any. A follower with
-        announcements of its own pending is left to them (`mind_own`)."""
+        announcements of its own pending is left to them (`mind_own`).
+        `packed`: `entries` as the announcer's C queue takes them, built with
+        the plan (a mass takeover's path: no Python per address), used when
+        none of `names` (the instances of `entries`) is to be left out."""
         plan = self.current_plan()
         if plan is None or not entries:
             return
         g = plan.config.global_defs
-        links = self.links_by_index()
-        own = self.pending if mind_own else {}
-        frames = [(name, link.name, index, family, link.mac, packed)
-                  for name, index, family, packed in entries
-                  if name not in own and (link := links.get(index)) is not None]
-        if frames:
-            interval = g.garp_interval if frames[0][3] == 4 else g.gna_interval
-            self.announcer.announce_many(self.loop, frames, repeat=repeat, interval=interval)
+        pending = self.pending if mind_own else None
+        if pending and packed is not None and any(name in pending for name in names):
+            packed = None
+        if packed is None:
+            # Off the fast path (a reload in flight, followers with their own
+            # announcements): the addresses packed here, one by one.
+            index = plan.index
+            packed = block([(index[name], ifindex, family, address)
+                            for name, ifindex, family, address in entries
+                            if name in index and not (pending and name in pending)],
+                           plan.names)
+        if len(packed):
+            interval = g.garp_interval if packed.family == 4 else g.gna_interval
+            self.announcer.announce_block(self.loop, packed, repeat=repeat, interval=interval)
 
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()
         if plan is None or plan.state(name) != "MASTER":
             return
         g = plan.config.global_defs
+        vips = plan.instances[name].vips
+        placed = self.placed_plan()
+        if placed is not plan and placed is not None:
+            # A reload's changes are on their way: a VIP it added to this
+            # master is not in yet (its own "added" burst comes once it is).
+            before = placed.instances.get(name)
+            held = set() if before is None else {(c.index, c.address) for c in before.vips}
+            vips = [c for c in vips if (c.index, c.address) in held]
         by_link: dict[int, list[tuple[int, bytes]]] = {}
-        for change in plan.instances[name].vips:
+        for change in vips:
             by_link.setdefault(change.index, []).append(
-                (change.family, ipaddress.ip_address(change.address).packed))
+                (change.family, socket.inet_pton(
+                    socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)))
         links = self.links_by_index()
         for index, addresses in by_link.items():
             link = links.get(index)
             if link is not None:
                 interval = g.garp_interval if addresses[0][0] == 4 else g.gna_interval
-                self.announcer.announce(self.loop, name, link.name, index, link.mac, addresses,
+                self.announcer.announce(self.loop, name, index, link.mac, addresses,
                                         repeat=repeat, interval=interval)

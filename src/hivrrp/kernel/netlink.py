@@ -18,7 +18,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp._wire import DEFAULT_MTU
@@ -135,18 +135,34 @@ class Netlink:
                 for msg in self.ipr.get_addr()]
 
     async def apply(self, changes: list[Change], drop: Sequence[Change] = (),
-                    undrop: Sequence[Change] = ()) -> list[tuple[Change, str]]:
+                    undrop: Sequence[Change] = (),
+                    progress: Callable[[int], None] | None = None) -> list[tuple[Change, str]]:
         """Apply address changes in one trip to the worker; returns the failures.
         `drop` / `undrop`: VIPs into and out of the no_accept drop sets, in the
         same trip, one transaction each: into them before the addresses change,
-        out of them after (the firewall counts and logs its own failures)."""
-        return await self._run(self._apply, changes, drop, undrop)
+        out of them after (the firewall counts and logs its own failures).
+        `progress(done)`: called on the loop as the trip goes, when the first
+        `done` changes are applied (addrbatch.AddressBatcher.apply)."""
+        report = None
+        if progress is not None:
+            loop = asyncio.get_running_loop()
+
+            def report(done: int) -> None:
+                try:
+                    loop.call_soon_threadsafe(progress, done)
+                except RuntimeError:
+                    pass    # the loop is closed: nobody waits for the news
+        return await self._run(self._apply, changes, drop, undrop, report)
 
     def _apply(self, changes: list[Change], drop: Sequence[Change],
-               undrop: Sequence[Change]) -> list[tuple[Change, str]]:
+               undrop: Sequence[Change],
+               progress: Callable[[int], None] | None = None) -> list[tuple[Change, str]]:
         if drop:
             self._drops(drop, [])
-        failures = self.batcher.apply(changes) if changes else []
+        failures = []
+        if changes:
+            failures = (self.batcher.apply(changes) if progress is None
+                        else self.batcher.apply(changes, progress))
         if undrop:
             self._drops([], undrop)
         return failures

@@ -9,6 +9,11 @@ announcements wait until the addresses they announce are in place. The
 no_accept drop sets change in the same trip: additions before the addresses
 (a new master's VIP never answers unfiltered), removals after them (nor does
 a leaving one's), each one transaction however many instances moved.
+
+With `progressive` (the daemon's Netlink), a trip that adds no routes hands
+each announcement on as soon as every address change queued before it is in
+the kernel, while the netlink thread adds the next ones: a mass takeover's
+first gratuitous ARPs go out during the trip, not after it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 
 from hivrrp.daemon.plan import Plan
@@ -31,7 +37,9 @@ log = logging.getLogger("hivrrp")
 
 # apply_vips(changes) or, when the drop sets change too, apply_vips(changes,
 # drop=..., undrop=...): one trip either way (kernel.netlink.Netlink.apply).
-# `changes` may hold Encoded units (a follower group's whole set).
+# `changes` may hold Encoded units (a follower group's whole set). A
+# progressive queue may add progress=callback: called on the loop with how
+# many of `changes`, from the first, are in the kernel.
 ApplyVips = Callable[..., Awaitable[list[tuple[Change, str]]]]
 ApplyRoutes = Callable[[bool, list[Routing]], Awaitable[list[tuple[Routing, str]]]]
 
@@ -95,6 +103,18 @@ class Batch:
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
+        # When each word came (a count of the changes added): a key's first
+        # and last, and for each announcement the count at its coming (its
+        # instance's changes came before it), for Announcements.start().
+        self.stamp = 0
+        self.first: dict[object, int] = {}
+        self.last: dict[object, int] = {}
+        self.after: list[int] = []
+        # (stamp, plan): `plan` became the running one with every change of
+        # the reload that installed it at or before `stamp` (a reload
+        # dispatches its actions, then installs its plan; VipQueue._mark).
+        self.marks: list[tuple[int, Plan]] = []
+        self.settled = False           # vips dropped or cut a word (see _settled)
 
     @property
     def vips(self) -> list[Change | Encoded]:
@@ -122,6 +142,7 @@ class Batch:
                 skip.add(k)        # the unit has the last word, or says the same
             else:
                 carved.setdefault(words[unit].key, set()).add((word.index, word.address))
+        self.settled = bool(skip or carved)
         out: list[Change | Encoded] = []
         for k, word in enumerate(words):
             if k in skip:
@@ -148,6 +169,9 @@ class Batch:
                     key = (change.index, change.address)
                     words.pop(key, None)   # re-inserted last: the order of the final word
                 words[key] = change
+                self.stamp += 1
+                self.first.setdefault(key, self.stamp)
+                self.last[key] = self.stamp
         elif isinstance(action, SetDrops):
             for change in action.changes:
                 self.drops[holder(change)] = (action.add, change)
@@ -158,6 +182,7 @@ class Batch:
                 self.routes[key] = (action.add, entry)
         elif isinstance(action, Announce):
             self.announce.append(action)
+            self.after.append(self.stamp)
 
     def __bool__(self) -> bool:
         return bool(self.words or self.drops or self.routes or self.announce)
@@ -169,30 +194,103 @@ class Batch:
         return [change for is_add, change in self.drops.values() if is_add == add]
 
 
+class Announcements:
+    """A trip's announcements, handed on in order, each once the changes it
+    waits for are in the kernel (start() and progress()), the rest at the
+    trip's end (rest()).
+
+    One handed on during the trip first tells `place` the newest plan whose
+    reload's changes all came before it (they are in now): its bursts send
+    what that plan and the running one agree on (AnnouncePolicy)."""
+
+    def __init__(self, batch: Batch, announce: Callable[[Announce], None],
+                 place: Callable[[Plan], None] = lambda plan: None) -> None:
+        self.items = batch.announce
+        self.announce = announce
+        self.place = place
+        self.next = 0
+        self.needs: list[int] = []     # for each: how many of the trip's items first
+        self.plans: list[Plan | None] = []   # for each: the plan in place then, if new
+
+    def start(self, batch: Batch) -> Callable[[int], None]:
+        """The items of batch.vips (its words, in order: not settled) each
+        announcement needs: every word whose address had a change before the
+        announcement came, at its last change's place (a flap after the
+        announcement moved it later: the address is in only then)."""
+        marks = [batch.last[key] for key in batch.words]   # rising: the words' order
+        firsts = iter(batch.first.items())                 # in the order first seen
+        waiting = next(firsts, None)
+        latest = 0
+        plans = iter(batch.marks)                          # rising stamps
+        plan_mark = next(plans, None)
+        plan = None
+        for stamp in batch.after:
+            while waiting is not None and waiting[1] <= stamp:
+                latest = max(latest, batch.last[waiting[0]])
+                waiting = next(firsts, None)
+            while plan_mark is not None and plan_mark[0] <= stamp:
+                plan = plan_mark[1]
+                plan_mark = next(plans, None)
+            self.needs.append(bisect_right(marks, latest))
+            self.plans.append(plan)
+        return self.progress
+
+    def progress(self, done: int) -> None:
+        """The first `done` items of the trip are in the kernel."""
+        while self.next < len(self.needs) and self.needs[self.next] <= done:
+            self.next += 1
+            plan = self.plans[self.next - 1]
+            if plan is not None:
+                self.place(plan)
+            self.announce(self.items[self.next - 1])
+
+    def rest(self) -> None:
+        while self.next < len(self.items):
+            self.next += 1
+            self.announce(self.items[self.next - 1])
+
+
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
                  announce: Callable[[Announce], None],
-                 current_plan: Callable[[], Plan | None] = lambda: None) -> None:
+                 current_plan: Callable[[], Plan | None] = lambda: None,
+                 progressive: bool = False) -> None:
         self.apply_vips = apply_vips
         self.apply_routes = apply_routes
         self.announce = announce
+        self.progressive = progressive     # apply_vips takes progress=
         self.current_plan = current_plan
         self.pending = Batch(self._unit_of)
         self.task: asyncio.Task | None = None
-        # The plan whose masters' addresses the last completed trip put in
-        # place: every action queued before a trip was taken is in it, and
-        # a reload dispatches its actions before it installs the new plan.
+        # The plan whose masters' addresses are in place: the last completed
+        # trip's (every action queued before a trip was taken is in it, and
+        # a reload dispatches its actions before it installs the new plan),
+        # or one whose reload's changes a trip in flight has put in since.
         self.placed: Plan | None = None
+        self.seen: Plan | None = None      # the running plan at the last _mark
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
     def submit(self, actions: list[Action]) -> None:
         if self.task is None:
             self.placed = self.current_plan()     # idle: everything before is in place
+        self._mark(self.pending)
         for action in actions:
             self.pending.add(action)
         if self.pending and self.task is None:
             self.task = spawn(self._run(), "apply VIPs")
+
+    def _mark(self, batch: Batch) -> None:
+        """A plan installed since the last look: its reload's changes are
+        all in `batch` or before it, so far (Batch.marks)."""
+        plan = self.current_plan()
+        if plan is not self.seen:
+            self.seen = plan
+            if plan is not None:
+                batch.marks.append((batch.stamp, plan))
+
+    def _place(self, plan: Plan) -> None:
+        self.placed = plan
 
     def _unit_of(self, change: Change) -> object | None:
         plan = self.current_plan()
@@ -201,7 +299,8 @@ class VipQueue:
     def in_place(self) -> Plan | None:
         """The plan whose masters' VIPs are on the interfaces now: the running
         one when nothing is on its way to netlink, else the one the last
-        completed trip was taken under (a reload's changes may be in flight)."""
+        completed trip was taken under, or a newer one whose reload's
+        changes the trip in flight has put in (Announcements)."""
         if self.task is None or self.placed is None:
             return self.current_plan()
         return self.placed
@@ -223,29 +322,35 @@ class VipQueue:
             while self.pending:
                 batch, self.pending = self.pending, Batch(self._unit_of)
                 plan = self.current_plan()
+                self._mark(batch)
+                announcements = Announcements(batch, self.announce, self._place)
                 try:
-                    await self._apply(batch)
+                    await self._apply(batch, announcements)
                 except Exception:
                     # A bug or a dead netlink thread: say so, keep serving later batches.
                     log.exception("applying %s and %s failed",
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 self.placed = plan
-                for announce in batch.announce:
-                    self.announce(announce)
+                announcements.rest()
         finally:
             self.task = None
 
-    async def _apply(self, batch: Batch) -> None:
+    async def _apply(self, batch: Batch, announcements: Announcements) -> None:
         await self._routes(False, batch.route_changes(False))
         if batch.words or batch.drops:
             changes = batch.vips
             started = time.monotonic()
+            extra = {}
             if batch.drops:
-                failed = await self.apply_vips(changes, drop=batch.drop_changes(True),
-                                               undrop=batch.drop_changes(False))
-            else:
-                failed = await self.apply_vips(changes)
+                extra.update(drop=batch.drop_changes(True), undrop=batch.drop_changes(False))
+            # keepalived announces after the routes too: a trip that adds
+            # some announces at its end, and so does one whose single changes
+            # and units met (rare: its items are not its words).
+            if (self.progressive and batch.announce and not batch.route_changes(True)
+                    and not batch.settled):
+                extra["progress"] = announcements.start(batch)
+            failed = await self.apply_vips(changes, **extra)
             count = 0
             for change in changes:
                 count += len(change) if change.__class__ is Encoded else 1
