@@ -14,10 +14,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers.netns import Lab, wait_for
-from scapy.layers.inet6 import IPv6, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import rdpcap
+
+from helpers.netns import Lab, wait_for
 
 pytestmark = pytest.mark.netns
 

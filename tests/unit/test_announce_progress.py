@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from helpers.conf import write
 from helpers.fakedaemon import FakeSocket, settle, started
 from helpers.follow import GARP_REFRESH, VIPS, announced, fire, run
 from helpers.plans import ADDRESSES, LINKS, instance_text, owner_plan
-
 from hivrrp.kernel import announce
 from hivrrp.kernel.announce import Announcer
 

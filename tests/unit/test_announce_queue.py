@@ -12,14 +12,14 @@ import tempfile
 from array import array
 from pathlib import Path
 
-from helpers.plans import LINKS, instance_text, owner_plan, plan_of
+from hivrrp._announce import AnnounceQueue
+from hivrrp._engine import FAULT_INTERFACE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
 from scapy.layers.l2 import ARP, Ether
 
-from hivrrp._announce import AnnounceQueue
-from hivrrp._engine import FAULT_INTERFACE
+from helpers.plans import LINKS, instance_text, owner_plan, plan_of
 from hivrrp.kernel import announce
 from hivrrp.kernel.announce import Announcer, pack
 

@@ -299,8 +299,9 @@ def test_repeats_wait_while_a_vip_trip_is_in_flight_and_not_longer_than_hold_max
 
 
 def test_a_groups_bursts_after_a_reload_check_each_follower_by_name(tmp_path):
-    from helpers.plans import instance_text, plan_of
     from hivrrp._engine import FAULT_INTERFACE
+
+    from helpers.plans import instance_text, plan_of
     from hivrrp.daemon.reactor import Announce
 
     group = instance_text("L", 1, ["192.0.2.1/24"], priority=255) + "".join(

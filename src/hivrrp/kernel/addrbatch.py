@@ -18,8 +18,8 @@ import struct
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from itertools import accumulate
 from dataclasses import dataclass
+from itertools import accumulate
 
 from hivrrp.kernel.rtnl import (
     ATTR,
