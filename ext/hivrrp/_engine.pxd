@@ -167,6 +167,7 @@ ctypedef struct inst_t:
     int32_t next_follower
     int32_t follower_count
     int64_t follow_refresh_us      # a master follower's refresh period; 0: none
+    int64_t refresh_due_us         # its next refresh before the grid moved it: the cadence
 
 
 cdef inline const uint8_t *current_master(const inst_t *inst) noexcept nogil:
@@ -275,6 +276,7 @@ cdef class Engine:
     cdef bint addresses_match(self, inst_t *inst, const vrrp_adv_t *r, const uint8_t *data) noexcept nogil
     cdef void backup_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil
     cdef void master_rx(self, int32_t i, const vrrp_adv_t *r, int64_t now) noexcept nogil
+    cdef void schedule_refresh(self, int32_t i, int64_t due) noexcept nogil
     cdef void fire(self, int32_t i, int64_t deadline, int64_t now) noexcept nogil
     cdef void come_up(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil
     cdef void become_master(self, int32_t i, int64_t now, uint8_t reason) noexcept nogil

@@ -586,8 +586,7 @@ cdef class Engine:
             # followers moving at once must not queue 10,000 sends ahead of
             # their VIPs. Its first refresh comes somewhere in the period.
             if inst.follow_refresh_us > 0:
-                self.wheel.schedule_c(
-                    i, refresh_slot(now + refresh_offset(i, inst.follow_refresh_us)))
+                self.schedule_refresh(i, now + refresh_offset(i, inst.follow_refresh_us))
             else:
                 self.wheel.cancel_c(i)
         else:
@@ -1034,6 +1033,10 @@ cdef class Engine:
 
     # ------------------------------------------------------------ timers
 
+    cdef void schedule_refresh(self, int32_t i, int64_t due) noexcept nogil:
+        self.insts[i].refresh_due_us = due
+        self.wheel.schedule_c(i, refresh_slot(due))
+
     cdef void fire(self, int32_t i, int64_t deadline, int64_t now) noexcept nogil:
         cdef inst_t *inst = &self.insts[i]
         cdef int64_t following
@@ -1043,10 +1046,12 @@ cdef class Engine:
             # priority (the daemon adds its GARP/NA on the event).
             if inst.state == ST_MASTER and inst.follow_refresh_us > 0:
                 self.send(i, inst.effective_priority)
-                following = deadline + inst.follow_refresh_us
+                # From the time it was due, not the grid's: a period
+                # off the grid keeps its cadence.
+                following = inst.refresh_due_us + inst.follow_refresh_us
                 if following <= now:
                     following = now + inst.follow_refresh_us
-                self.wheel.schedule_c(i, refresh_slot(following))
+                self.schedule_refresh(i, following)
                 self.event(i, ST_MASTER, ST_MASTER, EV_FOLLOW_REFRESH, now)
             return
         if inst.state == ST_MASTER:
@@ -1453,10 +1458,9 @@ cdef class Engine:
             if state == ST_BACKUP or inst.follow_refresh_us == 0:
                 self.wheel.cancel_c(i)
             elif was_follower and timer >= 0:
-                self.wheel.schedule_c(i, refresh_slot(min(timer, now + inst.follow_refresh_us)))
+                self.schedule_refresh(i, min(timer, now + inst.follow_refresh_us))
             else:
-                self.wheel.schedule_c(
-                    i, refresh_slot(now + refresh_offset(i, inst.follow_refresh_us)))
+                self.schedule_refresh(i, now + refresh_offset(i, inst.follow_refresh_us))
         elif was_follower:
             # No longer a follower: it keeps its state and elects from now,
             # a master advertising at once (it was silent), a backup waiting

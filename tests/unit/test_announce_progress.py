@@ -245,11 +245,6 @@ def test_a_masters_refresh_skips_a_vip_a_reload_has_not_put_in_yet(tmp_path, mon
     run(scenario())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review: AnnouncePolicy._burst filters a single master's VIPs by the placed "
-    "plan's instance of the same NAME; a reload that renames a kept master (kept by "
-    "VRID/interface, as keepalived) finds none there, so its refresh chain sends "
-    "nothing for as long as the reload's trip is in flight"))
 def test_a_renamed_masters_refresh_goes_on_while_the_reloads_trip_is_in_flight(
         tmp_path, monkeypatch):
     def conf(name, s_vips):

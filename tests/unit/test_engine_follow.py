@@ -282,10 +282,6 @@ def test_stop_all_stops_leaders_first_so_their_followers_go_with_them():
         (2, "MASTER", "INIT", "stop", 10 * SECOND, 2)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review: fire() computes a follower's next refresh from its slotted deadline "
-    "(deadline + period, then refresh_slot), so a period off the 250 ms grid is "
-    "rounded up every period: follow_refresh 1.1 refreshes every 1.25 s"))
 def test_a_refresh_period_off_the_grid_keeps_its_cadence():
     engine, now = master_group(1, refresh=1.1)
     engine.take_events()

@@ -87,6 +87,7 @@ class AnnouncePolicy:
         self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
         self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
+        self._configured: tuple[Plan | None, frozenset] = (None, frozenset())
 
     def is_master(self, name: str) -> bool:
         plan = self.current_plan()
@@ -317,6 +318,15 @@ class AnnouncePolicy:
             interval = g.garp_interval if packed.family == 4 else g.gna_interval
             self.announcer.announce_block(self.loop, packed, repeat=repeat, interval=interval)
 
+    def _configured_in(self, plan: Plan) -> frozenset[tuple[int, str]]:
+        """Every VIP `plan` configures, worked out once per plan. By address,
+        not by instance: a master the reload in flight renamed is known to
+        the plan in place by its old name only, and its VIPs are in."""
+        if self._configured[0] is not plan:
+            self._configured = (plan, frozenset(
+                (c.index, c.address) for inst in plan.instances.values() for c in inst.vips))
+        return self._configured[1]
+
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()
         if plan is None or plan.state(name) != "MASTER":
@@ -327,9 +337,10 @@ class AnnouncePolicy:
         if placed is not plan and placed is not None:
             # A reload's changes are on their way: a VIP it added to this
             # master is not in yet (its own "added" burst comes once it is).
-            before = placed.instances.get(name)
-            held = set() if before is None else {(c.index, c.address) for c in before.vips}
+            held = self._configured_in(placed)
             vips = [c for c in vips if (c.index, c.address) in held]
+        else:
+            self._configured = (None, frozenset())   # no old plan kept alive for it
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in vips:
             by_link.setdefault(change.index, []).append(
