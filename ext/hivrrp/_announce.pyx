@@ -24,51 +24,9 @@ from libc.string cimport memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from hivrrp._engine cimport ST_MASTER, Engine
-
-cdef extern from "<sys/uio.h>" nogil:
-    struct iovec:
-        void *iov_base
-        size_t iov_len
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in6_addr:
-        uint8_t s6_addr[16]
-    struct sockaddr_in6:
-        uint16_t sin6_family
-        uint16_t sin6_port
-        uint32_t sin6_flowinfo
-        in6_addr sin6_addr
-        uint32_t sin6_scope_id
-
-cdef extern from "<sys/socket.h>" nogil:
-    ctypedef uint32_t socklen_t
-    struct msghdr:
-        void *msg_name
-        socklen_t msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags)
-    int AF_INET6
-    int AF_PACKET
-
-cdef extern from "<linux/if_packet.h>" nogil:
-    struct sockaddr_ll:
-        unsigned short sll_family
-        uint16_t sll_protocol
-        int sll_ifindex
-        unsigned short sll_hatype
-        unsigned char sll_pkttype
-        unsigned char sll_halen
-        unsigned char sll_addr[8]
-
-cdef extern from "<arpa/inet.h>" nogil:
-    uint16_t htons(uint16_t)
+from hivrrp._socketapi cimport (
+    AF_INET6, AF_PACKET, htons, iovec, mmsghdr, msghdr, sendmmsg, sockaddr_in6, sockaddr_ll,
+)
 
 cdef enum:
     ETH_P_ARP = 0x0806
