@@ -194,6 +194,20 @@ class HeldRecorder:
         pass
 
 
+async def master_with_a_held_reload(tmp_path, monkeypatch, before: str, after: str):
+    """S master on `before` with its GARPs recorded, then a reload to `after`
+    whose VIP trip waits for the returned gate."""
+    d = await started(tmp_path, before, LINKS, ADDRESSES, monkeypatch)
+    fire(d, "S")
+    await settle(d)
+    recorder = HeldRecorder(d.netlink)
+    d.garp.announcer.packet_socket = recorder
+    gate = asyncio.Event()
+    d.vips.apply_vips = step_by_step(d, gate)
+    await reload_nowait(d, after)
+    return d, recorder, gate
+
+
 def test_a_reload_that_adds_a_vip_to_a_master_announces_it_once_it_is_in(tmp_path, monkeypatch):
     # keepalived's reload sends a burst for a master it added addresses to;
     # no refresh here: nothing else would ever announce 192.0.2.51.
@@ -201,14 +215,9 @@ def test_a_reload_that_adds_a_vip_to_a_master_announces_it_once_it_is_in(tmp_pat
         return ONE_BURST + instance_text("S", 1, s_vips, priority=250)
 
     async def scenario():
-        d = await started(tmp_path, conf(["192.0.2.50/24"]), LINKS, ADDRESSES, monkeypatch)
-        fire(d, "S")
-        await settle(d)
-        recorder = HeldRecorder(d.netlink)
-        d.garp.announcer.packet_socket = recorder
-        gate = asyncio.Event()
-        d.vips.apply_vips = step_by_step(d, gate)
-        await reload_nowait(d, conf(["192.0.2.50/24", "192.0.2.51/24"]))
+        d, recorder, gate = await master_with_a_held_reload(
+            tmp_path, monkeypatch, conf(["192.0.2.50/24"]),
+            conf(["192.0.2.50/24", "192.0.2.51/24"]))
         await asyncio.sleep(0.02)
         assert recorder.sent == []               # its trip is held
         gate.set()
@@ -225,14 +234,9 @@ def test_a_masters_refresh_skips_a_vip_a_reload_has_not_put_in_yet(tmp_path, mon
         return GARP_REFRESH + instance_text("S", 1, s_vips, priority=250)
 
     async def scenario():
-        d = await started(tmp_path, conf(["192.0.2.50/24"]), LINKS, ADDRESSES, monkeypatch)
-        fire(d, "S")
-        await settle(d)
-        recorder = HeldRecorder(d.netlink)
-        d.garp.announcer.packet_socket = recorder
-        gate = asyncio.Event()
-        d.vips.apply_vips = step_by_step(d, gate)
-        await reload_nowait(d, conf(["192.0.2.50/24", "192.0.2.51/24"]))
+        d, recorder, gate = await master_with_a_held_reload(
+            tmp_path, monkeypatch, conf(["192.0.2.50/24"]),
+            conf(["192.0.2.50/24", "192.0.2.51/24"]))
         await asyncio.sleep(0.15)                # refresh rounds (40 ms) while it is held
         assert ("192.0.2.50", True) in recorder.sent     # the chain goes on
         assert all(held for _a, held in recorder.sent), recorder.sent
@@ -251,15 +255,10 @@ def test_a_renamed_masters_refresh_goes_on_while_the_reloads_trip_is_in_flight(
         return GARP_REFRESH + instance_text(name, 1, s_vips, priority=250)
 
     async def scenario():
-        d = await started(tmp_path, conf("S", ["192.0.2.50/24"]), LINKS, ADDRESSES, monkeypatch)
-        fire(d, "S")
-        await settle(d)
-        recorder = HeldRecorder(d.netlink)
-        d.garp.announcer.packet_socket = recorder
-        gate = asyncio.Event()
-        d.vips.apply_vips = step_by_step(d, gate)
         # The same instance (VRID 1 on eth0), renamed, with a VIP added: a trip.
-        await reload_nowait(d, conf("S2", ["192.0.2.50/24", "192.0.2.51/24"]))
+        d, recorder, gate = await master_with_a_held_reload(
+            tmp_path, monkeypatch, conf("S", ["192.0.2.50/24"]),
+            conf("S2", ["192.0.2.50/24", "192.0.2.51/24"]))
         assert d.plan.states().get("S2") == "MASTER" and d.vips.task is not None
         before = len(recorder.sent)
         await asyncio.sleep(0.15)                # refresh rounds (40 ms) while it is held
