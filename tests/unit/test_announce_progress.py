@@ -272,3 +272,25 @@ def test_a_renamed_masters_refresh_goes_on_while_the_reloads_trip_is_in_flight(
         # ... and 192.0.2.50 is in throughout: the chain must go on as for an unrenamed master.
         assert ("192.0.2.50", True) in sent_held, sent_held
     run(scenario())
+
+
+def test_a_vip_moved_from_a_backup_to_a_master_is_not_refreshed_before_it_is_in(
+        tmp_path, monkeypatch):
+    # The reload gives B's VIP (B backup: not on the interface) to master S:
+    # S's refresh during the trip must leave it out, though the plan in place
+    # configures that address (for B).
+    before = (GARP_REFRESH + instance_text("S", 1, ["192.0.2.50/24"], priority=250)
+              + instance_text("B", 2, ["192.0.2.51/24"], priority=100))
+    after = GARP_REFRESH + instance_text("S", 1, ["192.0.2.50/24", "192.0.2.51/24"],
+                                         priority=250)
+
+    async def scenario():
+        d, recorder, gate = await master_with_a_held_reload(tmp_path, monkeypatch, before, after)
+        assert d.vips.task is not None
+        await asyncio.sleep(0.15)                # refresh rounds (40 ms) while it is held
+        assert ("192.0.2.50", True) in recorder.sent       # S's chain goes on
+        assert all(held for _a, held in recorder.sent), recorder.sent
+        gate.set()
+        await settle(d)
+        d.driver.close()
+    run(scenario())

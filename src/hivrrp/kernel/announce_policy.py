@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.daemon.plan import AnnounceEntry, Plan
+from hivrrp.daemon.plan import AnnounceEntry, Plan, instance_key
 from hivrrp.daemon.reactor import Announce
 from hivrrp.kernel.announce import Announcer, Block, block
 from hivrrp.kernel.netlink import Link
@@ -87,7 +88,8 @@ class AnnouncePolicy:
         self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
         self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
-        self._configured: tuple[Plan | None, frozenset] = (None, frozenset())
+        # The plan in place (weakly: never kept alive for this) and its instances by key.
+        self._keys_of: tuple[weakref.ref | None, dict] = (None, {})
 
     def is_master(self, name: str) -> bool:
         plan = self.current_plan()
@@ -318,14 +320,21 @@ class AnnouncePolicy:
             interval = g.garp_interval if packed.family == 4 else g.gna_interval
             self.announcer.announce_block(self.loop, packed, repeat=repeat, interval=interval)
 
-    def _configured_in(self, plan: Plan) -> frozenset[tuple[int, str]]:
-        """Every VIP `plan` configures, worked out once per plan. By address,
-        not by instance: a master the reload in flight renamed is known to
-        the plan in place by its old name only, and its VIPs are in."""
-        if self._configured[0] is not plan:
-            self._configured = (plan, frozenset(
-                (c.index, c.address) for inst in plan.instances.values() for c in inst.vips))
-        return self._configured[1]
+    def _held_before(self, placed: Plan, plan: Plan, name: str) -> set[tuple[int, str]]:
+        """The VIPs `name` of the running plan had in the plan in place: the
+        same instance, by name or, renamed by the reload in flight, by what
+        a reload matches instances by (instance_key). Only its own: an address
+        the plan in place gave an instance that was not master is not in."""
+        key = instance_key(plan.instances[name].config)
+        before = placed.instances.get(name)
+        if before is None or instance_key(before.config) != key:
+            # Renamed (rare): every instance's key, once per plan in place.
+            cached = self._keys_of[0]() if self._keys_of[0] is not None else None
+            if cached is not placed:
+                self._keys_of = (weakref.ref(placed), {
+                    instance_key(inst.config): inst for inst in placed.instances.values()})
+            before = self._keys_of[1].get(key)
+        return set() if before is None else {(c.index, c.address) for c in before.vips}
 
     def _burst(self, name: str, repeat: int) -> None:
         plan = self.current_plan()
@@ -337,10 +346,8 @@ class AnnouncePolicy:
         if placed is not plan and placed is not None:
             # A reload's changes are on their way: a VIP it added to this
             # master is not in yet (its own "added" burst comes once it is).
-            held = self._configured_in(placed)
+            held = self._held_before(placed, plan, name)
             vips = [c for c in vips if (c.index, c.address) in held]
-        else:
-            self._configured = (None, frozenset())   # no old plan kept alive for it
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in vips:
             by_link.setdefault(change.index, []).append(
