@@ -1403,8 +1403,12 @@ cdef class Engine:
         for k in range(new_indexes.shape[0]):
             i, j = new_indexes[k], old_indexes[k]
             src = &old.insts[j]
+            # A follower's refresh is carried as it was due, before the grid
+            # moved it: carried as the slot, each reload made it up to 250 ms later.
             self.restore_c(i, src.state,
-                           old.wheel.timers[j].deadline if old.wheel.timers[j].slot != -1 else -1,
+                           -1 if old.wheel.timers[j].slot == -1
+                           else src.refresh_due_us if src.flags & F_FOLLOWER
+                           else old.wheel.timers[j].deadline,
                            src.master_adver_int_us, src.preempt_at,
                            src.flags & (F_HEARD_LOWER | F_HEARD_RELEASE | F_FOLLOWER),
                            src.master_priority, src.master_src, src.counters,

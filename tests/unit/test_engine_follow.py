@@ -294,3 +294,20 @@ def test_a_refresh_period_off_the_grid_keeps_its_cadence():
         refreshes += sum(1 for e in engine.take_events() if e[3] == "follow_refresh")
     # 110 s at 1.1 s: 100 refreshes (each on the grid, at most 250 ms late).
     assert refreshes >= 99, f"{refreshes} refreshes in 110 s at follow_refresh 1.1"
+
+
+def test_a_reload_carries_a_followers_refresh_as_it_was_due_not_as_slotted():
+    old, now = master_group(1, refresh=1.1)
+    t = old.timer(1)
+    old.expire(t)                           # a refresh: the next is due off the grid
+    new = group(1, refresh=1.1)
+    carry(old, new, [(0, 0), (1, 1)], t + 1)
+    # Both engines refresh in the same slots from then on (carried as the
+    # slot, the new one ran up to 250 ms behind for good).
+    slots = {"old": [], "new": []}
+    for name, engine in (("old", old), ("new", new)):
+        for _ in range(8):
+            slot = engine.timer(1)
+            slots[name].append(slot)
+            engine.expire(slot)
+    assert slots["new"] == slots["old"]
