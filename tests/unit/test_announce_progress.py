@@ -13,7 +13,7 @@ import pytest
 
 from helpers.conf import write
 from helpers.fakedaemon import FakeSocket, settle, started
-from helpers.follow import GARP_REFRESH, VIPS, announced, fire, run
+from helpers.follow import GARP_REFRESH, VIPS, announced, fire, group_text, run
 from helpers.plans import ADDRESSES, LINKS, instance_text, owner_plan
 from hivrrp.kernel import announce
 from hivrrp.kernel.announce import Announcer
@@ -293,4 +293,30 @@ def test_a_vip_moved_from_a_backup_to_a_master_is_not_refreshed_before_it_is_in(
         gate.set()
         await settle(d)
         d.driver.close()
+    run(scenario())
+
+
+def test_a_renamed_follower_is_refreshed_with_its_group_while_the_reloads_trip_is_in_flight(
+        tmp_path, monkeypatch):
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        recorder = HeldRecorder(d.netlink)
+        d.garp.announcer.packet_socket = recorder
+        gate = asyncio.Event()
+        d.vips.apply_vips = step_by_step(d, gate)
+        # F1 renamed G1 (the same VRID): its VIP stays in; F3 added: a trip.
+        await reload_nowait(d, group_text({"F0": "192.0.2.10", "G1": "192.0.2.11",
+                                           "F2": "192.0.2.12", "F3": "192.0.2.13"}))
+        assert d.plan.states().get("G1") == "MASTER" and d.vips.task is not None
+        before = len(recorder.sent)
+        await asyncio.sleep(0.15)                # the group's refresh rounds (40 ms), held
+        sent_held = recorder.sent[before:]
+        gate.set()
+        await settle(d)
+        d.driver.close()
+        assert ("192.0.2.10", True) in sent_held, sent_held     # the chain goes on ...
+        assert ("192.0.2.11", True) in sent_held, sent_held     # ... with G1 in it
+        assert all(held for _a, held in recorder.sent), [x for x in recorder.sent if not x[1]]
     run(scenario())

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
-from hivrrp.daemon.plan import AnnounceEntry, Plan, instance_key
+from hivrrp.daemon.plan import AnnounceEntry, InstancePlan, Plan, instance_key
 from hivrrp.daemon.reactor import Announce
 from hivrrp.kernel.announce import Announcer, Block, block
 from hivrrp.kernel.netlink import Link
@@ -262,9 +262,14 @@ class AnnouncePolicy:
             # A reload's changes are on their way: what the plan before it
             # and this one agree on is there throughout (a follower it added
             # has no VIP yet, a VIP it moved is going or not there yet).
-            before = placed.followers.get(leader)
-            held = set() if before is None else {e for _f, es in before.announce for e in es}
-            entries, packed = [e for e in entries if e in held], None
+            # By address within the same leader's group: a follower or leader
+            # the reload renamed keeps its VIPs.
+            old_leader = self._same_in(placed, plan, leader)
+            before = None if old_leader is None else placed.followers.get(old_leader.name)
+            held = set() if before is None else {
+                (ifindex, family, address) for _f, es in before.announce
+                for _name, ifindex, family, address in es}
+            entries, packed = [e for e in entries if (e[1], e[2], e[3]) in held], None
         return entries, s, packed
 
     def _group_burst(self, leader: str, k: int, master: bool) -> None:
@@ -320,11 +325,10 @@ class AnnouncePolicy:
             interval = g.garp_interval if packed.family == 4 else g.gna_interval
             self.announcer.announce_block(self.loop, packed, repeat=repeat, interval=interval)
 
-    def _held_before(self, placed: Plan, plan: Plan, name: str) -> set[tuple[int, str]]:
-        """The VIPs `name` of the running plan had in the plan in place: the
-        same instance, by name or, renamed by the reload in flight, by what
-        a reload matches instances by (instance_key). Only its own: an address
-        the plan in place gave an instance that was not master is not in."""
+    def _same_in(self, placed: Plan, plan: Plan, name: str) -> InstancePlan | None:
+        """Instance `name` of the running plan as the plan in place has it: by
+        name or, renamed by the reload in flight, by what a reload matches
+        instances by (instance_key); None if it is new."""
         key = instance_key(plan.instances[name].config)
         before = placed.instances.get(name)
         if before is None or instance_key(before.config) != key:
@@ -334,6 +338,13 @@ class AnnouncePolicy:
                 self._keys_of = (weakref.ref(placed), {
                     instance_key(inst.config): inst for inst in placed.instances.values()})
             before = self._keys_of[1].get(key)
+        return before
+
+    def _held_before(self, placed: Plan, plan: Plan, name: str) -> set[tuple[int, str]]:
+        """The VIPs `name` of the running plan had in the plan in place. Only
+        its own: an address the plan in place gave an instance that was not
+        master is not in."""
+        before = self._same_in(placed, plan, name)
         return set() if before is None else {(c.index, c.address) for c in before.vips}
 
     def _burst(self, name: str, repeat: int) -> None:

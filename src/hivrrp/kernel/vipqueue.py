@@ -273,7 +273,15 @@ class VipQueue:
 
     def submit(self, actions: list[Action]) -> None:
         if self.task is None:
-            self.placed = self.current_plan()     # idle: everything before is in place
+            # Idle: everything submitted before is in place, under the plan
+            # that was running then. A plan installed since (a reload with no
+            # VIP change of its own) is not: these actions may be its new
+            # masters' (a follower it added takes its leader's MASTER), and
+            # their VIPs are on their way. _mark() records it, so the trip
+            # moves to it as it goes (Announcements).
+            current = self.current_plan()
+            self.placed = self.seen if self.seen is not None and current is not self.seen \
+                else current
         self._mark(self.pending)
         for action in actions:
             self.pending.add(action)
