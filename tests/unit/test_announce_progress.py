@@ -320,3 +320,55 @@ def test_a_renamed_follower_is_refreshed_with_its_group_while_the_reloads_trip_i
         assert ("192.0.2.11", True) in sent_held, sent_held     # ... with G1 in it
         assert all(held for _a, held in recorder.sent), [x for x in recorder.sent if not x[1]]
     run(scenario())
+
+
+def test_two_followers_a_reload_added_are_each_announced_only_once_in(tmp_path, monkeypatch):
+    # The first new master's announcement moves the plan in place to the
+    # reload's; the second follower's VIP is still on its way meanwhile.
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        recorder = HeldRecorder(d.netlink)
+        d.garp.announcer.packet_socket = recorder
+        gate = asyncio.Event()
+        net = d.netlink
+
+        async def apply(changes, drop=(), undrop=(), **kw):
+            for k, change in enumerate(changes):
+                net.applied.extend(getattr(change, "changes", [change]))
+                if kw.get("progress") is not None:
+                    kw["progress"](k + 1)
+                if k == 0:
+                    await gate.wait()        # the first VIP in, the second not
+            return []
+        d.vips.apply_vips = apply
+        await reload_nowait(d, group_text({**VIPS, "F3": "192.0.2.13", "F4": "192.0.2.14"}))
+        await asyncio.sleep(0.15)            # L's group refresh rounds (40 ms), held
+        gate.set()
+        await settle(d)
+        await asyncio.sleep(0.05)
+        d.driver.close()
+        assert all(held for _a, held in recorder.sent), [x for x in recorder.sent if not x[1]]
+        assert {"192.0.2.13", "192.0.2.14"} <= {a for a, _held in recorder.sent}
+    run(scenario())
+
+
+def test_reloads_that_change_no_vip_keep_no_old_plan_alive(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        fire(d, "L")
+        await settle(d)
+        refs = []
+        for k in range(4):                   # the same VIPs: no VIP change
+            refs.append(weakref.ref(d.plan))
+            await reload_nowait(d, group_text(VIPS) + f"# reload {k}\n")
+            await settle(d)
+        gc.collect()
+        alive = [r() is not None for r in refs]
+        d.driver.close()
+        assert alive.count(True) <= 2, alive   # the last one seen, and the one before
+    run(scenario())

@@ -143,7 +143,8 @@ class Daemon:
                                self.dispatch, self.driver.after_engine_work, self.monitor)
         self.garp = AnnouncePolicy(loop, lambda: self.plan, self.links.table.by_index,
                                    placed_plan=lambda: self.vips.in_place(),
-                                   hold=lambda: self.vips.task is not None)
+                                   hold=lambda: self.vips.task is not None,
+                                   on_the_way=lambda: self.vips.on_the_way())
         self.vips = VipQueue(self.netlink.apply, self.netlink.routing, self.garp.handle,
                              lambda: self.plan, progressive=True)
         self.trimmer = Trimmer(loop, lambda: self.vips.task is None

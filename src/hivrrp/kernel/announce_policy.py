@@ -34,6 +34,7 @@ import asyncio
 import socket
 import weakref
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from hivrrp.config.model import GlobalDefs, Instance
@@ -78,17 +79,21 @@ class AnnouncePolicy:
                  links_by_index: Callable[[], dict[int, Link]],
                  announcer: Announcer | None = None,
                  placed_plan: Callable[[], Plan | None] | None = None,
-                 hold: Callable[[], bool] = lambda: False) -> None:
-        """`hold()`: is a VIP trip in flight (repeats then wait, Announcer)?"""
+                 hold: Callable[[], bool] = lambda: False,
+                 on_the_way: Callable[[], AbstractSet[tuple[int, bytes]]] = frozenset) -> None:
+        """`hold()`: is a VIP trip in flight (repeats then wait, Announcer)?
+        `on_the_way()`: the (ifindex, packed address) of VIP additions not in
+        the kernel yet (VipQueue.on_the_way): never announced."""
         self.loop = loop
         self.current_plan = current_plan
         # The plan whose VIPs are on the interfaces (VipQueue.in_place).
         self.placed_plan = placed_plan or current_plan
+        self.on_the_way = on_the_way
         self.links_by_index = links_by_index
         self.announcer = announcer or Announcer(current_plan, links_by_index, hold)
         # name, or (FOLLOWERS, leader) -> {kind: handle}: what is pending for it
         self.pending: dict[str | tuple[str, str], dict[str, asyncio.TimerHandle]] = {}
-        # The plan in place (weakly: never kept alive for this) and its instances by key.
+        # The plan in place (weakly: never kept alive for this) and its instances' names by key.
         self._keys_of: tuple[weakref.ref | None, dict] = (None, {})
 
     def is_master(self, name: str) -> bool:
@@ -270,6 +275,9 @@ class AnnouncePolicy:
                 (ifindex, family, address) for _f, es in before.announce
                 for _name, ifindex, family, address in es}
             entries, packed = [e for e in entries if (e[1], e[2], e[3]) in held], None
+        away = self.on_the_way()
+        if away:
+            entries, packed = [e for e in entries if (e[1], e[3]) not in away], None
         return entries, s, packed
 
     def _group_burst(self, leader: str, k: int, master: bool) -> None:
@@ -336,8 +344,9 @@ class AnnouncePolicy:
             cached = self._keys_of[0]() if self._keys_of[0] is not None else None
             if cached is not placed:
                 self._keys_of = (weakref.ref(placed), {
-                    instance_key(inst.config): inst for inst in placed.instances.values()})
-            before = self._keys_of[1].get(key)
+                    instance_key(inst.config): name for name, inst in placed.instances.items()})
+            old_name = self._keys_of[1].get(key)
+            before = None if old_name is None else placed.instances.get(old_name)
         return before
 
     def _held_before(self, placed: Plan, plan: Plan, name: str) -> set[tuple[int, str]]:
@@ -359,11 +368,13 @@ class AnnouncePolicy:
             # master is not in yet (its own "added" burst comes once it is).
             held = self._held_before(placed, plan, name)
             vips = [c for c in vips if (c.index, c.address) in held]
+        away = self.on_the_way()
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in vips:
-            by_link.setdefault(change.index, []).append(
-                (change.family, socket.inet_pton(
-                    socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)))
+            packed = socket.inet_pton(
+                socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)
+            if (change.index, packed) not in away:
+                by_link.setdefault(change.index, []).append((change.family, packed))
         links = self.links_by_index()
         for index, addresses in by_link.items():
             link = links.get(index)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from hivrrp.daemon.plan import Plan
 from hivrrp.daemon.reactor import Action, Announce, SetDrops, SetRoutes, SetVips
@@ -268,6 +269,11 @@ class VipQueue:
         # or one whose reload's changes a trip in flight has put in since.
         self.placed: Plan | None = None
         self.seen: Plan | None = None      # the running plan at the last _mark
+        # The trip in flight's items and how many are in (its progress), for
+        # on_the_way(); and that set as last worked out, with what it was of.
+        self.inflight: Sequence[Change | Encoded] = ()
+        self.inflight_done = 0
+        self._away: tuple[tuple, frozenset[tuple[int, bytes]]] = ((), frozenset())
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
 
@@ -295,7 +301,32 @@ class VipQueue:
         if plan is not self.seen:
             self.seen = plan
             if plan is not None:
+                if not batch:
+                    # Nothing between the marks: only the newest counts, and
+                    # reloads that change no VIP must not keep every old plan.
+                    batch.marks.clear()
                 batch.marks.append((batch.stamp, plan))
+
+    def on_the_way(self) -> frozenset[tuple[int, bytes]]:
+        """(ifindex, packed address) of every VIP addition queued or in
+        flight and not in the kernel yet: no announcement may name one,
+        whichever plan is in place (a reload's new masters' VIPs come after
+        its plan's install). Worked out once per change of the queue."""
+        if self.task is None and not self.pending.words:
+            return frozenset()
+        pending = self.pending
+        key = (id(pending), pending.stamp, id(self.inflight), self.inflight_done)
+        if self._away[0] != key:
+            away = set()
+            for items in (pending.words.values(), self.inflight[self.inflight_done:]):
+                for item in items:
+                    if item.add:
+                        for c in (item.changes if item.__class__ is Encoded else (item,)):
+                            away.add((c.index, socket.inet_pton(
+                                socket.AF_INET if c.family == 4 else socket.AF_INET6,
+                                c.address)))
+            self._away = (key, frozenset(away))
+        return self._away[1]
 
     def _place(self, plan: Plan) -> None:
         self.placed = plan
@@ -340,6 +371,7 @@ class VipQueue:
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 self.placed = plan
+                self.inflight, self.inflight_done = (), 0
                 announcements.rest()
         finally:
             self.task = None
@@ -355,9 +387,15 @@ class VipQueue:
             # keepalived announces after the routes too: a trip that adds
             # some announces at its end, and so does one whose single changes
             # and units met (rare: its items are not its words).
+            self.inflight, self.inflight_done = changes, 0
             if (self.progressive and batch.announce and not batch.route_changes(True)
                     and not batch.settled):
-                extra["progress"] = announcements.start(batch)
+                told = announcements.start(batch)
+
+                def progress(done: int) -> None:
+                    self.inflight_done = done    # before the announcements it lets go
+                    told(done)
+                extra["progress"] = progress
             failed = await self.apply_vips(changes, **extra)
             count = 0
             for change in changes:
