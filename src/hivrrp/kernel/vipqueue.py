@@ -273,6 +273,7 @@ class VipQueue:
         # on_the_way(); and that set as last worked out, with what it was of.
         self.inflight: Sequence[Change | Encoded] = ()
         self.inflight_done = 0
+        self.inflight_marked = False    # a plan was installed around the trip's changes
         self._away: tuple[tuple, frozenset[tuple[int, bytes]]] = ((), frozenset())
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
@@ -312,9 +313,13 @@ class VipQueue:
         flight and not in the kernel yet: no announcement may name one,
         whichever plan is in place (a reload's new masters' VIPs come after
         its plan's install). Worked out once per change of the queue."""
-        if self.task is None and not self.pending.words:
-            return frozenset()
         pending = self.pending
+        if not (self.inflight_marked or pending.marks) or (
+                self.task is None and not pending.words):
+            # No reload around the VIPs on their way: each announcement waits
+            # for its own changes (Announcements), and a takeover's bursts
+            # keep their packed fast path (no Python per address here).
+            return frozenset()
         key = (id(pending), pending.stamp, id(self.inflight), self.inflight_done)
         if self._away[0] != key:
             away = set()
@@ -371,7 +376,7 @@ class VipQueue:
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 self.placed = plan
-                self.inflight, self.inflight_done = (), 0
+                self.inflight, self.inflight_done, self.inflight_marked = (), 0, False
                 announcements.rest()
         finally:
             self.task = None
@@ -388,6 +393,7 @@ class VipQueue:
             # some announces at its end, and so does one whose single changes
             # and units met (rare: its items are not its words).
             self.inflight, self.inflight_done = changes, 0
+            self.inflight_marked = bool(batch.marks)
             if (self.progressive and batch.announce and not batch.route_changes(True)
                     and not batch.settled):
                 told = announcements.start(batch)
