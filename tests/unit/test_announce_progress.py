@@ -372,3 +372,23 @@ def test_reloads_that_change_no_vip_keep_no_old_plan_alive(tmp_path, monkeypatch
         d.driver.close()
         assert alive.count(True) <= 2, alive   # the last one seen, and the one before
     run(scenario())
+
+
+def test_a_takeover_after_a_reload_that_changed_no_vip_is_a_plain_one(tmp_path, monkeypatch):
+    # No plan mark left behind: the takeover's bursts are neither filtered
+    # against the old plan nor off their packed fast path.
+    async def scenario():
+        d = await started(tmp_path, group_text(VIPS), LINKS, ADDRESSES, monkeypatch)
+        await reload_nowait(d, group_text(VIPS) + "# the same VIPs\n")
+        await settle(d)
+        assert not d.vips.pending.marks and d.vips.seen is d.plan
+        gate = asyncio.Event()
+        d.vips.apply_vips = step_by_step(d, gate)
+        fire(d, "L")                          # the group's takeover, its trip held
+        assert d.vips.task is not None or d.vips.pending.words
+        await asyncio.sleep(0.01)
+        assert d.vips.in_place() is d.plan and d.vips.on_the_way() == frozenset()
+        gate.set()
+        await settle(d)
+        d.driver.close()
+    run(scenario())

@@ -436,6 +436,7 @@ class Daemon:
                 if state == "MASTER" and name in kept:
                     self.garp.keep_refreshing(name)
         self.driver.after_engine_work()
+        self.vips.settled()      # what the reload and its new engine's first events queued
         self.notifications.carried_faults = set()
         vip_changes = sum(len(a.changes) for a in actions if isinstance(a, reactor.SetVips))
         summary = (f"reloaded: {plural(len(kept), 'instance')} kept, {started} started, "

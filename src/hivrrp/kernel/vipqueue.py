@@ -308,6 +308,15 @@ class VipQueue:
                     batch.marks.clear()
                 batch.marks.append((batch.stamp, plan))
 
+    def settled(self) -> None:
+        """A reload has queued everything it causes (its new engine's first
+        events included). With nothing on its way, its plan is in place: the
+        next takeover is a plain one (no mark, no filtering, its fast path)."""
+        self._mark(self.pending)
+        if self.task is None and not self.pending:
+            self.pending.marks.clear()
+            self.placed = self.current_plan()
+
     def on_the_way(self) -> frozenset[tuple[int, bytes]]:
         """(ifindex, packed address) of every VIP addition queued or in
         flight and not in the kernel yet: no announcement may name one,
