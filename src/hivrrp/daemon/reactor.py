@@ -23,6 +23,9 @@ class SetVips:
     """Addresses to add or remove, in order; an Encoded is a follower group's
     whole set, sent as encoded at build."""
     changes: tuple[Change | Encoded, ...]
+    # The addresses are believed in already (a resync after lost netlink
+    # news re-adds every master's): not "on their way" for announcements.
+    reassert: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,7 @@ def resync(plan: Plan) -> list[Action]:
     states = plan.states()
     changes = tuple(c for name, inst in plan.instances.items()
                     if states[name] == "MASTER" for c in inst.vips)
-    return [SetVips(changes)] if changes else []
+    return [SetVips(changes, reassert=True)] if changes else []
 
 
 def reloaded(old: Plan, new: Plan, kept: dict[str, str],

@@ -104,6 +104,7 @@ class Batch:
         self.drops: dict[Holder, tuple[bool, Change]] = {}
         self.routes: dict[str, tuple[bool, Routing]] = {}
         self.announce: list[Announce] = []
+        self.reasserted: set[object] = set()   # keys whose last word is a SetVips.reassert's
         # When each word came (a count of the changes added): a key's first
         # and last, and for each announcement the count at its coming (its
         # instance's changes came before it), for Announcements.start().
@@ -170,6 +171,10 @@ class Batch:
                     key = (change.index, change.address)
                     words.pop(key, None)   # re-inserted last: the order of the final word
                 words[key] = change
+                if action.reassert:
+                    self.reasserted.add(key)
+                else:
+                    self.reasserted.discard(key)
                 self.stamp += 1
                 self.first.setdefault(key, self.stamp)
                 self.last[key] = self.stamp
@@ -251,6 +256,11 @@ class Announcements:
             self.announce(self.items[self.next - 1])
 
 
+def _key(item: Change | Encoded) -> object:
+    """A word's key in Batch.words."""
+    return item.key if item.__class__ is Encoded else (item.index, item.address)
+
+
 class VipQueue:
     def __init__(self, apply_vips: ApplyVips, apply_routes: ApplyRoutes,
                  announce: Callable[[Announce], None],
@@ -271,9 +281,11 @@ class VipQueue:
         self.seen: Plan | None = None      # the running plan at the last _mark
         # The trip in flight's items and how many are in (its progress), for
         # on_the_way(); and that set as last worked out, with what it was of.
-        self.inflight: Sequence[Change | Encoded] = ()
+        self.inflight_batch: Batch | None = None
+        self.inflight: Sequence[Change | Encoded] | None = None   # its items once sent
         self.inflight_done = 0
         self.inflight_marked = False    # a plan was installed around the trip's changes
+        self.trips = 0                  # trips taken: with the stamps, what on_the_way() saw
         self._away: tuple[tuple, frozenset[tuple[int, bytes]]] = ((), frozenset())
         self.failures = 0
         self.changes = {"add": 0, "remove": 0}     # applied (the kernel said yes)
@@ -300,8 +312,10 @@ class VipQueue:
         all in `batch` or before it, so far (Batch.marks)."""
         plan = self.current_plan()
         if plan is not self.seen:
+            # The first plan is no reload's: nothing before it to tell apart.
+            after_another = self.seen is not None
             self.seen = plan
-            if plan is not None:
+            if plan is not None and after_another:
                 if not batch:
                     # Nothing between the marks: only the newest counts, and
                     # reloads that change no VIP must not keep every old plan.
@@ -329,12 +343,18 @@ class VipQueue:
             # for its own changes (Announcements), and a takeover's bursts
             # keep their packed fast path (no Python per address here).
             return frozenset()
-        key = (id(pending), pending.stamp, id(self.inflight), self.inflight_done)
+        key = (self.trips, pending.stamp, self.inflight_done, self.inflight is None)
         if self._away[0] != key:
-            away = set()
-            for items in (pending.words.values(), self.inflight[self.inflight_done:]):
-                for item in items:
-                    if item.add:
+            away: set[tuple[int, bytes]] = set()
+            sources = [(pending.words.items(), pending.reasserted)]
+            batch = self.inflight_batch
+            if batch is not None:
+                items = (batch.words.items() if self.inflight is None else
+                         ((_key(item), item) for item in self.inflight[self.inflight_done:]))
+                sources.append((items, batch.reasserted))
+            for items, reasserted in sources:
+                for word_key, item in items:
+                    if item.add and word_key not in reasserted:
                         for c in (item.changes if item.__class__ is Encoded else (item,)):
                             away.add((c.index, socket.inet_pton(
                                 socket.AF_INET if c.family == 4 else socket.AF_INET6,
@@ -376,6 +396,9 @@ class VipQueue:
                 batch, self.pending = self.pending, Batch(self._unit_of)
                 plan = self.current_plan()
                 self._mark(batch)
+                self.trips += 1
+                self.inflight_batch, self.inflight, self.inflight_done = batch, None, 0
+                self.inflight_marked = bool(batch.marks)
                 announcements = Announcements(batch, self.announce, self._place)
                 try:
                     await self._apply(batch, announcements)
@@ -385,8 +408,11 @@ class VipQueue:
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 self.placed = plan
-                self.inflight, self.inflight_done, self.inflight_marked = (), 0, False
+                self.inflight_batch, self.inflight, self.inflight_marked = None, None, False
                 announcements.rest()
+            # A reload made during the trip with nothing of its own to queue:
+            # nothing is on its way, its mark would only slow the next takeover.
+            self.pending.marks.clear()
         finally:
             self.task = None
 
@@ -401,8 +427,7 @@ class VipQueue:
             # keepalived announces after the routes too: a trip that adds
             # some announces at its end, and so does one whose single changes
             # and units met (rare: its items are not its words).
-            self.inflight, self.inflight_done = changes, 0
-            self.inflight_marked = bool(batch.marks)
+            self.inflight = changes
             if (self.progressive and batch.announce and not batch.route_changes(True)
                     and not batch.settled):
                 told = announcements.start(batch)
