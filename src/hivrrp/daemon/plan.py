@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -399,10 +398,7 @@ def _follower_group(plan: Plan, leader: str, names: list[str], seq: int) -> Foll
     for inst in members:
         # Equal `garp` overrides are one shared mapping once loaded (config.model.Sharing).
         _first, entries = classes.setdefault(id(inst.config.garp), (inst.name, []))
-        entries += [(inst.name, c.index, c.family,
-                     socket.inet_pton(socket.AF_INET if c.family == 4 else socket.AF_INET6,
-                                      c.address))
-                    for c in inst.vips]
+        entries += [(inst.name, c.index, c.family, c.packed()) for c in inst.vips]
     index = plan.index
     return FollowerGroup(
         leader, tuple(names),

@@ -31,7 +31,6 @@ out of it: one chain per follower, whatever moved it last.
 from __future__ import annotations
 
 import asyncio
-import socket
 import weakref
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
@@ -371,8 +370,7 @@ class AnnouncePolicy:
         away = self.on_the_way()
         by_link: dict[int, list[tuple[int, bytes]]] = {}
         for change in vips:
-            packed = socket.inet_pton(
-                socket.AF_INET if change.family == 4 else socket.AF_INET6, change.address)
+            packed = change.packed()
             if (change.index, packed) not in away:
                 by_link.setdefault(change.index, []).append((change.family, packed))
         links = self.links_by_index()

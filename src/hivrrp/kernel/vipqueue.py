@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
@@ -356,9 +355,7 @@ class VipQueue:
                 for word_key, item in items:
                     if item.add and word_key not in reasserted:
                         for c in (item.changes if item.__class__ is Encoded else (item,)):
-                            away.add((c.index, socket.inet_pton(
-                                socket.AF_INET if c.family == 4 else socket.AF_INET6,
-                                c.address)))
+                            away.add((c.index, c.packed()))
             self._away = (key, frozenset(away))
         return self._away[1]
 
