@@ -162,13 +162,10 @@ class Batch:
         if isinstance(action, SetVips):
             words = self.words
             for change in action.changes:
-                if change.__class__ is Encoded:
-                    key = change.key
-                    if words.pop(key, None) is None:
-                        self.units += 1
-                else:
-                    key = (change.index, change.address)
-                    words.pop(key, None)   # re-inserted last: the order of the final word
+                key = _key(change)
+                # Re-inserted last: the order of the final word.
+                if words.pop(key, None) is None and change.__class__ is Encoded:
+                    self.units += 1
                 words[key] = change
                 if action.reassert:
                     self.reasserted.add(key)
@@ -283,7 +280,6 @@ class VipQueue:
         self.inflight_batch: Batch | None = None
         self.inflight: Sequence[Change | Encoded] | None = None   # its items once sent
         self.inflight_done = 0
-        self.inflight_marked = False    # a plan was installed around the trip's changes
         self.trips = 0                  # trips taken: with the stamps, what on_the_way() saw
         self._away: tuple[tuple, frozenset[tuple[int, bytes]]] = ((), frozenset())
         self.failures = 0
@@ -329,6 +325,11 @@ class VipQueue:
         if self.task is None and not self.pending:
             self.pending.marks.clear()
             self.placed = self.current_plan()
+
+    @property
+    def inflight_marked(self) -> bool:
+        """A plan was installed around the trip in flight's changes."""
+        return self.inflight_batch is not None and bool(self.inflight_batch.marks)
 
     def on_the_way(self) -> frozenset[tuple[int, bytes]]:
         """(ifindex, packed address) of every VIP addition queued or in
@@ -395,7 +396,6 @@ class VipQueue:
                 self._mark(batch)
                 self.trips += 1
                 self.inflight_batch, self.inflight, self.inflight_done = batch, None, 0
-                self.inflight_marked = bool(batch.marks)
                 announcements = Announcements(batch, self.announce, self._place)
                 try:
                     await self._apply(batch, announcements)
@@ -405,7 +405,7 @@ class VipQueue:
                                   plural(batch.vip_count(), "VIP change"),
                                   plural(len(batch.routes), "route change"))
                 self.placed = plan
-                self.inflight_batch, self.inflight, self.inflight_marked = None, None, False
+                self.inflight_batch, self.inflight = None, None
                 announcements.rest()
             # A reload made during the trip with nothing of its own to queue:
             # nothing is on its way, its mark would only slow the next takeover.
