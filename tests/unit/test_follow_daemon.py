@@ -10,6 +10,7 @@ from hivrrp._engine import FAULT_INTERFACE, FAULT_TRACKER
 
 import hivrrp.daemon.wiring as wiring
 from helpers.fakedaemon import reload, settle, started
+from helpers.follow import fire, run
 from helpers.plans import ADDRESSES, LINKS, instance_text
 from hivrrp.daemon.driver import now_us
 from hivrrp.kernel.addrbatch import Encoded
@@ -23,17 +24,6 @@ def text(followers=FOLLOWERS, *, follow=True, names=None, leader=True):
         out += instance_text(f"F{k}", 2 + k, [f"192.0.2.{10 + k}/24"], priority=200,
                              extra="    follow L\n" if follow else "")
     return out
-
-
-def run(coro):
-    asyncio.run(asyncio.wait_for(coro, 20))
-
-
-def fire(d, name):
-    """The instance's timer is due now (a backup's master-down): run it as the driver does."""
-    engine = d.plan.engine
-    engine.expire(engine.timer(d.plan.index[name]))
-    d.driver.after_engine_work()
 
 
 def record(d, monkeypatch):
